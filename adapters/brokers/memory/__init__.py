@@ -1,0 +1,3 @@
+from adapters.brokers.memory.broker import MemoryBroker
+
+__all__ = ["MemoryBroker"]

@@ -1,0 +1,158 @@
+"""The in-process queue: a real broker for one process, with ack, delayed nack,
+redelivery of unsettled messages and a dead-letter list."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Sequence
+from datetime import timedelta
+
+from attrs import define
+
+from application.messages import TASKS_TOPIC
+from application.ports.consumer import DeliveryCallback
+from application.ports.outbox import OutboxMessage
+
+
+@define
+class _Envelope:
+    message_id: str
+    body: bytes
+    delivery_count: int = 0
+
+
+@define
+class DeadLetter:
+    message_id: str
+    body: bytes
+    reason: str
+
+
+class MemoryDelivery:
+    def __init__(self, broker: MemoryBroker, envelope: _Envelope) -> None:
+        self._broker = broker
+        self._envelope = envelope
+        self.message_id = envelope.message_id
+        self.body = envelope.body
+        self.delivery_count = envelope.delivery_count
+        self.settled = False
+
+    async def ack(self) -> None:
+        self._settle()
+
+    async def nack(self, delay: timedelta) -> None:
+        self._settle()
+        self._broker.enqueue_later(self._envelope, delay)
+
+    async def reject(self, reason: str) -> None:
+        self._settle()
+        self._broker.dead_letters.append(
+            DeadLetter(self._envelope.message_id, self._envelope.body, reason)
+        )
+
+    def _settle(self) -> None:
+        if self.settled:
+            raise RuntimeError(f"delivery of message {self.message_id} was already settled")
+        self.settled = True
+
+
+class MemoryBroker:
+    """Publisher and consumer of the task topic within this process."""
+
+    name = "broker"
+
+    def __init__(self, topic: str = TASKS_TOPIC) -> None:
+        self._topic = topic
+        self._ready: collections.deque[_Envelope] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._consuming: asyncio.Task[None] | None = None
+        self.dead_letters: list[DeadLetter] = []
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            if message.topic != self._topic:
+                raise ValueError(
+                    f"this broker carries topic {self._topic!r}, not {message.topic!r}"
+                )
+            self.enqueue(_Envelope(str(message.id), message.body))
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def enqueue(self, envelope: _Envelope) -> None:
+        self._ready.append(envelope)
+        self._arrived.set()
+
+    def enqueue_later(self, envelope: _Envelope, delay: timedelta) -> None:
+        seconds = delay.total_seconds()
+        if seconds <= 0:
+            self.enqueue(envelope)
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self.enqueue(envelope)
+
+        timer = loop.call_later(seconds, fire)
+        self._timers.add(timer)
+
+    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:
+        if self._consuming is not None:
+            raise RuntimeError("the in-process queue has one consumer at a time")
+        self._consuming = asyncio.current_task()
+        self._stopping.clear()
+        slots = asyncio.Semaphore(prefetch)
+        running: dict[asyncio.Task[None], MemoryDelivery] = {}
+        try:
+            while True:
+                await slots.acquire()
+                envelope = None if self._stopping.is_set() else await self._next()
+                if envelope is None:
+                    slots.release()
+                    break
+                envelope.delivery_count += 1
+                delivery = MemoryDelivery(self, envelope)
+                handling = asyncio.create_task(callback(delivery))
+                running[handling] = delivery
+                handling.add_done_callback(lambda done: (running.pop(done), slots.release()))
+            if running:
+                await asyncio.wait(running)
+        finally:
+            for handling, delivery in list(running.items()):
+                handling.cancel()
+                if not delivery.settled:
+                    self.enqueue(delivery._envelope)
+            self._consuming = None
+
+    async def _next(self) -> _Envelope | None:
+        while not self._ready:
+            self._arrived.clear()
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({arrived, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            arrived.cancel()
+            stopping.cancel()
+            if self._stopping.is_set():
+                return None
+        return self._ready.popleft()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        consuming = self._consuming
+        if consuming is not None and consuming is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(consuming)

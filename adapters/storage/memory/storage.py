@@ -1,0 +1,219 @@
+"""In-process storage: a real implementation of the storage ports, kept in memory.
+
+Each unit of work reads private copies and stages its changes; ``commit`` checks versions
+and idempotency keys and applies everything in one step without awaiting, so on one event
+loop a commit is atomic. Claims made by ``due`` and ``pending`` last until the unit ends,
+as row locks with SKIP LOCKED would.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
+from application.ports.outbox import OutboxMessage
+from application.ports.task_repository import TaskQuery
+from domain.task import Task
+from domain.values import TaskStatus
+
+
+class MemoryStorage:
+    """The committed state shared by every unit of work of this process."""
+
+    name = "storage"
+
+    def __init__(self) -> None:
+        self.tasks: dict[UUID, Task] = {}
+        self.ids_by_owner: dict[str, list[UUID]] = {}
+        self.idempotency_keys: dict[tuple[str, str], UUID] = {}
+        self.scheduled: set[UUID] = set()
+        self.outbox: dict[UUID, OutboxMessage] = {}
+        self.claimed_tasks: set[UUID] = set()
+        self.claimed_messages: set[UUID] = set()
+
+    def unit_of_work(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self)
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def read(self, task_id: UUID) -> Task | None:
+        stored = self.tasks.get(task_id)
+        return copy.deepcopy(stored) if stored is not None else None
+
+    def apply(self, work: MemoryUnitOfWork) -> None:
+        for task in work.saved.values():
+            stored = self.tasks.get(task.id)
+            if stored is None or stored.version != work.loaded_versions[task.id]:
+                raise ConcurrencyConflict(task.id)
+        for task in work.added.values():
+            if task.id in self.tasks:
+                raise ConcurrencyConflict(task.id)
+            key = self._key_of(task)
+            if key is not None and key in self.idempotency_keys:
+                raise DuplicateIdempotencyKey(*key)
+        for task in work.added.values():
+            bisect.insort(self.ids_by_owner.setdefault(task.owner, []), task.id)
+            if (key := self._key_of(task)) is not None:
+                self.idempotency_keys[key] = task.id
+        for task in (*work.added.values(), *work.saved.values()):
+            stored = copy.deepcopy(task)
+            stored.pull_events()
+            self.tasks[task.id] = stored
+            if task.status is TaskStatus.SCHEDULED:
+                self.scheduled.add(task.id)
+            else:
+                self.scheduled.discard(task.id)
+        for message in work.new_messages:
+            self.outbox[message.id] = message
+        for message_id in work.sent_messages:
+            self.outbox.pop(message_id, None)
+
+    @staticmethod
+    def _key_of(task: Task) -> tuple[str, str] | None:
+        return (task.owner, task.idempotency_key) if task.idempotency_key else None
+
+
+class MemoryTaskRepository:
+    def __init__(self, work: MemoryUnitOfWork) -> None:
+        self._work = work
+        self._storage = work.storage
+
+    async def add(self, task: Task) -> None:
+        self._work.added[task.id] = task
+
+    async def get(self, task_id: UUID) -> Task | None:
+        staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+        if staged is not None:
+            return staged
+        task = self._storage.read(task_id)
+        if task is not None:
+            self._work.loaded_versions.setdefault(task.id, task.version)
+        return task
+
+    async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
+        task = await self.get(task_id)
+        return task if task is not None and task.owner == owner else None
+
+    async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
+        task_id = self._storage.idempotency_keys.get((owner, key))
+        return await self.get(task_id) if task_id is not None else None
+
+    async def save(self, task: Task) -> None:
+        if task.id in self._work.added:
+            return
+        if task.id not in self._work.loaded_versions:
+            raise ConcurrencyConflict(task.id)
+        self._work.saved[task.id] = task
+
+    async def list(self, query: TaskQuery) -> Sequence[Task]:
+        ids = self._storage.ids_by_owner.get(query.owner, [])
+        end = bisect.bisect_left(ids, query.before) if query.before is not None else len(ids)
+        page: list[Task] = []
+        for task_id in reversed(ids[:end]):
+            stored = self._storage.tasks[task_id]
+            if (query.status is None or stored.status is query.status) and (
+                query.kind is None or stored.kind == query.kind
+            ):
+                task = self._storage.read(task_id)
+                assert task is not None
+                page.append(task)
+                if len(page) == query.limit:
+                    break
+        return page
+
+    async def due(self, now: datetime, limit: int) -> Sequence[Task]:
+        candidates = sorted(
+            (
+                task
+                for task_id in self._storage.scheduled - self._storage.claimed_tasks
+                if (task := self._storage.tasks[task_id]).is_due(now)
+            ),
+            key=lambda task: (task.run_at or now, task.id),
+        )[:limit]
+        claimed = []
+        for candidate in candidates:
+            self._work.claim_task(candidate.id)
+            task = await self.get(candidate.id)
+            assert task is not None
+            claimed.append(task)
+        return claimed
+
+
+class MemoryOutbox:
+    def __init__(self, work: MemoryUnitOfWork) -> None:
+        self._work = work
+        self._storage = work.storage
+
+    async def put(self, message: OutboxMessage) -> None:
+        self._work.new_messages.append(message)
+
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        messages = []
+        for message_id, message in self._storage.outbox.items():
+            if len(messages) == limit:
+                break
+            if message_id not in self._storage.claimed_messages:
+                self._work.claim_message(message_id)
+                messages.append(message)
+        return messages
+
+    async def mark_sent(self, ids: Sequence[UUID]) -> None:
+        self._work.sent_messages.extend(ids)
+
+
+class MemoryUnitOfWork:
+    def __init__(self, storage: MemoryStorage) -> None:
+        self.storage = storage
+        self.added: dict[UUID, Task] = {}
+        self.saved: dict[UUID, Task] = {}
+        self.loaded_versions: dict[UUID, int] = {}
+        self.new_messages: list[OutboxMessage] = []
+        self.sent_messages: list[UUID] = []
+        self._claimed_tasks: set[UUID] = set()
+        self._claimed_messages: set[UUID] = set()
+        self.tasks = MemoryTaskRepository(self)
+        self.outbox = MemoryOutbox(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._reset()
+
+    async def commit(self) -> None:
+        self.storage.apply(self)
+        self._reset()
+
+    def claim_task(self, task_id: UUID) -> None:
+        self._claimed_tasks.add(task_id)
+        self.storage.claimed_tasks.add(task_id)
+
+    def claim_message(self, message_id: UUID) -> None:
+        self._claimed_messages.add(message_id)
+        self.storage.claimed_messages.add(message_id)
+
+    def _reset(self) -> None:
+        self.storage.claimed_tasks -= self._claimed_tasks
+        self.storage.claimed_messages -= self._claimed_messages
+        self._claimed_tasks.clear()
+        self._claimed_messages.clear()
+        self.added.clear()
+        self.saved.clear()
+        self.loaded_versions.clear()
+        self.new_messages.clear()
+        self.sent_messages.clear()

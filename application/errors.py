@@ -1,0 +1,86 @@
+"""Errors the use cases raise; entrypoints map them to their protocol (HTTP status, ack/nack)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+
+class ApplicationError(Exception):
+    """Base class of the errors a use case reports to its caller."""
+
+
+class TaskNotFound(ApplicationError):
+    def __init__(self, task_id: UUID) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} does not exist")
+
+
+class ConcurrencyConflict(ApplicationError):
+    """The task changed since it was read; the caller may read it again and retry."""
+
+    def __init__(self, task_id: UUID) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} was changed concurrently")
+
+
+class DuplicateIdempotencyKey(ApplicationError):
+    """Another task of the same owner already holds this idempotency key."""
+
+    def __init__(self, owner: str, key: str) -> None:
+        self.owner = owner
+        self.key = key
+        super().__init__(f"idempotency key {key!r} is already used")
+
+
+class IdempotencyKeyReused(ApplicationError):
+    """The idempotency key was used before for a different request."""
+
+    def __init__(self, key: str, task_id: UUID) -> None:
+        self.key = key
+        self.task_id = task_id
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request (task {task_id})"
+        )
+
+
+class UnknownKind(ApplicationError):
+    def __init__(self, kind: str, known: Sequence[str]) -> None:
+        self.kind = kind
+        self.known = list(known)
+        super().__init__(f"unknown task kind {kind!r}; known kinds: {', '.join(self.known)}")
+
+
+class InvalidPayload(ApplicationError):
+    def __init__(self, kind: str, errors: Sequence[str]) -> None:
+        self.kind = kind
+        self.errors = list(errors)
+        super().__init__(f"invalid payload for kind {kind!r}: {'; '.join(self.errors)}")
+
+
+class PoisonMessage(ApplicationError):
+    """A delivered message that can never be processed (undecodable)."""
+
+
+class Unavailable(ApplicationError):
+    """A backing service cannot be reached right now; the request may be retried later."""
+
+    def __init__(self, service: str, reason: str, retry_after_seconds: int = 1) -> None:
+        self.service = service
+        self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"{service} is unavailable: {reason}")
+
+
+class StorageUnavailable(Unavailable):
+    def __init__(self, reason: str, retry_after_seconds: int = 1) -> None:
+        super().__init__("storage", reason, retry_after_seconds)
+
+
+class BrokerUnavailable(Unavailable):
+    def __init__(self, reason: str, retry_after_seconds: int = 1) -> None:
+        super().__init__("broker", reason, retry_after_seconds)
+
+
+class PermanentFailure(Exception):
+    """Raised by a task handler for a failure that no retry can fix."""

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Protocol
+
+
+class Delivery(Protocol):
+    """One delivery of a message to a consumer.
+
+    Exactly one of ``ack``, ``nack`` or ``reject`` settles it; a delivery left unsettled
+    when its consumer stops or dies is delivered again. ``delivery_count`` is 1 on the
+    first delivery and grows with each redelivery.
+    """
+
+    message_id: str
+    body: bytes
+    delivery_count: int
+
+    async def ack(self) -> None:
+        """The message is done with and is never delivered again."""
+
+    async def nack(self, delay: timedelta) -> None:
+        """Deliver the message again, not before ``delay`` has passed."""
+
+    async def reject(self, reason: str) -> None:
+        """The message can never be processed: move it to the dead-letter destination."""
+
+
+DeliveryCallback = Callable[[Delivery], Awaitable[None]]
+
+
+class Consumer(Protocol):
+    """Delivers messages of the task topic to a callback.
+
+    ``consume`` runs until ``stop`` is called (or it is cancelled), with at most
+    ``prefetch`` deliveries unsettled at once. Each delivery is awaited in its own task,
+    so deliveries run concurrently up to ``prefetch``. ``stop`` stops taking new messages
+    and returns once ``consume`` has returned; unsettled deliveries are redelivered.
+    """
+
+    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from attrs import frozen
+
+
+@frozen
+class OutboxMessage:
+    """A message to publish, written in the transaction of the change that caused it."""
+
+    id: UUID
+    topic: str
+    body: bytes
+    created_at: datetime
+
+
+class Outbox(Protocol):
+    """Messages waiting to be published, part of the unit of work.
+
+    - ``put`` stages a message; it becomes visible to relays only when the unit commits.
+    - ``pending`` returns up to ``limit`` unsent messages, oldest first, and claims them for
+      this unit of work: a concurrent unit of work does not receive the same messages until
+      this one ends (SKIP LOCKED where the storage has it).
+    - ``mark_sent`` records that the messages were published; it takes effect on commit.
+    """
+
+    async def put(self, message: OutboxMessage) -> None: ...
+
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]: ...
+
+    async def mark_sent(self, ids: Sequence[UUID]) -> None: ...
+
+
+class RelayTrigger(Protocol):
+    """Wakes the outbox relay after a commit staged messages: the fast path to the broker."""
+
+    def notify(self) -> None: ...

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from attrs import frozen
+
+from domain.task import Task
+from domain.values import TaskStatus
+
+
+@frozen
+class TaskQuery:
+    """One page of an owner's tasks, newest first, after the task ``before`` when given."""
+
+    owner: str
+    limit: int
+    status: TaskStatus | None = None
+    kind: str | None = None
+    before: UUID | None = None
+
+
+class TaskRepository(Protocol):
+    """The tasks, inside a unit of work.
+
+    - Tasks returned are the unit's own copies: changing one changes nothing stored until
+      ``save`` and ``commit``.
+    - ``add`` raises ``DuplicateIdempotencyKey`` (now or at commit) when the owner already has
+      a task with the same idempotency key.
+    - ``save`` writes a task read in this unit; it raises ``ConcurrencyConflict`` (now or at
+      commit) when the stored version is no longer the one that was read. Of two units racing
+      to change one task, exactly one commits.
+    - ``get_owned`` is ``get`` scoped to an owner: another owner's task is ``None``.
+    - ``list`` pages by id, newest first: ids are time-ordered, so a page never repeats or
+      skips a task that existed when the first page was read.
+    - ``due`` returns up to ``limit`` SCHEDULED tasks whose ``run_at`` is at or before ``now``,
+      earliest first, claimed for this unit (concurrent sweeps do not receive the same tasks).
+    """
+
+    async def add(self, task: Task) -> None: ...
+
+    async def get(self, task_id: UUID) -> Task | None: ...
+
+    async def get_owned(self, owner: str, task_id: UUID) -> Task | None: ...
+
+    async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None: ...
+
+    async def save(self, task: Task) -> None: ...
+
+    async def list(self, query: TaskQuery) -> Sequence[Task]: ...
+
+    async def due(self, now: datetime, limit: int) -> Sequence[Task]: ...

@@ -1,0 +1,61 @@
+"""Settle one broker delivery: run the task it names, then ack, nack or dead-letter it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from application.errors import PoisonMessage, Unavailable
+from application.messages import RunTaskMessage
+from application.ports.consumer import Delivery
+from application.use_cases.run_task import Outcome, RunTask, RunTaskHandler
+
+logger = logging.getLogger("taskport.worker")
+
+UNEXPECTED_ERROR_DELAY = timedelta(seconds=5)
+
+
+class ProcessDeliveryHandler:
+    """The worker's callback for every delivery, whichever broker delivered it.
+
+    - undecodable, unknown task, or delivered more than ``max_deliveries`` times: rejected
+      to the dead-letter destination, so a poison message never blocks the queue;
+    - storage or broker unavailable: nacked, delivered again after the suggested delay;
+    - task held by another worker: nacked until that worker's lease ends;
+    - otherwise acked, after the task's new state is committed.
+    """
+
+    def __init__(self, run_task: RunTaskHandler, max_deliveries: int = 100) -> None:
+        self._run_task = run_task
+        self._max_deliveries = max_deliveries
+
+    async def __call__(self, delivery: Delivery) -> None:
+        try:
+            message = RunTaskMessage.decode(delivery.body)
+        except PoisonMessage as exc:
+            await self._dead_letter(delivery, str(exc))
+            return
+        if delivery.delivery_count > self._max_deliveries:
+            await self._dead_letter(delivery, f"delivered {delivery.delivery_count} times")
+            return
+        try:
+            result = await self._run_task(RunTask(message.task_id))
+        except Unavailable as exc:
+            logger.warning("will retry task %s: %s", message.task_id, exc)
+            await delivery.nack(timedelta(seconds=exc.retry_after_seconds))
+            return
+        except Exception:
+            logger.exception("unexpected error running task %s", message.task_id)
+            await delivery.nack(UNEXPECTED_ERROR_DELAY)
+            return
+        if result.outcome is Outcome.UNKNOWN_TASK:
+            await self._dead_letter(delivery, f"unknown task {message.task_id}")
+        elif result.outcome is Outcome.BUSY:
+            await delivery.nack(result.retry_after or timedelta(seconds=1))
+        else:
+            await delivery.ack()
+
+    @staticmethod
+    async def _dead_letter(delivery: Delivery, reason: str) -> None:
+        logger.error("dead-lettering message %s: %s", delivery.message_id, reason)
+        await delivery.reject(reason)

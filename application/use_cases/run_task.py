@@ -1,0 +1,200 @@
+"""Run one attempt of a delivered task: claim it, run its handler, record the outcome.
+
+Claiming is a version-checked QUEUED -> RUNNING transition committed before the handler
+runs, so a duplicate delivery finds the task RUNNING (or finished) and does nothing.
+The outcome is recorded in a second transaction, only if the task is still in the attempt
+this run claimed: a result is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from datetime import timedelta
+from uuid import UUID
+
+from attrs import frozen
+
+from application.errors import ConcurrencyConflict, PermanentFailure
+from application.ports.clock import Clock
+from application.ports.handlers import HandlerRegistry, TaskContext
+from application.ports.unit_of_work import UnitOfWorkFactory
+from application.recorder import TaskRecorder
+from domain.task import Task
+from domain.values import JsonValue, TaskError, TaskStatus
+
+CONFLICT_RETRIES = 5
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+class Outcome(enum.Enum):
+    RAN = "ran"
+    """An attempt ran and its outcome is committed."""
+    NOTHING_TO_DO = "nothing to do"
+    """The task is not waiting to run (finished, cancelled, not due, a duplicate)."""
+    BUSY = "busy"
+    """Another worker holds the task; look again once its lease ends."""
+    UNKNOWN_TASK = "unknown task"
+
+
+@frozen
+class RunResult:
+    outcome: Outcome
+    status: TaskStatus | None = None
+    retry_after: timedelta | None = None
+
+
+@frozen
+class RunTask:
+    task_id: UUID
+
+
+@frozen
+class _Succeeded:
+    result: JsonValue
+
+
+@frozen
+class _Failed:
+    error: TaskError
+
+
+class _Cancelled:
+    pass
+
+
+_AttemptOutcome = _Succeeded | _Failed | _Cancelled
+
+
+class RunTaskHandler:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        registry: HandlerRegistry,
+        recorder: TaskRecorder,
+        clock: Clock,
+        cancel_poll_interval: timedelta = timedelta(seconds=1),
+    ) -> None:
+        self._uow = uow
+        self._registry = registry
+        self._recorder = recorder
+        self._clock = clock
+        self._cancel_poll = cancel_poll_interval.total_seconds()
+
+    async def __call__(self, command: RunTask) -> RunResult:
+        claimed = await self._claim(command.task_id)
+        if isinstance(claimed, RunResult):
+            return claimed
+        outcome = await self._run_attempt(claimed)
+        return await self._record(claimed, outcome)
+
+    async def _claim(self, task_id: UUID) -> Task | RunResult:
+        for _ in range(CONFLICT_RETRIES):
+            async with self._uow() as uow:
+                task = await uow.tasks.get(task_id)
+                if task is None:
+                    return RunResult(Outcome.UNKNOWN_TASK)
+                now = self._clock.now()
+                if task.lease_expired(now):
+                    # The worker that held this attempt stopped answering: the attempt failed.
+                    task.fail(now, TaskError("AttemptLost", f"attempt {task.attempts} was lost"))
+                elif task.status is TaskStatus.RUNNING:
+                    assert task.lease_expires_at is not None
+                    return RunResult(Outcome.BUSY, task.status, task.lease_expires_at - now)
+                elif task.status is not TaskStatus.QUEUED or task.attempts_left <= 0:
+                    return RunResult(Outcome.NOTHING_TO_DO, task.status)
+                else:
+                    task.start(now)
+                try:
+                    await self._recorder.commit(uow, saved=[task])
+                except ConcurrencyConflict:
+                    continue
+                if task.status is not TaskStatus.RUNNING:
+                    return RunResult(Outcome.RAN, task.status)
+                return task
+        return RunResult(Outcome.BUSY, None, timedelta(seconds=1))
+
+    async def _run_attempt(self, task: Task) -> _AttemptOutcome:
+        handler = self._registry.get(task.kind)
+        if handler is None:
+            known = ", ".join(kind.name for kind in self._registry.kinds())
+            message = f"no handler for kind {task.kind!r} (known: {known})"
+            return _Failed(TaskError("UnknownKind", message, retryable=False))
+        context = TaskContext(
+            task_id=task.id,
+            owner=task.owner,
+            kind=task.kind,
+            attempt=task.attempts,
+            max_attempts=task.retry_policy.max_attempts,
+            cancelled=asyncio.Event(),
+        )
+        running: asyncio.Future[JsonValue] = asyncio.ensure_future(handler(task.payload, context))
+        watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
+        try:
+            async with asyncio.timeout(task.timeout.total_seconds()):
+                result = await running
+        except TimeoutError:
+            seconds = task.timeout.total_seconds()
+            return _Failed(TaskError("Timeout", f"no result within {seconds:g} seconds"))
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if context.cancelled.is_set() and current is not None and not current.cancelling():
+                return _Cancelled()
+            raise
+        except PermanentFailure as exc:
+            return _Failed(TaskError(type(exc).__name__, str(exc), retryable=False))
+        except Exception as exc:
+            return _Failed(TaskError(type(exc).__name__, str(exc) or repr(exc)))
+        finally:
+            watcher.cancel()
+        return _checked_result(result)
+
+    async def _watch_for_cancel(
+        self, task_id: UUID, running: asyncio.Future[JsonValue], context: TaskContext
+    ) -> None:
+        while not running.done():
+            await asyncio.sleep(self._cancel_poll)
+            async with self._uow() as uow:
+                task = await uow.tasks.get(task_id)
+            if task is None or task.cancel_requested or task.attempts != context.attempt:
+                context.cancelled.set()
+                running.cancel()
+                return
+
+    async def _record(self, claimed: Task, outcome: _AttemptOutcome) -> RunResult:
+        for _ in range(CONFLICT_RETRIES):
+            async with self._uow() as uow:
+                task = await uow.tasks.get(claimed.id)
+                if (
+                    task is None
+                    or task.status is not TaskStatus.RUNNING
+                    or task.attempts != claimed.attempts
+                ):
+                    # The attempt was taken over (its lease ran out): its outcome is moot.
+                    return RunResult(Outcome.NOTHING_TO_DO, task.status if task else None)
+                now = self._clock.now()
+                if isinstance(outcome, _Succeeded):
+                    task.succeed(now, outcome.result)
+                elif isinstance(outcome, _Failed):
+                    task.fail(now, outcome.error)
+                else:
+                    task.confirm_cancel(now)
+                try:
+                    await self._recorder.commit(uow, saved=[task])
+                except ConcurrencyConflict:
+                    continue
+                return RunResult(Outcome.RAN, task.status)
+        raise ConcurrencyConflict(claimed.id)
+
+
+def _checked_result(result: JsonValue) -> _AttemptOutcome:
+    try:
+        size = len(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        message = f"the result is not JSON: {exc}"
+        return _Failed(TaskError("InvalidResult", message, retryable=False))
+    if size > MAX_RESULT_BYTES:
+        message = f"the result is {size} bytes, over the limit of {MAX_RESULT_BYTES}"
+        return _Failed(TaskError("ResultTooLarge", message, retryable=False))
+    return _Succeeded(result)

@@ -1,0 +1,133 @@
+"""Submit a task: validate it, store it with its dispatch message, answer with the task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from attrs import frozen
+
+from application.errors import DuplicateIdempotencyKey, IdempotencyKeyReused
+from application.ports.clock import Clock
+from application.ports.handlers import HandlerRegistry
+from application.ports.ids import IdGenerator
+from application.ports.unit_of_work import UnitOfWorkFactory
+from application.recorder import TaskRecorder
+from domain.task import Task
+from domain.values import JsonValue, RetryPolicy
+
+
+@frozen
+class TaskDefaults:
+    """What a submitted task gets when the request does not say."""
+
+    max_attempts: int = 3
+    timeout: timedelta = timedelta(minutes=5)
+    retry_base_delay: timedelta = timedelta(seconds=1)
+    retry_max_delay: timedelta = timedelta(minutes=5)
+
+
+@frozen
+class SubmitTask:
+    owner: str
+    kind: str
+    payload: JsonValue
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies the request, to tell a repeat from a different request with the same key."""
+        described = {
+            "kind": self.kind,
+            "payload": self.payload,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
+            "max_attempts": self.max_attempts,
+            "timeout_seconds": self.timeout_seconds,
+        }
+        canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@frozen
+class Submitted:
+    task: Task
+    created: bool
+    """False when an idempotent repeat returned the task of the first request."""
+
+
+class SubmitTaskHandler:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        registry: HandlerRegistry,
+        recorder: TaskRecorder,
+        clock: Clock,
+        ids: IdGenerator,
+        defaults: TaskDefaults,
+    ) -> None:
+        self._uow = uow
+        self._registry = registry
+        self._recorder = recorder
+        self._clock = clock
+        self._ids = ids
+        self._defaults = defaults
+
+    async def __call__(self, command: SubmitTask) -> Submitted:
+        payload = self._registry.validate(command.kind, command.payload)
+        fingerprint = command.fingerprint() if command.idempotency_key else None
+        async with self._uow() as uow:
+            if command.idempotency_key and (
+                earlier := await uow.tasks.find_by_idempotency_key(
+                    command.owner, command.idempotency_key
+                )
+            ):
+                return self._repeat(command.idempotency_key, earlier, fingerprint)
+            task = self._new_task(command, payload, fingerprint)
+            try:
+                await self._recorder.commit(uow, added=[task])
+            except DuplicateIdempotencyKey:
+                pass
+            else:
+                return Submitted(task, created=True)
+        # A concurrent request with the same key committed first: answer with its task.
+        assert command.idempotency_key is not None
+        async with self._uow() as uow:
+            earlier = await uow.tasks.find_by_idempotency_key(
+                command.owner, command.idempotency_key
+            )
+        if earlier is None:
+            raise DuplicateIdempotencyKey(command.owner, command.idempotency_key)
+        return self._repeat(command.idempotency_key, earlier, fingerprint)
+
+    def _new_task(self, command: SubmitTask, payload: JsonValue, fingerprint: str | None) -> Task:
+        defaults = self._defaults
+        timeout = (
+            timedelta(seconds=command.timeout_seconds)
+            if command.timeout_seconds is not None
+            else defaults.timeout
+        )
+        return Task.submit(
+            id=self._ids.new_id(),
+            owner=command.owner,
+            kind=command.kind,
+            payload=payload,
+            now=self._clock.now(),
+            retry_policy=RetryPolicy(
+                max_attempts=command.max_attempts or defaults.max_attempts,
+                base_delay=defaults.retry_base_delay,
+                max_delay=defaults.retry_max_delay,
+            ),
+            timeout=timeout,
+            run_at=command.run_at,
+            idempotency_key=command.idempotency_key,
+            request_fingerprint=fingerprint,
+        )
+
+    @staticmethod
+    def _repeat(key: str, earlier: Task, fingerprint: str | None) -> Submitted:
+        if earlier.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReused(key, earlier.id)
+        return Submitted(earlier, created=False)

@@ -1,0 +1,242 @@
+"""The Task aggregate and its state machine.
+
+SCHEDULED --due--> QUEUED --start--> RUNNING --succeed--> SUCCEEDED
+RUNNING --fail, attempts left--> SCHEDULED (run_at = now + backoff) --due--> QUEUED
+RUNNING --fail, none left (or not retryable)--> FAILED
+SCHEDULED | QUEUED --cancel--> CANCELLED; RUNNING --cancel--> cancel requested,
+confirmed by the worker (--confirm_cancel--> CANCELLED).
+FAILED | CANCELLED --retry--> QUEUED (a fresh set of attempts).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from attrs import define, field
+
+from domain import events
+from domain.errors import IllegalTransition, InvalidTask
+from domain.values import (
+    MAX_TIMEOUT_SECONDS,
+    JsonValue,
+    RetryPolicy,
+    TaskError,
+    TaskStatus,
+)
+
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
+LEASE_GRACE = timedelta(seconds=30)
+"""How long past its timeout a running attempt is presumed alive before it counts as lost."""
+
+_CANCELLABLE = frozenset({TaskStatus.SCHEDULED, TaskStatus.QUEUED, TaskStatus.RUNNING})
+_RETRYABLE_BY_HAND = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+@define(eq=False)
+class Task:
+    """A unit of work of some kind, owned by a principal, with its lifecycle."""
+
+    id: UUID
+    owner: str
+    kind: str
+    payload: JsonValue
+    status: TaskStatus
+    retry_policy: RetryPolicy
+    timeout: timedelta
+    created_at: datetime
+    updated_at: datetime
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested: bool = False
+    result: JsonValue = None
+    error: TaskError | None = None
+    version: int = 1
+    _events: list[events.TaskEvent] = field(factory=list, alias="_events", repr=False)
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        id: UUID,
+        owner: str,
+        kind: str,
+        payload: JsonValue,
+        now: datetime,
+        retry_policy: RetryPolicy,
+        timeout: timedelta,
+        run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+        request_fingerprint: str | None = None,
+    ) -> Task:
+        """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise."""
+        if not KIND_PATTERN.match(kind):
+            raise InvalidTask(
+                f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
+                "starting with a letter"
+            )
+        if not owner:
+            raise InvalidTask("a task needs an owner")
+        if not timedelta(0) < timeout <= timedelta(seconds=MAX_TIMEOUT_SECONDS):
+            raise InvalidTask(f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds")
+        scheduled = run_at is not None and run_at > now
+        task = cls(
+            id=id,
+            owner=owner,
+            kind=kind,
+            payload=payload,
+            status=TaskStatus.SCHEDULED if scheduled else TaskStatus.QUEUED,
+            retry_policy=retry_policy,
+            timeout=timeout,
+            created_at=now,
+            updated_at=now,
+            run_at=run_at,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+        )
+        task._record(events.TaskSubmitted(id, kind, now, scheduled=scheduled))
+        return task
+
+    # -- queries -------------------------------------------------------------
+
+    @property
+    def attempts_left(self) -> int:
+        return self.retry_policy.max_attempts - self.attempts
+
+    def is_due(self, now: datetime) -> bool:
+        return self.status is TaskStatus.SCHEDULED and (self.run_at is None or self.run_at <= now)
+
+    def lease_expired(self, now: datetime) -> bool:
+        return (
+            self.status is TaskStatus.RUNNING
+            and self.lease_expires_at is not None
+            and self.lease_expires_at <= now
+        )
+
+    def pull_events(self) -> list[events.TaskEvent]:
+        """The events recorded since the last call, oldest first."""
+        recorded, self._events = self._events, []
+        return recorded
+
+    # -- transitions ---------------------------------------------------------
+
+    def enqueue(self, now: datetime) -> None:
+        """A scheduled task whose time has come joins the queue."""
+        self._require("enqueue", {TaskStatus.SCHEDULED})
+        if not self.is_due(now):
+            raise IllegalTransition("enqueue", self.status, f"it is not due before {self.run_at}")
+        now = self._touch(now)
+        self.status = TaskStatus.QUEUED
+        self._record(events.TaskQueued(self.id, self.kind, now))
+
+    def start(self, now: datetime) -> None:
+        """A worker claims the task and begins the next attempt."""
+        self._require("start", {TaskStatus.QUEUED})
+        if self.attempts_left <= 0:
+            raise IllegalTransition("start", self.status, "no attempts left")
+        now = self._touch(now)
+        self.status = TaskStatus.RUNNING
+        self.attempts += 1
+        self.started_at = now
+        self.lease_expires_at = now + self.timeout + LEASE_GRACE
+        self._record(events.TaskStarted(self.id, self.kind, now, attempt=self.attempts))
+
+    def succeed(self, now: datetime, result: JsonValue) -> None:
+        """The running attempt returned a result; it is recorded once and for all."""
+        self._require("succeed", {TaskStatus.RUNNING})
+        now = self._touch(now)
+        self.status = TaskStatus.SUCCEEDED
+        self.result = result
+        self.error = None
+        self._finish(now)
+        self._record(
+            events.TaskSucceeded(self.id, self.kind, now, attempt=self.attempts, result=result)
+        )
+
+    def fail(self, now: datetime, error: TaskError) -> None:
+        """The running attempt failed: retry after a backoff while attempts are left."""
+        self._require("fail", {TaskStatus.RUNNING})
+        if self.cancel_requested:
+            self.confirm_cancel(now)
+            return
+        now = self._touch(now)
+        self.error = error
+        if error.retryable and self.attempts_left > 0:
+            self.status = TaskStatus.SCHEDULED
+            self.run_at = now + self.retry_policy.delay_after(self.attempts)
+            self.lease_expires_at = None
+            self._record(
+                events.TaskRetryScheduled(
+                    self.id, self.kind, now, attempt=self.attempts, error=error, run_at=self.run_at
+                )
+            )
+            return
+        self.status = TaskStatus.FAILED
+        self._finish(now)
+        self._record(events.TaskFailed(self.id, self.kind, now, attempt=self.attempts, error=error))
+
+    def cancel(self, now: datetime) -> None:
+        """Cancel a task that has not finished; a running one is asked to stop."""
+        self._require("cancel", _CANCELLABLE)
+        if self.status is TaskStatus.RUNNING:
+            if self.cancel_requested:
+                return
+            now = self._touch(now)
+            self.cancel_requested = True
+            self._record(events.TaskCancelRequested(self.id, self.kind, now))
+            return
+        now = self._touch(now)
+        self.status = TaskStatus.CANCELLED
+        self._finish(now)
+        self._record(events.TaskCancelled(self.id, self.kind, now))
+
+    def confirm_cancel(self, now: datetime) -> None:
+        """The worker running the task stopped it because cancel was requested."""
+        self._require("confirm cancel of", {TaskStatus.RUNNING})
+        if not self.cancel_requested:
+            raise IllegalTransition("confirm cancel of", self.status, "no cancel was requested")
+        now = self._touch(now)
+        self.status = TaskStatus.CANCELLED
+        self._finish(now)
+        self._record(events.TaskCancelled(self.id, self.kind, now))
+
+    def retry(self, now: datetime) -> None:
+        """Send a failed or cancelled task back to the queue with a fresh set of attempts."""
+        self._require("retry", _RETRYABLE_BY_HAND)
+        now = self._touch(now)
+        self.status = TaskStatus.QUEUED
+        self.attempts = 0
+        self.result = None
+        self.error = None
+        self.run_at = None
+        self.started_at = None
+        self.finished_at = None
+        self.cancel_requested = False
+        self._record(events.TaskRequeued(self.id, self.kind, now))
+
+    # -- internals -----------------------------------------------------------
+
+    def _require(self, transition: str, allowed: frozenset[TaskStatus] | set[TaskStatus]) -> None:
+        if self.status not in allowed:
+            raise IllegalTransition(transition, self.status)
+
+    def _touch(self, now: datetime) -> datetime:
+        """Advance the clock of the task; a clock that went backwards never rewinds it."""
+        now = max(now, self.updated_at)
+        self.updated_at = now
+        self.version += 1
+        return now
+
+    def _finish(self, now: datetime) -> None:
+        self.finished_at = now
+        self.lease_expires_at = None
+        self.cancel_requested = False
+
+    def _record(self, event: events.TaskEvent) -> None:
+        self._events.append(event)

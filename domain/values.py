@@ -1,0 +1,73 @@
+"""Value objects of the task domain."""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+from typing import Any
+
+from attrs import field, frozen
+
+from domain.errors import InvalidTask
+
+JsonValue = Any
+"""Any value that survives a JSON round trip (dict, list, str, int, float, bool, None)."""
+
+MAX_ATTEMPTS_LIMIT = 100
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
+class TaskStatus(enum.StrEnum):
+    SCHEDULED = "SCHEDULED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+def _positive(_: object, attribute: Any, value: float) -> None:
+    if value <= 0:
+        raise InvalidTask(f"{attribute.name} must be positive, got {value}")
+
+
+@frozen
+class RetryPolicy:
+    """How many attempts a task gets and how long to wait between them.
+
+    The wait before attempt n+1 is ``base_delay * factor ** (n - 1)``, capped at ``max_delay``.
+    """
+
+    max_attempts: int = 3
+    base_delay: timedelta = timedelta(seconds=1)
+    factor: float = field(default=2.0, validator=_positive)
+    max_delay: timedelta = timedelta(minutes=5)
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise InvalidTask(
+                f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {self.max_attempts}"
+            )
+        if self.base_delay < timedelta(0) or self.max_delay < self.base_delay:
+            raise InvalidTask("retry delays must satisfy 0 <= base_delay <= max_delay")
+
+    def delay_after(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        seconds = self.base_delay.total_seconds() * self.factor ** max(attempt - 1, 0)
+        return min(timedelta(seconds=min(seconds, self.max_delay.total_seconds())), self.max_delay)
+
+
+@frozen
+class TaskError:
+    """Why an attempt failed: a short type name and a human message."""
+
+    type: str
+    message: str
+    retryable: bool = True

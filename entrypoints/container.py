@@ -1,0 +1,112 @@
+"""The composition root: the one place that chooses and builds adapters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dependency_injector import containers, providers
+
+from adapters.brokers.memory import MemoryBroker
+from adapters.codecs import CursorCodec
+from adapters.handlers.builtin import BUILTIN_KINDS
+from adapters.handlers.registry import KindRegistry
+from adapters.storage.memory import MemoryStorage
+from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
+from application.recorder import TaskRecorder
+from application.use_cases.cancel_task import CancelTaskHandler
+from application.use_cases.check_readiness import CheckReadinessHandler
+from application.use_cases.get_task import GetTaskHandler
+from application.use_cases.list_tasks import ListTasksHandler
+from application.use_cases.process_delivery import ProcessDeliveryHandler
+from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
+from application.use_cases.relay_outbox import RelayOutboxHandler
+from application.use_cases.retry_task import RetryTaskHandler
+from application.use_cases.run_task import RunTaskHandler
+from application.use_cases.submit_task import SubmitTaskHandler, TaskDefaults
+from entrypoints.settings import Settings, url_scheme
+
+
+class UnsupportedUrl(ValueError):
+    pass
+
+
+def _task_defaults(settings: Settings) -> TaskDefaults:
+    return TaskDefaults(
+        max_attempts=settings.default_max_attempts,
+        timeout=timedelta(seconds=settings.default_timeout_seconds),
+        retry_base_delay=timedelta(seconds=settings.retry_base_seconds),
+        retry_max_delay=timedelta(seconds=settings.retry_max_seconds),
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(Uuid7Generator)
+    relay_trigger = providers.Singleton(AsyncioRelayTrigger)
+
+    storage = providers.Selector(
+        providers.Callable(url_scheme, settings.provided.storage_url),
+        memory=providers.Singleton(MemoryStorage),
+    )
+    broker = providers.Selector(
+        providers.Callable(url_scheme, settings.provided.broker_url),
+        memory=providers.Singleton(MemoryBroker),
+    )
+    publisher = broker
+    consumer = broker
+    registry = providers.Singleton(KindRegistry, providers.Object(BUILTIN_KINDS))
+    cursor_codec = providers.Singleton(
+        CursorCodec, settings.provided.secret_key.get_secret_value.call()
+    )
+
+    uow = storage.provided.unit_of_work
+    recorder = providers.Singleton(TaskRecorder, ids=ids, clock=clock, relay=relay_trigger)
+
+    submit_task = providers.Singleton(
+        SubmitTaskHandler,
+        uow=uow,
+        registry=registry,
+        recorder=recorder,
+        clock=clock,
+        ids=ids,
+        defaults=providers.Callable(_task_defaults, settings),
+    )
+    get_task = providers.Singleton(GetTaskHandler, uow=uow)
+    list_tasks = providers.Singleton(ListTasksHandler, uow=uow)
+    cancel_task = providers.Singleton(CancelTaskHandler, uow=uow, recorder=recorder, clock=clock)
+    retry_task = providers.Singleton(RetryTaskHandler, uow=uow, recorder=recorder, clock=clock)
+    run_task = providers.Singleton(
+        RunTaskHandler,
+        uow=uow,
+        registry=registry,
+        recorder=recorder,
+        clock=clock,
+        cancel_poll_interval=providers.Callable(
+            lambda seconds: timedelta(seconds=seconds), settings.provided.cancel_poll_seconds
+        ),
+    )
+    process_delivery = providers.Singleton(ProcessDeliveryHandler, run_task=run_task)
+    promote_due_tasks = providers.Singleton(
+        PromoteDueTasksHandler, uow=uow, recorder=recorder, clock=clock
+    )
+    relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
+    check_readiness = providers.Singleton(
+        CheckReadinessHandler, checks=providers.List(storage, broker)
+    )
+
+
+def create_container(settings: Settings) -> Container:
+    """A container for these settings; refuses URLs naming no known adapter."""
+    for setting, url, selector in (
+        ("TASKPORT_STORAGE_URL", settings.storage_url, Container.storage),
+        ("TASKPORT_BROKER_URL", settings.broker_url, Container.broker),
+    ):
+        scheme = url_scheme(url)
+        if scheme not in selector.providers:
+            supported = ", ".join(f"{name}://" for name in sorted(selector.providers))
+            raise UnsupportedUrl(
+                f"{setting} names an unsupported scheme {scheme!r}; supported: {supported}"
+            )
+    return Container(settings=settings)

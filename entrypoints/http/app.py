@@ -1,0 +1,52 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from entrypoints.container import Container
+from entrypoints.http import problems
+from entrypoints.http.body_guard import BodyGuard
+from entrypoints.http.routers import system, tasks
+from entrypoints.worker.runtime import Runtime
+
+
+def create_app(container: Container) -> FastAPI:
+    """The API over ``container``; the lifespan starts the relay, the sweep and, when
+    configured, the embedded worker. Nothing connects before the app starts."""
+    settings = container.settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(container, consume=settings.runs_embedded_worker)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Taskport",
+        version="0.1.0",
+        summary="Submit tasks over HTTP, run them in workers, read their results.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.state.owners_by_key_digest = settings.owners_by_key_digest()
+    problems.install(app)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Idempotent-Replayed"],
+        )
+    app.include_router(tasks.router)
+    app.include_router(system.router)
+    return app

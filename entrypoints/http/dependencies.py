@@ -1,0 +1,55 @@
+"""FastAPI dependencies: the container's use cases, and the caller's identity."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from entrypoints.container import Container
+from entrypoints.http.problems import Problem
+from entrypoints.settings import LOCAL_OWNER
+
+
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def provided(name: str) -> Any:
+    """A dependency on the container's provider ``name`` (a use case, a codec)."""
+
+    def dependency(request: Request) -> Any:
+        provider: Callable[[], Any] = getattr(container_of(request), name)
+        return provider()
+
+    return Depends(dependency)
+
+
+def authenticate(request: Request) -> str:
+    """The owner the bearer key belongs to; with no keys configured (local only), the
+    single local owner."""
+    owners: dict[str, str] = request.app.state.owners_by_key_digest
+    if not owners:
+        return LOCAL_OWNER
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="taskport"'}
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Unauthenticated",
+            "send an API key as 'Authorization: Bearer <key>'",
+            headers=challenge,
+        )
+    owner = owners.get(hashlib.sha256(key.strip().encode()).hexdigest())
+    if owner is None:
+        raise Problem(
+            401, "unauthenticated", "Unauthenticated", "unknown API key", headers=challenge
+        )
+    return owner
+
+
+Owner = Annotated[str, Depends(authenticate)]

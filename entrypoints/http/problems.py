@@ -1,0 +1,162 @@
+"""RFC 9457 problem details: every error the HTTP API answers, in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters.codecs import InvalidCursor
+from application.errors import (
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    InvalidPayload,
+    TaskNotFound,
+    Unavailable,
+    UnknownKind,
+)
+from domain.errors import IllegalTransition, InvalidTask
+
+logger = logging.getLogger("taskport.http")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answered as problem+json; routers and middleware raise it directly."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    def body(self, instance: str) -> dict[str, Any]:
+        return {
+            "type": f"/problems/{self.slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            **self.extensions,
+        }
+
+    def response(self, instance: str) -> JSONResponse:
+        return JSONResponse(
+            self.body(instance),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=PROBLEM_JSON,
+        )
+
+
+def _validation_problem(errors: Iterable[Any]) -> Problem:
+    errors = list(errors)
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return Problem(
+            400, "malformed-json", "Malformed JSON", "the request body is not valid JSON"
+        )
+    described = [
+        {"location": [str(part) for part in error.get("loc", ())], "message": error.get("msg")}
+        for error in errors
+    ]
+    summary = "; ".join(f"{'.'.join(e['location'])}: {e['message']}" for e in described)
+    return Problem(422, "invalid-request", "Invalid request", summary, errors=described)
+
+
+def problem_for(exc: Exception) -> Problem:
+    """The answer to an exception raised while serving a request."""
+    match exc:
+        case Problem():
+            return exc
+        case RequestValidationError():
+            return _validation_problem(exc.errors())
+        case TaskNotFound():
+            return Problem(404, "task-not-found", "Task not found", str(exc))
+        case UnknownKind():
+            return Problem(
+                422, "unknown-kind", "Unknown task kind", str(exc), known_kinds=exc.known
+            )
+        case InvalidPayload():
+            return Problem(422, "invalid-payload", "Invalid payload", str(exc), errors=exc.errors)
+        case InvalidTask():
+            return Problem(422, "invalid-task", "Invalid task", str(exc))
+        case IllegalTransition():
+            return Problem(409, "illegal-transition", "Not allowed in this state", str(exc))
+        case IdempotencyKeyReused():
+            return Problem(
+                409,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                str(exc),
+                task_id=str(exc.task_id),
+            )
+        case ConcurrencyConflict():
+            return Problem(
+                409,
+                "concurrent-change",
+                "Changed concurrently",
+                f"{exc}; try again",
+                headers={"Retry-After": "1"},
+            )
+        case InvalidCursor():
+            return Problem(400, "invalid-cursor", "Invalid cursor", str(exc))
+        case Unavailable():
+            return Problem(
+                503,
+                "service-unavailable",
+                "Service unavailable",
+                str(exc),
+                headers={"Retry-After": str(exc.retry_after_seconds)},
+            )
+        case StarletteHTTPException():
+            title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+            return Problem(
+                exc.status_code,
+                title.lower().replace(" ", "-"),
+                title,
+                str(exc.detail),
+                headers=dict(exc.headers or {}),
+            )
+    logger.exception("unhandled error", exc_info=exc)
+    return Problem(500, "internal-error", "Internal error", "the server failed to answer")
+
+
+def install(app: FastAPI) -> None:
+    """Routes every error to one problem+json answer."""
+
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        return problem_for(exc).response(request.url.path)
+
+    for error in (
+        Problem,
+        RequestValidationError,
+        StarletteHTTPException,
+        TaskNotFound,
+        UnknownKind,
+        InvalidPayload,
+        InvalidTask,
+        IllegalTransition,
+        IdempotencyKeyReused,
+        ConcurrencyConflict,
+        InvalidCursor,
+        Unavailable,
+        Exception,
+    ):
+        app.add_exception_handler(error, answer)

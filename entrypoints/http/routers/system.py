@@ -1,0 +1,39 @@
+"""Health, readiness and the list of task kinds."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from application.ports.handlers import HandlerRegistry
+from application.use_cases.check_readiness import CheckReadinessHandler
+from entrypoints.http.dependencies import Owner, provided
+from entrypoints.http.problems import Problem
+from entrypoints.http.schemas import KindOut, KindsOut
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(
+    check: CheckReadinessHandler = provided("check_readiness"),
+) -> dict[str, object]:
+    """Storage and broker answer; 503 with the reasons otherwise."""
+    checks = await check()
+    failing = {name: reason for name, reason in checks.items() if reason is not None}
+    if failing:
+        detail = "; ".join(f"{name}: {reason}" for name, reason in failing.items())
+        raise Problem(
+            503, "not-ready", "Not ready", detail, headers={"Retry-After": "1"}, checks=checks
+        )
+    return {"status": "ready", "checks": checks}
+
+
+@router.get("/v1/kinds", response_model=KindsOut, tags=["tasks"])
+async def list_kinds(owner: Owner, registry: HandlerRegistry = provided("registry")) -> KindsOut:
+    return KindsOut(items=[KindOut.of(kind) for kind in registry.kinds()])

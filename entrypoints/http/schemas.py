@@ -1,0 +1,93 @@
+"""The JSON shapes of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from application.ports.handlers import KindInfo
+from domain.task import Task
+from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
+
+
+class TaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(min_length=1, max_length=100, examples=["echo"])
+    payload: Any = Field(default_factory=dict, examples=[{"hello": "world"}])
+    run_at: AwareDatetime | None = Field(
+        default=None, description="start no earlier than this time (with a UTC offset)"
+    )
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+
+class TaskErrorOut(BaseModel):
+    type: str
+    message: str
+    retryable: bool
+
+
+class TaskOut(BaseModel):
+    id: UUID
+    kind: str
+    status: TaskStatus
+    payload: Any
+    attempts: int
+    max_attempts: int
+    timeout_seconds: float
+    run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    result: Any
+    error: TaskErrorOut | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskOut:
+        error = task.error
+        return cls(
+            id=task.id,
+            kind=task.kind,
+            status=task.status,
+            payload=task.payload,
+            attempts=task.attempts,
+            max_attempts=task.retry_policy.max_attempts,
+            timeout_seconds=task.timeout.total_seconds(),
+            run_at=task.run_at,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+            cancel_requested=task.cancel_requested,
+            result=task.result,
+            error=TaskErrorOut(type=error.type, message=error.message, retryable=error.retryable)
+            if error
+            else None,
+        )
+
+
+class TaskPageOut(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )
+
+
+class KindOut(BaseModel):
+    name: str
+    description: str
+    payload_schema: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, kind: KindInfo) -> KindOut:
+        return cls(name=kind.name, description=kind.description, payload_schema=kind.payload_schema)
+
+
+class KindsOut(BaseModel):
+    items: list[KindOut]

@@ -1,0 +1,98 @@
+"""Every setting of Taskport, read once from ``TASKPORT_*`` environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_SECRET_KEY = "taskport-local-development-only"
+LOCAL_OWNER = "local"
+
+
+def url_scheme(url: str) -> str:
+    """The adapter family a URL names: ``postgresql+asyncpg://`` is ``postgresql``."""
+    return urlsplit(url).scheme.split("+", 1)[0].lower()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKPORT_", extra="ignore", frozen=True)
+
+    environment: Literal["local", "staging", "production"] = "local"
+    storage_url: str = "memory://"
+    broker_url: str = "memory://"
+    embedded_worker: bool | None = Field(
+        default=None, description="run the worker in the API process; default: on for memory://"
+    )
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="owner:key,owner:key"
+    )
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    default_max_attempts: int = Field(default=3, ge=1, le=100)
+    default_timeout_seconds: float = Field(default=300, gt=0, le=86400)
+    retry_base_seconds: float = Field(default=1, ge=0, le=3600)
+    retry_max_seconds: float = Field(default=300, ge=0, le=86400)
+    sweep_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    cancel_poll_seconds: float = Field(default=1, gt=0, le=60)
+    shutdown_grace_seconds: float = Field(default=10, ge=0, le=3600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            owner, sep, key = item.partition(":")
+            if not sep or not owner.strip() or not key.strip():
+                raise ValueError("TASKPORT_API_KEYS must look like owner:key,owner:key")
+            pairs[owner.strip()] = key.strip()
+        return pairs
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment != "local":
+            if self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+                raise ValueError(
+                    "TASKPORT_SECRET_KEY must be set outside local "
+                    f"(environment {self.environment})"
+                )
+            if not self.api_keys:
+                raise ValueError(
+                    f"TASKPORT_API_KEYS must be set outside local (environment {self.environment})"
+                )
+        if len(set(self.api_keys.values())) != len(self.api_keys):
+            raise ValueError("TASKPORT_API_KEYS gives the same key to two owners")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("TASKPORT_RETRY_MAX_SECONDS must be >= TASKPORT_RETRY_BASE_SECONDS")
+        if url_scheme(self.broker_url) == "memory" and self.embedded_worker is False:
+            raise ValueError(
+                "the in-process queue (TASKPORT_BROKER_URL=memory://) needs the embedded worker"
+            )
+        return self
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.embedded_worker is None:
+            return url_scheme(self.broker_url) == "memory"
+        return self.embedded_worker
+
+    def owners_by_key_digest(self) -> dict[str, str]:
+        """API keys are looked up by their SHA-256, never compared as plain strings."""
+        return {
+            hashlib.sha256(key.encode()).hexdigest(): owner for owner, key in self.api_keys.items()
+        }

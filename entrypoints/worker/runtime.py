@@ -1,0 +1,90 @@
+"""The background work of a Taskport process: the outbox relay, the due-task sweep and,
+in a worker (or the API with the embedded worker), the consumer of the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from application.errors import Unavailable
+from entrypoints.container import Container
+
+logger = logging.getLogger("taskport.runtime")
+
+MAX_ERROR_BACKOFF = 30.0
+
+
+class Runtime:
+    """Starts and stops the loops; ``stop`` lets running tasks finish within the grace
+    period, then hands the rest back to the broker for redelivery."""
+
+    def __init__(self, container: Container, *, consume: bool) -> None:
+        self._container = container
+        self._consume = consume
+        self._settings = container.settings()
+        self._loops: list[asyncio.Task[None]] = []
+        self._consuming: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        relay = self._container.relay_outbox()
+        promote = self._container.promote_due_tasks()
+        trigger = self._container.relay_trigger()
+        interval = self._settings.sweep_interval_seconds
+        self._loops = [
+            asyncio.create_task(
+                _repeat("outbox relay", relay, lambda: trigger.wait(interval)), name="relay"
+            ),
+            asyncio.create_task(
+                _repeat("due-task sweep", promote, lambda: asyncio.sleep(interval)), name="sweep"
+            ),
+        ]
+        if self._consume:
+            consumer = self._container.consumer()
+            self._consuming = asyncio.create_task(
+                consumer.consume(
+                    self._container.process_delivery(), self._settings.worker_concurrency
+                ),
+                name="consumer",
+            )
+
+    async def stop(self) -> None:
+        if self._consuming is not None:
+            consumer = self._container.consumer()
+            try:
+                async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+                    await consumer.stop()
+            except TimeoutError:
+                logger.warning("tasks still running after the grace period are handed back")
+            self._consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consuming
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._container.broker().close()
+        await self._container.storage().close()
+
+
+async def _repeat(
+    name: str, step: Callable[[], Awaitable[int]], pause: Callable[[], Awaitable[None]]
+) -> None:
+    """Runs ``step`` until it finds nothing to do, pauses, and again; backs off on errors."""
+    failures = 0
+    while True:
+        try:
+            while await step():
+                pass
+            failures = 0
+            await pause()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            backoff = min(0.5 * 2 ** min(failures, 10), MAX_ERROR_BACKOFF)
+            if isinstance(exc, Unavailable):
+                logger.warning("%s: %s; retrying in %.1fs", name, exc, backoff)
+            else:
+                logger.exception("%s failed; retrying in %.1fs", name, backoff)
+            await asyncio.sleep(backoff)

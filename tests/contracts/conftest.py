@@ -1,0 +1,49 @@
+"""Every adapter of a port runs the same contract suite: add yours to the params."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from adapters.brokers.memory import MemoryBroker
+from adapters.storage.memory import MemoryStorage
+
+STORAGES = ["memory"]
+BROKERS = ["memory"]
+
+
+@pytest.fixture(params=STORAGES)
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        store = MemoryStorage()
+    yield store
+    await store.close()
+
+
+class BrokerUnderTest:
+    """A broker as the contract suite sees it: a publisher, fresh consumers of the task
+    queue, and a view of the dead-letter destination."""
+
+    def __init__(
+        self,
+        publisher: Any,
+        make_consumer: Callable[[], Any],
+        dead_letters: Callable[[], Awaitable[list[bytes]]],
+    ) -> None:
+        self.publisher = publisher
+        self.make_consumer = make_consumer
+        self.dead_letters = dead_letters
+
+
+@pytest.fixture(params=BROKERS)
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTest]:
+    if request.param == "memory":
+        memory = MemoryBroker()
+
+        async def dead_letters() -> list[bytes]:
+            return [letter.body for letter in memory.dead_letters]
+
+        yield BrokerUnderTest(memory, lambda: memory, dead_letters)
+        await memory.close()

@@ -1,0 +1,184 @@
+"""The broker ports' contract (Publisher, Consumer, Delivery), for every broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from tests.contracts.conftest import BrokerUnderTest
+from tests.factories import make_message
+from tests.polling import eventually
+
+
+def body(n: int) -> bytes:
+    return json.dumps({"n": n}).encode()
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    consumer: Any, callback: Callable[[Any], Awaitable[None]], prefetch: int = 10
+) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(consumer.consume(callback, prefetch))
+    try:
+        yield task
+    finally:
+        if not task.done():
+            await consumer.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_published_messages_are_delivered_and_acked_once(broker: BrokerUnderTest) -> None:
+    received: list[bytes] = []
+
+    async def ack(delivery: Any) -> None:
+        received.append(delivery.body)
+        assert delivery.delivery_count == 1
+        await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(i)) for i in range(20)])
+    async with consuming(broker.make_consumer(), ack):
+        await eventually(lambda: len(received) == 20)
+    assert sorted(received) == sorted(body(i) for i in range(20))
+    again: list[bytes] = []
+
+    async def record(delivery: Any) -> None:
+        again.append(delivery.body)
+        await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(99))])
+    async with consuming(broker.make_consumer(), record):
+        await eventually(lambda: again == [body(99)])
+
+
+async def test_a_nacked_message_comes_back_after_its_delay(broker: BrokerUnderTest) -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[int, float]] = []
+
+    async def nack_first(delivery: Any) -> None:
+        seen.append((delivery.delivery_count, loop.time()))
+        if delivery.delivery_count == 1:
+            await delivery.nack(timedelta(seconds=0.3))
+        else:
+            await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(1))])
+    async with consuming(broker.make_consumer(), nack_first):
+        await eventually(lambda: len(seen) == 2)
+    (first, at_first), (second, at_second) = seen
+    assert (first, second) == (1, 2)
+    assert at_second - at_first >= 0.29
+
+
+async def test_unsettled_messages_are_redelivered_when_the_consumer_dies(
+    broker: BrokerUnderTest,
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(delivery: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    await broker.publisher.publish([make_message(body(7))])
+    doomed = broker.make_consumer()
+    dying = asyncio.create_task(doomed.consume(hang, 10))
+    await asyncio.wait_for(started.wait(), 10)
+    dying.cancel()
+    await asyncio.gather(dying, return_exceptions=True)
+
+    redelivered: list[tuple[bytes, int]] = []
+
+    async def ack(delivery: Any) -> None:
+        redelivered.append((delivery.body, delivery.delivery_count))
+        await delivery.ack()
+
+    async with consuming(broker.make_consumer(), ack):
+        await eventually(lambda: len(redelivered) == 1)
+    assert redelivered[0][0] == body(7)
+    assert redelivered[0][1] >= 2
+
+
+async def test_a_rejected_message_goes_to_dead_letters_and_the_queue_keeps_flowing(
+    broker: BrokerUnderTest,
+) -> None:
+    acked: list[bytes] = []
+
+    async def reject_poison(delivery: Any) -> None:
+        if delivery.body == b"poison":
+            await delivery.reject("cannot decode")
+        else:
+            acked.append(delivery.body)
+            await delivery.ack()
+
+    await broker.publisher.publish(
+        [make_message(b"poison"), *(make_message(body(i)) for i in range(5))]
+    )
+    async with consuming(broker.make_consumer(), reject_poison):
+        await eventually(lambda: len(acked) == 5)
+        dead: list[bytes] = []
+
+        async def dead_arrived() -> bool:
+            dead[:] = await broker.dead_letters()
+            return dead == [b"poison"]
+
+        await eventually(dead_arrived)
+
+
+async def test_no_more_than_prefetch_deliveries_are_unsettled_at_once(
+    broker: BrokerUnderTest,
+) -> None:
+    in_flight = 0
+    peak = 0
+    done = 0
+
+    async def slow(delivery: Any) -> None:
+        nonlocal in_flight, peak, done
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        done += 1
+        await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(i)) for i in range(30)])
+    async with consuming(broker.make_consumer(), slow, prefetch=3):
+        await eventually(lambda: done == 30)
+    assert peak == 3
+
+
+async def test_stop_returns_and_leaves_unsettled_messages_for_later(
+    broker: BrokerUnderTest,
+) -> None:
+    release = asyncio.Event()
+    first_seen = asyncio.Event()
+
+    async def wait_for_release(delivery: Any) -> None:
+        first_seen.set()
+        await release.wait()
+        await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(1))])
+    consumer = broker.make_consumer()
+    running = asyncio.create_task(consumer.consume(wait_for_release, 1))
+    await asyncio.wait_for(first_seen.wait(), 10)
+    stopping = asyncio.create_task(consumer.stop())
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    await asyncio.wait_for(running, 10)
+    await broker.publisher.publish([make_message(body(2))])
+    later: list[bytes] = []
+
+    async def ack(delivery: Any) -> None:
+        later.append(delivery.body)
+        await delivery.ack()
+
+    async with consuming(broker.make_consumer(), ack):
+        await eventually(lambda: later == [body(2)])
+
+
+async def test_health_check_answers(broker: BrokerUnderTest) -> None:
+    await broker.publisher.check()

@@ -1,0 +1,247 @@
+"""The storage ports' contract (UnitOfWork, TaskRepository, Outbox), for every storage."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
+from application.ports.task_repository import TaskQuery
+from domain.errors import IllegalTransition
+from domain.values import TaskError, TaskStatus
+from tests.factories import T0, make_message, make_task
+
+
+async def add(storage: Any, *tasks: Any) -> None:
+    async with storage.unit_of_work() as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        await uow.commit()
+
+
+async def get(storage: Any, task_id: Any) -> Any:
+    async with storage.unit_of_work() as uow:
+        return await uow.tasks.get(task_id)
+
+
+async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> None:
+    task = make_task(idempotency_key="key-1", run_at=T0 + timedelta(hours=1))
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        loaded = await uow.tasks.get(task.id)
+        loaded.enqueue(T0 + timedelta(hours=2))
+        loaded.start(T0 + timedelta(hours=2))
+        loaded.fail(T0 + timedelta(hours=2), TaskError("Boom", "exploded", retryable=True))
+        await uow.tasks.save(loaded)
+        await uow.commit()
+    stored = await get(storage, task.id)
+    for field in (
+        "id",
+        "owner",
+        "kind",
+        "payload",
+        "status",
+        "retry_policy",
+        "timeout",
+        "created_at",
+        "updated_at",
+        "run_at",
+        "idempotency_key",
+        "request_fingerprint",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "lease_expires_at",
+        "cancel_requested",
+        "result",
+        "error",
+        "version",
+    ):
+        assert getattr(stored, field) == getattr(loaded, field), field
+    assert stored.status is TaskStatus.SCHEDULED
+    assert stored.run_at.tzinfo is not None
+
+
+async def test_uncommitted_changes_are_never_seen(storage: Any) -> None:
+    task = make_task()
+    async with storage.unit_of_work() as uow:
+        await uow.tasks.add(task)
+        await uow.outbox.put(make_message())
+    assert await get(storage, task.id) is None
+    async with storage.unit_of_work() as uow:
+        assert list(await uow.outbox.pending(10)) == []
+
+
+async def test_a_failed_unit_leaves_no_trace(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    with pytest.raises(RuntimeError):
+        async with storage.unit_of_work() as uow:
+            loaded = await uow.tasks.get(task.id)
+            loaded.start(T0)
+            await uow.tasks.save(loaded)
+            raise RuntimeError("crash before commit")
+    assert (await get(storage, task.id)).status is TaskStatus.QUEUED
+
+
+async def test_another_owners_task_is_invisible(storage: Any) -> None:
+    task = make_task(owner="alice")
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        assert await uow.tasks.get_owned("bob", task.id) is None
+        assert (await uow.tasks.get_owned("alice", task.id)).id == task.id
+
+
+async def test_a_stale_save_is_refused(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    first, second = storage.unit_of_work(), storage.unit_of_work()
+    async with first, second:
+        mine = await first.tasks.get(task.id)
+        theirs = await second.tasks.get(task.id)
+        mine.start(T0)
+        await first.tasks.save(mine)
+        await first.commit()
+        theirs.cancel(T0)
+        with pytest.raises(ConcurrencyConflict):
+            await second.tasks.save(theirs)
+            await second.commit()
+    assert (await get(storage, task.id)).status is TaskStatus.RUNNING
+
+
+async def test_of_many_racing_claimers_exactly_one_starts_the_task(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+
+    async def claim() -> bool:
+        try:
+            async with storage.unit_of_work() as uow:
+                loaded = await uow.tasks.get(task.id)
+                await asyncio.sleep(0)
+                loaded.start(T0)
+                await uow.tasks.save(loaded)
+                await uow.commit()
+        except (ConcurrencyConflict, IllegalTransition):
+            return False
+        return True
+
+    wins = await asyncio.gather(*(claim() for _ in range(8)))
+    assert sum(wins) == 1
+    stored = await get(storage, task.id)
+    assert (stored.status, stored.attempts) == (TaskStatus.RUNNING, 1)
+
+
+async def test_an_idempotency_key_is_unique_per_owner(storage: Any) -> None:
+    await add(storage, make_task(owner="alice", idempotency_key="k"))
+    await add(storage, make_task(owner="bob", idempotency_key="k"))
+    with pytest.raises(DuplicateIdempotencyKey):
+        await add(storage, make_task(owner="alice", idempotency_key="k"))
+    async with storage.unit_of_work() as uow:
+        found = await uow.tasks.find_by_idempotency_key("alice", "k")
+        assert found is not None and found.owner == "alice"
+        assert await uow.tasks.find_by_idempotency_key("carol", "k") is None
+
+
+async def test_pages_are_newest_first_and_never_skip_or_repeat(storage: Any) -> None:
+    tasks = [make_task(owner="alice", kind="echo" if i % 3 else "sleep") for i in range(25)]
+    await add(storage, *tasks, make_task(owner="bob"))
+    seen: list[Any] = []
+    before = None
+    while True:
+        async with storage.unit_of_work() as uow:
+            page = list(await uow.tasks.list(TaskQuery("alice", limit=7, before=before)))
+        seen.extend(task.id for task in page)
+        if len(page) < 7:
+            break
+        before = page[-1].id
+    assert seen == [task.id for task in reversed(tasks)]
+
+
+async def test_pages_filter_by_status_and_kind(storage: Any) -> None:
+    tasks = [make_task(kind="echo" if i % 2 else "sleep") for i in range(10)]
+    await add(storage, *tasks)
+    async with storage.unit_of_work() as uow:
+        started = await uow.tasks.get(tasks[1].id)
+        started.start(T0)
+        await uow.tasks.save(started)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        sleeps = await uow.tasks.list(TaskQuery("alice", limit=100, kind="sleep"))
+        running = await uow.tasks.list(TaskQuery("alice", limit=100, status=TaskStatus.RUNNING))
+        queued_echo = await uow.tasks.list(
+            TaskQuery("alice", limit=100, kind="echo", status=TaskStatus.QUEUED)
+        )
+    assert [t.id for t in sleeps] == [t.id for t in reversed(tasks) if t.kind == "sleep"]
+    assert [t.id for t in running] == [tasks[1].id]
+    assert len(queued_echo) == 4
+
+
+async def test_due_returns_only_due_scheduled_tasks_earliest_first(storage: Any) -> None:
+    later = make_task(run_at=T0 + timedelta(minutes=10))
+    soon = make_task(run_at=T0 + timedelta(minutes=1))
+    sooner = make_task(run_at=T0 + timedelta(seconds=30))
+    queued = make_task()
+    await add(storage, later, soon, sooner, queued)
+    async with storage.unit_of_work() as uow:
+        due = await uow.tasks.due(T0 + timedelta(minutes=5), limit=10)
+        assert [task.id for task in due] == [sooner.id, soon.id]
+    async with storage.unit_of_work() as uow:
+        due = await uow.tasks.due(T0 + timedelta(hours=1), limit=1)
+        assert [task.id for task in due] == [sooner.id]
+
+
+async def test_concurrent_sweeps_never_receive_the_same_task(storage: Any) -> None:
+    tasks = [make_task(run_at=T0 + timedelta(seconds=i + 1)) for i in range(10)]
+    await add(storage, *tasks)
+    first, second = storage.unit_of_work(), storage.unit_of_work()
+    async with first, second:
+        mine = {task.id for task in await first.tasks.due(T0 + timedelta(hours=1), limit=6)}
+        theirs = {task.id for task in await second.tasks.due(T0 + timedelta(hours=1), limit=6)}
+    assert len(mine) == 6
+    assert len(theirs) == 4
+    assert not mine & theirs
+
+
+async def test_outbox_messages_are_claimed_then_marked_sent(storage: Any) -> None:
+    messages = [make_message(body=f'{{"n": {i}}}'.encode()) for i in range(5)]
+    async with storage.unit_of_work() as uow:
+        for message in messages:
+            await uow.outbox.put(message)
+        await uow.commit()
+    first, second = storage.unit_of_work(), storage.unit_of_work()
+    async with first, second:
+        mine = await first.outbox.pending(3)
+        theirs = await second.outbox.pending(10)
+        assert [m.id for m in mine] == [m.id for m in messages[:3]]
+        assert [m.id for m in theirs] == [m.id for m in messages[3:]]
+        assert mine[0].body == messages[0].body and mine[0].topic == "tasks"
+        await first.outbox.mark_sent([m.id for m in mine])
+        await first.commit()
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(10)] == [m.id for m in messages[3:]]
+
+
+async def test_a_task_and_its_message_commit_together(storage: Any) -> None:
+    task = make_task()
+    message = make_message()
+    await add(storage, make_task(idempotency_key="same"))
+    with pytest.raises(DuplicateIdempotencyKey):
+        async with storage.unit_of_work() as uow:
+            await uow.tasks.add(make_task(idempotency_key="same"))
+            await uow.outbox.put(message)
+            await uow.commit()
+    async with storage.unit_of_work() as uow:
+        assert message.id not in {m.id for m in await uow.outbox.pending(10)}
+        await uow.tasks.add(task)
+        await uow.outbox.put(message)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        assert (await uow.tasks.get(task.id)) is not None
+        assert message.id in {m.id for m in await uow.outbox.pending(10)}
+
+
+async def test_health_check_answers(storage: Any) -> None:
+    await storage.check()
