@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.settings import Settings
+from tests.polling import eventually
+
+FAST = {
+    "retry_base_seconds": 0.05,
+    "retry_max_seconds": 0.2,
+    "sweep_interval_seconds": 0.05,
+    "cancel_poll_seconds": 0.05,
+    "max_body_bytes": 4096,
+    "shutdown_grace_seconds": 0.5,
+}
+
+ApiFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def api_factory() -> AsyncIterator[ApiFactory]:
+    """Starts the API (with its embedded worker) in-process on the given settings."""
+    managers: list[LifespanManager] = []
+
+    async def start(**settings: Any) -> httpx.AsyncClient:
+        app = create_app(create_container(Settings(**{**FAST, **settings})))
+        manager = LifespanManager(app)
+        await manager.__aenter__()
+        managers.append(manager)
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://taskport"
+        )
+
+    yield start
+    for manager in reversed(managers):
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def api(api_factory: ApiFactory) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await api_factory()
+    return client
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, task_id: str, *statuses: str, headers: Any = None
+) -> dict[str, Any]:
+    """Polls the task until it is in one of ``statuses``; returns it."""
+    seen: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        response = await client.get(f"/v1/tasks/{task_id}", headers=headers)
+        seen.update(response.json())
+        return seen.get("status") in statuses
+
+    await eventually(reached)
+    return seen

@@ -1,0 +1,145 @@
+"""Every kind of bad input gets a clear problem+json 4xx, never a 500, and loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["type"] == f"/problems/{slug}"
+    assert problem["title"] and problem["detail"]
+    return problem
+
+
+async def post_raw(api: httpx.AsyncClient, content: Any, content_type: str = "application/json"):
+    return await api.post("/v1/tasks", content=content, headers={"Content-Type": content_type})
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "slug"),
+    [
+        (b'{"kind": "echo",', 400, "malformed-json"),
+        (b"\xff\xfe", 400, "malformed-json"),
+        (b"[1, 2]", 422, "invalid-request"),
+        (b'{"payload": {}}', 422, "invalid-request"),
+        (b'{"kind": "echo", "unexpected": 1}', 422, "invalid-request"),
+        (b'{"kind": "echo", "max_attempts": 0}', 422, "invalid-request"),
+        (b'{"kind": "echo", "max_attempts": 101}', 422, "invalid-request"),
+        (b'{"kind": "echo", "timeout_seconds": -1}', 422, "invalid-request"),
+        (b'{"kind": "echo", "run_at": "2030-01-01T00:00:00"}', 422, "invalid-request"),
+        (b'{"kind": "echo", "run_at": "tomorrow"}', 422, "invalid-request"),
+        (b'{"kind": "Not A Kind"}', 422, "unknown-kind"),
+        (b'{"kind": "sleep", "payload": {"seconds": 4000}}', 422, "invalid-payload"),
+        (b'{"kind": "sleep", "payload": "ten"}', 422, "invalid-payload"),
+    ],
+)
+async def test_a_bad_submit_is_a_problem(
+    api: httpx.AsyncClient, content: bytes, status: int, slug: str
+) -> None:
+    assert_problem(await post_raw(api, content), status, slug)
+    assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
+async def test_an_unknown_kind_lists_the_known_ones(api: httpx.AsyncClient) -> None:
+    problem = assert_problem(await post_raw(api, b'{"kind": "nope"}'), 422, "unknown-kind")
+    assert problem["known_kinds"] == ["echo", "fail", "predict", "sleep"]
+
+
+async def test_a_body_that_is_not_json_is_unsupported(api: httpx.AsyncClient) -> None:
+    response = await post_raw(api, b"kind=echo", "application/x-www-form-urlencoded")
+    assert_problem(response, 415, "unsupported-media-type")
+    assert_problem(
+        await post_raw(api, b'{"kind": "echo"}', "text/plain"), 415, "unsupported-media-type"
+    )
+
+
+async def test_a_body_over_the_limit_is_refused_by_its_length(api: httpx.AsyncClient) -> None:
+    big = b'{"kind": "echo", "payload": "' + b"x" * 5000 + b'"}'
+    problem = assert_problem(await post_raw(api, big), 413, "body-too-large")
+    assert problem["max_body_bytes"] == 4096
+
+
+async def test_a_chunked_body_over_the_limit_is_cut_off(api: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"kind": "echo", "payload": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = await post_raw(api, chunks())
+    assert_problem(response, 413, "body-too-large")
+    assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
+async def test_a_chunked_body_within_the_limit_is_accepted(api: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"kind": "echo", '
+        yield b'"payload": {"small": true}}'
+
+    assert (await post_raw(api, chunks())).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "slug"),
+    [
+        ({"limit": 0}, 422, "invalid-request"),
+        ({"limit": 1001}, 422, "invalid-request"),
+        ({"limit": "many"}, 422, "invalid-request"),
+        ({"status": "DONE"}, 422, "invalid-request"),
+        ({"cursor": "forged"}, 400, "invalid-cursor"),
+    ],
+)
+async def test_a_bad_list_query_is_a_problem(
+    api: httpx.AsyncClient, params: dict[str, Any], status: int, slug: str
+) -> None:
+    assert_problem(await api.get("/v1/tasks", params=params), status, slug)
+
+
+async def test_a_cursor_is_bound_to_its_filters(api: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await post_raw(api, b'{"kind": "echo"}')
+    page = (await api.get("/v1/tasks", params={"limit": 1, "kind": "echo"})).json()
+    response = await api.get("/v1/tasks", params={"limit": 1, "cursor": page["next_cursor"]})
+    assert_problem(response, 400, "invalid-cursor")
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks/not-a-uuid", "/v1/tasks/123"])
+async def test_a_bad_task_id_is_a_problem(api: httpx.AsyncClient, path: str) -> None:
+    assert_problem(await api.get(path), 422, "invalid-request")
+    assert_problem(await api.post(f"{path}/cancel"), 422, "invalid-request")
+
+
+async def test_an_unknown_task_is_not_found(api: httpx.AsyncClient) -> None:
+    missing = "/v1/tasks/01900000-0000-7000-8000-000000000000"
+    assert_problem(await api.get(missing), 404, "task-not-found")
+    assert_problem(await api.post(f"{missing}/retry"), 404, "task-not-found")
+
+
+async def test_retrying_a_task_that_has_not_failed_is_a_conflict(api: httpx.AsyncClient) -> None:
+    task = (await post_raw(api, b'{"kind": "sleep", "payload": {"seconds": 30}}')).json()
+    assert_problem(await api.post(f"/v1/tasks/{task['id']}/retry"), 409, "illegal-transition")
+
+
+@pytest.mark.parametrize("key", [b"x" * 256, b"has space", "ünïcode".encode()])
+async def test_a_bad_idempotency_key_is_a_problem(api: httpx.AsyncClient, key: bytes) -> None:
+    response = await api.post(
+        "/v1/tasks",
+        content=b'{"kind": "echo"}',
+        headers={"Content-Type": "application/json", "Idempotency-Key": key},
+    )
+    assert_problem(response, 400, "invalid-idempotency-key")
+
+
+async def test_unknown_routes_and_methods_are_problems(api: httpx.AsyncClient) -> None:
+    assert_problem(await api.get("/v2/nothing"), 404, "not-found")
+    assert_problem(await api.delete("/v1/tasks"), 405, "method-not-allowed")

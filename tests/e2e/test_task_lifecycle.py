@@ -1,0 +1,164 @@
+"""Through HTTP: tasks submitted, run by the embedded worker, read back."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.e2e.conftest import ApiFactory, wait_for_status
+
+
+async def submit(api: httpx.AsyncClient, body: dict, **headers: str) -> httpx.Response:
+    return await api.post("/v1/tasks", json=body, headers=headers)
+
+
+async def test_an_echo_task_succeeds_with_its_payload_as_result(api: httpx.AsyncClient) -> None:
+    response = await submit(api, {"kind": "echo", "payload": {"hello": ["world", 1]}})
+    assert response.status_code == 201
+    task = response.json()
+    assert response.headers["location"] == f"/v1/tasks/{task['id']}"
+    assert task["status"] in ("QUEUED", "RUNNING", "SUCCEEDED")
+    done = await wait_for_status(api, task["id"], "SUCCEEDED")
+    assert done["result"] == {"hello": ["world", 1]}
+    assert done["attempts"] == 1
+    assert done["started_at"] <= done["finished_at"]
+
+
+async def test_a_failing_task_ends_failed_after_its_attempts(api: httpx.AsyncClient) -> None:
+    response = await submit(
+        api, {"kind": "fail", "payload": {"message": "boom"}, "max_attempts": 2}
+    )
+    failed = await wait_for_status(api, response.json()["id"], "FAILED")
+    assert failed["attempts"] == 2
+    assert failed["error"] == {"type": "RuntimeError", "message": "boom", "retryable": True}
+    assert failed["result"] is None
+
+
+async def test_a_failed_task_can_be_retried_by_hand(api: httpx.AsyncClient) -> None:
+    response = await submit(api, {"kind": "fail", "max_attempts": 1})
+    task_id = response.json()["id"]
+    await wait_for_status(api, task_id, "FAILED")
+    retried = await api.post(f"/v1/tasks/{task_id}/retry")
+    assert retried.status_code == 200
+    assert retried.json()["status"] == "QUEUED"
+    again = await wait_for_status(api, task_id, "FAILED")
+    assert again["attempts"] == 1
+
+
+async def test_a_scheduled_task_can_be_cancelled_and_never_runs(api: httpx.AsyncClient) -> None:
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    task = (await submit(api, {"kind": "echo", "run_at": later})).json()
+    assert task["status"] == "SCHEDULED"
+    cancelled = await api.post(f"/v1/tasks/{task['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED"
+    again = await api.post(f"/v1/tasks/{task['id']}/cancel")
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+    assert "CANCELLED" in again.json()["detail"]
+    # A task scheduled just after it runs: once it succeeded, the cancelled one has had its time.
+    marker = (await submit(api, {"kind": "echo", "run_at": later})).json()
+    await wait_for_status(api, marker["id"], "SUCCEEDED")
+    final = (await api.get(f"/v1/tasks/{task['id']}")).json()
+    assert (final["status"], final["attempts"]) == ("CANCELLED", 0)
+
+
+async def test_a_scheduled_task_runs_at_its_time(api: httpx.AsyncClient) -> None:
+    run_at = datetime.now(UTC) + timedelta(milliseconds=300)
+    task = (await submit(api, {"kind": "echo", "run_at": run_at.isoformat()})).json()
+    done = await wait_for_status(api, task["id"], "SUCCEEDED")
+    assert datetime.fromisoformat(done["started_at"]) >= run_at
+
+
+async def test_a_running_task_is_cancelled_by_request(api: httpx.AsyncClient) -> None:
+    task = (await submit(api, {"kind": "sleep", "payload": {"seconds": 60}})).json()
+    await wait_for_status(api, task["id"], "RUNNING")
+    requested = await api.post(f"/v1/tasks/{task['id']}/cancel")
+    assert requested.json()["cancel_requested"] is True
+    cancelled = await wait_for_status(api, task["id"], "CANCELLED")
+    assert cancelled["result"] is None
+
+
+async def test_an_idempotent_resubmit_returns_the_same_task(api: httpx.AsyncClient) -> None:
+    body = {"kind": "echo", "payload": {"order": 42}}
+    first = await submit(api, body, **{"Idempotency-Key": "order-42"})
+    repeat = await submit(api, body, **{"Idempotency-Key": "order-42"})
+    assert (first.status_code, repeat.status_code) == (201, 200)
+    assert repeat.json()["id"] == first.json()["id"]
+    assert repeat.headers["idempotent-replayed"] == "true"
+    different = await submit(
+        api, {**body, "payload": {"order": 43}}, **{"Idempotency-Key": "order-42"}
+    )
+    assert different.status_code == 409
+    assert different.json()["task_id"] == first.json()["id"]
+    listed = (await api.get("/v1/tasks")).json()["items"]
+    assert len(listed) == 1
+
+
+async def test_owners_see_only_their_own_tasks(api_factory: ApiFactory) -> None:
+    api = await api_factory(api_keys="alice:key-a,bob:key-b")
+    alice = {"Authorization": "Bearer key-a"}
+    bob = {"Authorization": "Bearer key-b"}
+    created = await api.post("/v1/tasks", json={"kind": "echo"}, headers=alice)
+    task_id = created.json()["id"]
+    assert (await api.get(f"/v1/tasks/{task_id}", headers=alice)).status_code == 200
+    stranger = await api.get(f"/v1/tasks/{task_id}", headers=bob)
+    assert stranger.status_code == 404
+    assert stranger.headers["content-type"] == "application/problem+json"
+    assert (await api.post(f"/v1/tasks/{task_id}/cancel", headers=bob)).status_code == 404
+    assert (await api.get("/v1/tasks", headers=bob)).json()["items"] == []
+    missing = await api.get("/v1/tasks")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = await api.get("/v1/tasks", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+async def test_pages_never_skip_or_repeat_while_tasks_arrive(api: httpx.AsyncClient) -> None:
+    existing = [(await submit(api, {"kind": "echo", "payload": i})).json()["id"] for i in range(23)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/v1/tasks", params=params)).json()
+        seen.extend(item["id"] for item in page["items"])
+        await submit(api, {"kind": "echo", "payload": "arrived meanwhile"})
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(existing))
+
+
+async def test_pages_filter_by_status_and_kind(api: httpx.AsyncClient) -> None:
+    echo = (await submit(api, {"kind": "echo"})).json()["id"]
+    failing = (await submit(api, {"kind": "fail", "max_attempts": 1})).json()["id"]
+    await wait_for_status(api, failing, "FAILED")
+    await wait_for_status(api, echo, "SUCCEEDED")
+    failed = (await api.get("/v1/tasks", params={"status": "FAILED"})).json()["items"]
+    assert [item["id"] for item in failed] == [failing]
+    echoes = (await api.get("/v1/tasks", params={"kind": "echo"})).json()["items"]
+    assert [item["id"] for item in echoes] == [echo]
+
+
+async def test_many_tasks_all_succeed(api: httpx.AsyncClient) -> None:
+    responses = await asyncio.gather(
+        *(submit(api, {"kind": "predict", "payload": {"features": {"x": i}}}) for i in range(50))
+    )
+    ids = [response.json()["id"] for response in responses]
+    for task_id in ids:
+        done = await wait_for_status(api, task_id, "SUCCEEDED")
+        assert done["result"]["label"] in ("positive", "negative")
+        assert done["attempts"] == 1
+
+
+async def test_kinds_health_and_readiness(api: httpx.AsyncClient) -> None:
+    kinds = (await api.get("/v1/kinds")).json()["items"]
+    assert [kind["name"] for kind in kinds] == ["echo", "fail", "predict", "sleep"]
+    sleep = next(kind for kind in kinds if kind["name"] == "sleep")
+    assert sleep["payload_schema"]["properties"]["seconds"]["maximum"] == 3600
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"storage": None, "broker": None}

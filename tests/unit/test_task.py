@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from domain import events
+from domain.errors import IllegalTransition, InvalidTask
+from domain.task import LEASE_GRACE
+from domain.values import RetryPolicy, TaskError, TaskStatus
+from tests.factories import T0, make_task
+
+BOOM = TaskError("Boom", "it broke")
+
+
+def test_a_task_submitted_for_later_is_scheduled_and_due_at_its_time() -> None:
+    task = make_task(run_at=T0 + timedelta(minutes=5))
+    assert task.status is TaskStatus.SCHEDULED
+    with pytest.raises(IllegalTransition, match="not due"):
+        task.enqueue(T0 + timedelta(minutes=4))
+    task.enqueue(T0 + timedelta(minutes=5))
+    assert task.status is TaskStatus.QUEUED
+
+
+def test_a_run_at_in_the_past_queues_at_once() -> None:
+    assert make_task(run_at=T0 - timedelta(days=1)).status is TaskStatus.QUEUED
+
+
+def test_an_illegal_transition_names_the_transition_and_the_state() -> None:
+    task = make_task()
+    with pytest.raises(IllegalTransition, match="cannot succeed a task that is QUEUED"):
+        task.succeed(T0, 1)
+
+
+def test_failures_retry_with_capped_exponential_backoff_then_fail() -> None:
+    task = make_task(max_attempts=3, base_delay=timedelta(seconds=2))
+    now = T0
+    waits = []
+    for _ in range(2):
+        task.start(now)
+        task.fail(now, BOOM)
+        assert task.status is TaskStatus.SCHEDULED
+        waits.append(task.run_at - now)
+        now = task.run_at
+        task.enqueue(now)
+    task.start(now)
+    task.fail(now, BOOM)
+    assert waits == [timedelta(seconds=2), timedelta(seconds=4)]
+    assert (task.status, task.attempts, task.error) == (TaskStatus.FAILED, 3, BOOM)
+    assert isinstance(task.pull_events()[-1], events.TaskFailed)
+
+
+def test_backoff_is_capped() -> None:
+    policy = RetryPolicy(
+        max_attempts=50, base_delay=timedelta(seconds=1), max_delay=timedelta(seconds=60)
+    )
+    assert policy.delay_after(1) == timedelta(seconds=1)
+    assert policy.delay_after(40) == timedelta(seconds=60)
+
+
+def test_a_permanent_failure_is_not_retried() -> None:
+    task = make_task(max_attempts=5)
+    task.start(T0)
+    task.fail(T0, TaskError("Bad", "never works", retryable=False))
+    assert (task.status, task.attempts) == (TaskStatus.FAILED, 1)
+
+
+def test_cancel_of_a_running_task_is_a_request_confirmed_by_the_worker() -> None:
+    task = make_task()
+    task.start(T0)
+    task.cancel(T0)
+    assert (task.status, task.cancel_requested) == (TaskStatus.RUNNING, True)
+    task.confirm_cancel(T0 + timedelta(seconds=1))
+    assert task.status is TaskStatus.CANCELLED
+    assert not task.cancel_requested
+
+
+def test_a_failure_after_a_cancel_request_cancels_instead_of_retrying() -> None:
+    task = make_task(max_attempts=3)
+    task.start(T0)
+    task.cancel(T0)
+    task.fail(T0, BOOM)
+    assert task.status is TaskStatus.CANCELLED
+
+
+def test_a_cancelled_task_is_never_started() -> None:
+    task = make_task()
+    task.cancel(T0)
+    with pytest.raises(IllegalTransition, match="cannot start a task that is CANCELLED"):
+        task.start(T0)
+
+
+def test_a_manual_retry_gives_a_fresh_set_of_attempts() -> None:
+    task = make_task(max_attempts=1)
+    task.start(T0)
+    task.fail(T0, BOOM)
+    task.retry(T0)
+    assert (task.status, task.attempts, task.error, task.finished_at) == (
+        TaskStatus.QUEUED,
+        0,
+        None,
+        None,
+    )
+    task.start(T0)
+    assert task.attempts == 1
+
+
+def test_the_lease_of_a_running_attempt_ends_after_its_timeout_and_grace() -> None:
+    task = make_task(timeout=timedelta(seconds=10))
+    task.start(T0)
+    assert not task.lease_expired(T0 + timedelta(seconds=10) + LEASE_GRACE - timedelta(seconds=1))
+    assert task.lease_expired(T0 + timedelta(seconds=10) + LEASE_GRACE)
+
+
+def test_a_clock_that_goes_backwards_never_rewinds_the_task() -> None:
+    task = make_task()
+    task.start(T0 - timedelta(hours=1))
+    assert task.updated_at == T0
+    assert task.started_at == T0
+
+
+@pytest.mark.parametrize(
+    ("kind", "timeout"),
+    [("", 10), ("Upper", 10), ("x" * 101, 10), ("has space", 10), ("echo", 0), ("echo", 10**6)],
+)
+def test_invalid_tasks_are_refused(kind: str, timeout: int) -> None:
+    with pytest.raises(InvalidTask):
+        make_task(kind=kind, timeout=timedelta(seconds=timeout))
+
+
+def test_max_attempts_is_bounded() -> None:
+    with pytest.raises(InvalidTask):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(InvalidTask):
+        RetryPolicy(max_attempts=101)

@@ -1,0 +1,318 @@
+"""The use cases on the in-memory adapters, wired by the real container with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from dependency_injector import providers
+
+from adapters.handlers.builtin import BUILTIN_KINDS
+from adapters.handlers.registry import Kind, KindRegistry
+from application.errors import (
+    IdempotencyKeyReused,
+    InvalidPayload,
+    StorageUnavailable,
+    TaskNotFound,
+    UnknownKind,
+)
+from application.messages import RunTaskMessage
+from application.ports.task_repository import TaskQuery
+from application.use_cases.cancel_task import CancelTask
+from application.use_cases.get_task import GetTask
+from application.use_cases.run_task import Outcome, RunTask
+from application.use_cases.submit_task import SubmitTask
+from domain.values import TaskStatus
+from entrypoints.container import Container, create_container
+from entrypoints.settings import Settings
+from tests.factories import FakeClock, make_message
+from tests.polling import eventually
+
+
+class Gate:
+    """A task kind that runs until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.started = asyncio.Event()
+        self.runs = 0
+
+    async def __call__(self, payload: Any, context: Any) -> Any:
+        self.runs += 1
+        self.started.set()
+        await self.opened.wait()
+        return {"ran": self.runs}
+
+
+async def not_json(payload: Any, context: Any) -> Any:
+    return {"value": object()}
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app(gate: Gate, clock: FakeClock) -> Container:
+    container = create_container(Settings(cancel_poll_seconds=0.01, retry_base_seconds=10))
+    container.clock.override(providers.Object(clock))
+    container.registry.override(
+        providers.Singleton(
+            KindRegistry, [*BUILTIN_KINDS, Kind("gate", gate), Kind("not-json", not_json)]
+        )
+    )
+    return container
+
+
+async def submit(app: Container, kind: str = "echo", **fields: Any) -> Any:
+    command = SubmitTask(
+        owner="alice", kind=kind, payload=fields.pop("payload", {"x": 1}), **fields
+    )
+    return (await app.submit_task()(command)).task
+
+
+async def run(app: Container, task_id: Any) -> Any:
+    return await app.run_task()(RunTask(task_id))
+
+
+async def status_of(app: Container, task_id: Any) -> Any:
+    return await app.get_task()(GetTask("alice", task_id))
+
+
+async def test_a_submitted_task_runs_to_success_once(app: Container) -> None:
+    task = await submit(app, payload={"hello": "world"})
+    assert (await run(app, task.id)).outcome is Outcome.RAN
+    again = await run(app, task.id)
+    assert again.outcome is Outcome.NOTHING_TO_DO
+    stored = await status_of(app, task.id)
+    assert (stored.status, stored.result, stored.attempts) == (
+        TaskStatus.SUCCEEDED,
+        {"hello": "world"},
+        1,
+    )
+
+
+async def test_submitting_writes_one_dispatch_message_to_the_outbox(app: Container) -> None:
+    task = await submit(app)
+    scheduled = await submit(app, run_at=app.clock().now() + timedelta(hours=1))
+    async with app.uow()() as uow:
+        pending = await uow.outbox.pending(10)
+    assert [RunTaskMessage.decode(m.body).task_id for m in pending] == [task.id]
+    assert scheduled.status is TaskStatus.SCHEDULED
+
+
+async def test_a_failing_task_is_retried_after_its_backoff_then_fails(
+    app: Container, clock: FakeClock
+) -> None:
+    task = await submit(app, "fail", payload={"message": "boom"}, max_attempts=2)
+    await run(app, task.id)
+    retrying = await status_of(app, task.id)
+    assert retrying.status is TaskStatus.SCHEDULED
+    assert retrying.run_at == clock.now() + timedelta(seconds=10)
+    assert await app.promote_due_tasks()() == 0
+    clock.advance(seconds=10)
+    assert await app.promote_due_tasks()() == 1
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.attempts, failed.error.message) == (
+        TaskStatus.FAILED,
+        2,
+        "boom",
+    )
+
+
+async def test_a_duplicate_delivery_of_a_running_task_waits_for_its_lease(
+    app: Container, gate: Gate
+) -> None:
+    task = await submit(app, "gate", timeout_seconds=60)
+    first = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    duplicate = await run(app, task.id)
+    assert duplicate.outcome is Outcome.BUSY
+    assert timedelta(seconds=60) < duplicate.retry_after <= timedelta(seconds=90)
+    gate.opened.set()
+    assert (await first).outcome is Outcome.RAN
+    assert gate.runs == 1
+
+
+async def test_a_lost_attempt_is_failed_and_retried_when_its_lease_ends(
+    app: Container, clock: FakeClock
+) -> None:
+    task = await submit(app, timeout_seconds=5)
+    async with app.uow()() as uow:
+        claimed = await uow.tasks.get(task.id)
+        claimed.start(clock.now())
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    clock.advance(seconds=60)
+    assert (await run(app, task.id)).status is TaskStatus.SCHEDULED
+    lost = await status_of(app, task.id)
+    assert lost.error.type == "AttemptLost"
+    clock.advance(seconds=60)
+    await app.promote_due_tasks()()
+    await run(app, task.id)
+    done = await status_of(app, task.id)
+    assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 2)
+
+
+async def test_an_attempt_over_its_timeout_fails(app: Container) -> None:
+    task = await submit(app, "sleep", payload={"seconds": 5}, timeout_seconds=0.05, max_attempts=1)
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.error.type) == (TaskStatus.FAILED, "Timeout")
+
+
+async def test_cancel_reaches_the_running_handler(app: Container, gate: Gate) -> None:
+    task = await submit(app, "gate")
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    requested = await app.cancel_task()(CancelTask("alice", task.id))
+    assert (requested.status, requested.cancel_requested) == (TaskStatus.RUNNING, True)
+    assert (await asyncio.wait_for(running, 5)).status is TaskStatus.CANCELLED
+    assert not gate.opened.is_set()
+
+
+async def test_a_result_that_is_not_json_fails_the_task(app: Container) -> None:
+    task = await submit(app, "not-json")
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.error.type) == (TaskStatus.FAILED, "InvalidResult")
+
+
+async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> None:
+    command = SubmitTask("alice", "echo", {"a": 1}, idempotency_key="k1")
+    first = await app.submit_task()(command)
+    repeat = await app.submit_task()(command)
+    assert (first.created, repeat.created) == (True, False)
+    assert repeat.task.id == first.task.id
+    with pytest.raises(IdempotencyKeyReused):
+        await app.submit_task()(SubmitTask("alice", "echo", {"a": 2}, idempotency_key="k1"))
+    other_owner = await app.submit_task()(SubmitTask("bob", "echo", {"a": 1}, idempotency_key="k1"))
+    assert other_owner.created
+
+
+async def test_racing_repeats_of_one_key_create_one_task(app: Container) -> None:
+    command = SubmitTask("alice", "echo", {"a": 1}, idempotency_key="race")
+    results = await asyncio.gather(*(app.submit_task()(command) for _ in range(10)))
+    assert len({result.task.id for result in results}) == 1
+    assert sum(result.created for result in results) == 1
+
+
+async def test_unknown_kinds_and_bad_payloads_are_refused_at_submit(app: Container) -> None:
+    with pytest.raises(UnknownKind) as unknown:
+        await submit(app, "nope")
+    assert "echo" in unknown.value.known
+    with pytest.raises(InvalidPayload, match="seconds"):
+        await submit(app, "sleep", payload={"seconds": -1})
+
+
+async def test_another_owners_task_is_not_found(app: Container) -> None:
+    task = await submit(app)
+    with pytest.raises(TaskNotFound):
+        await app.get_task()(GetTask("mallory", task.id))
+
+
+async def test_list_pages_know_whether_more_follow(app: Container) -> None:
+    tasks = [await submit(app) for _ in range(5)]
+    first = await app.list_tasks()(TaskQuery("alice", limit=3))
+    second = await app.list_tasks()(TaskQuery("alice", limit=3, before=first.next_before))
+    assert [t.id for t in (*first.items, *second.items)] == [t.id for t in reversed(tasks)]
+    assert second.next_before is None
+
+
+async def test_the_relay_publishes_pending_messages_once(app: Container) -> None:
+    await submit(app)
+    await submit(app)
+    assert await app.relay_outbox()() == 2
+    assert await app.relay_outbox()() == 0
+    assert app.broker().ready_count == 2
+
+
+async def test_a_publish_failure_keeps_messages_in_the_outbox(app: Container) -> None:
+    class DownPublisher:
+        async def publish(self, messages: Any) -> None:
+            raise StorageUnavailable("down")
+
+    await submit(app)
+    app.publisher.override(providers.Object(DownPublisher()))
+    try:
+        with pytest.raises(StorageUnavailable):
+            await app.relay_outbox()()
+    finally:
+        app.publisher.reset_override()
+    async with app.uow()() as uow:
+        assert len(await uow.outbox.pending(10)) == 1
+
+
+class FakeDelivery:
+    def __init__(self, body: bytes, delivery_count: int = 1) -> None:
+        self.message_id = "m-1"
+        self.body = body
+        self.delivery_count = delivery_count
+        self.settled: tuple[str, Any] | None = None
+
+    async def ack(self) -> None:
+        self.settled = ("ack", None)
+
+    async def nack(self, delay: timedelta) -> None:
+        self.settled = ("nack", delay)
+
+    async def reject(self, reason: str) -> None:
+        self.settled = ("reject", reason)
+
+
+async def test_deliveries_are_settled_by_what_running_them_found(app: Container) -> None:
+    process = app.process_delivery()
+    poison = FakeDelivery(b"\xff not json")
+    await process(poison)
+    assert poison.settled[0] == "reject"
+
+    unknown = FakeDelivery(RunTaskMessage(make_message().id).encode())
+    await process(unknown)
+    assert unknown.settled[0] == "reject"
+
+    task = await submit(app)
+    good = FakeDelivery(RunTaskMessage(task.id).encode())
+    await process(good)
+    assert good.settled == ("ack", None)
+    assert (await status_of(app, task.id)).status is TaskStatus.SUCCEEDED
+
+    too_often = FakeDelivery(RunTaskMessage(task.id).encode(), delivery_count=1000)
+    await process(too_often)
+    assert too_often.settled[0] == "reject"
+
+
+async def test_a_delivery_is_nacked_while_storage_is_down(app: Container) -> None:
+    task = await submit(app)
+
+    def down() -> Any:
+        raise StorageUnavailable("connection refused", retry_after_seconds=3)
+
+    app.storage().unit_of_work = down  # type: ignore[method-assign]
+    delivery = FakeDelivery(RunTaskMessage(task.id).encode())
+    await app.process_delivery()(delivery)
+    assert delivery.settled == ("nack", timedelta(seconds=3))
+
+
+async def test_the_embedded_worker_runs_submitted_tasks(app: Container) -> None:
+    from entrypoints.worker.runtime import Runtime
+
+    runtime = Runtime(app, consume=True)
+    await runtime.start()
+    try:
+        task = await submit(app)
+
+        async def succeeded() -> bool:
+            return (await status_of(app, task.id)).status is TaskStatus.SUCCEEDED
+
+        await eventually(succeeded)
+    finally:
+        await runtime.stop()
