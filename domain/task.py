@@ -6,6 +6,7 @@ RUNNING --fail, none left (or not retryable)--> FAILED
 SCHEDULED | QUEUED --cancel--> CANCELLED; RUNNING --cancel--> cancel requested,
 confirmed by the worker (--confirm_cancel--> CANCELLED).
 FAILED | CANCELLED --retry--> QUEUED (a fresh set of attempts).
+RUNNING --release--> QUEUED when a worker shuts down mid-attempt (the attempt is not counted).
 """
 
 from __future__ import annotations
@@ -146,6 +147,28 @@ class Task:
         self.started_at = now
         self.lease_expires_at = now + self.timeout + LEASE_GRACE
         self._record(events.TaskStarted(self.id, self.kind, now, attempt=self.attempts))
+
+    def release(self, now: datetime) -> None:
+        """The worker stopped before the attempt ended (shutdown): back to the queue, and
+        the unfinished attempt is not counted."""
+        self._require("release", {TaskStatus.RUNNING})
+        now = self._touch(now)
+        if self.cancel_requested:
+            self.status = TaskStatus.CANCELLED
+            self._finish(now)
+            self._record(events.TaskCancelled(self.id, self.kind, now))
+            return
+        self.status = TaskStatus.QUEUED
+        self.attempts -= 1
+        self.lease_expires_at = None
+        self._record(events.TaskQueued(self.id, self.kind, now))
+
+    def redispatch(self, now: datetime) -> None:
+        """Its dispatch message is presumed lost (a broker that forgot it): queue it again.
+        A duplicate message is harmless, the start is version-checked."""
+        self._require("redispatch", {TaskStatus.QUEUED})
+        now = self._touch(now)
+        self._record(events.TaskQueued(self.id, self.kind, now))
 
     def succeed(self, now: datetime, result: JsonValue) -> None:
         """The running attempt returned a result; it is recorded once and for all."""

@@ -19,6 +19,7 @@ from application.use_cases.get_task import GetTaskHandler
 from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
+from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
@@ -28,6 +29,10 @@ from entrypoints.settings import Settings, url_scheme
 
 class UnsupportedUrl(ValueError):
     pass
+
+
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
 
 
 def _task_defaults(settings: Settings) -> TaskDefaults:
@@ -83,13 +88,18 @@ class Container(containers.DeclarativeContainer):
         registry=registry,
         recorder=recorder,
         clock=clock,
-        cancel_poll_interval=providers.Callable(
-            lambda seconds: timedelta(seconds=seconds), settings.provided.cancel_poll_seconds
-        ),
+        cancel_poll_interval=providers.Callable(_seconds, settings.provided.cancel_poll_seconds),
     )
     process_delivery = providers.Singleton(ProcessDeliveryHandler, run_task=run_task)
     promote_due_tasks = providers.Singleton(
         PromoteDueTasksHandler, uow=uow, recorder=recorder, clock=clock
+    )
+    recover_stalled_tasks = providers.Singleton(
+        RecoverStalledTasksHandler,
+        uow=uow,
+        recorder=recorder,
+        clock=clock,
+        redispatch_after=providers.Callable(_seconds, settings.provided.redispatch_after_seconds),
     )
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
     check_readiness = providers.Singleton(

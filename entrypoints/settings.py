@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300, ge=0, le=86400)
     sweep_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     cancel_poll_seconds: float = Field(default=1, gt=0, le=60)
+    redispatch_after_seconds: float = Field(default=900, gt=0, le=7 * 86400)
+    recovery_interval_seconds: float = Field(default=15, gt=0, le=3600)
     shutdown_grace_seconds: float = Field(default=10, ge=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -84,6 +86,10 @@ class Settings(BaseSettings):
                 "the in-process queue (TASKPORT_BROKER_URL=memory://) needs the embedded worker"
             )
         return self
+
+    @property
+    def in_process_broker(self) -> bool:
+        return url_scheme(self.broker_url) == "memory"
 
     @property
     def runs_embedded_worker(self) -> bool:

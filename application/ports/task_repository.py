@@ -37,6 +37,9 @@ class TaskRepository(Protocol):
       skips a task that existed when the first page was read.
     - ``due`` returns up to ``limit`` SCHEDULED tasks whose ``run_at`` is at or before ``now``,
       earliest first, claimed for this unit (concurrent sweeps do not receive the same tasks).
+    - ``stalled`` returns up to ``limit`` tasks that look abandoned, claimed like ``due``:
+      RUNNING with ``lease_expires_at`` at or before ``lease_ended_by``, and QUEUED with
+      ``updated_at`` at or before ``queued_since``.
     """
 
     async def add(self, task: Task) -> None: ...
@@ -52,3 +55,7 @@ class TaskRepository(Protocol):
     async def list(self, query: TaskQuery) -> Sequence[Task]: ...
 
     async def due(self, now: datetime, limit: int) -> Sequence[Task]: ...
+
+    async def stalled(
+        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+    ) -> Sequence[Task]: ...

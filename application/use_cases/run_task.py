@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 from datetime import timedelta
 from uuid import UUID
 
@@ -23,6 +24,8 @@ from application.ports.unit_of_work import UnitOfWorkFactory
 from application.recorder import TaskRecorder
 from domain.task import Task
 from domain.values import JsonValue, TaskError, TaskStatus
+
+logger = logging.getLogger("taskport.worker")
 
 CONFLICT_RETRIES = 5
 MAX_RESULT_BYTES = 1024 * 1024
@@ -64,7 +67,11 @@ class _Cancelled:
     pass
 
 
-_AttemptOutcome = _Succeeded | _Failed | _Cancelled
+class _Released:
+    pass
+
+
+_AttemptOutcome = _Succeeded | _Failed | _Cancelled | _Released
 
 
 class RunTaskHandler:
@@ -86,7 +93,15 @@ class RunTaskHandler:
         claimed = await self._claim(command.task_id)
         if isinstance(claimed, RunResult):
             return claimed
-        outcome = await self._run_attempt(claimed)
+        try:
+            outcome = await self._run_attempt(claimed)
+        except asyncio.CancelledError:
+            # The worker is shutting down: hand the task back rather than let its lease run out.
+            try:
+                await asyncio.shield(self._record(claimed, _Released()))
+            except Exception:
+                logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
+            raise
         return await self._record(claimed, outcome)
 
     async def _claim(self, task_id: UUID) -> Task | RunResult:
@@ -178,6 +193,8 @@ class RunTaskHandler:
                     task.succeed(now, outcome.result)
                 elif isinstance(outcome, _Failed):
                     task.fail(now, outcome.error)
+                elif isinstance(outcome, _Released):
+                    task.release(now)
                 else:
                     task.confirm_cancel(now)
                 try:

@@ -30,14 +30,25 @@ class Runtime:
     async def start(self) -> None:
         relay = self._container.relay_outbox()
         promote = self._container.promote_due_tasks()
+        recover = self._container.recover_stalled_tasks()
         trigger = self._container.relay_trigger()
         interval = self._settings.sweep_interval_seconds
+        if self._settings.in_process_broker:
+            # The in-process queue starts empty: whatever was queued or running when the
+            # last process stopped is dispatched again.
+            while recovered := await recover(orphaned=True):
+                logger.info("recovered %d tasks left by the previous process", recovered)
+        recovery_pause = self._settings.recovery_interval_seconds
         self._loops = [
             asyncio.create_task(
                 _repeat("outbox relay", relay, lambda: trigger.wait(interval)), name="relay"
             ),
             asyncio.create_task(
                 _repeat("due-task sweep", promote, lambda: asyncio.sleep(interval)), name="sweep"
+            ),
+            asyncio.create_task(
+                _repeat("recovery sweep", recover, lambda: asyncio.sleep(recovery_pause)),
+                name="recovery",
             ),
         ]
         if self._consume:

@@ -245,3 +245,25 @@ async def test_a_task_and_its_message_commit_together(storage: Any) -> None:
 
 async def test_health_check_answers(storage: Any) -> None:
     await storage.check()
+
+
+async def test_stalled_finds_ended_leases_and_forgotten_queued_tasks(storage: Any) -> None:
+    running = make_task(timeout=timedelta(seconds=10))
+    running.start(T0)
+    fresh_running = make_task(timeout=timedelta(hours=1))
+    fresh_running.start(T0)
+    old_queued = make_task(now=T0 - timedelta(hours=1))
+    new_queued = make_task(now=T0)
+    finished = make_task()
+    finished.start(T0)
+    finished.succeed(T0, None)
+    for task in (running, fresh_running, finished):
+        task.pull_events()
+    await add(storage, running, fresh_running, old_queued, new_queued, finished)
+    first, second = storage.unit_of_work(), storage.unit_of_work()
+    async with first, second:
+        found = await first.tasks.stalled(T0 + timedelta(minutes=5), T0 - timedelta(minutes=30), 10)
+        assert {task.id for task in found} == {running.id, old_queued.id}
+        # The other sweep does not receive what the first one claimed.
+        others = await second.tasks.stalled(T0 + timedelta(minutes=5), T0, 10)
+        assert {task.id for task in others} == {new_queued.id}

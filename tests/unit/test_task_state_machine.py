@@ -23,6 +23,8 @@ EXPECTED_EVENT = {
     "retry": events.TaskRequeued,
     "enqueue": events.TaskQueued,
     "fail": (events.TaskRetryScheduled, events.TaskFailed, events.TaskCancelled),
+    "release": (events.TaskQueued, events.TaskCancelled),
+    "redispatch": events.TaskQueued,
 }
 
 
@@ -85,6 +87,14 @@ class TaskLifecycle(RuleBasedStateMachine):
     @rule()
     def retry(self) -> None:
         self._apply("retry", lambda: self.task.retry(self.now))
+
+    @rule()
+    def release(self) -> None:
+        self._apply("release", lambda: self.task.release(self.now))
+
+    @rule()
+    def redispatch(self) -> None:
+        self._apply("redispatch", lambda: self.task.redispatch(self.now))
 
     @precondition(lambda self: self.task.status is TaskStatus.SCHEDULED)
     @rule()

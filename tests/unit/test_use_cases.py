@@ -316,3 +316,57 @@ async def test_the_embedded_worker_runs_submitted_tasks(app: Container) -> None:
         await eventually(succeeded)
     finally:
         await runtime.stop()
+
+
+async def test_a_worker_shutting_down_hands_its_task_back(app: Container, gate: Gate) -> None:
+    task = await submit(app, "gate")
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    handed_back = await status_of(app, task.id)
+    assert (handed_back.status, handed_back.attempts) == (TaskStatus.QUEUED, 0)
+    gate.opened.set()
+    await run(app, task.id)
+    assert (await status_of(app, task.id)).status is TaskStatus.SUCCEEDED
+
+
+async def test_recovery_retries_lost_attempts_and_redispatches_forgotten_tasks(
+    app: Container, clock: FakeClock
+) -> None:
+    queued = await submit(app)
+    lost = await submit(app, timeout_seconds=5)
+    async with app.uow()() as uow:
+        claimed = await uow.tasks.get(lost.id)
+        claimed.start(clock.now())
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    await app.relay_outbox()()
+    assert await app.recover_stalled_tasks()() == 0
+    clock.advance(hours=1)
+    assert await app.recover_stalled_tasks()() == 2
+    assert await app.recover_stalled_tasks()() == 0
+    retrying = await status_of(app, lost.id)
+    assert (retrying.status, retrying.error.type) == (TaskStatus.SCHEDULED, "AttemptLost")
+    async with app.uow()() as uow:
+        pending = [RunTaskMessage.decode(m.body).task_id for m in await uow.outbox.pending(10)]
+    assert pending == [queued.id]
+
+
+async def test_a_new_process_with_an_in_process_queue_redispatches_everything(
+    app: Container, clock: FakeClock
+) -> None:
+    queued = await submit(app)
+    running = await submit(app)
+    async with app.uow()() as uow:
+        claimed = await uow.tasks.get(running.id)
+        claimed.start(clock.now())
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    await app.relay_outbox()()
+    assert await app.recover_stalled_tasks()(orphaned=True) == 2
+    assert (await status_of(app, running.id)).error.type == "AttemptLost"
+    async with app.uow()() as uow:
+        pending = [RunTaskMessage.decode(m.body).task_id for m in await uow.outbox.pending(10)]
+    assert pending == [queued.id]

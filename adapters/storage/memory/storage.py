@@ -140,6 +140,24 @@ class MemoryTaskRepository:
             ),
             key=lambda task: (task.run_at or now, task.id),
         )[:limit]
+        return await self._claim(candidates)
+
+    async def stalled(
+        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+    ) -> Sequence[Task]:
+        def is_stalled(task: Task) -> bool:
+            if task.status is TaskStatus.RUNNING:
+                return task.lease_expires_at is not None and task.lease_expires_at <= lease_ended_by
+            return task.status is TaskStatus.QUEUED and task.updated_at <= queued_since
+
+        candidates = [
+            task
+            for task_id, task in self._storage.tasks.items()
+            if task_id not in self._storage.claimed_tasks and is_stalled(task)
+        ][:limit]
+        return await self._claim(candidates)
+
+    async def _claim(self, candidates: Sequence[Task]) -> list[Task]:
         claimed = []
         for candidate in candidates:
             self._work.claim_task(candidate.id)
