@@ -56,6 +56,14 @@ def worker() -> None:
             err=True,
         )
         raise typer.Exit(2)
+    if url_scheme(settings.storage_url) == "memory":
+        typer.echo(
+            "taskport: in-memory storage (TASKPORT_STORAGE_URL=memory://) lives inside one "
+            "process, so a separate worker would never see the API's tasks; point "
+            "TASKPORT_STORAGE_URL at a database shared with the API",
+            err=True,
+        )
+        raise typer.Exit(2)
     asyncio.run(_work(container))
 
 
