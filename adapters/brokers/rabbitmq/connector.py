@@ -12,7 +12,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
-from adapters.brokers.rabbitmq.options import DELAY_TIERS, RabbitMqOptions, Topology
+from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
 from adapters.brokers.rabbitmq.session import AmqpSession
 from application.errors import BrokerUnavailable
 from application.messages import TASKS_TOPIC
@@ -102,7 +102,7 @@ async def declare(session: AmqpSession, topology: Topology) -> None:
     tasks = topology.queue_for(TASKS_TOPIC)
     await session.declare_queue(tasks, {"x-queue-type": topology.queue_type})
     await session.declare_queue(topology.dead_letter_queue, {"x-queue-type": topology.queue_type})
-    for tier in DELAY_TIERS:
+    for tier in topology.delay_tiers:
         await session.declare_queue(topology.delay_queue(tier), _delay_arguments(tier, tasks))
 
 

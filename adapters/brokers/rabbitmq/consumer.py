@@ -15,7 +15,7 @@ from pika.spec import PERSISTENT_DELIVERY_MODE, Basic, BasicProperties
 
 from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
-from adapters.brokers.rabbitmq.session import AmqpSession
+from adapters.brokers.rabbitmq.session import AmqpSession, all_confirmed
 from application.errors import BrokerUnavailable
 from application.messages import TASKS_TOPIC
 from application.ports.consumer import DeliveryCallback
@@ -23,11 +23,13 @@ from application.ports.consumer import DeliveryCallback
 logger = logging.getLogger("taskport.rabbitmq")
 
 CHECK_WAIT_SECONDS = 1.0
+OWN = "x-taskport-"
 # Deliveries before a republish: classic queues count nothing, quorum queues restart at 0.
 DELIVERIES_HEADER = "x-taskport-deliveries"
 # Not to be handled before this time (epoch ms): set when a delay exceeds the longest tier.
 DUE_HEADER = "x-taskport-due-ms"
 REASON_HEADER = "x-taskport-dead-letter-reason"
+QUORUM_COUNT_HEADER = "x-delivery-count"
 
 
 class RabbitMqDelivery:
@@ -49,6 +51,8 @@ class RabbitMqDelivery:
         self.message_id = properties.message_id or ""
         self.body = body
         self.delivery_count = _delivery_count(self._headers, method.redelivered)
+        # A classic queue only flags a redelivery; it does not count how many there were.
+        self.uncounted = method.redelivered and QUORUM_COUNT_HEADER not in self._headers
 
     @property
     def due_in(self) -> timedelta:
@@ -73,11 +77,21 @@ class RabbitMqDelivery:
             {DELIVERIES_HEADER: self.delivery_count, REASON_HEADER: reason},
         )
 
+    async def recount(self) -> None:
+        """Puts an uncounted redelivery back on the task queue with the deliveries so far
+        in a header, so that the next delivery shows the right count."""
+        self._settle()
+        headers = {**self._own_headers(), DELIVERIES_HEADER: self.delivery_count - 1}
+        await self._move(self._topology.queue_for(TASKS_TOPIC), headers)
+
     async def postpone(self) -> None:
         """Sends a message that is not due yet back to wait, without counting a delivery."""
         self._settle()
-        earlier = {key: self._headers[key] for key in (DELIVERIES_HEADER, DUE_HEADER)}
-        await self._move(self._delay_queue(self.due_in), earlier)
+        await self._move(self._delay_queue(self.due_in), self._own_headers())
+
+    def _own_headers(self) -> dict[str, Any]:
+        # RabbitMQ's own headers (x-death, x-delivery-count) belong to the copy they came on.
+        return {key: value for key, value in self._headers.items() if key.startswith(OWN)}
 
     def _delay_queue(self, delay: timedelta) -> str:
         if delay <= timedelta(0):
@@ -94,7 +108,7 @@ class RabbitMqDelivery:
             headers=headers,
         )
         try:
-            await self._session.publish(queue, self.body, properties)
+            await all_confirmed([self._session.publish(queue, self.body, properties)])
         except BrokerUnavailable:
             with contextlib.suppress(BrokerUnavailable):
                 self._session.settle(self._tag, ack=False)
@@ -187,6 +201,8 @@ class RabbitMqConsumer:
         try:
             if delivery.due_in > timedelta(0):
                 await delivery.postpone()
+            elif delivery.uncounted:
+                await delivery.recount()
             else:
                 await callback(delivery)
         except BrokerUnavailable as exc:
@@ -210,8 +226,8 @@ class RabbitMqConsumer:
 
 def _delivery_count(headers: dict[str, Any], redelivered: bool) -> int:
     earlier = int(headers.get(DELIVERIES_HEADER, 0))
-    if "x-delivery-count" in headers:  # quorum queues count returns of this copy
-        return earlier + int(headers["x-delivery-count"]) + 1
+    if QUORUM_COUNT_HEADER in headers:  # quorum queues count the returns of this copy
+        return earlier + int(headers[QUORUM_COUNT_HEADER]) + 1
     return earlier + (2 if redelivered else 1)
 
 

@@ -32,6 +32,7 @@ class Topology:
 
     prefix: str = DEFAULT_PREFIX
     queue_type: QueueType = "quorum"
+    delay_tiers: tuple[timedelta, ...] = DELAY_TIERS
 
     def queue_for(self, topic: str) -> str:
         return f"{self.prefix}.{topic}"
@@ -45,7 +46,7 @@ class Topology:
 
     def tier_for(self, delay: timedelta) -> timedelta:
         """The shortest tier not shorter than ``delay`` (the longest for longer delays)."""
-        return next((tier for tier in DELAY_TIERS if tier >= delay), DELAY_TIERS[-1])
+        return next((tier for tier in self.delay_tiers if tier >= delay), self.delay_tiers[-1])
 
 
 @frozen

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from pika.spec import PERSISTENT_DELIVERY_MODE, BasicProperties
 
 from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions
-from application.errors import BrokerUnavailable
+from adapters.brokers.rabbitmq.session import all_confirmed
 from application.messages import TASKS_TOPIC
 from application.ports.outbox import OutboxMessage
 
@@ -53,10 +52,7 @@ class RabbitMqPublisher:
             )
             for message in messages
         ]
-        results = await asyncio.gather(*confirmations, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise BrokerUnavailable(f"not every message was confirmed: {result}") from result
+        await all_confirmed(confirmations)
 
     async def check(self) -> None:
         await self._connector.session(wait=CONNECT_WAIT_SECONDS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika
@@ -20,6 +20,8 @@ from application.errors import BrokerUnavailable
 logger = logging.getLogger("taskport.rabbitmq")
 
 CLOSE_TIMEOUT = 5.0
+# A blocked connection (a resource alarm) would otherwise hold a publish forever.
+CONFIRM_TIMEOUT = 10.0
 
 MessageCallback = Callable[[Channel, Basic.Deliver, BasicProperties, bytes], None]
 
@@ -200,6 +202,21 @@ class AmqpSession:
                 self._connection.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+
+
+async def all_confirmed(confirmations: Sequence[asyncio.Future[None]]) -> None:
+    """Waits for every confirmation; raises ``BrokerUnavailable`` if any failed or they
+    take longer than ``CONFIRM_TIMEOUT``."""
+    try:
+        async with asyncio.timeout(CONFIRM_TIMEOUT):
+            results = await asyncio.gather(*confirmations, return_exceptions=True)
+    except TimeoutError:
+        raise BrokerUnavailable(f"no confirm within {CONFIRM_TIMEOUT:g} seconds") from None
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        raise BrokerUnavailable(
+            f"{len(failures)} of {len(results)} messages not confirmed: {failures[0]}"
+        )
 
 
 def _resolve(future: asyncio.Future[Any], outcome: object) -> None:
