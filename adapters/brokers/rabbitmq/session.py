@@ -47,7 +47,8 @@ class AmqpSession:
         lost: asyncio.Future[str] = loop.create_future()
 
         def on_open_error(_: Any, error: BaseException | str) -> None:
-            _resolve(opened, BrokerUnavailable(f"cannot connect to RabbitMQ: {error}"))
+            detail = str(error) or repr(error)  # a refused connection has an empty str()
+            _resolve(opened, BrokerUnavailable(f"cannot connect to RabbitMQ: {detail[:300]}"))
 
         def on_close(_: Any, reason: BaseException) -> None:
             _resolve(opened, BrokerUnavailable(f"connection closed while opening: {reason}"))
