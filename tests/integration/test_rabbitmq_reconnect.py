@@ -11,10 +11,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from application.errors import BrokerUnavailable
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.settings import Settings
 from tests.factories import make_message
 from tests.polling import eventually
 from tests.rabbitmq import broker_url, ensure_running, rabbitmqctl
@@ -99,3 +104,29 @@ async def test_publisher_and_consumers_ride_out_a_broker_restart(
     finally:
         await running.close()
         await late.close()
+
+
+async def test_the_api_accepts_tasks_while_rabbitmq_is_down_and_runs_them_after(
+    rabbitmq_vhost: str, restarts_rabbitmq: None
+) -> None:
+    settings = Settings(
+        storage_url="memory://", broker_url=broker_url(rabbitmq_vhost), embedded_worker=True
+    )
+    app = create_app(create_container(settings))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://taskport"
+        ) as client,
+    ):
+        await run("stop_app")
+        submitted = await client.post("/v1/tasks", json={"kind": "echo", "payload": 1})
+        assert submitted.status_code == 201
+        assert (await client.get("/readyz")).status_code == 503
+        await run("start_app")
+
+        async def succeeded() -> bool:
+            task = (await client.get(submitted.headers["Location"])).json()
+            return bool(task["status"] == "SUCCEEDED")
+
+        await eventually(succeeded, within=RECOVERY, interval=0.2)
