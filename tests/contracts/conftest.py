@@ -10,7 +10,7 @@ import pytest
 from adapters.brokers.memory import MemoryBroker
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from adapters.storage.memory import MemoryStorage
-from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue
+from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
 
 STORAGES = ["memory"]
 BROKERS = ["memory", "rabbitmq", "rabbitmq-classic"]
@@ -51,7 +51,7 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTes
         await memory.close()
     else:
         queue_type = "classic" if request.param.endswith("classic") else "quorum"
-        url = broker_url(request.getfixturevalue(rabbitmq_vhost.__name__), queue_type)
+        url = broker_url(request.getfixturevalue("rabbitmq_vhost"), queue_type)
         async for under_test in _rabbitmq(RabbitMqOptions.from_url(url)):
             yield under_test
 

@@ -64,7 +64,7 @@ class Connector:
 
     async def _connect(self) -> AmqpSession:
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(BrokerUnavailable),
+            retry=retry_if_exception_type(Exception),  # a keeper that gave up would strand waiters
             wait=wait_random_exponential(multiplier=0.1, max=MAX_BACKOFF_SECONDS),
             before_sleep=self._note_failure,
         )
@@ -80,10 +80,13 @@ class Connector:
         raise AssertionError("unreachable: tenacity retries forever")
 
     def _note_failure(self, state: RetryCallState) -> None:
-        error: Any = state.outcome.exception() if state.outcome else None
-        self.last_error = str(error)
+        error = state.outcome.exception() if state.outcome else None
+        self.last_error = error.reason if isinstance(error, BrokerUnavailable) else repr(error)
         logger.warning(
-            "RabbitMQ %s unavailable (attempt %d): %s", self._purpose, state.attempt_number, error
+            "RabbitMQ %s unavailable (attempt %d): %s",
+            self._purpose,
+            state.attempt_number,
+            self.last_error,
         )
 
     async def close(self) -> None:
