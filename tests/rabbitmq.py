@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pytest
@@ -70,20 +71,25 @@ def broker_url(vhost: str, queue_type: str = "quorum") -> str:
 
 
 async def read_queue(url: str, queue: str) -> list[bytes]:
-    """The bodies waiting in ``queue``, left in place (read in a thread of its own:
-    a blocking connection never runs on the event loop)."""
+    """The bodies waiting in ``queue``, left in place."""
+    return [body for body, _ in await read_messages(url, queue)]
 
-    def read() -> list[bytes]:
+
+async def read_messages(url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
+    """The bodies and headers waiting in ``queue``, left in place (read in a thread of its
+    own: a blocking connection never runs on the event loop)."""
+
+    def read() -> list[tuple[bytes, dict[str, Any]]]:
         parameters = pika.URLParameters(url.split("?", 1)[0])
         connection = pika.BlockingConnection(parameters)
         try:
             channel = connection.channel()
-            bodies = []
+            messages = []
             while True:
-                _, _, body = channel.basic_get(queue, auto_ack=False)
+                _, properties, body = channel.basic_get(queue, auto_ack=False)
                 if body is None:
-                    return bodies
-                bodies.append(body)
+                    return messages
+                messages.append((body, dict(properties.headers or {})))
         finally:
             connection.close()
 

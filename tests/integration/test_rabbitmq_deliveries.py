@@ -1,5 +1,5 @@
-"""What the broker contract cannot show on its own: counts on classic queues, and delays
-longer than the longest delay tier."""
+"""What the broker contract cannot show on its own: counts on classic queues, delays
+longer than the longest delay tier, the reason a message was dead-lettered."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from attrs import evolve
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from tests.factories import make_message
 from tests.polling import eventually
-from tests.rabbitmq import broker_url
+from tests.rabbitmq import broker_url, read_messages
 
 
 async def test_a_classic_queue_counts_every_redelivery(rabbitmq_vhost: str) -> None:
@@ -61,3 +61,31 @@ async def test_a_delay_longer_than_the_longest_tier_is_waited_out(rabbitmq_vhost
     (first, at_first), (second, at_second) = seen
     assert (first, second) == (1, 2)
     assert at_second - at_first >= 1.49
+
+
+async def test_a_dead_letter_carries_its_reason_and_delivery_count(rabbitmq_vhost: str) -> None:
+    options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))
+    publisher, consumer = RabbitMqPublisher(options), RabbitMqConsumer(options)
+    message = make_message(b"poison")
+
+    async def reject(delivery: Any) -> None:
+        await delivery.reject("cannot decode")
+
+    await publisher.publish([message])
+    consuming = asyncio.create_task(consumer.consume(reject, 1))
+    dead: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def dead_lettered() -> bool:
+        dead[:] = await read_messages(options.url, options.topology.dead_letter_queue)
+        return bool(dead)
+
+    try:
+        await eventually(dead_lettered)
+    finally:
+        await consumer.stop()
+        await asyncio.gather(consuming, return_exceptions=True)
+        await publisher.close()
+    [(body, headers)] = dead
+    assert body == b"poison"
+    assert headers["x-taskport-dead-letter-reason"] == "cannot decode"
+    assert headers["x-taskport-deliveries"] == 1
