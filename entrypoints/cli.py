@@ -15,6 +15,12 @@ from entrypoints.container import Container, UnsupportedUrl, create_container
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
 
+PIKA_CONNECTION_LOGGERS = (
+    "pika.adapters.base_connection",
+    "pika.adapters.utils.connection_workflow",
+    "pika.adapters.utils.io_services_utils",
+)
+
 app = typer.Typer(help="Taskport: an HTTP-first task service.", no_args_is_help=True)
 
 
@@ -28,6 +34,11 @@ def _load() -> tuple[Settings, Container]:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # pika narrates every connection at INFO and each failed attempt as several errors;
+    # the broker adapter reports connections and failed attempts once, with the reason.
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    for noisy in PIKA_CONNECTION_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     return settings, container
 
 
@@ -53,6 +64,14 @@ def worker() -> None:
         typer.echo(
             "taskport: the in-process queue (TASKPORT_BROKER_URL=memory://) lives inside the API "
             "process; run `taskport serve`, or point TASKPORT_BROKER_URL at a broker",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if url_scheme(settings.storage_url) == "memory":
+        typer.echo(
+            "taskport: in-memory storage (TASKPORT_STORAGE_URL=memory://) lives inside one "
+            "process, so a separate worker would never see the API's tasks; point "
+            "TASKPORT_STORAGE_URL at a database shared with the API",
             err=True,
         )
         raise typer.Exit(2)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from adapters.brokers.memory import MemoryBroker
+from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqPublisher
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.registry import KindRegistry
@@ -55,12 +56,24 @@ class Container(containers.DeclarativeContainer):
         providers.Callable(url_scheme, settings.provided.storage_url),
         memory=providers.Singleton(MemoryStorage),
     )
-    broker = providers.Selector(
-        providers.Callable(url_scheme, settings.provided.broker_url),
-        memory=providers.Singleton(MemoryBroker),
+    broker_scheme = providers.Callable(url_scheme, settings.provided.broker_url)
+    in_process_queue = providers.Singleton(MemoryBroker)
+    rabbitmq_publisher = providers.Singleton(
+        RabbitMqPublisher.from_url, settings.provided.broker_url
     )
-    publisher = broker
-    consumer = broker
+    rabbitmq_consumer = providers.Singleton(RabbitMqConsumer.from_url, settings.provided.broker_url)
+    publisher = providers.Selector(
+        broker_scheme,
+        memory=in_process_queue,
+        amqp=rabbitmq_publisher,
+        amqps=rabbitmq_publisher,
+    )
+    consumer = providers.Selector(
+        broker_scheme,
+        memory=in_process_queue,
+        amqp=rabbitmq_consumer,
+        amqps=rabbitmq_consumer,
+    )
     registry = providers.Singleton(KindRegistry, providers.Object(BUILTIN_KINDS))
     cursor_codec = providers.Singleton(
         CursorCodec, settings.provided.secret_key.get_secret_value.call()
@@ -103,7 +116,7 @@ class Container(containers.DeclarativeContainer):
     )
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
     check_readiness = providers.Singleton(
-        CheckReadinessHandler, checks=providers.List(storage, broker)
+        CheckReadinessHandler, checks=providers.List(storage, publisher)
     )
 
 
@@ -111,7 +124,7 @@ def create_container(settings: Settings) -> Container:
     """A container for these settings; refuses URLs naming no known adapter."""
     for setting, url, selector in (
         ("TASKPORT_STORAGE_URL", settings.storage_url, Container.storage),
-        ("TASKPORT_BROKER_URL", settings.broker_url, Container.broker),
+        ("TASKPORT_BROKER_URL", settings.broker_url, Container.publisher),
     ):
         scheme = url_scheme(url)
         if scheme not in selector.providers:
@@ -119,4 +132,9 @@ def create_container(settings: Settings) -> Container:
             raise UnsupportedUrl(
                 f"{setting} names an unsupported scheme {scheme!r}; supported: {supported}"
             )
-    return Container(settings=settings)
+    container = Container(settings=settings)
+    try:
+        container.publisher()
+    except ValueError as exc:
+        raise UnsupportedUrl(f"TASKPORT_BROKER_URL is invalid: {exc}") from exc
+    return container

@@ -74,7 +74,9 @@ class Runtime:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        await self._container.broker().close()
+        await self._container.publisher().close()
+        if self._consume:
+            await self._container.consumer().close()
         await self._container.storage().close()
 
 

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from adapters.brokers.memory import MemoryBroker
+from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from adapters.storage.memory import MemoryStorage
+from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
 
 STORAGES = ["memory"]
-BROKERS = ["memory"]
+BROKERS = ["memory", "rabbitmq", "rabbitmq-classic"]
 
 
 @pytest.fixture(params=STORAGES)
@@ -47,3 +49,25 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTes
 
         yield BrokerUnderTest(memory, lambda: memory, dead_letters)
         await memory.close()
+    else:
+        queue_type = "classic" if request.param.endswith("classic") else "quorum"
+        url = broker_url(request.getfixturevalue("rabbitmq_vhost"), queue_type)
+        async for under_test in _rabbitmq(RabbitMqOptions.from_url(url)):
+            yield under_test
+
+
+async def _rabbitmq(options: RabbitMqOptions) -> AsyncIterator[BrokerUnderTest]:
+    publisher = RabbitMqPublisher(options)
+    consumers: list[RabbitMqConsumer] = []
+
+    def make_consumer() -> RabbitMqConsumer:
+        consumers.append(RabbitMqConsumer(options))
+        return consumers[-1]
+
+    async def dead_letters() -> list[bytes]:
+        return await read_queue(options.url, options.topology.dead_letter_queue)
+
+    yield BrokerUnderTest(publisher, make_consumer, dead_letters)
+    for consumer in consumers:
+        await consumer.close()
+    await publisher.close()

@@ -11,6 +11,9 @@ from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
 from tests.polling import eventually
+from tests.rabbitmq import rabbitmq_vhost
+
+__all__ = ["rabbitmq_vhost"]
 
 FAST = {
     "retry_base_seconds": 0.05,

@@ -233,7 +233,7 @@ async def test_the_relay_publishes_pending_messages_once(app: Container) -> None
     await submit(app)
     assert await app.relay_outbox()() == 2
     assert await app.relay_outbox()() == 0
-    assert app.broker().ready_count == 2
+    assert app.in_process_queue().ready_count == 2
 
 
 async def test_a_publish_failure_keeps_messages_in_the_outbox(app: Container) -> None:

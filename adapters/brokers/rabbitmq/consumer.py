@@ -1,0 +1,235 @@
+"""Consuming the task queue from RabbitMQ, with delayed redelivery through TTL queues."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+from pika.channel import Channel
+from pika.spec import PERSISTENT_DELIVERY_MODE, Basic, BasicProperties
+
+from adapters.brokers.rabbitmq.connector import Connector
+from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
+from adapters.brokers.rabbitmq.session import AmqpSession, all_confirmed
+from application.errors import BrokerUnavailable
+from application.messages import TASKS_TOPIC
+from application.ports.consumer import DeliveryCallback
+
+logger = logging.getLogger("taskport.rabbitmq")
+
+CHECK_WAIT_SECONDS = 1.0
+OWN = "x-taskport-"
+# Deliveries before a republish: classic queues count nothing, quorum queues restart at 0.
+DELIVERIES_HEADER = "x-taskport-deliveries"
+# Not to be handled before this time (epoch ms): set when a delay exceeds the longest tier.
+DUE_HEADER = "x-taskport-due-ms"
+REASON_HEADER = "x-taskport-dead-letter-reason"
+QUORUM_COUNT_HEADER = "x-delivery-count"
+
+
+class RabbitMqDelivery:
+    """A message taken from the task queue on one channel; settled on that same channel."""
+
+    def __init__(
+        self,
+        session: AmqpSession,
+        topology: Topology,
+        method: Basic.Deliver,
+        properties: BasicProperties,
+        body: bytes,
+    ) -> None:
+        self._session = session
+        self._topology = topology
+        self._tag: int = method.delivery_tag
+        self._headers: dict[str, Any] = dict(properties.headers or {})
+        self._settled = False
+        self.message_id = properties.message_id or ""
+        self.body = body
+        self.delivery_count = _delivery_count(self._headers, method.redelivered)
+        # A classic queue only flags a redelivery; it does not count how many there were.
+        self.uncounted = method.redelivered and QUORUM_COUNT_HEADER not in self._headers
+
+    @property
+    def due_in(self) -> timedelta:
+        due = self._headers.get(DUE_HEADER)
+        return timedelta(milliseconds=int(due) - _now_ms()) if due else timedelta(0)
+
+    async def ack(self) -> None:
+        self._settle()
+        self._session.settle(self._tag)
+
+    async def nack(self, delay: timedelta) -> None:
+        self._settle()
+        headers = {DELIVERIES_HEADER: self.delivery_count}
+        if delay > self._topology.tier_for(delay):
+            headers[DUE_HEADER] = _now_ms() + int(delay.total_seconds() * 1000)
+        await self._move(self._delay_queue(delay), headers)
+
+    async def reject(self, reason: str) -> None:
+        self._settle()
+        await self._move(
+            self._topology.dead_letter_queue,
+            {DELIVERIES_HEADER: self.delivery_count, REASON_HEADER: reason},
+        )
+
+    async def recount(self) -> None:
+        """Puts an uncounted redelivery back on the task queue with the deliveries so far
+        in a header, so that the next delivery shows the right count."""
+        self._settle()
+        headers = {**self._own_headers(), DELIVERIES_HEADER: self.delivery_count - 1}
+        await self._move(self._topology.queue_for(TASKS_TOPIC), headers)
+
+    async def postpone(self) -> None:
+        """Sends a message that is not due yet back to wait, without counting a delivery."""
+        self._settle()
+        await self._move(self._delay_queue(self.due_in), self._own_headers())
+
+    def _own_headers(self) -> dict[str, Any]:
+        # RabbitMQ's own headers (x-death, x-delivery-count) belong to the copy they came on.
+        return {key: value for key, value in self._headers.items() if key.startswith(OWN)}
+
+    def _delay_queue(self, delay: timedelta) -> str:
+        if delay <= timedelta(0):
+            return self._topology.queue_for(TASKS_TOPIC)
+        return self._topology.delay_queue(self._topology.tier_for(delay))
+
+    async def _move(self, queue: str, headers: dict[str, Any]) -> None:
+        """Publishes a copy to ``queue`` and, once confirmed, acks this delivery; if the copy
+        is not confirmed, the delivery goes back to the task queue instead."""
+        properties = BasicProperties(
+            message_id=self.message_id,
+            delivery_mode=PERSISTENT_DELIVERY_MODE,
+            content_type="application/json",
+            headers=headers,
+        )
+        try:
+            await all_confirmed([self._session.publish(queue, self.body, properties)])
+        except BrokerUnavailable:
+            with contextlib.suppress(BrokerUnavailable):
+                self._session.settle(self._tag, ack=False)
+            raise
+        self._session.settle(self._tag)
+
+    def _settle(self) -> None:
+        if self._settled:
+            raise RuntimeError(f"delivery of message {self.message_id} was already settled")
+        self._settled = True
+
+
+class RabbitMqConsumer:
+    """Consumes the task queue with ``basic.qos`` prefetch, one asyncio task per delivery;
+    resumes by itself on a new connection when the connection is lost."""
+
+    name = "broker"
+
+    def __init__(self, options: RabbitMqOptions) -> None:
+        self._topology = options.topology
+        self._connector = Connector(options, "consumer")
+        self._stopping = asyncio.Event()
+        self._consuming: asyncio.Task[None] | None = None
+        self._handling: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_url(cls, url: str) -> RabbitMqConsumer:
+        return cls(RabbitMqOptions.from_url(url))
+
+    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:
+        if self._consuming is not None:
+            raise RuntimeError("this consumer is already consuming")
+        self._consuming = asyncio.current_task()
+        self._stopping.clear()
+        try:
+            while (session := await self._next_session()) is not None:
+                try:
+                    await self._consume_on(session, callback, prefetch)
+                except BrokerUnavailable as exc:
+                    logger.warning("consuming interrupted: %s", exc)
+            if self._handling:
+                await asyncio.wait(self._handling)
+        finally:
+            for handling in self._handling:
+                handling.cancel()
+            await asyncio.gather(*self._handling, return_exceptions=True)
+            await self._connector.close()
+            self._consuming = None
+
+    async def _next_session(self) -> AmqpSession | None:
+        """The next open session, or ``None`` once stopping."""
+        connecting = asyncio.ensure_future(self._connector.session(wait=None))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connecting.cancel()
+            stopping.cancel()
+        if self._stopping.is_set() or connecting.cancelled():
+            return None
+        return connecting.result()
+
+    async def _consume_on(
+        self, session: AmqpSession, callback: DeliveryCallback, prefetch: int
+    ) -> None:
+        def on_message(
+            _: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+        ) -> None:
+            delivery = RabbitMqDelivery(session, self._topology, method, properties, body)
+            self._start(self._handle(callback, delivery))
+
+        await session.qos(prefetch)
+        consumer_tag = await session.consume(self._topology.queue_for(TASKS_TOPIC), on_message)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        ends: set[asyncio.Future[Any]] = {stopping, session.lost}
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if session.is_open:
+            await session.cancel(consumer_tag)
+
+    def _start(self, handling: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(handling)
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+
+    @staticmethod
+    async def _handle(callback: DeliveryCallback, delivery: RabbitMqDelivery) -> None:
+        try:
+            if delivery.due_in > timedelta(0):
+                await delivery.postpone()
+            elif delivery.uncounted:
+                await delivery.recount()
+            else:
+                await callback(delivery)
+        except BrokerUnavailable as exc:
+            logger.warning("message %s left for redelivery: %s", delivery.message_id, exc)
+        except Exception:
+            logger.exception("delivery of message %s failed", delivery.message_id)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        consuming = self._consuming
+        if consuming is not None and consuming is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(consuming)
+
+    async def check(self) -> None:
+        await self._connector.session(wait=CHECK_WAIT_SECONDS)
+
+    async def close(self) -> None:
+        await self._connector.close()
+
+
+def _delivery_count(headers: dict[str, Any], redelivered: bool) -> int:
+    earlier = int(headers.get(DELIVERIES_HEADER, 0))
+    if QUORUM_COUNT_HEADER in headers:  # quorum queues count the returns of this copy
+        return earlier + int(headers[QUORUM_COUNT_HEADER]) + 1
+    return earlier + (2 if redelivered else 1)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

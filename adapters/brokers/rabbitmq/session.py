@@ -1,0 +1,230 @@
+"""One AMQP connection and one channel on the running event loop, with pika's
+callbacks turned into awaitables and publisher confirms pipelined."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pika
+from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.channel import Channel
+from pika.exceptions import AMQPError
+from pika.spec import Basic, BasicProperties
+
+from application.errors import BrokerUnavailable
+
+logger = logging.getLogger("taskport.rabbitmq")
+
+CLOSE_TIMEOUT = 5.0
+# A blocked connection (a resource alarm) would otherwise hold a publish forever.
+CONFIRM_TIMEOUT = 10.0
+
+MessageCallback = Callable[[Channel, Basic.Deliver, BasicProperties, bytes], None]
+
+
+class AmqpSession:
+    """A connection with one channel in confirm mode, both used only from the event loop
+    that opened them. ``lost`` completes when either closes, for whatever reason; every
+    operation after that raises ``BrokerUnavailable``."""
+
+    def __init__(self, connection: AsyncioConnection, lost: asyncio.Future[str]) -> None:
+        self._connection = connection
+        self._channel: Channel | None = None
+        self.lost = lost
+        self._published = 0
+        self._confirms: dict[int, asyncio.Future[None]] = {}
+        self._tags_by_message_id: dict[str, int] = {}
+        lost.add_done_callback(lambda _: self._fail_unconfirmed())
+
+    @classmethod
+    async def open(cls, parameters: pika.URLParameters) -> AmqpSession:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        lost: asyncio.Future[str] = loop.create_future()
+
+        def on_open_error(_: Any, error: BaseException | str) -> None:
+            detail = str(error) or repr(error)  # a refused connection has an empty str()
+            _resolve(opened, BrokerUnavailable(f"cannot connect to RabbitMQ: {detail[:300]}"))
+
+        def on_close(_: Any, reason: BaseException) -> None:
+            _resolve(opened, BrokerUnavailable(f"connection closed while opening: {reason}"))
+            _resolve(lost, f"connection lost: {reason}")
+
+        connection = AsyncioConnection(
+            parameters,
+            on_open_callback=lambda _: _resolve(opened, None),
+            on_open_error_callback=on_open_error,
+            on_close_callback=on_close,
+            custom_ioloop=loop,
+        )
+        session = cls(connection, lost)
+        try:
+            await opened
+            await session._open_channel()
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def _open_channel(self) -> None:
+        channel: Channel = await self._rpc(
+            lambda done: self._connection.channel(on_open_callback=done)
+        )
+        channel.add_on_close_callback(
+            lambda _, reason: _resolve(self.lost, f"channel closed: {reason}")
+        )
+        channel.add_on_return_callback(self._on_return)
+        channel.add_on_cancel_callback(
+            lambda _: _resolve(self.lost, "the broker cancelled the consumer")
+        )
+        self._channel = channel
+        await self._rpc(lambda done: channel.confirm_delivery(self._on_confirm, callback=done))
+
+    @property
+    def is_open(self) -> bool:
+        return not self.lost.done()
+
+    @property
+    def channel(self) -> Channel:
+        if self._channel is None or self.lost.done():
+            raise BrokerUnavailable(self._lost_reason())
+        return self._channel
+
+    def _lost_reason(self) -> str:
+        return self.lost.result() if self.lost.done() else "channel not open yet"
+
+    async def declare_queue(self, name: str, arguments: dict[str, Any]) -> None:
+        channel = self.channel
+        await self._rpc(
+            lambda done: channel.queue_declare(
+                name, durable=True, arguments=arguments, callback=done
+            )
+        )
+
+    async def qos(self, prefetch: int) -> None:
+        channel = self.channel
+        await self._rpc(lambda done: channel.basic_qos(prefetch_count=prefetch, callback=done))
+
+    async def consume(self, queue: str, on_message: MessageCallback) -> str:
+        channel = self.channel
+        tag: str = ""
+
+        def start(done: Callable[[Any], None]) -> None:
+            nonlocal tag
+            tag = channel.basic_consume(queue, on_message, callback=done)
+
+        await self._rpc(start)
+        return tag
+
+    async def cancel(self, consumer_tag: str) -> None:
+        channel = self.channel
+        await self._rpc(lambda done: channel.basic_cancel(consumer_tag, callback=done))
+
+    def publish(self, queue: str, body: bytes, properties: BasicProperties) -> asyncio.Future[None]:
+        """Publishes without waiting; the future completes when the broker confirms the
+        message and fails with ``BrokerUnavailable`` on a nack, a return or a lost channel."""
+        channel = self.channel
+        try:
+            channel.basic_publish("", queue, body, properties, mandatory=True)
+        except AMQPError as exc:
+            raise BrokerUnavailable(f"cannot publish: {exc!r}") from exc
+        self._published += 1
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirms[self._published] = confirmed
+        if properties.message_id:
+            self._tags_by_message_id[properties.message_id] = self._published
+        return confirmed
+
+    def settle(self, delivery_tag: int, *, ack: bool = True) -> None:
+        """Acks a delivery, or nacks it back onto its queue."""
+        channel = self.channel
+        try:
+            if ack:
+                channel.basic_ack(delivery_tag)
+            else:
+                channel.basic_nack(delivery_tag, requeue=True)
+        except AMQPError as exc:
+            raise BrokerUnavailable(f"cannot settle delivery: {exc!r}") from exc
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        acked = isinstance(method, Basic.Ack)
+        tags = [method.delivery_tag]
+        if method.multiple:
+            tags = [tag for tag in self._confirms if tag <= method.delivery_tag]
+        for tag in tags:
+            confirmed = self._confirms.pop(tag, None)
+            if confirmed is not None:
+                _resolve(confirmed, None if acked else BrokerUnavailable("the broker nacked"))
+        if not self._confirms:
+            self._tags_by_message_id.clear()
+
+    def _on_return(self, _: Channel, method: Any, properties: BasicProperties, __: bytes) -> None:
+        # A return precedes the ack of the same message: fail it before the ack arrives.
+        tag = self._tags_by_message_id.get(properties.message_id or "")
+        confirmed = self._confirms.get(tag) if tag is not None else None
+        if confirmed is not None:
+            _resolve(confirmed, BrokerUnavailable(f"unroutable: {method.reply_text}"))
+
+    async def _rpc(self, start: Callable[[Callable[[Any], None]], object]) -> Any:
+        """Starts a pika operation that reports through a callback, and waits for it
+        or for the session to be lost."""
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            start(lambda result: _resolve(answered, result))
+        except AMQPError as exc:
+            raise BrokerUnavailable(f"RabbitMQ refused: {exc!r}") from exc
+        await asyncio.wait({answered, self.lost}, return_when=asyncio.FIRST_COMPLETED)
+        if not answered.done():
+            answered.cancel()
+            raise BrokerUnavailable(self._lost_reason())
+        return answered.result()
+
+    def _fail_unconfirmed(self) -> None:
+        for confirmed in self._confirms.values():
+            _resolve(confirmed, BrokerUnavailable(self._lost_reason()))
+        self._confirms.clear()
+        self._tags_by_message_id.clear()
+
+    async def close(self) -> None:
+        """Closes the connection: the broker requeues every unsettled delivery."""
+        _resolve(self.lost, "closed by Taskport")
+        self._fail_unconfirmed()
+        if self._connection.is_closed:
+            return
+        closed = asyncio.get_running_loop().create_future()
+        self._connection.add_on_close_callback(lambda *_: _resolve(closed, None))
+        with contextlib.suppress(AMQPError):
+            if not self._connection.is_closing:
+                self._connection.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+
+
+async def all_confirmed(confirmations: Sequence[asyncio.Future[None]]) -> None:
+    """Waits for every confirmation; raises ``BrokerUnavailable`` if any failed or they
+    take longer than ``CONFIRM_TIMEOUT``."""
+    try:
+        async with asyncio.timeout(CONFIRM_TIMEOUT):
+            results = await asyncio.gather(*confirmations, return_exceptions=True)
+    except TimeoutError:
+        raise BrokerUnavailable(f"no confirm within {CONFIRM_TIMEOUT:g} seconds") from None
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        raise BrokerUnavailable(
+            f"{len(failures)} of {len(results)} messages not confirmed: {failures[0]}"
+        )
+
+
+def _resolve(future: asyncio.Future[Any], outcome: object) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+        future.exception()  # nobody may be waiting: mark the exception as retrieved
+    else:
+        future.set_result(outcome)

@@ -1,0 +1,3 @@
+from tests.rabbitmq import rabbitmq_vhost
+
+__all__ = ["rabbitmq_vhost"]

@@ -1,0 +1,96 @@
+"""A RabbitMQ for tests: started if it is down, with a virtual host of its own per test
+run, deleted at the end, so runs never see each other's queues."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+
+HOST, PORT = "127.0.0.1", 5672
+START_TIMEOUT = 60.0
+
+
+def rabbitmqctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def is_listening() -> bool:
+    try:
+        with socket.create_connection((HOST, PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_running() -> None:
+    """Starts RabbitMQ's application, or the whole node, when nothing listens on 5672."""
+    if is_listening():
+        return
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("RabbitMQ is not installed and nothing listens on 127.0.0.1:5672")
+    if rabbitmqctl("start_app").returncode != 0:
+        subprocess.run(["rabbitmq-server", "-detached"], check=False, timeout=60)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not is_listening():
+        if time.monotonic() > deadline:
+            pytest.fail("RabbitMQ did not start within a minute")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost() -> Iterator[str]:
+    ensure_running()
+    vhost = f"taskport-test-{uuid.uuid4().hex[:12]}"
+    for command in (
+        ("add_vhost", vhost),
+        ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"),
+    ):
+        done = rabbitmqctl(*command)
+        if done.returncode != 0:
+            pytest.fail(f"rabbitmqctl {' '.join(command)} failed: {done.stderr}")
+    yield vhost
+    ensure_running()
+    rabbitmqctl("delete_vhost", vhost)
+
+
+def broker_url(vhost: str, queue_type: str = "quorum") -> str:
+    """A URL with a prefix of its own, so every test starts with empty queues."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return f"amqp://guest:guest@{HOST}:{PORT}/{vhost}?prefix={prefix}&queue_type={queue_type}"
+
+
+async def read_queue(url: str, queue: str) -> list[bytes]:
+    """The bodies waiting in ``queue``, left in place."""
+    return [body for body, _ in await read_messages(url, queue)]
+
+
+async def read_messages(url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
+    """The bodies and headers waiting in ``queue``, left in place (read in a thread of its
+    own: a blocking connection never runs on the event loop)."""
+
+    def read() -> list[tuple[bytes, dict[str, Any]]]:
+        parameters = pika.URLParameters(url.split("?", 1)[0])
+        connection = pika.BlockingConnection(parameters)
+        try:
+            channel = connection.channel()
+            messages = []
+            while True:
+                _, properties, body = channel.basic_get(queue, auto_ack=False)
+                if body is None:
+                    return messages
+                messages.append((body, dict(properties.headers or {})))
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(read)

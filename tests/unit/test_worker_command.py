@@ -1,0 +1,37 @@
+"""``taskport worker`` refuses configurations where a separate worker cannot work."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from entrypoints.cli import app
+from entrypoints.settings import Settings
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def test_worker_refuses_in_memory_storage() -> None:
+    result = CliRunner().invoke(
+        app, ["worker"], env={"TASKPORT_STORAGE_URL": "memory://", "TASKPORT_BROKER_URL": AMQP}
+    )
+    assert result.exit_code == 2
+    assert "TASKPORT_STORAGE_URL" in result.output
+
+
+def test_worker_refuses_the_in_process_queue() -> None:
+    result = CliRunner().invoke(app, ["worker"], env={"TASKPORT_BROKER_URL": "memory://"})
+    assert result.exit_code == 2
+    assert "TASKPORT_BROKER_URL" in result.output
+
+
+def test_an_invalid_broker_option_is_a_configuration_error() -> None:
+    result = CliRunner().invoke(
+        app, ["worker"], env={"TASKPORT_BROKER_URL": AMQP + "?queue_type=x"}
+    )
+    assert result.exit_code == 2
+    assert "queue_type" in result.output
+
+
+def test_the_api_runs_no_embedded_worker_with_rabbitmq_unless_asked() -> None:
+    assert not Settings(broker_url=AMQP).runs_embedded_worker
+    assert Settings(broker_url=AMQP, embedded_worker=True).runs_embedded_worker
