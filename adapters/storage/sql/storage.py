@@ -30,7 +30,6 @@ from uuid import UUID
 from sqlalchemy import Executable, Row, exc, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.storage.sql import migrate
 from adapters.storage.sql.engine import create_engine, translated_errors
 from adapters.storage.sql.mapping import (
     message_from_row,
@@ -76,19 +75,29 @@ class SqlStorage:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    # Alembic is imported only to migrate: it costs half a second at every start.
+
     async def upgrade(self, revision: str = "head") -> None:
+        from adapters.storage.sql import migrate
+
         with translated_errors():
             await migrate.upgrade(self.engine, revision)
 
     async def downgrade(self, revision: str) -> None:
+        from adapters.storage.sql import migrate
+
         with translated_errors():
             await migrate.downgrade(self.engine, revision)
 
     async def current_revision(self) -> str | None:
+        from adapters.storage.sql import migrate
+
         with translated_errors():
             return await migrate.current(self.engine)
 
     async def migrations_pending(self) -> bool:
+        from adapters.storage.sql import migrate
+
         return await self.current_revision() != migrate.head()
 
     @contextlib.asynccontextmanager
