@@ -20,6 +20,7 @@ from application.use_cases.get_task import GetTaskHandler
 from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
+from application.use_cases.redispatch_tasks import RedispatchTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
@@ -93,6 +94,9 @@ class Container(containers.DeclarativeContainer):
     process_delivery = providers.Singleton(ProcessDeliveryHandler, run_task=run_task)
     promote_due_tasks = providers.Singleton(
         PromoteDueTasksHandler, uow=uow, recorder=recorder, clock=clock
+    )
+    redispatch_tasks = providers.Singleton(
+        RedispatchTasksHandler, uow=uow, ids=ids, clock=clock, relay=relay_trigger
     )
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
     check_readiness = providers.Singleton(

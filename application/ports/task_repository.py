@@ -37,6 +37,8 @@ class TaskRepository(Protocol):
       skips a task that existed when the first page was read.
     - ``due`` returns up to ``limit`` SCHEDULED tasks whose ``run_at`` is at or before ``now``,
       earliest first, claimed for this unit (concurrent sweeps do not receive the same tasks).
+    - ``unfinished`` pages through the QUEUED and RUNNING tasks of every owner by id, oldest
+      first, after the task ``after`` when given.
     """
 
     async def add(self, task: Task) -> None: ...
@@ -52,3 +54,5 @@ class TaskRepository(Protocol):
     async def list(self, query: TaskQuery) -> Sequence[Task]: ...
 
     async def due(self, now: datetime, limit: int) -> Sequence[Task]: ...
+
+    async def unfinished(self, after: UUID | None, limit: int) -> Sequence[Task]: ...

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from application.errors import Unavailable
 from entrypoints.container import Container
 from entrypoints.schema import prepare_schema
+from entrypoints.settings import url_scheme
 
 logger = logging.getLogger("taskport.runtime")
 
@@ -32,6 +33,8 @@ class Runtime:
         storage = self._container.storage()
         try:
             await prepare_schema(storage, self._settings)
+            if url_scheme(self._settings.broker_url) == "memory":
+                await self._refill_in_process_queue()
         except BaseException:
             await storage.close()
             raise
@@ -55,6 +58,13 @@ class Runtime:
                 ),
                 name="consumer",
             )
+
+    async def _refill_in_process_queue(self) -> None:
+        """The in-process queue starts empty: whatever a previous process left queued or
+        running in the storage goes back on it."""
+        dispatched = await self._container.redispatch_tasks()()
+        if dispatched:
+            logger.info("dispatched %d unfinished tasks again", dispatched)
 
     async def stop(self) -> None:
         if self._consuming is not None:

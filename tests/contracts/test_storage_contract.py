@@ -205,6 +205,30 @@ async def test_concurrent_sweeps_never_receive_the_same_task(storage: Any) -> No
     assert not mine & theirs
 
 
+async def test_unfinished_tasks_of_every_owner_are_paged_oldest_first(storage: Any) -> None:
+    queued = [make_task(owner=owner) for owner in ("alice", "bob", "alice", "carol", "bob")]
+    scheduled = make_task(run_at=T0 + timedelta(hours=1))
+    await add(storage, *queued, scheduled)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(queued[1].id)
+        running.start(T0)
+        cancelled = await uow.tasks.get(queued[3].id)
+        cancelled.cancel(T0)
+        await uow.tasks.save(running)
+        await uow.tasks.save(cancelled)
+        await uow.commit()
+    seen: list[Any] = []
+    after = None
+    while True:
+        async with storage.unit_of_work() as uow:
+            page = list(await uow.tasks.unfinished(after, limit=2))
+        seen.extend(task.id for task in page)
+        if len(page) < 2:
+            break
+        after = page[-1].id
+    assert seen == [queued[0].id, queued[1].id, queued[2].id, queued[4].id]
+
+
 async def test_outbox_messages_are_claimed_then_marked_sent(storage: Any) -> None:
     messages = [make_message(body=f'{{"n": {i}}}'.encode()) for i in range(5)]
     async with storage.unit_of_work() as uow:

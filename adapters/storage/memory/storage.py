@@ -148,6 +148,15 @@ class MemoryTaskRepository:
             claimed.append(task)
         return claimed
 
+    async def unfinished(self, after: UUID | None, limit: int) -> Sequence[Task]:
+        waiting = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+        ids = sorted(
+            task.id
+            for task in self._storage.tasks.values()
+            if task.status in waiting and (after is None or task.id > after)
+        )[:limit]
+        return [task for task_id in ids if (task := await self.get(task_id)) is not None]
+
 
 class MemoryOutbox:
     def __init__(self, work: MemoryUnitOfWork) -> None:

@@ -172,6 +172,14 @@ class SqlTaskRepository:
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
         return [self._loaded(row) for row in rows]
 
+    async def unfinished(self, after: UUID | None, limit: int) -> Sequence[Task]:
+        waiting = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
+        statement = select(tasks).where(tasks.c.status.in_(waiting))
+        if after is not None:
+            statement = statement.where(tasks.c.id > after)
+        statement = statement.order_by(tasks.c.id).limit(limit)
+        return [self._loaded(row) for row in await self._work.fetch(statement)]
+
     def _loaded(self, row: Row[Any]) -> Task:
         task = task_from_row(row)
         self._work.loaded_versions.setdefault(task.id, task.version)
