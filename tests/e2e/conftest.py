@@ -1,0 +1,1 @@
+"""End-to-end tests drive real ``taskport serve`` processes over HTTP."""
