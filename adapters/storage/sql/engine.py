@@ -19,6 +19,7 @@ logger = logging.getLogger("taskport.storage")
 
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 CONNECT_TIMEOUT_SECONDS = 3
+POOL_TIMEOUT_SECONDS = 10
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -44,7 +45,9 @@ def create_engine(url: str) -> AsyncEngine:
         parsed,
         pool_pre_ping=True,
         pool_recycle=1800,
-        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
     )
 
