@@ -243,6 +243,10 @@ class SqlUnitOfWork:
         await self._release()
 
     async def commit(self) -> None:
+        if not (self.added or self.saved or self.new_messages or self.sent_messages):
+            self._reset()
+            await self._release()
+            return
         try:
             async with self.storage.writing():
                 connection = await self._connect()
