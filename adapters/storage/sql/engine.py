@@ -20,6 +20,8 @@ logger = logging.getLogger("taskport.storage")
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 CONNECT_TIMEOUT_SECONDS = 3
 POOL_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 30
+"""A server that stops answering mid-statement is reported unavailable, not waited on."""
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -48,7 +50,10 @@ def create_engine(url: str) -> AsyncEngine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=POOL_TIMEOUT_SECONDS,
-        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": STATEMENT_TIMEOUT_SECONDS,
+        },
     )
 
 
