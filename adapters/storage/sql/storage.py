@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -269,12 +269,12 @@ class SqlUnitOfWork:
             result = await connection.execute(statement)
             return result.all()
 
-    def claim_tasks(self, ids: Any) -> None:
+    def claim_tasks(self, ids: Iterable[UUID]) -> None:
         for task_id in ids:
             self._claimed_tasks.add(task_id)
             self.storage.claimed_tasks.add(task_id)
 
-    def claim_messages(self, ids: Any) -> None:
+    def claim_messages(self, ids: Iterable[UUID]) -> None:
         for message_id in ids:
             self._claimed_messages.add(message_id)
             self.storage.claimed_messages.add(message_id)
