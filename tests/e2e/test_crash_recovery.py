@@ -23,26 +23,24 @@ RECOVERY_SECONDS = 90
 task's timeout (1 s here) plus the domain's 30 s grace."""
 
 
-def task_requests(now: datetime) -> list[dict[str, Any]]:
-    """Echoes and short sleeps; every third task is scheduled 2-3 s ahead."""
-    requests = []
-    for n in range(TASKS):
-        request: dict[str, Any] = (
-            {"kind": "echo", "payload": {"n": n}}
-            if n % 2
-            else {"kind": "sleep", "payload": {"seconds": 0.3}, "timeout_seconds": 1}
-        )
-        if n % 3 == 0:
-            request["run_at"] = (now + timedelta(seconds=2 + n % 2)).isoformat()
-        requests.append(request)
-    return requests
+def task_request(n: int) -> dict[str, Any]:
+    """Echoes and short sleeps; the last third is scheduled 2-3 s after its submission,
+    so none of those can have started before the crash."""
+    request: dict[str, Any] = (
+        {"kind": "echo", "payload": {"n": n}}
+        if n % 2
+        else {"kind": "sleep", "payload": {"seconds": 0.3}, "timeout_seconds": 1}
+    )
+    if n >= TASKS - TASKS // 3:
+        request["run_at"] = (datetime.now(UTC) + timedelta(seconds=2 + n % 2)).isoformat()
+    return request
 
 
 async def submit_all(server: ServerProcess) -> dict[str, dict[str, Any]]:
     accepted = {}
     async with httpx.AsyncClient(base_url=server.base_url) as client:
-        for request in task_requests(datetime.now(UTC)):
-            response = await client.post("/v1/tasks", json=request)
+        for n in range(TASKS):
+            response = await client.post("/v1/tasks", json=task_request(n))
             assert response.status_code == 201, response.text
             accepted[response.json()["id"]] = response.json()
     return accepted
