@@ -1,1 +1,0 @@
-"""End-to-end tests drive real ``taskport serve`` processes over HTTP."""
