@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from uuid import UUID
 
 import pytest
 
@@ -96,3 +97,30 @@ async def test_two_sweepers_promote_each_due_task_exactly_once(
 async def due_left(storage: SqlStorage) -> bool:
     async with storage.unit_of_work() as uow:
         return bool(await uow.tasks.due(T0 + timedelta(hours=1), limit=1))
+
+
+async def test_many_concurrent_writers_all_commit(storages: list[SqlStorage]) -> None:
+    """More units than pooled connections, some reading before they write: no unit waits
+    for a connection while holding up the others."""
+    storage = storages[0]
+    existing = [make_task() for _ in range(20)]
+    async with storage.unit_of_work() as uow:
+        for task in existing:
+            await uow.tasks.add(task)
+        await uow.commit()
+
+    async def start(task_id: UUID) -> None:
+        async with storage.unit_of_work() as uow:
+            loaded = await uow.tasks.get(task_id)
+            assert loaded is not None
+            loaded.start(T0)
+            await uow.tasks.save(loaded)
+            await uow.commit()
+
+    async def submit() -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.tasks.add(make_task())
+            await uow.commit()
+
+    async with asyncio.timeout(20):
+        await asyncio.gather(*(start(task.id) for task in existing), *(submit() for _ in range(20)))

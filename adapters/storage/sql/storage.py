@@ -248,8 +248,10 @@ class SqlUnitOfWork:
             await self._release()
             return
         try:
+            # The connection is taken before the writer's turn: a turn never waits for the
+            # pool, whose connections may all be held by units waiting for their turn.
+            connection = await self._connect()
             async with self.storage.writing():
-                connection = await self._connect()
                 try:
                     with translated_errors():
                         if self.storage.is_sqlite:
