@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -58,3 +59,14 @@ async def test_the_migrated_schema_matches_the_storage_tables(empty_database_url
             assert await connection.run_sync(_differences) == []
     finally:
         await storage.close()
+
+
+async def test_processes_starting_together_migrate_once(empty_database_url: str) -> None:
+    storages = [SqlStorage.from_url(empty_database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(storage.upgrade() for storage in storages))
+        assert await tables(storages[0]) == {"tasks", "outbox"}
+        assert not await storages[0].migrations_pending()
+    finally:
+        for storage in storages:
+            await storage.close()

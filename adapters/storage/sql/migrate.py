@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,12 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK_ID = 0x7A5C_9017
+"""PostgreSQL advisory lock taken by a migration, so replicas starting together take turns."""
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -46,10 +54,14 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
-    async with engine.connect() as connection:
+    # Alembic keeps the running migration in module globals: one at a time per process.
+    turn = _turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with turn, engine.connect() as connection:
+        # Across processes, one migration at a time too, each in one transaction.
         if connection.dialect.name == "sqlite":
-            # One writer at a time, and the whole migration is one transaction.
             await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         await connection.run_sync(_run_on, step, revision)
         await connection.commit()
 
