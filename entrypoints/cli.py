@@ -6,12 +6,16 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 
+from adapters.storage.sql import SqlStorage
+from application.errors import StorageUnavailable
 from entrypoints.container import Container, UnsupportedUrl, create_container
+from entrypoints.schema import PendingMigrations
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
 
@@ -22,6 +26,12 @@ PIKA_CONNECTION_LOGGERS = (
 )
 
 app = typer.Typer(help="Taskport: an HTTP-first task service.", no_args_is_help=True)
+db = typer.Typer(
+    help="The database schema of the SQL storage (TASKPORT_STORAGE_URL).", no_args_is_help=True
+)
+app.add_typer(db, name="db")
+
+T = TypeVar("T")
 
 
 def _load() -> tuple[Settings, Container]:
@@ -75,7 +85,11 @@ def worker() -> None:
             err=True,
         )
         raise typer.Exit(2)
-    asyncio.run(_work(container))
+    try:
+        asyncio.run(_work(container))
+    except PendingMigrations as exc:
+        typer.echo(f"taskport: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 async def _work(container: Container) -> None:
@@ -88,6 +102,61 @@ async def _work(container: Container) -> None:
     logging.getLogger("taskport.worker").info("worker started")
     await stopping.wait()
     await runtime.stop()
+
+
+@db.command()
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="the revision to reach")] = "head",
+) -> None:
+    """Apply the migrations up to REVISION (the latest by default)."""
+    _on_sql_storage(lambda storage: storage.upgrade(revision))
+    typer.echo(f"database schema upgraded to {revision}")
+
+
+@db.command()
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="the revision to go back to; base: empty")],
+) -> None:
+    """Revert the migrations down to REVISION."""
+    _on_sql_storage(lambda storage: storage.downgrade(revision))
+    typer.echo(f"database schema downgraded to {revision}")
+
+
+@db.command()
+def current() -> None:
+    """Print the revision of the database schema, and whether migrations are pending."""
+
+    async def describe(storage: SqlStorage) -> str:
+        revision = await storage.current_revision()
+        pending = await storage.migrations_pending()
+        state = "migrations pending: run `taskport db upgrade`" if pending else "up to date"
+        return f"{revision or 'empty (no migrations applied)'} ({state})"
+
+    typer.echo(_on_sql_storage(describe))
+
+
+def _on_sql_storage(step: Callable[[SqlStorage], Awaitable[T]]) -> T:
+    settings, container = _load()
+    storage = container.storage()
+    if not isinstance(storage, SqlStorage):
+        typer.echo(
+            f"taskport: TASKPORT_STORAGE_URL ({url_scheme(settings.storage_url)}://) "
+            "has no database schema",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    async def run() -> T:
+        try:
+            return await step(storage)
+        finally:
+            await storage.close()
+
+    try:
+        return asyncio.run(run())
+    except StorageUnavailable as exc:
+        typer.echo(f"taskport: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.registry import KindRegistry
 from adapters.storage.memory import MemoryStorage
+from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
@@ -55,6 +56,8 @@ class Container(containers.DeclarativeContainer):
     storage = providers.Selector(
         providers.Callable(url_scheme, settings.provided.storage_url),
         memory=providers.Singleton(MemoryStorage),
+        sqlite=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
+        postgresql=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
     )
     broker_scheme = providers.Callable(url_scheme, settings.provided.broker_url)
     in_process_queue = providers.Singleton(MemoryBroker)

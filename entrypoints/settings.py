@@ -22,7 +22,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TASKPORT_", extra="ignore", frozen=True)
 
     environment: Literal["local", "staging", "production"] = "local"
-    storage_url: str = "memory://"
+    storage_url: str = Field(
+        default="sqlite:///./data/taskport.db",
+        description="memory://, sqlite:///path or postgresql://user:password@host/database",
+    )
     broker_url: str = "memory://"
     embedded_worker: bool | None = Field(
         default=None, description="run the worker in the API process; default: on for memory://"
@@ -33,6 +36,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    migrate_on_start: bool | None = Field(
+        default=None,
+        description="apply pending migrations at start; default: on for sqlite, off otherwise",
+    )
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     default_max_attempts: int = Field(default=3, ge=1, le=100)
     default_timeout_seconds: float = Field(default=300, gt=0, le=86400)
@@ -96,6 +103,12 @@ class Settings(BaseSettings):
         if self.embedded_worker is None:
             return url_scheme(self.broker_url) == "memory"
         return self.embedded_worker
+
+    @property
+    def migrates_on_start(self) -> bool:
+        if self.migrate_on_start is None:
+            return url_scheme(self.storage_url) == "sqlite"
+        return self.migrate_on_start
 
     def owners_by_key_digest(self) -> dict[str, str]:
         """API keys are looked up by their SHA-256, never compared as plain strings."""

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import os
 
+from tests.databases import empty_postgres_url, postgres_server, postgres_url
+
+__all__ = ["empty_postgres_url", "postgres_server", "postgres_url"]
+
 # Tests never read the developer's environment by accident.
 for name in list(os.environ):
     if name.startswith("TASKPORT_"):

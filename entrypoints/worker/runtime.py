@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from application.errors import Unavailable
 from entrypoints.container import Container
+from entrypoints.schema import prepare_schema
 
 logger = logging.getLogger("taskport.runtime")
 
@@ -28,6 +29,12 @@ class Runtime:
         self._consuming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        storage = self._container.storage()
+        try:
+            await prepare_schema(storage, self._settings)
+        except BaseException:
+            await storage.close()
+            raise
         relay = self._container.relay_outbox()
         promote = self._container.promote_due_tasks()
         recover = self._container.recover_stalled_tasks()

@@ -10,16 +10,22 @@ import pytest
 from adapters.brokers.memory import MemoryBroker
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from adapters.storage.memory import MemoryStorage
+from adapters.storage.sql import SqlStorage
+from tests.databases import emptied, migrated_sqlite
 from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
 
-STORAGES = ["memory"]
+STORAGES = ["memory", "sqlite", "postgresql"]
 BROKERS = ["memory", "rabbitmq", "rabbitmq-classic"]
 
 
 @pytest.fixture(params=STORAGES)
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "memory":
-        store = MemoryStorage()
+        store: Any = MemoryStorage()
+    elif request.param == "sqlite":
+        store = await migrated_sqlite(request.getfixturevalue("tmp_path") / "taskport.db")
+    else:
+        store = await emptied(SqlStorage.from_url(request.getfixturevalue("postgres_url")))
     yield store
     await store.close()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from tests.rabbitmq import rabbitmq_vhost
 __all__ = ["rabbitmq_vhost"]
 
 FAST = {
+    "storage_url": "memory://",
     "retry_base_seconds": 0.05,
     "retry_max_seconds": 0.2,
     "sweep_interval_seconds": 0.05,
@@ -46,9 +48,13 @@ async def api_factory() -> AsyncIterator[ApiFactory]:
         await manager.__aexit__(None, None, None)
 
 
-@pytest.fixture
-async def api(api_factory: ApiFactory) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = await api_factory()
+@pytest.fixture(params=["memory", "sqlite"])
+async def api(
+    api_factory: ApiFactory, request: pytest.FixtureRequest, tmp_path: Path
+) -> httpx.AsyncClient:
+    """The API on the in-process storage and on the embedded default, SQLite."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'taskport.db'}"
+    client: httpx.AsyncClient = await api_factory(storage_url=url)
     return client
 
 

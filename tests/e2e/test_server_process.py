@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,9 +32,14 @@ def taskport(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[
 
 
 @pytest.fixture
-def server() -> Iterator[str]:
+def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    process = taskport("serve", "--port", str(port))
+    process = taskport(
+        "serve",
+        "--port",
+        str(port),
+        env={"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"},
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -62,7 +62,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(gate: Gate, clock: FakeClock) -> Container:
-    container = create_container(Settings(cancel_poll_seconds=0.01, retry_base_seconds=10))
+    container = create_container(
+        Settings(storage_url="memory://", cancel_poll_seconds=0.01, retry_base_seconds=10)
+    )
     container.clock.override(providers.Object(clock))
     container.registry.override(
         providers.Singleton(

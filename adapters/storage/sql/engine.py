@@ -1,0 +1,120 @@
+"""Engines for SQLite (aiosqlite) and PostgreSQL (asyncpg), and the translation of driver
+errors into application errors: nothing above this package sees a driver type."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from application.errors import StorageUnavailable
+
+logger = logging.getLogger("taskport.storage")
+
+DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+CONNECT_TIMEOUT_SECONDS = 3
+POOL_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 30
+"""A server that stops answering mid-statement is reported unavailable, not waited on."""
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def async_url(url: str) -> URL:
+    """``postgresql://`` becomes ``postgresql+asyncpg://``, ``sqlite:///p`` becomes
+    ``sqlite+aiosqlite:///p``; a URL naming its driver is kept as it is."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in DRIVERS:
+        raise ValueError(f"not an SQL storage URL: {parsed.render_as_string()}")
+    if parsed.drivername == backend:
+        parsed = parsed.set(drivername=DRIVERS[backend])
+    return parsed
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An engine that checks connections before use, so it recovers by itself when the
+    database comes back."""
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_async_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": STATEMENT_TIMEOUT_SECONDS,
+        },
+    )
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, pool_pre_ping=True, pool_timeout=30)
+    event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is turned off: reads run outside transactions (WAL
+    # readers never block) and writes start with an explicit BEGIN IMMEDIATE.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "foreign_keys=ON",
+        "synchronous=NORMAL",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+_UNAVAILABLE = (OSError, TimeoutError, exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver and connection errors become ``StorageUnavailable``.
+
+    Integrity errors are left to the caller, which knows what they mean.
+    """
+    try:
+        yield
+    except exc.IntegrityError:
+        raise
+    except _UNAVAILABLE as error:
+        raise StorageUnavailable(_reason(error)) from error
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            logger.error("unexpected database error", exc_info=error)
+        raise StorageUnavailable(_reason(error)) from error
+    except exc.SQLAlchemyError as error:
+        logger.error("unexpected database error", exc_info=error)
+        raise StorageUnavailable(_reason(error)) from error
+    except Exception as error:
+        if _is_driver_error(error):
+            raise StorageUnavailable(_reason(error)) from error
+        raise
+
+
+def _is_driver_error(error: Exception) -> bool:
+    """asyncpg and sqlite3 errors that escape SQLAlchemy's wrapping (seen on connect)."""
+    module = type(error).__module__
+    return module.startswith(("asyncpg", "sqlite3", "aiosqlite"))
+
+
+def _reason(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0] if text else 'no details'}"

@@ -1,0 +1,116 @@
+"""The tables of the SQL storage, as SQLAlchemy Core metadata.
+
+The migrations in ``migrations/versions`` create this schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    Interval,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime in UTC on every database.
+
+    SQLite has no time zones: values are stored as naive UTC and read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"refusing to store a naive datetime: {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_type() -> JSON:
+    """JSON, stored as JSONB on PostgreSQL; Python ``None`` is SQL NULL."""
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+metadata = MetaData()
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("payload", json_type()),
+    Column("status", String(16), nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("retry_base_delay", Interval(), nullable=False),
+    Column("retry_factor", Double(), nullable=False),
+    Column("retry_max_delay", Interval(), nullable=False),
+    Column("timeout", Interval(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("run_at", UtcDateTime()),
+    Column("idempotency_key", String(255)),
+    Column("request_fingerprint", String(128)),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("finished_at", UtcDateTime()),
+    Column("lease_expires_at", UtcDateTime()),
+    Column("cancel_requested", Boolean(), nullable=False),
+    Column("result", json_type()),
+    Column("error_type", String(200)),
+    Column("error_message", String()),
+    Column("error_retryable", Boolean()),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
+    Index("ix_tasks_owner_id", "owner", "id"),
+    Index("ix_tasks_owner_status_id", "owner", "status", "id"),
+    Index("ix_tasks_owner_kind_id", "owner", "kind", "id"),
+    Index("ix_tasks_status_run_at", "status", "run_at"),
+    # The recovery sweep: forgotten QUEUED tasks (and RUNNING ones, whose lease it checks).
+    Index("ix_tasks_status_updated_at", "status", "updated_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("body", LargeBinary(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
+    Index(
+        "ix_outbox_unsent",
+        "created_at",
+        "id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
+)

@@ -1,0 +1,360 @@
+"""SQL storage (SQLite or PostgreSQL) implementing the UnitOfWork, TaskRepository and
+Outbox ports.
+
+A unit of work reads through its own connection and stages its changes; ``commit``
+writes them in one transaction: inserts, version-checked updates
+(``UPDATE ... WHERE id = :id AND version = :loaded``), outbox rows.
+
+Claims made by ``due`` and ``pending`` last until the unit ends:
+- PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
+- SQLite has one writer and no row locks: reads run outside transactions (WAL), writes
+  are serialised in this process and start with ``BEGIN IMMEDIATE``, and claims are kept
+  in this process. Units in other processes sharing the file may receive the same rows;
+  the version check still lets only one of them commit a change to a task.
+
+Sent outbox messages keep their row with ``sent_at`` set (a partial index covers the
+unsent ones), which leaves a record of what was published and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from sqlalchemy import Executable, Row, Select, and_, exc, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.storage.sql.engine import create_engine, translated_errors
+from adapters.storage.sql.mapping import (
+    message_from_row,
+    message_to_row,
+    task_from_row,
+    task_to_row,
+)
+from adapters.storage.sql.schema import outbox, tasks
+from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
+from application.ports.outbox import OutboxMessage
+from application.ports.task_repository import TaskQuery
+from domain.task import Task
+from domain.values import TaskStatus
+
+logger = logging.getLogger("taskport.storage")
+
+
+class SqlStorage:
+    """Tasks and outbox in an SQL database reached through one SQLAlchemy async engine."""
+
+    name = "storage"
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self.claimed_tasks: set[UUID] = set()
+        self.claimed_messages: set[UUID] = set()
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStorage:
+        """``sqlite:///path`` or ``postgresql://...``; nothing connects before first use."""
+        return cls(create_engine(url))
+
+    def unit_of_work(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self)
+
+    async def check(self) -> None:
+        with translated_errors():
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # Alembic is imported only to migrate: it costs half a second at every start.
+
+    async def upgrade(self, revision: str = "head") -> None:
+        from adapters.storage.sql import migrate
+
+        with translated_errors():
+            await migrate.upgrade(self.engine, revision)
+
+    async def downgrade(self, revision: str) -> None:
+        from adapters.storage.sql import migrate
+
+        with translated_errors():
+            await migrate.downgrade(self.engine, revision)
+
+    async def current_revision(self) -> str | None:
+        from adapters.storage.sql import migrate
+
+        with translated_errors():
+            return await migrate.current(self.engine)
+
+    async def migrations_pending(self) -> bool:
+        from adapters.storage.sql import migrate
+
+        return await self.current_revision() != migrate.head()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """SQLite has a single writer: writers of this process take turns rather than
+        spinning on the database lock."""
+        if not self.is_sqlite:
+            yield
+            return
+        async with self._write_lock:
+            yield
+
+
+class SqlTaskRepository:
+    """The tasks as one unit of work sees them."""
+
+    def __init__(self, work: SqlUnitOfWork) -> None:
+        self._work = work
+
+    async def add(self, task: Task) -> None:
+        self._work.added[task.id] = task
+
+    async def get(self, task_id: UUID) -> Task | None:
+        staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+        if staged is not None:
+            return staged
+        rows = await self._work.fetch(select(tasks).where(tasks.c.id == task_id))
+        return self._loaded(rows[0]) if rows else None
+
+    async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
+        task = await self.get(task_id)
+        return task if task is not None and task.owner == owner else None
+
+    async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
+        statement = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
+        rows = await self._work.fetch(statement)
+        return await self.get(rows[0].id) if rows else None
+
+    async def save(self, task: Task) -> None:
+        if task.id in self._work.added:
+            return
+        if task.id not in self._work.loaded_versions:
+            raise ConcurrencyConflict(task.id)
+        self._work.saved[task.id] = task
+
+    async def list(self, query: TaskQuery) -> Sequence[Task]:
+        statement = select(tasks).where(tasks.c.owner == query.owner)
+        if query.status is not None:
+            statement = statement.where(tasks.c.status == query.status.value)
+        if query.kind is not None:
+            statement = statement.where(tasks.c.kind == query.kind)
+        if query.before is not None:
+            statement = statement.where(tasks.c.id < query.before)
+        statement = statement.order_by(tasks.c.id.desc()).limit(query.limit)
+        return [self._loaded(row) for row in await self._work.fetch(statement)]
+
+    async def due(self, now: datetime, limit: int) -> Sequence[Task]:
+        statement = (
+            select(tasks)
+            .where(
+                tasks.c.status == TaskStatus.SCHEDULED.value,
+                or_(tasks.c.run_at.is_(None), tasks.c.run_at <= now),
+            )
+            .order_by(tasks.c.run_at.asc().nulls_first(), tasks.c.id)
+        )
+        return await self._claimed(statement, limit)
+
+    async def stalled(
+        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+    ) -> Sequence[Task]:
+        statement = (
+            select(tasks)
+            .where(
+                or_(
+                    and_(
+                        tasks.c.status == TaskStatus.RUNNING.value,
+                        tasks.c.lease_expires_at <= lease_ended_by,
+                    ),
+                    and_(
+                        tasks.c.status == TaskStatus.QUEUED.value,
+                        tasks.c.updated_at <= queued_since,
+                    ),
+                )
+            )
+            .order_by(tasks.c.id)
+        )
+        return await self._claimed(statement, limit)
+
+    async def _claimed(self, statement: Select[Any], limit: int) -> list[Task]:
+        """The first ``limit`` rows of ``statement`` that no other unit of work claimed,
+        claimed for this one."""
+        claimed = self._work.storage.claimed_tasks
+        if self._work.storage.is_sqlite:
+            rows = await self._work.fetch(statement.limit(limit + len(claimed)))
+            rows = [row for row in rows if row.id not in claimed][:limit]
+            self._work.claim_tasks(row.id for row in rows)
+        else:
+            rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
+        return [self._loaded(row) for row in rows]
+
+    def _loaded(self, row: Row[Any]) -> Task:
+        task = task_from_row(row)
+        self._work.loaded_versions.setdefault(task.id, task.version)
+        return task
+
+
+class SqlOutbox:
+    """The outbox as one unit of work sees it."""
+
+    def __init__(self, work: SqlUnitOfWork) -> None:
+        self._work = work
+
+    async def put(self, message: OutboxMessage) -> None:
+        self._work.new_messages.append(message)
+
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        claimed = self._work.storage.claimed_messages
+        statement = (
+            select(outbox)
+            .where(outbox.c.sent_at.is_(None))
+            .order_by(outbox.c.created_at, outbox.c.id)
+        )
+        if self._work.storage.is_sqlite:
+            rows = await self._work.fetch(statement.limit(limit + len(claimed)))
+            rows = [row for row in rows if row.id not in claimed][:limit]
+            self._work.claim_messages(row.id for row in rows)
+        else:
+            rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
+        return [message_from_row(row) for row in rows]
+
+    async def mark_sent(self, ids: Sequence[UUID]) -> None:
+        self._work.sent_messages.extend(ids)
+
+
+class SqlUnitOfWork:
+    """One transaction over the tasks and the outbox; rolled back unless committed."""
+
+    def __init__(self, storage: SqlStorage) -> None:
+        self.storage = storage
+        self.added: dict[UUID, Task] = {}
+        self.saved: dict[UUID, Task] = {}
+        self.loaded_versions: dict[UUID, int] = {}
+        self.new_messages: list[OutboxMessage] = []
+        self.sent_messages: list[UUID] = []
+        self._claimed_tasks: set[UUID] = set()
+        self._claimed_messages: set[UUID] = set()
+        self._connection: AsyncConnection | None = None
+        self.tasks = SqlTaskRepository(self)
+        self.outbox = SqlOutbox(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._reset()
+        await self._release()
+
+    async def commit(self) -> None:
+        if not (self.added or self.saved or self.new_messages or self.sent_messages):
+            self._reset()
+            await self._release()
+            return
+        try:
+            # The connection is taken before the writer's turn: a turn never waits for the
+            # pool, whose connections may all be held by units waiting for their turn.
+            connection = await self._connect()
+            async with self.storage.writing():
+                try:
+                    with translated_errors():
+                        if self.storage.is_sqlite:
+                            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                        await self._write(connection)
+                        await connection.commit()
+                finally:
+                    # Ends the transaction (a rollback unless committed) before the next
+                    # writer's turn.
+                    await self._release()
+        finally:
+            self._reset()
+
+    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+        connection = await self._connect()
+        with translated_errors():
+            result = await connection.execute(statement)
+            return result.all()
+
+    def claim_tasks(self, ids: Iterable[UUID]) -> None:
+        for task_id in ids:
+            self._claimed_tasks.add(task_id)
+            self.storage.claimed_tasks.add(task_id)
+
+    def claim_messages(self, ids: Iterable[UUID]) -> None:
+        for message_id in ids:
+            self._claimed_messages.add(message_id)
+            self.storage.claimed_messages.add(message_id)
+
+    async def _connect(self) -> AsyncConnection:
+        if self._connection is None:
+            with translated_errors():
+                self._connection = await self.storage.engine.connect()
+        return self._connection
+
+    async def _write(self, connection: AsyncConnection) -> None:
+        for task in self.added.values():
+            await _insert_task(connection, task)
+        for task in self.saved.values():
+            await _update_task(connection, task, self.loaded_versions[task.id])
+        if self.new_messages:
+            await connection.execute(insert(outbox), [message_to_row(m) for m in self.new_messages])
+        if self.sent_messages:
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(self.sent_messages))
+                .values(sent_at=datetime.now(UTC))
+            )
+
+    async def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await connection.close()
+        except Exception as error:
+            # The connection is gone with its transaction; the pool replaces it.
+            logger.debug("closing a database connection failed: %s", error)
+
+    def _reset(self) -> None:
+        self.storage.claimed_tasks -= self._claimed_tasks
+        self.storage.claimed_messages -= self._claimed_messages
+        self._claimed_tasks.clear()
+        self._claimed_messages.clear()
+        self.added.clear()
+        self.saved.clear()
+        self.loaded_versions.clear()
+        self.new_messages.clear()
+        self.sent_messages.clear()
+
+
+async def _insert_task(connection: AsyncConnection, task: Task) -> None:
+    try:
+        await connection.execute(insert(tasks).values(task_to_row(task)))
+    except exc.IntegrityError as error:
+        if "idempotency_key" in str(error.orig) and task.idempotency_key is not None:
+            raise DuplicateIdempotencyKey(task.owner, task.idempotency_key) from None
+        raise ConcurrencyConflict(task.id) from None
+
+
+async def _update_task(connection: AsyncConnection, task: Task, loaded_version: int) -> None:
+    row = task_to_row(task)
+    del row["id"]
+    result = await connection.execute(
+        update(tasks).where(tasks.c.id == task.id, tasks.c.version == loaded_version).values(row)
+    )
+    if result.rowcount == 0:
+        raise ConcurrencyConflict(task.id)

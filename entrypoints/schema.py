@@ -1,0 +1,52 @@
+"""The database schema at start: migrate it, or refuse to run on an outdated one."""
+
+from __future__ import annotations
+
+import logging
+
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from adapters.storage.sql import SqlStorage
+from application.errors import StorageUnavailable
+from entrypoints.settings import Settings
+
+logger = logging.getLogger("taskport.schema")
+
+STARTUP_WAIT_SECONDS = 30
+
+
+class PendingMigrations(RuntimeError):
+    """The database schema is older than this version of Taskport."""
+
+
+async def prepare_schema(storage: object, settings: Settings) -> None:
+    """Brings an SQL storage's schema to head when ``migrates_on_start``; otherwise refuses
+    to start while migrations are pending. Waits a little for a database still starting."""
+    if not isinstance(storage, SqlStorage):
+        return
+    await _prepare(storage, settings)
+
+
+@retry(
+    retry=retry_if_exception_type(StorageUnavailable),
+    stop=stop_after_delay(STARTUP_WAIT_SECONDS),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    before_sleep=before_sleep_log(logger, logging.WARNING),
+    reraise=True,
+)
+async def _prepare(storage: SqlStorage, settings: Settings) -> None:
+    if settings.migrates_on_start:
+        await storage.upgrade()
+        return
+    if await storage.migrations_pending():
+        current = await storage.current_revision() or "empty"
+        raise PendingMigrations(
+            f"the database schema ({current}) is behind this version of Taskport: run "
+            "`taskport db upgrade`, or set TASKPORT_MIGRATE_ON_START=true"
+        )

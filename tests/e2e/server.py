@@ -1,0 +1,72 @@
+"""A ``taskport serve`` subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.polling import eventually
+
+STARTUP_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``taskport serve`` on a free port, with the given settings, logging to ``log``."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._env = {**os.environ, **env}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self._launch()
+        await eventually(self._ready, within=STARTUP_SECONDS, interval=0.1)
+
+    def _launch(self) -> None:
+        command = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+        with self.log.open("ab") as output:
+            self._process = subprocess.Popen(
+                [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self._env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as in a crash."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait()
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    async def _ready(self) -> bool:
+        assert self._process is not None
+        if self._process.poll() is not None:
+            raise AssertionError(f"taskport serve exited:\n{self.log.read_text()}")
+        try:
+            async with httpx.AsyncClient(base_url=self.base_url) as client:
+                return (await client.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False

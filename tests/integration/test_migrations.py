@@ -1,0 +1,72 @@
+"""The migrations build the schema the SQL storage expects, and undo it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+
+from adapters.storage.sql import SqlStorage
+from adapters.storage.sql.schema import metadata
+from tests.factories import make_message, make_task
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names()) - {"alembic_version"}
+
+
+def _differences(connection: Connection) -> list[Any]:
+    return compare_metadata(MigrationContext.configure(connection), metadata)
+
+
+async def tables(storage: SqlStorage) -> set[str]:
+    async with storage.engine.connect() as connection:
+        return await connection.run_sync(_tables)
+
+
+async def test_migrations_go_up_down_and_up_again(empty_database_url: str) -> None:
+    storage = SqlStorage.from_url(empty_database_url)
+    try:
+        assert await storage.current_revision() is None
+        assert await storage.migrations_pending()
+        await storage.upgrade()
+        assert await tables(storage) == {"tasks", "outbox"}
+        assert not await storage.migrations_pending()
+        await storage.downgrade("base")
+        assert await tables(storage) == set()
+        assert await storage.current_revision() is None
+        await storage.upgrade()
+        assert not await storage.migrations_pending()
+        async with storage.unit_of_work() as uow:
+            task = make_task(idempotency_key="k")
+            await uow.tasks.add(task)
+            await uow.outbox.put(make_message())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.tasks.get(task.id) is not None
+    finally:
+        await storage.close()
+
+
+async def test_the_migrated_schema_matches_the_storage_tables(empty_database_url: str) -> None:
+    storage = SqlStorage.from_url(empty_database_url)
+    try:
+        await storage.upgrade()
+        async with storage.engine.connect() as connection:
+            assert await connection.run_sync(_differences) == []
+    finally:
+        await storage.close()
+
+
+async def test_processes_starting_together_migrate_once(empty_database_url: str) -> None:
+    storages = [SqlStorage.from_url(empty_database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(storage.upgrade() for storage in storages))
+        assert await tables(storages[0]) == {"tasks", "outbox"}
+        assert not await storages[0].migrations_pending()
+    finally:
+        for storage in storages:
+            await storage.close()

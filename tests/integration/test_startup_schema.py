@@ -1,0 +1,74 @@
+"""At start the SQLite default migrates itself; PostgreSQL with pending migrations is
+refused unless TASKPORT_MIGRATE_ON_START says otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from typer.testing import CliRunner
+
+from adapters.storage.sql import SqlStorage
+from entrypoints.cli import app as cli
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.schema import PendingMigrations
+from entrypoints.settings import Settings
+
+
+async def revision_of(url: str) -> str | None:
+    storage = SqlStorage.from_url(url)
+    try:
+        return await storage.current_revision()
+    finally:
+        await storage.close()
+
+
+async def test_a_new_sqlite_file_is_created_and_migrated_at_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'taskport.db'}"
+    app = create_app(create_container(Settings(storage_url=url)))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://taskport") as client:
+            response = await client.post("/v1/tasks", json={"kind": "echo", "payload": {}})
+            assert response.status_code == 201
+    assert await revision_of(url) is not None
+
+
+async def test_postgresql_with_pending_migrations_refuses_to_start(
+    empty_postgres_url: str,
+) -> None:
+    app = create_app(create_container(Settings(storage_url=empty_postgres_url)))
+    with pytest.raises(PendingMigrations, match="taskport db upgrade"):
+        async with LifespanManager(app):
+            pass
+    assert await revision_of(empty_postgres_url) is None
+
+
+async def test_migrate_on_start_brings_postgresql_to_head(empty_postgres_url: str) -> None:
+    settings = Settings(storage_url=empty_postgres_url, migrate_on_start=True)
+    async with LifespanManager(create_app(create_container(settings))):
+        pass
+    assert await revision_of(empty_postgres_url) is not None
+
+
+def test_db_commands_upgrade_show_and_downgrade_the_schema(tmp_path: Path) -> None:
+    runner = CliRunner(env={"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"})
+
+    def run(*args: str) -> str:
+        outcome = runner.invoke(cli, ["db", *args])
+        assert outcome.exit_code == 0, outcome.output
+        return outcome.output
+
+    assert "migrations pending" in run("current")
+    run("upgrade")
+    assert "up to date" in run("current")
+    run("downgrade", "base")
+    assert "empty" in run("current")
+
+
+def test_db_commands_refuse_the_memory_storage() -> None:
+    outcome = CliRunner(env={"TASKPORT_STORAGE_URL": "memory://"}).invoke(cli, ["db", "current"])
+    assert outcome.exit_code == 2
