@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from adapters.handlers.loader import KindLoadError
 from entrypoints.container import Container, UnsupportedUrl, create_container
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
@@ -22,7 +23,7 @@ def _load() -> tuple[Settings, Container]:
     try:
         settings = Settings()
         container = create_container(settings)
-    except (ValidationError, UnsupportedUrl) as exc:
+    except (ValidationError, UnsupportedUrl, KindLoadError) as exc:
         typer.echo(f"taskport: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
     logging.basicConfig(

@@ -9,7 +9,7 @@ from dependency_injector import containers, providers
 from adapters.brokers.memory import MemoryBroker
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
-from adapters.handlers.registry import KindRegistry
+from adapters.handlers.loader import build_registry
 from adapters.storage.memory import MemoryStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
 from application.recorder import TaskRecorder
@@ -61,7 +61,8 @@ class Container(containers.DeclarativeContainer):
     )
     publisher = broker
     consumer = broker
-    registry = providers.Singleton(KindRegistry, providers.Object(BUILTIN_KINDS))
+    builtin_kinds = providers.Object(BUILTIN_KINDS)
+    registry = providers.Singleton(build_registry, builtin_kinds, settings.provided.handler_modules)
     cursor_codec = providers.Singleton(
         CursorCodec, settings.provided.secret_key.get_secret_value.call()
     )
@@ -89,6 +90,7 @@ class Container(containers.DeclarativeContainer):
         recorder=recorder,
         clock=clock,
         cancel_poll_interval=providers.Callable(_seconds, settings.provided.cancel_poll_seconds),
+        progress_interval=providers.Callable(_seconds, settings.provided.progress_interval_seconds),
     )
     process_delivery = providers.Singleton(ProcessDeliveryHandler, run_task=run_task)
     promote_due_tasks = providers.Singleton(
@@ -108,7 +110,8 @@ class Container(containers.DeclarativeContainer):
 
 
 def create_container(settings: Settings) -> Container:
-    """A container for these settings; refuses URLs naming no known adapter."""
+    """A container for these settings; refuses URLs naming no known adapter, and task kinds
+    that cannot be loaded (``KindLoadError``): the registry is built here, at start."""
     for setting, url, selector in (
         ("TASKPORT_STORAGE_URL", settings.storage_url, Container.storage),
         ("TASKPORT_BROKER_URL", settings.broker_url, Container.broker),
@@ -119,4 +122,6 @@ def create_container(settings: Settings) -> Container:
             raise UnsupportedUrl(
                 f"{setting} names an unsupported scheme {scheme!r}; supported: {supported}"
             )
-    return Container(settings=settings)
+    container = Container(settings=settings)
+    container.registry()
+    return container

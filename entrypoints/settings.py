@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300, ge=0, le=86400)
     sweep_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     cancel_poll_seconds: float = Field(default=1, gt=0, le=60)
+    progress_interval_seconds: float = Field(default=1, ge=0, le=3600)
+    handler_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="modules with user task kinds: mod.a,mod.b"
+    )
     redispatch_after_seconds: float = Field(default=900, gt=0, le=7 * 86400)
     recovery_interval_seconds: float = Field(default=15, gt=0, le=3600)
     shutdown_grace_seconds: float = Field(default=10, ge=0, le=3600)
@@ -58,7 +62,7 @@ class Settings(BaseSettings):
             pairs[owner.strip()] = key.strip()
         return pairs
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "handler_modules", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         if isinstance(value, str):
