@@ -9,6 +9,7 @@ from dependency_injector import containers, providers
 from adapters.brokers.memory import MemoryBroker
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
+from adapters.handlers.http import HttpKindConfig, http_kind
 from adapters.handlers.loader import build_registry
 from adapters.storage.memory import MemoryStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
@@ -44,6 +45,14 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
     )
 
 
+def _http_kind_config(settings: Settings) -> HttpKindConfig:
+    return HttpKindConfig(
+        allowed_hosts=tuple(settings.http_allowed_hosts),
+        allow_private_networks=settings.http_allow_private_networks,
+        max_response_bytes=settings.http_max_response_bytes,
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -61,7 +70,8 @@ class Container(containers.DeclarativeContainer):
     )
     publisher = broker
     consumer = broker
-    builtin_kinds = providers.Object(BUILTIN_KINDS)
+    http_kind = providers.Singleton(http_kind, providers.Callable(_http_kind_config, settings))
+    builtin_kinds = providers.List(*map(providers.Object, BUILTIN_KINDS), http_kind)
     registry = providers.Singleton(build_registry, builtin_kinds, settings.provided.handler_modules)
     cursor_codec = providers.Singleton(
         CursorCodec, settings.provided.secret_key.get_secret_value.call()

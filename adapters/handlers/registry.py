@@ -57,7 +57,7 @@ class Kind:
                     for error in exc.errors()
                 ]
                 raise InvalidPayload(self.name, errors) from exc
-            return model.model_dump(mode="json")
+            return model.model_dump(mode="json", by_alias=True)
         if self.payload_schema is not None:
             validator = jsonschema.validators.validator_for(self.payload_schema)(
                 self.payload_schema
