@@ -12,11 +12,13 @@ import typer
 from pydantic import ValidationError
 
 from adapters.handlers.loader import KindLoadError
+from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
 
 app = typer.Typer(help="Taskport: an HTTP-first task service.", no_args_is_help=True)
+client_cli.attach(app)
 
 
 def _load() -> tuple[Settings, Container]:
