@@ -18,7 +18,7 @@ import fnmatch
 import ipaddress
 import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -119,11 +119,33 @@ def refused_address(address: str) -> str | None:
     return None
 
 
-class HttpKind:
-    """The handler of the ``http`` kind."""
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-    def __init__(self, config: HttpKindConfig) -> None:
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, in the order the system prefers them."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise RetryLater(f"cannot resolve {host}: {exc.strerror}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+class HttpKind:
+    """The handler of the ``http`` kind. ``resolver`` and ``transport`` replace DNS and the
+    network (tests); by default they are the system's."""
+
+    def __init__(
+        self,
+        config: HttpKindConfig,
+        *,
+        resolver: Resolver = resolve,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._config = config
+        self._resolve = resolver
+        self._transport = transport
 
     async def __call__(self, payload: JsonValue, context: TaskContext) -> JsonValue:
         request = HttpPayload.model_validate(payload)
@@ -147,12 +169,7 @@ class HttpKind:
         return jmespath.search(request.transform, body)
 
     async def _checked_address(self, host: str, port: int) -> str:
-        loop = asyncio.get_running_loop()
-        try:
-            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise RetryLater(f"cannot resolve {host}: {exc.strerror}") from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        addresses = await self._resolve(host, port)
         if not addresses:
             raise RetryLater(f"{host} resolves to no address")
         if not self._config.allow_private_networks:
@@ -169,7 +186,10 @@ class HttpKind:
     ) -> tuple[int, dict[str, str], bytes]:
         host_header = host if url.port is None else f"{host}:{url.port}"
         async with httpx.AsyncClient(
-            timeout=request.timeout, follow_redirects=False, trust_env=False
+            timeout=request.timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=self._transport,
         ) as client:
             outbound = client.build_request(
                 request.method,

@@ -9,10 +9,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
+import httpx
 import pytest
 
-from adapters.handlers.http import host_allowed, refused_address
+from adapters.handlers.http import HttpKind, HttpKindConfig, host_allowed, refused_address
+from application.errors import PermanentFailure
+from application.ports.handlers import TaskContext
 from tests.e2e.conftest import ApiFactory, wait_for_status
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -254,3 +258,51 @@ async def test_nothing_is_called_with_the_default_settings(
     task = await wait_for_status(api, created.json()["id"], "FAILED")
     assert "not allowed" in task["error"]["message"]
     assert remote.hits["/items"] == 0
+
+
+async def test_the_call_goes_to_the_checked_address_with_the_host_name_for_tls() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    lookups: list[str] = []
+
+    async def public_dns(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=public_dns,
+        transport=httpx.MockTransport(answer),
+    )
+    result = await kind({"url": "https://api.example.com/v1/things?a=1"}, context())
+    assert result["body"] == {"ok": True}
+    [request] = seen
+    assert (request.url.scheme, request.url.host, request.url.port) == (
+        "https",
+        "93.184.215.14",
+        None,
+    )
+    assert request.headers["host"] == "api.example.com"
+    assert request.extensions["sni_hostname"] == "api.example.com"
+    assert lookups == ["api.example.com"]  # resolved once: nothing to rebind
+
+
+async def test_a_host_with_any_private_address_is_refused() -> None:
+    async def split_dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14", "10.0.0.7"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("*.example.com",)),
+        resolver=split_dns,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+    )
+    with pytest.raises(PermanentFailure, match=r"10\.0\.0\.7, a private address"):
+        await kind({"url": "http://api.example.com/"}, context())
+
+
+def context() -> TaskContext:
+    return TaskContext(task_id=uuid4(), owner="alice", kind="http", attempt=1, max_attempts=3)
