@@ -184,7 +184,7 @@ class HttpKind:
     async def _call(
         self, request: HttpPayload, url: httpx.URL, host: str, address: str
     ) -> tuple[int, dict[str, str], bytes]:
-        host_header = host if url.port is None else f"{host}:{url.port}"
+        host_header = url.netloc.decode("ascii")  # host[:port], an IPv6 address in brackets
         async with httpx.AsyncClient(
             timeout=request.timeout,
             follow_redirects=False,

@@ -7,7 +7,8 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 from uuid import uuid4
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from adapters.handlers.http import HttpKind, HttpKindConfig, host_allowed, refused_address
-from application.errors import PermanentFailure
+from application.errors import PermanentFailure, RetryLater
 from application.ports.handlers import TaskContext
 from tests.e2e.conftest import ApiFactory, wait_for_status
 
@@ -306,3 +307,49 @@ async def test_a_host_with_any_private_address_is_refused() -> None:
 
 def context() -> TaskContext:
     return TaskContext(task_id=uuid4(), owner="alice", kind="http", attempt=1, max_attempts=3)
+
+
+async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
+    seen: list[httpx.Request] = []
+
+    async def dns(host: str, port: int) -> list[str]:
+        return [host]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("2606:4700::1111",)),
+        resolver=dns,
+        transport=httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(204)),
+    )
+    await kind({"url": "https://[2606:4700::1111]:8443/x"}, context())
+    assert seen[0].headers["host"] == "[2606:4700::1111]:8443"
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [
+        ("120", timedelta(seconds=120)),
+        (format_datetime(datetime.now(UTC) + timedelta(minutes=10), usegmt=True), "about 10m"),
+        ("in a while", None),
+        ("999999", timedelta(hours=1)),
+    ],
+)
+async def test_a_429_asks_for_a_retry_after_its_retry_after(
+    retry_after: str, expected: timedelta | str | None
+) -> None:
+    async def dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=dns,
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(429, headers={"Retry-After": retry_after})
+        ),
+    )
+    with pytest.raises(RetryLater, match="429") as raised:
+        await kind({"url": "https://api.example.com/"}, context())
+    if expected == "about 10m":
+        assert raised.value.retry_after is not None
+        assert timedelta(minutes=9) < raised.value.retry_after <= timedelta(minutes=10)
+    else:
+        assert raised.value.retry_after == expected
