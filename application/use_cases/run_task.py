@@ -7,7 +7,7 @@ this run claimed: a result is written once.
 
 While the handler runs, a watcher looks at the stored task every ``cancel_poll_interval``
 for a cancel request, and on the same beat writes the latest progress the handler reported,
-at most once per ``progress_interval``.
+at most once per ``progress_interval``; the last report is written with the outcome.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from attrs import frozen
 
 from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater
 from application.ports.clock import Clock
-from application.ports.handlers import HandlerRegistry, TaskContext
+from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from application.recorder import TaskRecorder
 from domain.task import Task
@@ -100,8 +100,15 @@ class RunTaskHandler:
         claimed = await self._claim(command.task_id)
         if isinstance(claimed, RunResult):
             return claimed
+        context = TaskContext(
+            task_id=claimed.id,
+            owner=claimed.owner,
+            kind=claimed.kind,
+            attempt=claimed.attempts,
+            max_attempts=claimed.retry_policy.max_attempts,
+        )
         try:
-            outcome = await self._run_attempt(claimed)
+            outcome = await self._run_attempt(claimed, context)
         except asyncio.CancelledError:
             # The worker is shutting down: hand the task back rather than let its lease run out.
             try:
@@ -109,7 +116,8 @@ class RunTaskHandler:
             except Exception:
                 logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
             raise
-        return await self._record(claimed, outcome)
+        # The last report the throttle held back is written with the outcome.
+        return await self._record(claimed, outcome, context.progress.take())
 
     async def _claim(self, task_id: UUID) -> Task | RunResult:
         for _ in range(CONFLICT_RETRIES):
@@ -137,19 +145,12 @@ class RunTaskHandler:
                 return task
         return RunResult(Outcome.BUSY, None, timedelta(seconds=1))
 
-    async def _run_attempt(self, task: Task) -> _AttemptOutcome:
+    async def _run_attempt(self, task: Task, context: TaskContext) -> _AttemptOutcome:
         handler = self._registry.get(task.kind)
         if handler is None:
             known = ", ".join(kind.name for kind in self._registry.kinds())
             message = f"no handler for kind {task.kind!r} (known: {known})"
             return _Failed(TaskError("UnknownKind", message, retryable=False))
-        context = TaskContext(
-            task_id=task.id,
-            owner=task.owner,
-            kind=task.kind,
-            attempt=task.attempts,
-            max_attempts=task.retry_policy.max_attempts,
-        )
         running: asyncio.Future[JsonValue] = asyncio.ensure_future(handler(task.payload, context))
         watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
         try:
@@ -206,7 +207,9 @@ class RunTaskHandler:
             return False
         return True
 
-    async def _record(self, claimed: Task, outcome: _AttemptOutcome) -> RunResult:
+    async def _record(
+        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None = None
+    ) -> RunResult:
         for _ in range(CONFLICT_RETRIES):
             async with self._uow() as uow:
                 task = await uow.tasks.get(claimed.id)
@@ -218,6 +221,8 @@ class RunTaskHandler:
                     # The attempt was taken over (its lease ran out): its outcome is moot.
                     return RunResult(Outcome.NOTHING_TO_DO, task.status if task else None)
                 now = self._clock.now()
+                if progress is not None:
+                    task.report_progress(now, progress.fraction, progress.message)
                 if isinstance(outcome, _Succeeded):
                     task.succeed(now, outcome.result)
                 elif isinstance(outcome, _Failed):
