@@ -46,9 +46,10 @@ class ProgressSlot:
 class TaskContext:
     """What a handler knows about the attempt it runs, and how it talks back.
 
-    ``cancelled`` is set when cancel of the running task was requested (a
-    ``threading.Event``: a handler running in a thread polls ``cancelled.is_set()`` or
-    waits on it); async handlers are also cancelled (``asyncio.CancelledError``).
+    ``cancelled`` is set when the attempt should stop: cancel of the task was requested, its
+    time ran out, or the worker shuts down. It is a ``threading.Event``: a handler running in
+    a thread polls ``cancelled.is_set()`` or waits on it; async handlers are also cancelled
+    (``asyncio.CancelledError``).
     ``report_progress`` may be called from the loop or from any thread.
     """
 

@@ -111,6 +111,7 @@ class RunTaskHandler:
             outcome = await self._run_attempt(claimed, context)
         except asyncio.CancelledError:
             # The worker is shutting down: hand the task back rather than let its lease run out.
+            context.cancelled.set()
             try:
                 await asyncio.shield(self._record(claimed, _Released()))
             except Exception:
