@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from uuid import UUID
 
 
@@ -84,3 +85,12 @@ class BrokerUnavailable(Unavailable):
 
 class PermanentFailure(Exception):
     """Raised by a task handler for a failure that no retry can fix."""
+
+
+class RetryLater(Exception):
+    """Raised by a task handler for a failure worth another attempt, no sooner than
+    ``retry_after`` when given (the retry waits the longer of it and the backoff)."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -7,6 +7,9 @@ SCHEDULED | QUEUED --cancel--> CANCELLED; RUNNING --cancel--> cancel requested,
 confirmed by the worker (--confirm_cancel--> CANCELLED).
 FAILED | CANCELLED --retry--> QUEUED (a fresh set of attempts).
 RUNNING --release--> QUEUED when a worker shuts down mid-attempt (the attempt is not counted).
+
+While RUNNING, the handler's progress may be noted (``report_progress``): it changes no
+status and records no event; a new attempt starts with no progress.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from domain.errors import IllegalTransition, InvalidTask
 from domain.values import (
     MAX_TIMEOUT_SECONDS,
     JsonValue,
+    Progress,
     RetryPolicy,
     TaskError,
     TaskStatus,
@@ -58,6 +62,7 @@ class Task:
     cancel_requested: bool = False
     result: JsonValue = None
     error: TaskError | None = None
+    progress: Progress | None = None
     version: int = 1
     _events: list[events.TaskEvent] = field(factory=list, alias="_events", repr=False)
 
@@ -145,6 +150,7 @@ class Task:
         self.status = TaskStatus.RUNNING
         self.attempts += 1
         self.started_at = now
+        self.progress = None
         self.lease_expires_at = now + self.timeout + LEASE_GRACE
         self._record(events.TaskStarted(self.id, self.kind, now, attempt=self.attempts))
 
@@ -161,6 +167,7 @@ class Task:
         self.status = TaskStatus.QUEUED
         self.attempts -= 1
         self.lease_expires_at = None
+        self.progress = None
         self._record(events.TaskQueued(self.id, self.kind, now))
 
     def redispatch(self, now: datetime) -> None:
@@ -182,8 +189,19 @@ class Task:
             events.TaskSucceeded(self.id, self.kind, now, attempt=self.attempts, result=result)
         )
 
-    def fail(self, now: datetime, error: TaskError) -> None:
-        """The running attempt failed: retry after a backoff while attempts are left."""
+    def report_progress(self, now: datetime, fraction: float, message: str = "") -> None:
+        """Note how far the running attempt got. Not a transition: the status stays RUNNING
+        and no event is recorded (progress is read, not dispatched)."""
+        self._require("report progress of", {TaskStatus.RUNNING})
+        progress = Progress(fraction, message, max(now, self.updated_at))
+        now = self._touch(now)
+        self.progress = progress
+
+    def fail(self, now: datetime, error: TaskError, retry_after: timedelta | None = None) -> None:
+        """The running attempt failed: retry after a backoff while attempts are left.
+
+        ``retry_after`` is the least wait the failure asks for (an HTTP ``Retry-After``);
+        the retry waits the longer of it and the backoff."""
         self._require("fail", {TaskStatus.RUNNING})
         if self.cancel_requested:
             self.confirm_cancel(now)
@@ -192,7 +210,10 @@ class Task:
         self.error = error
         if error.retryable and self.attempts_left > 0:
             self.status = TaskStatus.SCHEDULED
-            self.run_at = now + self.retry_policy.delay_after(self.attempts)
+            delay = self.retry_policy.delay_after(self.attempts)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            self.run_at = now + delay
             self.lease_expires_at = None
             self._record(
                 events.TaskRetryScheduled(
@@ -241,6 +262,7 @@ class Task:
         self.started_at = None
         self.finished_at = None
         self.cancel_requested = False
+        self.progress = None
         self._record(events.TaskRequeued(self.id, self.kind, now))
 
     # -- internals -----------------------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 from typing import Any
 
 from attrs import field, frozen
@@ -15,6 +16,7 @@ JsonValue = Any
 
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_PROGRESS_MESSAGE = 200
 
 
 class TaskStatus(enum.StrEnum):
@@ -71,3 +73,23 @@ class TaskError:
     type: str
     message: str
     retryable: bool = True
+
+
+def check_progress(fraction: float, message: str) -> None:
+    """Raises ``InvalidTask`` unless ``fraction`` lies in [0, 1] and ``message`` is short."""
+    if not (isinstance(fraction, int | float) and math.isfinite(fraction) and 0 <= fraction <= 1):
+        raise InvalidTask(f"progress must be a fraction between 0 and 1, got {fraction!r}")
+    if len(message) > MAX_PROGRESS_MESSAGE:
+        raise InvalidTask(f"a progress message is at most {MAX_PROGRESS_MESSAGE} characters")
+
+
+@frozen
+class Progress:
+    """How far the running attempt of a task got, as its handler last reported it."""
+
+    fraction: float
+    message: str
+    updated_at: datetime
+
+    def __attrs_post_init__(self) -> None:
+        check_progress(self.fraction, self.message)

@@ -12,8 +12,10 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 
+from adapters.handlers.loader import KindLoadError
 from adapters.storage.sql import SqlStorage
 from application.errors import StorageUnavailable
+from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
 from entrypoints.schema import PendingMigrations
 from entrypoints.settings import Settings, url_scheme
@@ -32,13 +34,14 @@ db = typer.Typer(
 app.add_typer(db, name="db")
 
 T = TypeVar("T")
+client_cli.attach(app)
 
 
 def _load() -> tuple[Settings, Container]:
     try:
         settings = Settings()
         container = create_container(settings)
-    except (ValidationError, UnsupportedUrl) as exc:
+    except (ValidationError, UnsupportedUrl, KindLoadError) as exc:
         typer.echo(f"taskport: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
     logging.basicConfig(

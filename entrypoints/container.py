@@ -10,7 +10,8 @@ from adapters.brokers.memory import MemoryBroker
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqPublisher
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
-from adapters.handlers.registry import KindRegistry
+from adapters.handlers.http import HttpKindConfig, http_kind
+from adapters.handlers.loader import build_registry
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
@@ -46,6 +47,14 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
     )
 
 
+def _http_kind_config(settings: Settings) -> HttpKindConfig:
+    return HttpKindConfig(
+        allowed_hosts=tuple(settings.http_allowed_hosts),
+        allow_private_networks=settings.http_allow_private_networks,
+        max_response_bytes=settings.http_max_response_bytes,
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -77,7 +86,9 @@ class Container(containers.DeclarativeContainer):
         amqp=rabbitmq_consumer,
         amqps=rabbitmq_consumer,
     )
-    registry = providers.Singleton(KindRegistry, providers.Object(BUILTIN_KINDS))
+    http_kind = providers.Singleton(http_kind, providers.Callable(_http_kind_config, settings))
+    builtin_kinds = providers.List(*map(providers.Object, BUILTIN_KINDS), http_kind)
+    registry = providers.Singleton(build_registry, builtin_kinds, settings.provided.handler_modules)
     cursor_codec = providers.Singleton(
         CursorCodec, settings.provided.secret_key.get_secret_value.call()
     )
@@ -105,6 +116,7 @@ class Container(containers.DeclarativeContainer):
         recorder=recorder,
         clock=clock,
         cancel_poll_interval=providers.Callable(_seconds, settings.provided.cancel_poll_seconds),
+        progress_interval=providers.Callable(_seconds, settings.provided.progress_interval_seconds),
     )
     process_delivery = providers.Singleton(ProcessDeliveryHandler, run_task=run_task)
     promote_due_tasks = providers.Singleton(
@@ -124,7 +136,8 @@ class Container(containers.DeclarativeContainer):
 
 
 def create_container(settings: Settings) -> Container:
-    """A container for these settings; refuses URLs naming no known adapter."""
+    """A container for these settings; refuses URLs naming no known adapter, and task kinds
+    that cannot be loaded (``KindLoadError``): the registry is built here, at start."""
     for setting, url, selector in (
         ("TASKPORT_STORAGE_URL", settings.storage_url, Container.storage),
         ("TASKPORT_BROKER_URL", settings.broker_url, Container.publisher),
@@ -140,4 +153,5 @@ def create_container(settings: Settings) -> Container:
         container.publisher()
     except ValueError as exc:
         raise UnsupportedUrl(f"TASKPORT_BROKER_URL is invalid: {exc}") from exc
+    container.registry()
     return container

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300, ge=0, le=86400)
     sweep_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     cancel_poll_seconds: float = Field(default=1, gt=0, le=60)
+    progress_interval_seconds: float = Field(default=1, ge=0, le=3600)
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="hosts the http kind may call: api.example.com,*.example.org",
+    )
+    http_allow_private_networks: bool = False
+    http_max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    handler_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="modules with user task kinds: mod.a,mod.b"
+    )
     redispatch_after_seconds: float = Field(default=900, gt=0, le=7 * 86400)
     recovery_interval_seconds: float = Field(default=15, gt=0, le=3600)
     shutdown_grace_seconds: float = Field(default=10, ge=0, le=3600)
@@ -65,7 +75,7 @@ class Settings(BaseSettings):
             pairs[owner.strip()] = key.strip()
         return pairs
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "handler_modules", "http_allowed_hosts", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         if isinstance(value, str):

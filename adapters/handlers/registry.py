@@ -1,9 +1,11 @@
-"""The registry of task kinds: name -> handler, with an optional payload model."""
+"""The registry of task kinds: name -> handler, with an optional payload schema."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import jsonschema
 from attrs import frozen
 from pydantic import BaseModel, ValidationError
 
@@ -12,23 +14,77 @@ from application.ports.handlers import KindInfo, TaskHandler
 from domain.values import JsonValue
 
 
+class KindConflict(ValueError):
+    """Two kinds of the same name: the process refuses to start."""
+
+
 @frozen
 class Kind:
-    """A task kind: its name, the handler that runs it and, optionally, the pydantic model
-    its payload must satisfy (checked at submit, so a bad payload never reaches a worker)."""
+    """A task kind: its name, the handler that runs it and, optionally, what its payload
+    must satisfy, checked at submit (so a bad payload never reaches a worker): a pydantic
+    model (``payload_model``) or a JSON Schema (``payload_schema``), not both.
+
+    ``origin`` says where the kind came from, for messages about it."""
 
     name: str
     handler: TaskHandler
     description: str = ""
     payload_model: type[BaseModel] | None = None
+    payload_schema: Mapping[str, Any] | None = None
+    origin: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.payload_model is not None and self.payload_schema is not None:
+            raise ValueError(f"task kind {self.name!r} has both a payload model and a schema")
+        if self.payload_schema is not None:
+            try:
+                jsonschema.validators.validator_for(self.payload_schema).check_schema(
+                    self.payload_schema
+                )
+            except jsonschema.SchemaError as exc:
+                raise ValueError(
+                    f"task kind {self.name!r} has an invalid payload schema: {exc.message}"
+                ) from exc
+
+    def validate(self, payload: JsonValue) -> JsonValue:
+        """The payload as the handler will receive it; raises ``InvalidPayload``."""
+        if self.payload_model is not None:
+            try:
+                model = self.payload_model.model_validate(payload)
+            except ValidationError as exc:
+                errors = [
+                    f"{'.'.join(map(str, error['loc'])) or 'payload'}: {error['msg']}"
+                    for error in exc.errors()
+                ]
+                raise InvalidPayload(self.name, errors) from exc
+            return model.model_dump(mode="json", by_alias=True)
+        if self.payload_schema is not None:
+            validator = jsonschema.validators.validator_for(self.payload_schema)(
+                self.payload_schema
+            )
+            found = sorted(validator.iter_errors(payload), key=lambda error: list(error.path))
+            if found:
+                raise InvalidPayload(
+                    self.name, [f"{error.json_path}: {error.message}" for error in found]
+                )
+        return payload
+
+    def schema(self) -> dict[str, JsonValue] | None:
+        if self.payload_model is not None:
+            return self.payload_model.model_json_schema()
+        return dict(self.payload_schema) if self.payload_schema is not None else None
 
 
 class KindRegistry:
     def __init__(self, kinds: Iterable[Kind]) -> None:
         self._kinds: dict[str, Kind] = {}
         for kind in kinds:
-            if kind.name in self._kinds:
-                raise ValueError(f"task kind {kind.name!r} is registered twice")
+            if (first := self._kinds.get(kind.name)) is not None:
+                raise KindConflict(
+                    f"task kind {kind.name!r} is defined twice: "
+                    f"by {first.origin or 'an unnamed origin'} "
+                    f"and by {kind.origin or 'an unnamed origin'}"
+                )
             self._kinds[kind.name] = kind
 
     def get(self, kind: str) -> TaskHandler | None:
@@ -39,26 +95,10 @@ class KindRegistry:
         found = self._kinds.get(kind)
         if found is None:
             raise UnknownKind(kind, sorted(self._kinds))
-        if found.payload_model is None:
-            return payload
-        try:
-            model = found.payload_model.model_validate(payload)
-        except ValidationError as exc:
-            errors = [
-                f"{'.'.join(map(str, error['loc'])) or 'payload'}: {error['msg']}"
-                for error in exc.errors()
-            ]
-            raise InvalidPayload(kind, errors) from exc
-        return model.model_dump(mode="json")
+        return found.validate(payload)
 
     def kinds(self) -> Sequence[KindInfo]:
         return [
-            KindInfo(
-                name=kind.name,
-                description=kind.description,
-                payload_schema=kind.payload_model.model_json_schema()
-                if kind.payload_model
-                else None,
-            )
+            KindInfo(name=kind.name, description=kind.description, payload_schema=kind.schema())
             for kind in sorted(self._kinds.values(), key=lambda kind: kind.name)
         ]

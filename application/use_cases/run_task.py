@@ -4,6 +4,10 @@ Claiming is a version-checked QUEUED -> RUNNING transition committed before the 
 runs, so a duplicate delivery finds the task RUNNING (or finished) and does nothing.
 The outcome is recorded in a second transaction, only if the task is still in the attempt
 this run claimed: a result is written once.
+
+While the handler runs, a watcher looks at the stored task every ``cancel_poll_interval``
+for a cancel request, and on the same beat writes the latest progress the handler reported,
+at most once per ``progress_interval``; the last report is written with the outcome.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from uuid import UUID
 
 from attrs import frozen
 
-from application.errors import ConcurrencyConflict, PermanentFailure
+from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater
 from application.ports.clock import Clock
-from application.ports.handlers import HandlerRegistry, TaskContext
-from application.ports.unit_of_work import UnitOfWorkFactory
+from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
+from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from application.recorder import TaskRecorder
 from domain.task import Task
 from domain.values import JsonValue, TaskError, TaskStatus
@@ -61,6 +65,7 @@ class _Succeeded:
 @frozen
 class _Failed:
     error: TaskError
+    retry_after: timedelta | None = None
 
 
 class _Cancelled:
@@ -82,27 +87,38 @@ class RunTaskHandler:
         recorder: TaskRecorder,
         clock: Clock,
         cancel_poll_interval: timedelta = timedelta(seconds=1),
+        progress_interval: timedelta = timedelta(seconds=1),
     ) -> None:
         self._uow = uow
         self._registry = registry
         self._recorder = recorder
         self._clock = clock
         self._cancel_poll = cancel_poll_interval.total_seconds()
+        self._progress_interval = progress_interval.total_seconds()
 
     async def __call__(self, command: RunTask) -> RunResult:
         claimed = await self._claim(command.task_id)
         if isinstance(claimed, RunResult):
             return claimed
+        context = TaskContext(
+            task_id=claimed.id,
+            owner=claimed.owner,
+            kind=claimed.kind,
+            attempt=claimed.attempts,
+            max_attempts=claimed.retry_policy.max_attempts,
+        )
         try:
-            outcome = await self._run_attempt(claimed)
+            outcome = await self._run_attempt(claimed, context)
         except asyncio.CancelledError:
             # The worker is shutting down: hand the task back rather than let its lease run out.
+            context.cancelled.set()
             try:
                 await asyncio.shield(self._record(claimed, _Released()))
             except Exception:
                 logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
             raise
-        return await self._record(claimed, outcome)
+        # The last report the throttle held back is written with the outcome.
+        return await self._record(claimed, outcome, context.progress.take())
 
     async def _claim(self, task_id: UUID) -> Task | RunResult:
         for _ in range(CONFLICT_RETRIES):
@@ -130,26 +146,19 @@ class RunTaskHandler:
                 return task
         return RunResult(Outcome.BUSY, None, timedelta(seconds=1))
 
-    async def _run_attempt(self, task: Task) -> _AttemptOutcome:
+    async def _run_attempt(self, task: Task, context: TaskContext) -> _AttemptOutcome:
         handler = self._registry.get(task.kind)
         if handler is None:
             known = ", ".join(kind.name for kind in self._registry.kinds())
             message = f"no handler for kind {task.kind!r} (known: {known})"
             return _Failed(TaskError("UnknownKind", message, retryable=False))
-        context = TaskContext(
-            task_id=task.id,
-            owner=task.owner,
-            kind=task.kind,
-            attempt=task.attempts,
-            max_attempts=task.retry_policy.max_attempts,
-            cancelled=asyncio.Event(),
-        )
         running: asyncio.Future[JsonValue] = asyncio.ensure_future(handler(task.payload, context))
         watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
         try:
             async with asyncio.timeout(task.timeout.total_seconds()):
                 result = await running
         except TimeoutError:
+            context.cancelled.set()  # a handler left running in a thread may still stop
             seconds = task.timeout.total_seconds()
             return _Failed(TaskError("Timeout", f"no result within {seconds:g} seconds"))
         except asyncio.CancelledError:
@@ -159,6 +168,8 @@ class RunTaskHandler:
             raise
         except PermanentFailure as exc:
             return _Failed(TaskError(type(exc).__name__, str(exc), retryable=False))
+        except RetryLater as exc:
+            return _Failed(TaskError(type(exc).__name__, str(exc)), exc.retry_after)
         except Exception as exc:
             return _Failed(TaskError(type(exc).__name__, str(exc) or repr(exc)))
         finally:
@@ -168,16 +179,38 @@ class RunTaskHandler:
     async def _watch_for_cancel(
         self, task_id: UUID, running: asyncio.Future[JsonValue], context: TaskContext
     ) -> None:
+        loop = asyncio.get_running_loop()
+        next_progress_write = loop.time()
         while not running.done():
             await asyncio.sleep(self._cancel_poll)
             async with self._uow() as uow:
                 task = await uow.tasks.get(task_id)
-            if task is None or task.cancel_requested or task.attempts != context.attempt:
-                context.cancelled.set()
-                running.cancel()
-                return
+                if task is None or task.cancel_requested or task.attempts != context.attempt:
+                    context.cancelled.set()
+                    running.cancel()
+                    return
+                if loop.time() >= next_progress_write and await self._write_progress(
+                    uow, task, context
+                ):
+                    next_progress_write = loop.time() + self._progress_interval
 
-    async def _record(self, claimed: Task, outcome: _AttemptOutcome) -> RunResult:
+    async def _write_progress(self, uow: UnitOfWork, task: Task, context: TaskContext) -> bool:
+        update = context.progress.take()
+        if update is None or task.status is not TaskStatus.RUNNING:
+            return False
+        task.report_progress(self._clock.now(), update.fraction, update.message)
+        try:
+            await self._recorder.commit(uow, saved=[task])
+        except Exception as exc:  # a lost progress write must never stop the watcher
+            context.progress.put_back(update)
+            if not isinstance(exc, ConcurrencyConflict):
+                logger.warning("progress of task %s not written: %s", task.id, exc)
+            return False
+        return True
+
+    async def _record(
+        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None = None
+    ) -> RunResult:
         for _ in range(CONFLICT_RETRIES):
             async with self._uow() as uow:
                 task = await uow.tasks.get(claimed.id)
@@ -189,10 +222,12 @@ class RunTaskHandler:
                     # The attempt was taken over (its lease ran out): its outcome is moot.
                     return RunResult(Outcome.NOTHING_TO_DO, task.status if task else None)
                 now = self._clock.now()
+                if progress is not None:
+                    task.report_progress(now, progress.fraction, progress.message)
                 if isinstance(outcome, _Succeeded):
                     task.succeed(now, outcome.result)
                 elif isinstance(outcome, _Failed):
-                    task.fail(now, outcome.error)
+                    task.fail(now, outcome.error, outcome.retry_after)
                 elif isinstance(outcome, _Released):
                     task.release(now)
                 else:

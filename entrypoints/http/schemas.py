@@ -31,6 +31,12 @@ class TaskErrorOut(BaseModel):
     retryable: bool
 
 
+class ProgressOut(BaseModel):
+    fraction: float = Field(ge=0, le=1)
+    message: str
+    updated_at: datetime
+
+
 class TaskOut(BaseModel):
     id: UUID
     kind: str
@@ -47,6 +53,9 @@ class TaskOut(BaseModel):
     cancel_requested: bool
     result: Any
     error: TaskErrorOut | None
+    progress: ProgressOut | None = Field(
+        description="how far the running attempt got, as its handler last reported"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -68,6 +77,13 @@ class TaskOut(BaseModel):
             result=task.result,
             error=TaskErrorOut(type=error.type, message=error.message, retryable=error.retryable)
             if error
+            else None,
+            progress=ProgressOut(
+                fraction=task.progress.fraction,
+                message=task.progress.message,
+                updated_at=task.progress.updated_at,
+            )
+            if task.progress
             else None,
         )
 

@@ -65,6 +65,26 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
     assert stored.run_at.tzinfo is not None
 
 
+async def test_the_progress_of_a_running_task_reads_back_and_clears(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(task.id)
+        running.start(T0)
+        running.report_progress(T0 + timedelta(seconds=1), 0.25, "a quarter — ünïcode")
+        await uow.tasks.save(running)
+        await uow.commit()
+    stored = await get(storage, task.id)
+    assert stored.progress == running.progress
+    assert stored.progress.updated_at.tzinfo is not None
+    async with storage.unit_of_work() as uow:
+        released = await uow.tasks.get(task.id)
+        released.release(T0 + timedelta(seconds=2))
+        await uow.tasks.save(released)
+        await uow.commit()
+    assert (await get(storage, task.id)).progress is None
+
+
 async def test_uncommitted_changes_are_never_seen(storage: Any) -> None:
     task = make_task()
     async with storage.unit_of_work() as uow:

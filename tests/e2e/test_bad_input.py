@@ -52,7 +52,7 @@ async def test_a_bad_submit_is_a_problem(
 
 async def test_an_unknown_kind_lists_the_known_ones(api: httpx.AsyncClient) -> None:
     problem = assert_problem(await post_raw(api, b'{"kind": "nope"}'), 422, "unknown-kind")
-    assert problem["known_kinds"] == ["echo", "fail", "predict", "sleep"]
+    assert problem["known_kinds"] == ["echo", "fail", "http", "predict", "sleep"]
 
 
 async def test_a_body_that_is_not_json_is_unsupported(api: httpx.AsyncClient) -> None:

@@ -86,6 +86,11 @@ async def test_the_server_runs_a_task_over_tcp(server: str) -> None:
         (("serve",), {"TASKPORT_STORAGE_URL": "cassandra://db"}, "supported: memory://"),
         (("serve",), {"TASKPORT_API_KEYS": "no-colon"}, "owner:key"),
         (("worker",), {}, "in-process queue"),
+        (
+            ("serve",),
+            {"TASKPORT_HANDLER_MODULES": "no_such_kinds_module"},
+            "cannot import handler module 'no_such_kinds_module'",
+        ),
     ],
 )
 def test_a_misconfigured_process_refuses_to_start(

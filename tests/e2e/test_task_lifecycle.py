@@ -155,7 +155,7 @@ async def test_many_tasks_all_succeed(api: httpx.AsyncClient) -> None:
 
 async def test_kinds_health_and_readiness(api: httpx.AsyncClient) -> None:
     kinds = (await api.get("/v1/kinds")).json()["items"]
-    assert [kind["name"] for kind in kinds] == ["echo", "fail", "predict", "sleep"]
+    assert [kind["name"] for kind in kinds] == ["echo", "fail", "http", "predict", "sleep"]
     sleep = next(kind for kind in kinds if kind["name"] == "sleep")
     assert sleep["payload_schema"]["properties"]["seconds"]["maximum"] == 3600
     assert (await api.get("/healthz")).json() == {"status": "ok"}

@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from domain import events
-from domain.errors import IllegalTransition
+from domain.errors import IllegalTransition, InvalidTask
 from domain.task import Task
 from domain.values import TERMINAL_STATUSES, TaskError, TaskStatus
 from tests.factories import T0, make_task
@@ -25,6 +25,7 @@ EXPECTED_EVENT = {
     "fail": (events.TaskRetryScheduled, events.TaskFailed, events.TaskCancelled),
     "release": (events.TaskQueued, events.TaskCancelled),
     "redispatch": events.TaskQueued,
+    "report_progress": None,  # progress is noted, not an event: nothing is dispatched
 }
 
 
@@ -53,8 +54,13 @@ class TaskLifecycle(RuleBasedStateMachine):
             assert recorded == []
             return
         assert self.task.version == before_version + 1
-        assert len(recorded) == 1
-        assert isinstance(recorded[0], EXPECTED_EVENT[name])
+        expected = EXPECTED_EVENT[name]
+        if expected is None:
+            assert recorded == []
+            assert self.task.status is before_status
+        else:
+            assert len(recorded) == 1
+            assert isinstance(recorded[0], expected)
         if before_status in TERMINAL_STATUSES:
             assert name == "retry", f"{name} left terminal state {before_status}"
 
@@ -71,10 +77,45 @@ class TaskLifecycle(RuleBasedStateMachine):
     def succeed(self, result: object) -> None:
         self._apply("succeed", lambda: self.task.succeed(self.now, result))
 
-    @rule(retryable=st.booleans())
-    def fail(self, retryable: bool) -> None:
+    @rule(
+        retryable=st.booleans(),
+        retry_after=st.one_of(st.none(), st.integers(min_value=0, max_value=1000)),
+    )
+    def fail(self, retryable: bool, retry_after: int | None) -> None:
         error = TaskError("Boom", "it broke", retryable=retryable)
-        self._apply("fail", lambda: self.task.fail(self.now, error))
+        wait = timedelta(seconds=retry_after) if retry_after is not None else None
+        attempt = self.task.attempts
+        self._apply("fail", lambda: self.task.fail(self.now, error, wait))
+        if self.task.status is TaskStatus.SCHEDULED and self.task.error is error:
+            assert self.task.run_at is not None
+            backoff = self.task.retry_policy.delay_after(attempt)
+            waited = self.task.run_at - self.task.updated_at
+            assert waited == max(backoff, wait or timedelta(0))
+
+    @rule(
+        fraction=st.one_of(
+            st.floats(min_value=0, max_value=1),
+            st.floats(allow_nan=True, allow_infinity=True),
+        ),
+        message=st.text(max_size=210),
+    )
+    def report_progress(self, fraction: float, message: str) -> None:
+        before = (self.task.version, self.task.progress)
+        try:
+            self._apply(
+                "report_progress", lambda: self.task.report_progress(self.now, fraction, message)
+            )
+        except InvalidTask:
+            assert not (0 <= fraction <= 1) or len(message) > 200
+            assert (self.task.version, self.task.progress) == before
+            assert self.task.pull_events() == []
+            return
+        if self.task.version != before[0]:
+            assert self.task.progress is not None
+            assert (self.task.progress.fraction, self.task.progress.message) == (
+                fraction,
+                message,
+            )
 
     @rule()
     def cancel(self) -> None:
@@ -130,6 +171,12 @@ class TaskLifecycle(RuleBasedStateMachine):
             assert task.run_at is not None
         if task.cancel_requested:
             assert task.status is TaskStatus.RUNNING
+        if task.progress is not None:
+            assert 0 <= task.progress.fraction <= 1
+            assert task.started_at is not None
+            assert task.started_at <= task.progress.updated_at <= task.updated_at
+        if task.attempts == 0:
+            assert task.progress is None, "progress outlived the attempt that reported it"
 
 
 TestTaskLifecycle = TaskLifecycle.TestCase

@@ -372,3 +372,30 @@ async def test_a_new_process_with_an_in_process_queue_redispatches_everything(
     async with app.uow()() as uow:
         pending = [RunTaskMessage.decode(m.body).task_id for m in await uow.outbox.pending(10)]
     assert pending == [queued.id]
+
+
+async def chatty(payload: Any, context: Any) -> Any:
+    for step in range(1, 11):
+        context.report_progress(step / 10, f"step {step}")
+        await asyncio.sleep(0.03)  # the work of a step: several cancel polls go by
+    return "done"
+
+
+@pytest.mark.parametrize(("interval", "throttled"), [(3600, True), (0, False)])
+async def test_progress_is_written_at_most_once_per_interval(
+    clock: FakeClock, interval: float, throttled: bool
+) -> None:
+    app = create_container(Settings(cancel_poll_seconds=0.01, progress_interval_seconds=interval))
+    app.clock.override(providers.Object(clock))
+    app.registry.override(providers.Singleton(KindRegistry, [Kind("chatty", chatty)]))
+    task = await submit(app, "chatty")
+    await run(app, task.id)
+    done = await status_of(app, task.id)
+    assert done.status is TaskStatus.SUCCEEDED
+    # Less the start and the success; the last report is written with the success.
+    progress_writes = done.version - task.version - 2
+    if throttled:
+        assert progress_writes == 2  # one while running, the rest held back, the last at the end
+    else:
+        assert progress_writes > 2
+    assert (done.progress.fraction, done.progress.message) == (1.0, "step 10")

@@ -8,12 +8,13 @@ from sqlalchemy import Row
 
 from application.ports.outbox import OutboxMessage
 from domain.task import Task
-from domain.values import RetryPolicy, TaskError, TaskStatus
+from domain.values import Progress, RetryPolicy, TaskError, TaskStatus
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
     policy = task.retry_policy
     error = task.error
+    progress = task.progress
     return {
         "id": task.id,
         "owner": task.owner,
@@ -40,6 +41,9 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "error_message": error.message if error else None,
         "error_retryable": error.retryable if error else None,
         "version": task.version,
+        "progress_fraction": progress.fraction if progress else None,
+        "progress_message": progress.message if progress else None,
+        "progress_updated_at": progress.updated_at if progress else None,
     }
 
 
@@ -47,6 +51,11 @@ def task_from_row(row: Row[Any]) -> Task:
     error = None
     if row.error_type is not None:
         error = TaskError(row.error_type, row.error_message or "", bool(row.error_retryable))
+    progress = None
+    if row.progress_fraction is not None:
+        progress = Progress(
+            row.progress_fraction, row.progress_message or "", row.progress_updated_at
+        )
     return Task(
         id=row.id,
         owner=row.owner,
@@ -73,6 +82,7 @@ def task_from_row(row: Row[Any]) -> Task:
         result=row.result,
         error=error,
         version=row.version,
+        progress=progress,
     )
 
 

@@ -1,0 +1,275 @@
+"""The ``http`` kind: one outbound HTTP request, its answer (or a JMESPath view of it) as
+the result.
+
+Outbound calls are guarded: the URL's host must match ``allowed_hosts``, and every address
+it resolves to must be public (no loopback, private, link-local, reserved, multicast...)
+unless ``allow_private_networks``. The request then goes to the very address that was
+checked (the Host header, and SNI for https, still name the host), so a DNS answer that
+changes between the check and the connection cannot redirect it. Redirects are not followed.
+
+Connection errors, timeouts, 408, 429 and 5xx are retried (no sooner than ``Retry-After``);
+other 4xx, redirects and answers over the size limit fail without retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import json
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+import jmespath
+from attrs import frozen
+from jmespath.exceptions import JMESPathError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from adapters.handlers.registry import Kind
+from application.errors import PermanentFailure, RetryLater
+from application.ports.handlers import TaskContext
+from domain.values import JsonValue
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+ERROR_SNIPPET_BYTES = 200
+
+Scalar = str | int | float | bool
+
+
+@frozen
+class HttpKindConfig:
+    allowed_hosts: tuple[str, ...] = ()
+    """Host patterns (``api.example.com``, ``*.example.org``, ``*`` for any host); none
+    allows no call at all."""
+    allow_private_networks: bool = False
+    max_response_bytes: int = 1024 * 1024
+    max_retry_after: timedelta = timedelta(hours=1)
+
+
+class HttpPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    url: str = Field(max_length=8192, description="http:// or https:// URL")
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    body: JsonValue = Field(default=None, alias="json", description="a JSON request body")
+    timeout: float = Field(default=30, gt=0, le=300, description="seconds for the whole call")
+    transform: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="JMESPath expression applied to the response body; its value is the result",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL: {exc}") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return url
+
+    @field_validator("headers")
+    @classmethod
+    def _no_host_header(cls, headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "host" for name in headers):
+            raise ValueError("the Host header comes from the URL")
+        return headers
+
+    @field_validator("transform")
+    @classmethod
+    def _jmespath(cls, expression: str | None) -> str | None:
+        if expression is not None:
+            try:
+                jmespath.compile(expression)
+            except JMESPathError as exc:
+                raise ValueError(f"not a JMESPath expression: {exc}") from exc
+        return expression
+
+
+def host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    """``*.example.org`` matches any subdomain of example.org (not example.org itself)."""
+    host = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(host, pattern.lower().strip()) for pattern in patterns)
+
+
+def refused_address(address: str) -> str | None:
+    """Why a resolved address may not be called without ALLOW_PRIVATE_NETWORKS, or None."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for reason, flagged in (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+        ("not public", not ip.is_global),
+    ):
+        if flagged:
+            return reason
+    return None
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, in the order the system prefers them."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise RetryLater(f"cannot resolve {host}: {exc.strerror}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+class HttpKind:
+    """The handler of the ``http`` kind. ``resolver`` and ``transport`` replace DNS and the
+    network (tests); by default they are the system's."""
+
+    def __init__(
+        self,
+        config: HttpKindConfig,
+        *,
+        resolver: Resolver = resolve,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._config = config
+        self._resolve = resolver
+        self._transport = transport
+
+    async def __call__(self, payload: JsonValue, context: TaskContext) -> JsonValue:
+        request = HttpPayload.model_validate(payload)
+        url = httpx.URL(request.url)
+        host = url.raw_host.decode("ascii")
+        if not host_allowed(host, self._config.allowed_hosts):
+            raise PermanentFailure(f"calls to {host} are not allowed (TASKPORT_HTTP_ALLOWED_HOSTS)")
+        try:
+            async with asyncio.timeout(request.timeout):
+                address = await self._checked_address(host, url.port or _default_port(url))
+                status, headers, content = await self._call(request, url, host, address)
+        except TimeoutError:
+            raise RetryLater(
+                f"{host} gave no complete answer within {request.timeout:g}s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise RetryLater(f"cannot reach {host}: {type(exc).__name__} {exc}") from None
+        body = _decoded(content, headers.get("content-type", ""))
+        if request.transform is None:
+            return {"status": status, "headers": headers, "body": body}
+        return jmespath.search(request.transform, body)
+
+    async def _checked_address(self, host: str, port: int) -> str:
+        addresses = await self._resolve(host, port)
+        if not addresses:
+            raise RetryLater(f"{host} resolves to no address")
+        if not self._config.allow_private_networks:
+            for address in addresses:
+                if reason := refused_address(address):
+                    raise PermanentFailure(
+                        f"{host} resolves to {address}, a {reason} address; calls to private "
+                        "networks are refused (TASKPORT_HTTP_ALLOW_PRIVATE_NETWORKS)"
+                    )
+        return addresses[0]
+
+    async def _call(
+        self, request: HttpPayload, url: httpx.URL, host: str, address: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        host_header = url.netloc.decode("ascii")  # host[:port], an IPv6 address in brackets
+        async with httpx.AsyncClient(
+            timeout=request.timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=self._transport,
+        ) as client:
+            outbound = client.build_request(
+                request.method,
+                url.copy_with(host=address),
+                params=request.query,
+                headers={**request.headers, "Host": host_header},
+                json=request.body,
+                extensions={"sni_hostname": host} if url.scheme == "https" else {},
+            )
+            response = await client.send(outbound, stream=True)
+            try:
+                self._check_status(response, host)
+                content = await self._read(response, host)
+            finally:
+                await response.aclose()
+        headers = {name.decode("latin-1").lower(): "" for name, _ in response.headers.raw}
+        for name in headers:
+            headers[name] = ", ".join(response.headers.get_list(name))
+        return response.status_code, headers, content
+
+    def _check_status(self, response: httpx.Response, host: str) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        answered = f"{host} answered {status} {response.reason_phrase}".rstrip()
+        if status in RETRYABLE_STATUSES or status >= 500:
+            raise RetryLater(answered, self._retry_after(response.headers.get("retry-after")))
+        if 300 <= status < 400:
+            location = response.headers.get("location", "")
+            raise PermanentFailure(f"{answered} (to {location}); redirects are not followed")
+        raise PermanentFailure(answered)
+
+    async def _read(self, response: httpx.Response, host: str) -> bytes:
+        limit = self._config.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PermanentFailure(f"{host} answered {declared} bytes, over the limit of {limit}")
+        received = bytearray()
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if len(received) > limit:
+                raise PermanentFailure(
+                    f"the answer of {host} is over the limit of {limit} bytes; stopped reading"
+                )
+        return bytes(received)
+
+    def _retry_after(self, value: str | None) -> timedelta | None:
+        if not value:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            wait = timedelta(seconds=int(value))
+        else:
+            try:
+                wait = parsedate_to_datetime(value) - datetime.now(UTC)
+            except (TypeError, ValueError):
+                return None
+        return min(max(wait, timedelta(0)), self._config.max_retry_after)
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+def _decoded(content: bytes, content_type: str) -> Any:
+    """JSON when the answer is JSON, else text (None for no body)."""
+    if not content:
+        return None
+    if "json" in content_type.lower():
+        try:
+            return json.loads(content)
+        except ValueError:
+            pass
+    return content.decode("utf-8", errors="replace")
+
+
+def http_kind(config: HttpKindConfig) -> Kind:
+    return Kind(
+        "http",
+        HttpKind(config),
+        "calls an allowed HTTP endpoint; the result is its answer or a JMESPath view of it",
+        HttpPayload,
+    )

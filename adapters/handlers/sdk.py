@@ -1,0 +1,115 @@
+"""Write task kinds for Taskport in your own package, without touching Taskport.
+
+    from pydantic import BaseModel
+    from adapters.handlers.sdk import TaskContext, task_kind
+
+    class ResizePayload(BaseModel):
+        width: int
+
+    @task_kind("resize", payload=ResizePayload, description="resizes an image")
+    def resize(payload: ResizePayload, context: TaskContext) -> dict[str, int]:
+        context.report_progress(0.5, "halfway")
+        return {"width": payload.width}
+
+``@task_kind`` only marks the function; Taskport finds it when it loads your module (named
+in ``TASKPORT_HANDLER_MODULES``, or by an entry point of the ``taskport.handlers`` group).
+
+- ``async def`` handlers run on the worker's event loop; plain functions run in a thread.
+- ``payload`` is a pydantic model (the handler receives an instance of it) or a JSON Schema
+  dict (the handler receives the JSON value); a payload breaking it is refused at submit.
+- The result must be JSON (a pydantic model is dumped to JSON).
+- Raise ``PermanentFailure`` for a failure no retry can fix, ``RetryLater`` to ask for a
+  retry no sooner than some time; any other exception fails the attempt and is retried.
+- ``context`` has ``task_id``, ``owner``, ``attempt``, ``cancelled`` (a
+  ``threading.Event``; a thread should stop once it is set) and ``report_progress``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from attrs import frozen
+from pydantic import BaseModel
+
+from adapters.handlers.registry import Kind
+from application.errors import PermanentFailure, RetryLater
+from application.ports.handlers import TaskContext, TaskHandler
+from domain.task import KIND_PATTERN
+from domain.values import JsonValue
+
+__all__ = ["PermanentFailure", "RetryLater", "TaskContext", "is_task_kind", "task_kind"]
+
+_MARK = "__taskport_kind__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@frozen
+class _KindSpec:
+    name: str
+    description: str
+    payload: type[BaseModel] | Mapping[str, Any] | None
+
+
+def task_kind(
+    name: str,
+    *,
+    payload: type[BaseModel] | Mapping[str, Any] | None = None,
+    description: str = "",
+) -> Callable[[F], F]:
+    """Marks ``function(payload, context)`` as the handler of the task kind ``name``."""
+    if not KIND_PATTERN.match(name):
+        raise ValueError(
+            f"task kind name {name!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
+            "starting with a letter"
+        )
+    is_model = isinstance(payload, type) and issubclass(payload, BaseModel)
+    if payload is not None and not is_model and not isinstance(payload, Mapping):
+        raise TypeError(f"payload of kind {name!r} must be a pydantic model or a JSON Schema dict")
+
+    def mark(function: F) -> F:
+        if not callable(function):
+            raise TypeError(f"@task_kind({name!r}) marks a function")
+        summary = description or (inspect.getdoc(function) or "").split("\n", 1)[0]
+        setattr(function, _MARK, _KindSpec(name, summary, payload))
+        return function
+
+    return mark
+
+
+def is_task_kind(value: object) -> bool:
+    return callable(value) and isinstance(getattr(value, _MARK, None), _KindSpec)
+
+
+def kind_of(function: Callable[..., Any], origin: str) -> Kind:
+    """The ``Kind`` a ``@task_kind`` function declares."""
+    spec: _KindSpec = getattr(function, _MARK)
+    model = spec.payload if isinstance(spec.payload, type) else None
+    schema = spec.payload if isinstance(spec.payload, Mapping) else None
+    return Kind(
+        name=spec.name,
+        handler=_handler(function, model),
+        description=spec.description,
+        payload_model=model,
+        payload_schema=schema,
+        origin=origin,
+    )
+
+
+def _handler(function: Callable[..., Any], model: type[BaseModel] | None) -> TaskHandler:
+    runs_on_loop = inspect.iscoroutinefunction(function)
+
+    @functools.wraps(function)
+    async def handler(payload: JsonValue, context: TaskContext) -> JsonValue:
+        argument = model.model_validate(payload) if model is not None else payload
+        if runs_on_loop:
+            result = await function(argument, context)
+        else:
+            result = await asyncio.to_thread(function, argument, context)
+        return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+    return handler

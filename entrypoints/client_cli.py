@@ -1,0 +1,309 @@
+"""``taskport submit | get | list | cancel | retry | workers``: the API from a terminal.
+
+Human output by default, ``--json`` for scripts. The server and the key come from
+``--url`` / ``--api-key`` or ``TASKPORT_URL`` / ``TASKPORT_API_KEY``. Exit status: 0 when
+all went well, 1 when the API refused (its problem detail is shown) or a waited-for task
+did not succeed, 3 when the server cannot be reached (2 is a usage error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+API_REFUSED, UNREACHABLE = 1, 3
+
+Url = Annotated[
+    str, typer.Option("--url", envvar="TASKPORT_URL", help="the Taskport server", show_default=True)
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="TASKPORT_API_KEY", help="sent as a bearer token"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON, for scripts")]
+
+# A pipe has no width: tables printed to one are not squeezed into 80 columns.
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class Api:
+    """A thin HTTP client that turns every failure into a message and an exit status."""
+
+    def __init__(self, url: str, api_key: str | None, as_json: bool) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._url = url.rstrip("/")
+        self._as_json = as_json
+        self._client = httpx.Client(base_url=self._url, headers=headers, timeout=30)
+
+    def call(self, method: str, path: str, **arguments: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **arguments)
+        except httpx.TransportError as exc:
+            err.print(f"taskport: cannot reach {self._url}: {exc or type(exc).__name__}")
+            raise typer.Exit(UNREACHABLE) from None
+        except httpx.InvalidURL as exc:
+            err.print(f"taskport: invalid server URL {self._url!r}: {exc}")
+            raise typer.Exit(UNREACHABLE) from None
+        if response.is_error:
+            self._refused(response)
+        return response.json()
+
+    def _refused(self, response: httpx.Response) -> NoReturn:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        if not isinstance(problem, dict):
+            problem = {"status": response.status_code, "title": response.reason_phrase}
+            problem["detail"] = response.text[:500]
+        if self._as_json:
+            typer.echo(json.dumps(problem))
+        else:
+            title = problem.get("title") or response.reason_phrase
+            err.print(Text(f"Error {response.status_code} {title}: {problem.get('detail', '')}"))
+        raise typer.Exit(API_REFUSED)
+
+
+def submit(
+    kind: Annotated[str, typer.Argument(help="the task kind, e.g. echo")],
+    payload: Annotated[
+        str, typer.Option("--payload", "-p", help="JSON payload, or @file.json")
+    ] = "{}",
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="follow the task until it ends")
+    ] = False,
+    max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per attempt")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a task; with --wait, show its progress and exit 0 only if it succeeded."""
+    body: dict[str, Any] = {"kind": kind, "payload": _parse_payload(payload)}
+    if max_attempts is not None:
+        body["max_attempts"] = max_attempts
+    if timeout is not None:
+        body["timeout_seconds"] = timeout
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    api = Api(url, api_key, as_json)
+    task = api.call("POST", "/v1/tasks", json=body, headers=headers)
+    if not wait:
+        _print_task(task, as_json)
+        return
+    task = _follow(api, task)
+    if as_json:
+        typer.echo(json.dumps(task))
+    elif task["status"] == "SUCCEEDED":
+        err.print(Text(f"{task['status']} after {_attempts(task)} ({task['id']})"))
+        typer.echo(json.dumps(task["result"], indent=2))
+    else:
+        err.print(Text(f"{task['status']} after {_attempts(task)} ({task['id']})"))
+        if task.get("error"):
+            err.print(Text(f"{task['error']['type']}: {task['error']['message']}"))
+    if task["status"] != "SUCCEEDED":
+        raise typer.Exit(API_REFUSED)
+
+
+def get(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show a task."""
+    _print_task(Api(url, api_key, as_json).call("GET", f"/v1/tasks/{task_id}"), as_json)
+
+
+def list_tasks(
+    status: Annotated[str | None, typer.Option(help="SCHEDULED, QUEUED, RUNNING, ...")] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """List tasks, newest first, one page at a time."""
+    query = {"status": status.upper() if status else None, "kind": kind, "limit": limit}
+    query["cursor"] = cursor
+    params = {name: value for name, value in query.items() if value is not None}
+    page = Api(url, api_key, as_json).call("GET", "/v1/tasks", params=params)
+    if as_json:
+        typer.echo(json.dumps(page))
+        return
+    table = Table(box=None)
+    for column in ("id", "kind", "status", "attempts", "created", "progress"):
+        table.add_column(column, no_wrap=column != "progress")
+    for task in page["items"]:
+        table.add_row(
+            *map(
+                Text,
+                (
+                    task["id"],
+                    task["kind"],
+                    task["status"],
+                    f"{task['attempts']}/{task['max_attempts']}",
+                    task["created_at"][:19].replace("T", " "),
+                    _progress_text(task),
+                ),
+            )
+        )
+    out.print(table if page["items"] else "no tasks")
+    if page.get("next_cursor"):
+        out.print(Text(f"more: --cursor {page['next_cursor']}"))
+
+
+def cancel(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a task (a running one is asked to stop)."""
+    _print_task(Api(url, api_key, as_json).call("POST", f"/v1/tasks/{task_id}/cancel"), as_json)
+
+
+def retry(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Send a failed or cancelled task back to the queue."""
+    _print_task(Api(url, api_key, as_json).call("POST", f"/v1/tasks/{task_id}/retry"), as_json)
+
+
+def workers(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """List the workers the server knows of."""
+    answer = Api(url, api_key, as_json).call("GET", "/v1/workers")
+    if as_json:
+        typer.echo(json.dumps(answer))
+        return
+    items = answer.get("items", []) if isinstance(answer, dict) else answer
+    if not items:
+        out.print("no workers")
+        return
+    columns = list(dict.fromkeys(key for item in items for key in item))
+    table = Table(*columns, box=None)
+    for item in items:
+        table.add_row(*(Text(_cell(item.get(column))) for column in columns))
+    out.print(table)
+
+
+def attach(app: typer.Typer) -> None:
+    """Adds the client commands to the ``taskport`` command."""
+    for command, name in (
+        (submit, "submit"),
+        (get, "get"),
+        (list_tasks, "list"),
+        (cancel, "cancel"),
+        (retry, "retry"),
+        (workers, "workers"),
+    ):
+        app.command(name)(command)
+
+
+def _parse_payload(raw: str) -> Any:
+    if raw.startswith("@"):
+        try:
+            raw = Path(raw[1:]).read_text()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {raw[1:]}: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+
+
+def _follow(api: Api, task: dict[str, Any]) -> dict[str, Any]:
+    """Polls the task until it ends, with a progress bar on stderr."""
+    pause = 0.1
+    with _progress_bar() as bar:
+        line = bar.add_task(task["status"], total=1.0)
+        while task["status"] not in TERMINAL:
+            time.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
+            task = api.call("GET", f"/v1/tasks/{task['id']}")
+            progress = task.get("progress") or {}
+            label = f"{task['status']} {progress.get('message', '')}".strip()
+            bar.update(line, completed=progress.get("fraction", 0), description=label)
+        if task["status"] == "SUCCEEDED":
+            bar.update(line, completed=1.0, description=task["status"])
+        else:
+            bar.update(line, description=task["status"])
+    return task
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=False) as bar:
+            yield bar
+    except KeyboardInterrupt:
+        err.print("taskport: stopped waiting; the task goes on (taskport get ID to look again)")
+        raise typer.Exit(130) from None
+
+
+def _print_task(task: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(task))
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows = {
+        "id": task["id"],
+        "kind": task["kind"],
+        "status": task["status"] + (" (cancel requested)" if task.get("cancel_requested") else ""),
+        "attempts": f"{task['attempts']}/{task['max_attempts']}",
+        "created": task["created_at"],
+        "run at": task.get("run_at"),
+        "finished": task.get("finished_at"),
+        "progress": _progress_text(task) or None,
+        "payload": json.dumps(task["payload"]),
+        "result": json.dumps(task["result"]) if task["status"] == "SUCCEEDED" else None,
+        "error": f"{task['error']['type']}: {task['error']['message']}"
+        if task.get("error")
+        else None,
+    }
+    for name, value in rows.items():
+        if value is not None:
+            table.add_row(name, Text(str(value)))
+    out.print(table)
+
+
+def _progress_text(task: dict[str, Any]) -> str:
+    progress = task.get("progress")
+    if not progress:
+        return ""
+    return f"{progress['fraction']:.0%} {progress['message']}".strip()
+
+
+def _attempts(task: dict[str, Any]) -> str:
+    return f"{task['attempts']} attempt{'s' if task['attempts'] != 1 else ''}"
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,1 @@
+"""Example task kinds for Taskport: ``thumbnails.resize`` and ``thumbnails.palette``."""

@@ -1,0 +1,140 @@
+"""`taskport submit | get | list | cancel | retry | workers` against a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from entrypoints.cli import app
+from tests.e2e.test_server_process import free_port, taskport
+
+KEY = "cli-test-key"
+
+
+def wait_until_ready(url: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} not ready within {within} seconds")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    process = taskport(
+        "serve",
+        "--port",
+        str(port),
+        env={"TASKPORT_API_KEYS": f"alice:{KEY}", "TASKPORT_RETRY_BASE_SECONDS": "0.05"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        finally:
+            process.kill()
+
+
+def cli(*args: str, url: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
+    """The command as a person runs it: its own process, settings from the environment."""
+    env = {**os.environ, "TASKPORT_URL": url}
+    if key is not None:
+        env["TASKPORT_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_submit_and_wait_prints_the_result_and_exits_0(server: str) -> None:
+    done = cli("submit", "echo", "--payload", '{"hello": ["world", 1]}', "--wait", url=server)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"hello": ["world", 1]}
+    assert "SUCCEEDED after 1 attempt" in done.stderr
+
+
+def test_a_task_that_fails_exits_non_zero_with_its_error(server: str) -> None:
+    done = cli(
+        "submit", "fail", "-p", '{"message": "boom"}', "--max-attempts", "2", "--wait", url=server
+    )
+    assert done.returncode == 1
+    assert "FAILED after 2 attempts" in done.stderr
+    assert "RuntimeError: boom" in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_wrong_api_key_prints_the_401_problem(server: str) -> None:
+    done = cli("list", url=server, key="not-the-key")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error 401 Unauthenticated: unknown API key"
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unreachable_server_is_one_line_and_exit_3() -> None:
+    done = cli("get", "01a207cd-be7b-757e-8750-68195414f15e", url=f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 3
+    assert done.stderr.startswith("taskport: cannot reach http://127.0.0.1:")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_get_list_cancel_retry_and_workers(server: str) -> None:
+    runner = CliRunner()
+    common = ["--url", server, "--api-key", KEY]
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, [*args, *common])
+        return result.exit_code, result.output
+
+    code, output = run("submit", "sleep", "-p", '{"seconds": 60}', "--json")
+    assert code == 0
+    task_id = json.loads(output)["id"]
+
+    code, output = run("get", task_id)
+    assert code == 0 and task_id in output and "sleep" in output
+
+    code, output = run("list", "--kind", "sleep", "--limit", "5", "--json")
+    assert code == 0 and task_id in [task["id"] for task in json.loads(output)["items"]]
+
+    code, output = run("cancel", task_id, "--json")
+    assert code == 0
+    cancelled = json.loads(output)
+    assert cancelled["status"] == "CANCELLED" or cancelled["cancel_requested"]
+
+    deadline = time.monotonic() + 10
+    while json.loads(run("get", task_id, "--json")[1])["status"] != "CANCELLED":
+        assert time.monotonic() < deadline, "the task was not cancelled within 10 seconds"
+        time.sleep(0.05)
+
+    code, output = run("retry", task_id, "--json")
+    assert code == 0 and json.loads(output)["status"] == "QUEUED"
+    assert run("cancel", task_id)[0] == 0
+
+    code, output = run("retry", "not-a-uuid")
+    assert code == 1 and "Error 422" in output
+
+    # GET /v1/workers may not exist on this server: its 404 problem is what is shown then.
+    code, output = run("workers")
+    assert (code, "Error 404 Not found" in output) in ((1, True), (0, False)), output

@@ -1,0 +1,355 @@
+"""The http kind against a real (tiny) HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from adapters.handlers.http import HttpKind, HttpKindConfig, host_allowed, refused_address
+from application.errors import PermanentFailure, RetryLater
+from application.ports.handlers import TaskContext
+from tests.e2e.conftest import ApiFactory, wait_for_status
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class TinyHttpServer:
+    """HTTP/1.1, one request per connection; each path answers by a function of how many
+    times it was asked."""
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.requests: list[dict[str, Any]] = []
+        self.routes: dict[str, Callable[[int], Answer]] = {}
+        self.port = 0
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            request_line, *lines = head.strip().split("\r\n")
+            method, target, _ = request_line.split(" ")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, value in (line.split(":", 1) for line in lines)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            path = target.split("?", 1)[0]
+            self.hits[path] += 1
+            self.requests.append(
+                {"method": method, "target": target, "headers": headers, "body": body}
+            )
+            status, answer_headers, content = self.routes[path](self.hits[path])
+            writer.write(f"HTTP/1.1 {status} Whatever\r\n".encode())
+            for name, value in {"Connection": "close", **answer_headers}.items():
+                writer.write(f"{name}: {value}\r\n".encode())
+            writer.write(b"\r\n")
+            for start in range(0, len(content), 64 * 1024):
+                writer.write(content[start : start + 64 * 1024])
+                await writer.drain()
+        writer.close()
+
+
+def json_answer(status: int, value: Any, **headers: str) -> Answer:
+    return status, {"Content-Type": "application/json", **headers}, json.dumps(value).encode()
+
+
+@pytest.fixture
+async def remote() -> AsyncIterator[TinyHttpServer]:
+    server = TinyHttpServer()
+    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    server.port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        yield server
+
+
+async def run_http(
+    api_factory: ApiFactory, payload: dict[str, Any], *final: str, **settings: Any
+) -> dict[str, Any]:
+    settings = {
+        "http_allowed_hosts": ["127.0.0.1"],
+        "http_allow_private_networks": True,
+        **settings,
+    }
+    api = await api_factory(**settings)
+    created = await api.post(
+        "/v1/tasks", json={"kind": "http", "payload": payload, "max_attempts": 3}
+    )
+    assert created.status_code == 201, created.json()
+    return await wait_for_status(api, created.json()["id"], *(final or ("SUCCEEDED", "FAILED")))
+
+
+async def test_an_answer_is_the_result_through_its_transform(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/items"] = lambda _: json_answer(200, {"items": [{"id": 1}, {"id": 2}]})
+    task = await run_http(
+        api_factory,
+        {
+            "method": "POST",
+            "url": remote.url("/items"),
+            "query": {"page": 2},
+            "headers": {"X-Trace": "t1"},
+            "json": {"name": "new"},
+            "transform": "items[].id",
+        },
+    )
+    assert (task["status"], task["result"], task["attempts"]) == ("SUCCEEDED", [1, 2], 1)
+    [request] = remote.requests
+    assert (request["method"], request["target"]) == ("POST", "/items?page=2")
+    assert request["headers"]["host"] == f"127.0.0.1:{remote.port}"
+    assert request["headers"]["x-trace"] == "t1"
+    assert json.loads(request["body"]) == {"name": "new"}
+
+
+async def test_without_a_transform_the_result_is_status_headers_and_body(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/text"] = lambda _: (200, {"Content-Type": "text/plain"}, b"plain")
+    task = await run_http(api_factory, {"url": remote.url("/text")})
+    assert task["result"]["status"] == 200
+    assert task["result"]["body"] == "plain"
+    assert task["result"]["headers"]["content-type"] == "text/plain"
+
+
+async def test_a_503_is_retried_no_sooner_than_its_retry_after(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/flaky"] = lambda hit: (
+        json_answer(503, {"busy": True}, **{"Retry-After": "1"})
+        if hit == 1
+        else json_answer(200, {"ok": True})
+    )
+    api = await api_factory(http_allowed_hosts=["127.0.0.1"], http_allow_private_networks=True)
+    created = await api.post(
+        "/v1/tasks", json={"kind": "http", "payload": {"url": remote.url("/flaky")}}
+    )
+    task_id = created.json()["id"]
+    waiting = await wait_for_status(api, task_id, "SCHEDULED")
+    wait = datetime.fromisoformat(waiting["run_at"]) - datetime.fromisoformat(waiting["updated_at"])
+    assert wait.total_seconds() == pytest.approx(1, abs=0.01)  # the backoff alone is 0.05s
+    assert waiting["error"]["type"] == "RetryLater" and "503" in waiting["error"]["message"]
+    done = await wait_for_status(api, task_id, "SUCCEEDED", "FAILED")
+    assert (done["status"], done["attempts"], done["result"]["body"]) == (
+        "SUCCEEDED",
+        2,
+        {"ok": True},
+    )
+
+
+async def test_a_404_fails_without_retry(api_factory: ApiFactory, remote: TinyHttpServer) -> None:
+    remote.routes["/missing"] = lambda _: json_answer(404, {"detail": "no"})
+    task = await run_http(api_factory, {"url": remote.url("/missing")})
+    assert (task["status"], task["attempts"], task["error"]["retryable"]) == ("FAILED", 1, False)
+    assert "404" in task["error"]["message"]
+    assert remote.hits["/missing"] == 1
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
+async def test_an_oversized_answer_is_cut_off_and_fails(
+    api_factory: ApiFactory, remote: TinyHttpServer, declared: bool
+) -> None:
+    big = b"x" * (2 * 1024 * 1024)
+    headers = {"Content-Length": str(len(big))} if declared else {}
+    remote.routes["/big"] = lambda _: (200, {"Content-Type": "text/plain", **headers}, big)
+    task = await run_http(api_factory, {"url": remote.url("/big")}, http_max_response_bytes=4096)
+    assert (task["status"], task["attempts"], task["error"]["retryable"]) == ("FAILED", 1, False)
+    assert "over the limit of 4096" in task["error"]["message"]
+
+
+async def test_a_host_not_allowed_is_never_called(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/items"] = lambda _: json_answer(200, {})
+    task = await run_http(
+        api_factory, {"url": remote.url("/items")}, http_allowed_hosts=["api.example.com"]
+    )
+    assert (task["status"], task["error"]["retryable"]) == ("FAILED", False)
+    assert "TASKPORT_HTTP_ALLOWED_HOSTS" in task["error"]["message"]
+    assert remote.hits["/items"] == 0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_an_allowed_host_on_a_private_address_is_refused(
+    api_factory: ApiFactory, remote: TinyHttpServer, host: str
+) -> None:
+    remote.routes["/items"] = lambda _: json_answer(200, {})
+    task = await run_http(
+        api_factory,
+        {"url": remote.url("/items", host=host)},
+        http_allowed_hosts=[host],
+        http_allow_private_networks=False,
+    )
+    assert (task["status"], task["error"]["retryable"]) == ("FAILED", False)
+    assert "loopback address" in task["error"]["message"]
+    assert remote.hits["/items"] == 0
+
+
+async def test_a_payload_the_http_kind_cannot_run_is_refused_at_submit(
+    api_factory: ApiFactory,
+) -> None:
+    api = await api_factory()
+    for payload, complaint in [
+        ({"url": "ftp://example.com/"}, "http:// or https://"),
+        ({"url": "https://example.com/", "transform": "items[?"}, "JMESPath"),
+        ({"url": "https://example.com/", "headers": {"Host": "evil"}}, "Host header"),
+    ]:
+        refused = await api.post("/v1/tasks", json={"kind": "http", "payload": payload})
+        assert refused.status_code == 422
+        assert complaint in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("api.example.com", True),
+        ("API.Example.com.", True),
+        ("deep.sub.example.org", True),
+        ("example.org", False),
+        ("evil-example.org", False),
+        ("api.example.com.evil.net", False),
+    ],
+)
+def test_allowed_host_patterns(host: str, allowed: bool) -> None:
+    assert host_allowed(host, ["api.example.com", "*.example.org"]) is allowed
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("8.8.8.8", None),
+        ("2606:4700::1111", None),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("100.64.0.1", "not public"),
+        ("0.0.0.0", "unspecified"),
+    ],
+)
+def test_addresses_outside_the_public_internet_are_refused(
+    address: str, refused: str | None
+) -> None:
+    assert refused_address(address) == refused
+
+
+async def test_nothing_is_called_with_the_default_settings(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/items"] = lambda _: json_answer(200, {})
+    api = await api_factory()
+    created = await api.post(
+        "/v1/tasks", json={"kind": "http", "payload": {"url": remote.url("/items")}}
+    )
+    task = await wait_for_status(api, created.json()["id"], "FAILED")
+    assert "not allowed" in task["error"]["message"]
+    assert remote.hits["/items"] == 0
+
+
+async def test_the_call_goes_to_the_checked_address_with_the_host_name_for_tls() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    lookups: list[str] = []
+
+    async def public_dns(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=public_dns,
+        transport=httpx.MockTransport(answer),
+    )
+    result = await kind({"url": "https://api.example.com/v1/things?a=1"}, context())
+    assert result["body"] == {"ok": True}
+    [request] = seen
+    assert (request.url.scheme, request.url.host, request.url.port) == (
+        "https",
+        "93.184.215.14",
+        None,
+    )
+    assert request.headers["host"] == "api.example.com"
+    assert request.extensions["sni_hostname"] == "api.example.com"
+    assert lookups == ["api.example.com"]  # resolved once: nothing to rebind
+
+
+async def test_a_host_with_any_private_address_is_refused() -> None:
+    async def split_dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14", "10.0.0.7"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("*.example.com",)),
+        resolver=split_dns,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+    )
+    with pytest.raises(PermanentFailure, match=r"10\.0\.0\.7, a private address"):
+        await kind({"url": "http://api.example.com/"}, context())
+
+
+def context() -> TaskContext:
+    return TaskContext(task_id=uuid4(), owner="alice", kind="http", attempt=1, max_attempts=3)
+
+
+async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
+    seen: list[httpx.Request] = []
+
+    async def dns(host: str, port: int) -> list[str]:
+        return [host]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("2606:4700::1111",)),
+        resolver=dns,
+        transport=httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(204)),
+    )
+    await kind({"url": "https://[2606:4700::1111]:8443/x"}, context())
+    assert seen[0].headers["host"] == "[2606:4700::1111]:8443"
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [
+        ("120", timedelta(seconds=120)),
+        (format_datetime(datetime.now(UTC) + timedelta(minutes=10), usegmt=True), "about 10m"),
+        ("in a while", None),
+        ("999999", timedelta(hours=1)),
+    ],
+)
+async def test_a_429_asks_for_a_retry_after_its_retry_after(
+    retry_after: str, expected: timedelta | str | None
+) -> None:
+    async def dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=dns,
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(429, headers={"Retry-After": retry_after})
+        ),
+    )
+    with pytest.raises(RetryLater, match="429") as raised:
+        await kind({"url": "https://api.example.com/"}, context())
+    if expected == "about 10m":
+        assert raised.value.retry_after is not None
+        assert timedelta(minutes=9) < raised.value.retry_after <= timedelta(minutes=10)
+    else:
+        assert raised.value.retry_after == expected
