@@ -63,6 +63,8 @@ class Task:
     result: JsonValue = None
     error: TaskError | None = None
     progress: Progress | None = None
+    worker_id: str | None = None
+    """The worker running the current attempt, while RUNNING."""
     version: int = 1
     _events: list[events.TaskEvent] = field(factory=list, alias="_events", repr=False)
 
@@ -141,7 +143,7 @@ class Task:
         self.status = TaskStatus.QUEUED
         self._record(events.TaskQueued(self.id, self.kind, now))
 
-    def start(self, now: datetime) -> None:
+    def start(self, now: datetime, worker_id: str | None = None) -> None:
         """A worker claims the task and begins the next attempt."""
         self._require("start", {TaskStatus.QUEUED})
         if self.attempts_left <= 0:
@@ -151,6 +153,7 @@ class Task:
         self.attempts += 1
         self.started_at = now
         self.progress = None
+        self.worker_id = worker_id
         self.lease_expires_at = now + self.timeout + LEASE_GRACE
         self._record(events.TaskStarted(self.id, self.kind, now, attempt=self.attempts))
 
@@ -167,6 +170,7 @@ class Task:
         self.status = TaskStatus.QUEUED
         self.attempts -= 1
         self.lease_expires_at = None
+        self.worker_id = None
         self.progress = None
         self._record(events.TaskQueued(self.id, self.kind, now))
 
@@ -215,6 +219,7 @@ class Task:
                 delay = max(delay, retry_after)
             self.run_at = now + delay
             self.lease_expires_at = None
+            self.worker_id = None
             self._record(
                 events.TaskRetryScheduled(
                     self.id, self.kind, now, attempt=self.attempts, error=error, run_at=self.run_at
@@ -281,6 +286,7 @@ class Task:
     def _finish(self, now: datetime) -> None:
         self.finished_at = now
         self.lease_expires_at = None
+        self.worker_id = None
         self.cancel_requested = False
 
     def _record(self, event: events.TaskEvent) -> None:

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from attrs import frozen
+
+
+@frozen
+class WorkerRecord:
+    """What a worker says of itself at each heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    concurrency: int
+    running: int
+
+
+class WorkerRegistry(Protocol):
+    """The workers that run tasks, as they report themselves.
+
+    - ``heartbeat`` records the worker (the first call registers it) with its latest
+      ``last_heartbeat`` and ``running`` count; a later call replaces the record.
+    - ``remove`` forgets a worker that stopped cleanly; removing an unknown one is a no-op.
+    - ``list`` returns every recorded worker, most recently started first. Whether a
+      worker is lost (its heartbeat stopped) is the caller's judgement from
+      ``last_heartbeat``.
+    - ``prune`` forgets workers whose last heartbeat is older than ``before`` and returns
+      how many it forgot.
+    A storage that cannot be reached raises ``StorageUnavailable``.
+    """
+
+    async def heartbeat(self, worker: WorkerRecord) -> None: ...
+
+    async def remove(self, worker_id: str) -> None: ...
+
+    async def list(self) -> Sequence[WorkerRecord]: ...
+
+    async def prune(self, before: datetime) -> int: ...
