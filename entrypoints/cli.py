@@ -17,7 +17,7 @@ from adapters.storage.sql import SqlStorage
 from application.errors import StorageUnavailable
 from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
-from entrypoints.schema import PendingMigrations
+from entrypoints.schema import PendingMigrations, prepare_schema
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
 
@@ -66,7 +66,31 @@ def serve(
     from entrypoints.http.app import create_app
 
     settings, container = _load()
+    _prepare_schema_or_exit(settings)
     uvicorn.run(create_app(container), host=host, port=port, log_level=settings.log_level.lower())
+
+
+def _prepare_schema_or_exit(settings: Settings) -> None:
+    """Migrates (or refuses an outdated schema) before the server starts, so a refusal is
+    one line, not a failed application start-up."""
+    if url_scheme(settings.storage_url) not in ("sqlite", "postgresql"):
+        return
+
+    async def prepare() -> None:
+        storage = SqlStorage.from_url(settings.storage_url)
+        try:
+            await prepare_schema(storage, settings)
+        finally:
+            await storage.close()
+
+    try:
+        asyncio.run(prepare())
+    except PendingMigrations as exc:
+        typer.echo(f"taskport: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except StorageUnavailable as exc:
+        typer.echo(f"taskport: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()

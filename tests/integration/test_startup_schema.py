@@ -3,6 +3,9 @@ refused unless TASKPORT_MIGRATE_ON_START says otherwise."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -72,3 +75,20 @@ def test_db_commands_upgrade_show_and_downgrade_the_schema(tmp_path: Path) -> No
 def test_db_commands_refuse_the_memory_storage() -> None:
     outcome = CliRunner(env={"TASKPORT_STORAGE_URL": "memory://"}).invoke(cli, ["db", "current"])
     assert outcome.exit_code == 2
+
+
+def test_serve_on_an_outdated_postgresql_schema_exits_with_one_clear_line(
+    empty_postgres_url: str,
+) -> None:
+    env = {**os.environ, "TASKPORT_STORAGE_URL": empty_postgres_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", "serve", "--port", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "run `taskport db upgrade`" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
