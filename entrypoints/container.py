@@ -18,6 +18,7 @@ from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
+from application.use_cases.get_stats import GetStatsHandler
 from application.use_cases.get_task import GetTaskHandler
 from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
@@ -106,6 +107,7 @@ class Container(containers.DeclarativeContainer):
         defaults=providers.Callable(_task_defaults, settings),
     )
     get_task = providers.Singleton(GetTaskHandler, uow=uow)
+    get_stats = providers.Singleton(GetStatsHandler, uow=uow, clock=clock)
     list_tasks = providers.Singleton(ListTasksHandler, uow=uow)
     cancel_task = providers.Singleton(CancelTaskHandler, uow=uow, recorder=recorder, clock=clock)
     retry_task = providers.Singleton(RetryTaskHandler, uow=uow, recorder=recorder, clock=clock)

@@ -26,6 +26,7 @@ class Outbox(Protocol):
       this unit of work: a concurrent unit of work does not receive the same messages until
       this one ends (SKIP LOCKED where the storage has it).
     - ``mark_sent`` records that the messages were published; it takes effect on commit.
+    - ``backlog`` counts the messages not yet sent (claimed or not).
     """
 
     async def put(self, message: OutboxMessage) -> None: ...
@@ -33,6 +34,8 @@ class Outbox(Protocol):
     async def pending(self, limit: int) -> Sequence[OutboxMessage]: ...
 
     async def mark_sent(self, ids: Sequence[UUID]) -> None: ...
+
+    async def backlog(self) -> int: ...
 
 
 class RelayTrigger(Protocol):

@@ -22,6 +22,14 @@ class TaskQuery:
     before: UUID | None = None
 
 
+@frozen
+class TaskStats:
+    """Counts of tasks by status and kind, and the oldest task waiting in the queue."""
+
+    counts: dict[tuple[TaskStatus, str], int]
+    oldest_queued_at: datetime | None
+
+
 class TaskRepository(Protocol):
     """The tasks, inside a unit of work.
 
@@ -40,6 +48,8 @@ class TaskRepository(Protocol):
     - ``stalled`` returns up to ``limit`` tasks that look abandoned, claimed like ``due``:
       RUNNING with ``lease_expires_at`` at or before ``lease_ended_by``, and QUEUED with
       ``updated_at`` at or before ``queued_since``.
+    - ``stats`` counts the tasks of ``owner`` (of every owner when ``None``) by status and
+      kind, and finds the creation time of the oldest QUEUED one.
     """
 
     async def add(self, task: Task) -> None: ...
@@ -55,6 +65,8 @@ class TaskRepository(Protocol):
     async def list(self, query: TaskQuery) -> Sequence[Task]: ...
 
     async def due(self, now: datetime, limit: int) -> Sequence[Task]: ...
+
+    async def stats(self, owner: str | None) -> TaskStats: ...
 
     async def stalled(
         self, lease_ended_by: datetime, queued_since: datetime, limit: int

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from application.ports.handlers import KindInfo
+from application.use_cases.get_stats import Stats
 from domain.task import Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
@@ -107,3 +108,38 @@ class KindOut(BaseModel):
 
 class KindsOut(BaseModel):
     items: list[KindOut]
+
+
+class StatusKindCount(BaseModel):
+    status: TaskStatus
+    kind: str
+    count: int
+
+
+class StatsOut(BaseModel):
+    by_status: dict[TaskStatus, int]
+    by_kind: dict[str, int]
+    by_status_and_kind: list[StatusKindCount]
+    oldest_queued_age_seconds: float | None = Field(
+        description="how long the oldest QUEUED task has waited; null when none waits"
+    )
+    outbox_backlog: int = Field(description="messages committed but not yet published")
+
+    @classmethod
+    def of(cls, stats: Stats) -> StatsOut:
+        by_status: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+        by_kind: dict[str, int] = {}
+        for (status, kind), count in stats.tasks.counts.items():
+            by_status[status] += count
+            by_kind[kind] = by_kind.get(kind, 0) + count
+        age = stats.oldest_queued_age
+        return cls(
+            by_status=by_status,
+            by_kind=dict(sorted(by_kind.items())),
+            by_status_and_kind=[
+                StatusKindCount(status=status, kind=kind, count=count)
+                for (status, kind), count in sorted(stats.tasks.counts.items())
+            ],
+            oldest_queued_age_seconds=age.total_seconds() if age is not None else None,
+            outbox_backlog=stats.outbox_backlog,
+        )

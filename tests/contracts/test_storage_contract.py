@@ -287,3 +287,23 @@ async def test_stalled_finds_ended_leases_and_forgotten_queued_tasks(storage: An
         # The other sweep does not receive what the first one claimed.
         others = await second.tasks.stalled(T0 + timedelta(minutes=5), T0, 10)
         assert {task.id for task in others} == {new_queued.id}
+
+
+async def test_stats_count_by_status_and_kind_and_find_the_oldest_queued(storage: Any) -> None:
+    oldest = make_task(owner="alice", kind="echo", now=T0 - timedelta(minutes=10))
+    newer = make_task(owner="alice", kind="echo", now=T0)
+    sleeping = make_task(owner="alice", kind="sleep", run_at=T0 + timedelta(hours=1))
+    elsewhere = make_task(owner="bob", kind="echo", now=T0 - timedelta(hours=1))
+    await add(storage, oldest, newer, sleeping, elsewhere)
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.put(make_message())
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        mine = await uow.tasks.stats("alice")
+        everyone = await uow.tasks.stats(None)
+        backlog = await uow.outbox.backlog()
+    assert mine.counts == {(TaskStatus.QUEUED, "echo"): 2, (TaskStatus.SCHEDULED, "sleep"): 1}
+    assert mine.oldest_queued_at == oldest.created_at
+    assert everyone.counts[TaskStatus.QUEUED, "echo"] == 3
+    assert everyone.oldest_queued_at == elsewhere.created_at
+    assert backlog == 1

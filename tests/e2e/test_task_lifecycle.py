@@ -162,3 +162,21 @@ async def test_kinds_health_and_readiness(api: httpx.AsyncClient) -> None:
     ready = await api.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"storage": None, "broker": None}
+
+
+async def test_stats_reflect_the_work_done(api: httpx.AsyncClient) -> None:
+    done = [(await submit(api, {"kind": "echo"})).json()["id"] for _ in range(3)]
+    failing = (await submit(api, {"kind": "fail", "max_attempts": 1})).json()["id"]
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    await submit(api, {"kind": "sleep", "payload": {"seconds": 1}, "run_at": later})
+    for task_id in done:
+        await wait_for_status(api, task_id, "SUCCEEDED")
+    await wait_for_status(api, failing, "FAILED")
+    stats = (await api.get("/v1/stats")).json()
+    assert stats["by_status"]["SUCCEEDED"] == 3
+    assert stats["by_status"]["FAILED"] == 1
+    assert stats["by_status"]["SCHEDULED"] == 1
+    assert stats["by_kind"] == {"echo": 3, "fail": 1, "sleep": 1}
+    assert {"status": "SUCCEEDED", "kind": "echo", "count": 3} in stats["by_status_and_kind"]
+    assert stats["oldest_queued_age_seconds"] is None
+    assert stats["outbox_backlog"] == 0

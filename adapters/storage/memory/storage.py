@@ -9,6 +9,7 @@ as row locks with SKIP LOCKED would.
 from __future__ import annotations
 
 import bisect
+import collections
 import copy
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
-from application.ports.task_repository import TaskQuery
+from application.ports.task_repository import TaskQuery, TaskStats
 from domain.task import Task
 from domain.values import TaskStatus
 
@@ -142,6 +143,17 @@ class MemoryTaskRepository:
         )[:limit]
         return await self._claim(candidates)
 
+    async def stats(self, owner: str | None) -> TaskStats:
+        counts: collections.Counter[tuple[TaskStatus, str]] = collections.Counter()
+        oldest: datetime | None = None
+        for task in self._storage.tasks.values():
+            if owner is not None and task.owner != owner:
+                continue
+            counts[task.status, task.kind] += 1
+            if task.status is TaskStatus.QUEUED and (oldest is None or task.created_at < oldest):
+                oldest = task.created_at
+        return TaskStats(counts=dict(counts), oldest_queued_at=oldest)
+
     async def stalled(
         self, lease_ended_by: datetime, queued_since: datetime, limit: int
     ) -> Sequence[Task]:
@@ -187,6 +199,9 @@ class MemoryOutbox:
 
     async def mark_sent(self, ids: Sequence[UUID]) -> None:
         self._work.sent_messages.extend(ids)
+
+    async def backlog(self) -> int:
+        return len(self._storage.outbox)
 
 
 class MemoryUnitOfWork:

@@ -27,7 +27,19 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
-from sqlalchemy import Executable, Row, Select, and_, exc, insert, or_, select, text, update
+from sqlalchemy import (
+    Executable,
+    Row,
+    Select,
+    and_,
+    exc,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.sql.engine import create_engine, translated_errors
@@ -40,7 +52,7 @@ from adapters.storage.sql.mapping import (
 from adapters.storage.sql.schema import outbox, tasks
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
-from application.ports.task_repository import TaskQuery
+from application.ports.task_repository import TaskQuery, TaskStats
 from domain.task import Task
 from domain.values import TaskStatus
 
@@ -165,6 +177,23 @@ class SqlTaskRepository:
         )
         return await self._claimed(statement, limit)
 
+    async def stats(self, owner: str | None) -> TaskStats:
+        counted = select(tasks.c.status, tasks.c.kind, func.count()).group_by(
+            tasks.c.status, tasks.c.kind
+        )
+        oldest = select(func.min(tasks.c.created_at)).where(
+            tasks.c.status == TaskStatus.QUEUED.value
+        )
+        if owner is not None:
+            counted = counted.where(tasks.c.owner == owner)
+            oldest = oldest.where(tasks.c.owner == owner)
+        rows = await self._work.fetch(counted)
+        oldest_rows = await self._work.fetch(oldest)
+        return TaskStats(
+            counts={(TaskStatus(status), kind): count for status, kind, count in rows},
+            oldest_queued_at=oldest_rows[0][0],
+        )
+
     async def stalled(
         self, lease_ended_by: datetime, queued_since: datetime, limit: int
     ) -> Sequence[Task]:
@@ -230,6 +259,12 @@ class SqlOutbox:
 
     async def mark_sent(self, ids: Sequence[UUID]) -> None:
         self._work.sent_messages.extend(ids)
+
+    async def backlog(self) -> int:
+        rows = await self._work.fetch(
+            select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+        )
+        return int(rows[0][0])
 
 
 class SqlUnitOfWork:

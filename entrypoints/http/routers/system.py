@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from application.ports.handlers import HandlerRegistry
 from application.use_cases.check_readiness import CheckReadinessHandler
+from application.use_cases.get_stats import GetStatsHandler
 from entrypoints.http.dependencies import Owner, provided
 from entrypoints.http.problems import Problem
-from entrypoints.http.schemas import KindOut, KindsOut
+from entrypoints.http.schemas import KindOut, KindsOut, StatsOut
 
 router = APIRouter()
 
@@ -37,3 +38,10 @@ async def readyz(
 @router.get("/v1/kinds", response_model=KindsOut, tags=["tasks"])
 async def list_kinds(owner: Owner, registry: HandlerRegistry = provided("registry")) -> KindsOut:
     return KindsOut(items=[KindOut.of(kind) for kind in registry.kinds()])
+
+
+@router.get("/v1/stats", response_model=StatsOut, tags=["operations"])
+async def stats(owner: Owner, get_stats: GetStatsHandler = provided("get_stats")) -> StatsOut:
+    """The caller's tasks by status and kind, the age of the oldest queued one, and the
+    outbox backlog."""
+    return StatsOut.of(await get_stats(owner))

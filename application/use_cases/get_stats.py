@@ -1,0 +1,35 @@
+"""What an operator checks first: how many tasks in each state, and how old the queue is."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from attrs import frozen
+
+from application.ports.clock import Clock
+from application.ports.task_repository import TaskStats
+from application.ports.unit_of_work import UnitOfWorkFactory
+
+
+@frozen
+class Stats:
+    tasks: TaskStats
+    oldest_queued_age: timedelta | None
+    outbox_backlog: int
+    """Messages committed but not yet published, across every owner."""
+
+
+class GetStatsHandler:
+    """Counts the tasks of ``owner`` (every owner with ``None``) and reads the outbox backlog."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, owner: str | None) -> Stats:
+        async with self._uow() as uow:
+            tasks = await uow.tasks.stats(owner)
+            backlog = await uow.outbox.backlog()
+        oldest = tasks.oldest_queued_at
+        age = max(self._clock.now() - oldest, timedelta(0)) if oldest is not None else None
+        return Stats(tasks=tasks, oldest_queued_age=age, outbox_backlog=backlog)
