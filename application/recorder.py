@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from application.messages import messages_for
 from application.ports.clock import Clock
+from application.ports.events import EventListener
 from application.ports.ids import IdGenerator
 from application.ports.outbox import RelayTrigger
 from application.ports.unit_of_work import UnitOfWork
@@ -22,10 +23,17 @@ class TaskRecorder:
     and the relay is woken only once the commit succeeded.
     """
 
-    def __init__(self, ids: IdGenerator, clock: Clock, relay: RelayTrigger) -> None:
+    def __init__(
+        self,
+        ids: IdGenerator,
+        clock: Clock,
+        relay: RelayTrigger,
+        listeners: Sequence[EventListener] = (),
+    ) -> None:
         self._ids = ids
         self._clock = clock
         self._relay = relay
+        self._listeners = listeners
 
     async def commit(
         self, uow: UnitOfWork, *, added: Sequence[Task] = (), saved: Sequence[Task] = ()
@@ -41,6 +49,8 @@ class TaskRecorder:
         await uow.commit()
         if messages:
             self._relay.notify()
+        for listener in self._listeners:
+            listener.committed(recorded)
         for event in recorded:
             logger.info(
                 "%s task=%s kind=%s",

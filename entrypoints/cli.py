@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from adapters.handlers.loader import KindLoadError
@@ -17,6 +18,7 @@ from adapters.storage.sql import SqlStorage
 from application.errors import StorageUnavailable
 from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
+from entrypoints.observability import configure_logging, init_sentry
 from entrypoints.schema import PendingMigrations, prepare_schema
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
@@ -44,9 +46,8 @@ def _load() -> tuple[Settings, Container]:
     except (ValidationError, UnsupportedUrl, KindLoadError) as exc:
         typer.echo(f"taskport: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
+    init_sentry(settings)
     # pika narrates every connection at INFO and each failed attempt as several errors;
     # the broker adapter reports connections and failed attempts once, with the reason.
     logging.getLogger("pika").setLevel(logging.WARNING)
@@ -67,7 +68,13 @@ def serve(
 
     settings, container = _load()
     _prepare_schema_or_exit(settings)
-    uvicorn.run(create_app(container), host=host, port=port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(container),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+    )
 
 
 def _prepare_schema_or_exit(settings: Settings) -> None:
@@ -120,6 +127,9 @@ def worker() -> None:
 
 
 async def _work(container: Container) -> None:
+    settings = container.settings()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=container.metrics().registry)
     runtime = Runtime(container, consume=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

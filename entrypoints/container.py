@@ -12,6 +12,7 @@ from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.http import HttpKindConfig, http_kind
 from adapters.handlers.loader import build_registry
+from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
@@ -95,7 +96,14 @@ class Container(containers.DeclarativeContainer):
     )
 
     uow = storage.provided.unit_of_work
-    recorder = providers.Singleton(TaskRecorder, ids=ids, clock=clock, relay=relay_trigger)
+    metrics = providers.Singleton(PrometheusMetrics)
+    recorder = providers.Singleton(
+        TaskRecorder,
+        ids=ids,
+        clock=clock,
+        relay=relay_trigger,
+        listeners=providers.List(metrics),
+    )
 
     submit_task = providers.Singleton(
         SubmitTaskHandler,

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     recovery_interval_seconds: float = Field(default=15, gt=0, le=3600)
     shutdown_grace_seconds: float = Field(default=10, ge=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] | None = Field(
+        default=None, description="default: text in local, json elsewhere"
+    )
+    metrics_port: int = Field(
+        default=9100, ge=0, le=65535, description="a worker's /metrics port; 0 turns it off"
+    )
+    stats_interval_seconds: float = Field(default=15, gt=0, le=3600)
+    sentry_dsn: SecretStr | None = None
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -103,6 +112,10 @@ class Settings(BaseSettings):
                 "the in-process queue (TASKPORT_BROKER_URL=memory://) needs the embedded worker"
             )
         return self
+
+    @property
+    def logs_as_json(self) -> bool:
+        return (self.log_format or ("text" if self.environment == "local" else "json")) == "json"
 
     @property
     def in_process_broker(self) -> bool:

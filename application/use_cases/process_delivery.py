@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from application import correlation
 from application.errors import PoisonMessage, Unavailable
 from application.messages import RunTaskMessage
 from application.ports.consumer import Delivery
@@ -35,6 +36,8 @@ class ProcessDeliveryHandler:
         except PoisonMessage as exc:
             await self._dead_letter(delivery, str(exc))
             return
+        correlation.request_id.set(message.request_id)
+        correlation.task_id.set(str(message.task_id))
         if delivery.delivery_count > self._max_deliveries:
             await self._dead_letter(delivery, f"delivered {delivery.delivery_count} times")
             return

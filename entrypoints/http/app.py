@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from entrypoints.container import Container
 from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
+from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import system, tasks
 from entrypoints.worker.runtime import Runtime
 
@@ -39,6 +40,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.owners_by_key_digest = settings.owners_by_key_digest()
     problems.install(app)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=container.metrics())
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

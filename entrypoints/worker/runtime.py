@@ -46,6 +46,7 @@ class Runtime:
             while recovered := await recover(orphaned=True):
                 logger.info("recovered %d tasks left by the previous process", recovered)
         recovery_pause = self._settings.recovery_interval_seconds
+        stats_pause = self._settings.stats_interval_seconds
         self._loops = [
             asyncio.create_task(
                 _repeat("outbox relay", relay, lambda: trigger.wait(interval)), name="relay"
@@ -57,6 +58,10 @@ class Runtime:
                 _repeat("recovery sweep", recover, lambda: asyncio.sleep(recovery_pause)),
                 name="recovery",
             ),
+            asyncio.create_task(
+                _repeat("statistics", self._observe_stats, lambda: asyncio.sleep(stats_pause)),
+                name="statistics",
+            ),
         ]
         if self._consume:
             consumer = self._container.consumer()
@@ -66,6 +71,12 @@ class Runtime:
                 ),
                 name="consumer",
             )
+
+    async def _observe_stats(self) -> int:
+        """Refreshes the gauges (stored tasks, queue lag, outbox backlog); 0: one pass done."""
+        stats = await self._container.get_stats()(None)
+        self._container.metrics().observe_stats(stats)
+        return 0
 
     async def stop(self) -> None:
         if self._consuming is not None:

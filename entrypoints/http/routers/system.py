@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from application.ports.handlers import HandlerRegistry
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.get_stats import GetStatsHandler
-from entrypoints.http.dependencies import Owner, provided
+from entrypoints.http.dependencies import Owner, container_of, provided
 from entrypoints.http.problems import Problem
 from entrypoints.http.schemas import KindOut, KindsOut, StatsOut
 
@@ -33,6 +34,13 @@ async def readyz(
             503, "not-ready", "Not ready", detail, headers={"Retry-After": "1"}, checks=checks
         )
     return {"status": "ready", "checks": checks}
+
+
+@router.get("/metrics", tags=["operations"], include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    registry = container_of(request).metrics().registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/kinds", response_model=KindsOut, tags=["tasks"])

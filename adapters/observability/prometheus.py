@@ -1,0 +1,135 @@
+"""Prometheus metrics of a Taskport process, fed by committed domain events, HTTP traffic
+and periodic storage statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from application.use_cases.get_stats import Stats
+from domain import events
+
+RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+MAX_TRACKED_ATTEMPTS = 100_000
+"""Attempts whose start is remembered to time them; past this, the oldest are forgotten."""
+
+_OUTCOMES: dict[type[events.TaskEvent], str] = {
+    events.TaskSucceeded: "succeeded",
+    events.TaskFailed: "failed",
+    events.TaskRetryScheduled: "retry",
+    events.TaskCancelled: "cancelled",
+    events.TaskQueued: "released",
+}
+
+
+class PrometheusMetrics:
+    """One process's metrics in a registry of their own (never the global one)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.submitted = Counter(
+            "taskport_tasks_submitted", "Tasks submitted", ["kind"], registry=registry
+        )
+        self.started = Counter(
+            "taskport_tasks_started", "Attempts started", ["kind"], registry=registry
+        )
+        self.succeeded = Counter(
+            "taskport_tasks_succeeded", "Tasks succeeded", ["kind"], registry=registry
+        )
+        self.failed = Counter(
+            "taskport_tasks_failed", "Tasks failed for good", ["kind"], registry=registry
+        )
+        self.retried = Counter(
+            "taskport_tasks_retry_scheduled",
+            "Failed attempts to retry",
+            ["kind"],
+            registry=registry,
+        )
+        self.cancelled = Counter(
+            "taskport_tasks_cancelled", "Tasks cancelled", ["kind"], registry=registry
+        )
+        self.run_seconds = Histogram(
+            "taskport_task_run_duration_seconds",
+            "Duration of an attempt, by how it ended",
+            ["kind", "outcome"],
+            buckets=RUN_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "taskport_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.http_seconds = Histogram(
+            "taskport_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            registry=registry,
+        )
+        self.tasks = Gauge(
+            "taskport_tasks",
+            "Stored tasks by status and kind",
+            ["status", "kind"],
+            registry=registry,
+        )
+        self.queue_lag = Gauge(
+            "taskport_queue_lag_seconds",
+            "Age of the oldest QUEUED task (0 when none waits)",
+            registry=registry,
+        )
+        self.outbox_backlog = Gauge(
+            "taskport_outbox_backlog",
+            "Messages committed but not yet published",
+            registry=registry,
+        )
+        self._started_at: dict[UUID, datetime] = {}
+        """When the running attempt of each task started (a task runs one attempt at a time)."""
+
+    def committed(self, recorded: Sequence[events.TaskEvent]) -> None:
+        for event in recorded:
+            match event:
+                case events.TaskSubmitted():
+                    self.submitted.labels(event.kind).inc()
+                case events.TaskStarted():
+                    self.started.labels(event.kind).inc()
+                    self._remember_start(event)
+                case events.TaskSucceeded():
+                    self.succeeded.labels(event.kind).inc()
+                case events.TaskFailed():
+                    self.failed.labels(event.kind).inc()
+                case events.TaskRetryScheduled():
+                    self.retried.labels(event.kind).inc()
+                case events.TaskCancelled():
+                    self.cancelled.labels(event.kind).inc()
+            self._time_attempt(event)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_seconds.labels(method, route).observe(seconds)
+
+    def observe_stats(self, stats: Stats) -> None:
+        self.tasks.clear()
+        for (status, kind), count in stats.tasks.counts.items():
+            self.tasks.labels(status.value, kind).set(count)
+        lag = stats.oldest_queued_age
+        self.queue_lag.set(lag.total_seconds() if lag is not None else 0)
+        self.outbox_backlog.set(stats.outbox_backlog)
+
+    def _remember_start(self, event: events.TaskStarted) -> None:
+        if len(self._started_at) >= MAX_TRACKED_ATTEMPTS:
+            self._started_at.pop(next(iter(self._started_at)))
+        self._started_at[event.task_id] = event.occurred_at
+
+    def _time_attempt(self, event: events.TaskEvent) -> None:
+        outcome = _OUTCOMES.get(type(event))
+        if outcome is None:
+            return
+        started = self._started_at.pop(event.task_id, None)
+        if started is not None:
+            seconds = (event.occurred_at - started).total_seconds()
+            self.run_seconds.labels(event.kind, outcome).observe(max(seconds, 0.0))

@@ -1,0 +1,112 @@
+"""Metrics and logs reflect the work done."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import ApiFactory, wait_for_status
+from tests.e2e.test_server_process import free_port, taskport
+from tests.polling import eventually
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_tasks_and_requests(api_factory: ApiFactory) -> None:
+    api = await api_factory(stats_interval_seconds=0.05)
+    echoes = [(await api.post("/v1/tasks", json={"kind": "echo"})).json()["id"] for _ in range(3)]
+    failing = (await api.post("/v1/tasks", json={"kind": "fail", "max_attempts": 2})).json()["id"]
+    await api.post("/v1/tasks", json={"kind": "nope"})
+    for task_id in echoes:
+        await wait_for_status(api, task_id, "SUCCEEDED")
+    await wait_for_status(api, failing, "FAILED")
+
+    async def gauges_caught_up() -> bool:
+        found = samples((await api.get("/metrics")).text)
+        return (
+            found.get(("taskport_tasks", frozenset({("status", "FAILED"), ("kind", "fail")}))) == 1
+        )
+
+    await eventually(gauges_caught_up)
+    response = await api.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    found = samples(response.text)
+
+    def value(name: str, **labels: str) -> float:
+        return found.get((name, frozenset(labels.items())), 0.0)
+
+    assert value("taskport_tasks_submitted_total", kind="echo") == 3
+    assert value("taskport_tasks_submitted_total", kind="fail") == 1
+    assert value("taskport_tasks_started_total", kind="fail") == 2
+    assert value("taskport_tasks_succeeded_total", kind="echo") == 3
+    assert value("taskport_tasks_retry_scheduled_total", kind="fail") == 1
+    assert value("taskport_tasks_failed_total", kind="fail") == 1
+    assert value("taskport_task_run_duration_seconds_count", kind="echo", outcome="succeeded") == 3
+    assert (
+        value("taskport_http_requests_total", method="POST", route="/v1/tasks", status="201") == 4
+    )
+    assert (
+        value("taskport_http_requests_total", method="POST", route="/v1/tasks", status="422") == 1
+    )
+    assert value("taskport_tasks", status="SUCCEEDED", kind="echo") == 3
+    assert value("taskport_queue_lag_seconds") == 0
+    assert value("taskport_outbox_backlog") == 0
+
+
+async def test_a_request_id_is_echoed_or_made(api_factory: ApiFactory) -> None:
+    api = await api_factory()
+    given = await api.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await api.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert made.headers["x-request-id"] not in ("", "bad id with spaces")
+
+
+async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path) -> None:
+    port = free_port()
+    process = taskport(
+        "serve",
+        "--port",
+        str(port),
+        env={
+            "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
+            "TASKPORT_LOG_FORMAT": "json",
+        },
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(up, within=30)
+            created = await client.post(
+                "/v1/tasks", json={"kind": "echo"}, headers={"X-Request-ID": "req-42"}
+            )
+            task_id = created.json()["id"]
+            await wait_for_status(client, task_id, "SUCCEEDED")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+    assert lines, output.decode()[:2000]
+    about_task = {
+        line["message"].split()[0]: line for line in lines if line.get("task_id") == task_id
+    }
+    assert {"TaskSubmitted", "TaskStarted", "TaskSucceeded"} <= set(about_task)
+    # The worker's lines carry the request that submitted the task: it travelled in the message.
+    assert about_task["TaskSubmitted"]["request_id"] == "req-42"
+    assert about_task["TaskSucceeded"]["request_id"] == "req-42"
+    assert all({"time", "level", "name", "message"} <= set(line) for line in lines)
