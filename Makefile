@@ -2,31 +2,30 @@
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PORT ?= 8000
+RUN := $(UV) run --locked
 
-.PHONY: run test check sync uv format
+.PHONY: run test check format uv
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
 		|| $(PYTHON) -m pip install --quiet uv
 
-sync: uv
-	@$(UV) sync --locked --quiet
-
 ## Serve the API on http://127.0.0.1:$(PORT) with the embedded default (nothing else needed).
-run: sync
-	$(UV) run taskport serve --host 127.0.0.1 --port $(PORT)
+run: uv
+	$(RUN) taskport serve --host 127.0.0.1 --port $(PORT)
 
-## The whole test suite.
-test: sync
-	$(UV) run pytest
+## The whole test suite (with the load-test tools: one test drives Locust).
+test: uv
+	$(RUN) --group bench pytest
 
-## Lint, format check, strict types on the core, layer contracts.
-check: sync
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
-	$(UV) run mypy --strict domain application
-	$(UV) run lint-imports --no-cache
+## Lint, format check, strict types on the core, layer contracts, compose files.
+check: uv
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy --strict domain application
+	$(RUN) lint-imports --no-cache
+	$(RUN) check-jsonschema --builtin-schema vendor.compose-spec compose/*.yaml
 
-format: sync
-	$(UV) run ruff format .
-	$(UV) run ruff check --fix .
+format: uv
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
