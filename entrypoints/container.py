@@ -7,6 +7,7 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from adapters.brokers.memory import MemoryBroker
+from adapters.brokers.pubsub import PubSubConsumer, PubSubPublisher
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqPublisher
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
@@ -74,17 +75,25 @@ class Container(containers.DeclarativeContainer):
         RabbitMqPublisher.from_url, settings.provided.broker_url
     )
     rabbitmq_consumer = providers.Singleton(RabbitMqConsumer.from_url, settings.provided.broker_url)
+    pubsub_publisher = providers.Singleton(
+        PubSubPublisher.from_url, settings.provided.broker_url, settings.provided.pubsub_create
+    )
+    pubsub_consumer = providers.Singleton(
+        PubSubConsumer.from_url, settings.provided.broker_url, settings.provided.pubsub_create
+    )
     publisher = providers.Selector(
         broker_scheme,
         memory=in_process_queue,
         amqp=rabbitmq_publisher,
         amqps=rabbitmq_publisher,
+        pubsub=pubsub_publisher,
     )
     consumer = providers.Selector(
         broker_scheme,
         memory=in_process_queue,
         amqp=rabbitmq_consumer,
         amqps=rabbitmq_consumer,
+        pubsub=pubsub_consumer,
     )
     http_kind = providers.Singleton(http_kind, providers.Callable(_http_kind_config, settings))
     builtin_kinds = providers.List(*map(providers.Object, BUILTIN_KINDS), http_kind)

@@ -26,7 +26,14 @@ class Settings(BaseSettings):
         default="sqlite:///./data/taskport.db",
         description="memory://, sqlite:///path or postgresql://user:password@host/database",
     )
-    broker_url: str = "memory://"
+    broker_url: str = Field(
+        default="memory://",
+        description="memory://, amqp://user:password@host/vhost or pubsub://PROJECT_ID",
+    )
+    pubsub_create: bool = Field(
+        default=False,
+        description="create the Pub/Sub topics and subscriptions at start (dev, emulator)",
+    )
     embedded_worker: bool | None = Field(
         default=None, description="run the worker in the API process; default: on for memory://"
     )

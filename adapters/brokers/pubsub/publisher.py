@@ -1,0 +1,119 @@
+"""Publishing outbox messages to a Pub/Sub topic, batched by the client library."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from google.api_core import exceptions as google_errors
+from google.cloud import pubsub_v1
+
+from adapters.brokers.pubsub.options import PubSubOptions
+from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, Provisioner, call, describe
+from application.errors import BrokerUnavailable
+from application.messages import TASKS_TOPIC
+from application.ports.outbox import OutboxMessage
+
+# The attribute carrying the outbox id; Pub/Sub assigns its own message ids.
+MESSAGE_ID_ATTRIBUTE = "taskport_message_id"
+# How long ``publish`` waits for Pub/Sub to take a batch; the outbox relay retries later.
+PUBLISH_TIMEOUT_SECONDS = 10.0
+BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
+
+
+class PubSubPublisher:
+    """Publishes to the task topic; ``publish`` hands the whole batch to the client, then
+    waits (without blocking the event loop) until every message's future resolved."""
+
+    name = "broker"
+
+    def __init__(self, options: PubSubOptions) -> None:
+        self._options = options
+        self._client: pubsub_v1.PublisherClient | None = None
+        self._provisioner = Provisioner(options)
+
+    @classmethod
+    def from_url(cls, url: str, create: bool = False) -> PubSubPublisher:
+        return cls(PubSubOptions.from_url(url, create))
+
+    def _publisher(self) -> pubsub_v1.PublisherClient:
+        if self._client is None:
+            self._client = pubsub_v1.PublisherClient(
+                batch_settings=BATCH,
+                publisher_options=pubsub_v1.types.PublisherOptions(timeout=PUBLISH_TIMEOUT_SECONDS),
+            )
+        return self._client
+
+    async def _ready(self) -> pubsub_v1.PublisherClient:
+        client = self._publisher()
+        if not self._provisioner.done:
+            with pubsub_v1.SubscriberClient() as subscriber:
+                await self._provisioner.ensure(client, subscriber)
+        return client
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            if message.topic != TASKS_TOPIC:
+                raise ValueError(
+                    f"this broker carries topic {TASKS_TOPIC!r}, not {message.topic!r}"
+                )
+        if not messages:
+            return
+        client = await self._ready()
+        try:
+            pending = [
+                asyncio.wrap_future(
+                    client.publish(
+                        self._options.topic_path,
+                        message.body,
+                        **{MESSAGE_ID_ATTRIBUTE: str(message.id)},
+                    )
+                )
+                for message in messages
+            ]
+        except (google_errors.GoogleAPIError, RuntimeError) as exc:
+            raise BrokerUnavailable(f"cannot publish: {describe(exc)}") from exc
+        await all_published(pending)
+
+    async def publish_dead_letter(self, body: bytes, attributes: dict[str, str]) -> None:
+        """Puts one message on the dead-letter topic."""
+        client = await self._ready()
+        await all_published(
+            [
+                asyncio.wrap_future(
+                    client.publish(self._options.dead_letter_topic_path, body, **attributes)
+                )
+            ]
+        )
+
+    async def check(self) -> None:
+        client = await self._ready()
+        await call(
+            lambda: client.get_topic(
+                topic=self._options.topic_path, timeout=RPC_TIMEOUT_SECONDS, retry=None
+            ),
+            f"topic {self._options.topic_path}",
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.stop)
+            await asyncio.to_thread(client.transport.close)
+
+
+async def all_published(pending: Sequence[asyncio.Future[str]]) -> None:
+    """Waits for every publish future; ``BrokerUnavailable`` if any failed or they take
+    longer than ``PUBLISH_TIMEOUT_SECONDS``."""
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+            results = await asyncio.gather(*pending, return_exceptions=True)
+    except TimeoutError:
+        raise BrokerUnavailable(
+            f"Pub/Sub took no message within {PUBLISH_TIMEOUT_SECONDS:g} seconds"
+        ) from None
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        raise BrokerUnavailable(
+            f"{len(failures)} of {len(results)} messages not published: {describe(failures[0])}"
+        )
