@@ -29,6 +29,7 @@ from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler, TaskDefaults
 from entrypoints.settings import Settings, url_scheme
+from entrypoints.webhook.auth import PushAuthenticator
 
 
 class UnsupportedUrl(ValueError):
@@ -139,6 +140,14 @@ class Container(containers.DeclarativeContainer):
         redispatch_after=providers.Callable(_seconds, settings.provided.redispatch_after_seconds),
     )
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
+    push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
+    push_authenticator = providers.Singleton(
+        PushAuthenticator,
+        mode=settings.provided.push_auth_mode,
+        audience=settings.provided.push_audience,
+        service_account=settings.provided.push_service_account,
+        request=push_certificates_request,
+    )
     check_readiness = providers.Singleton(
         CheckReadinessHandler, checks=providers.List(storage, publisher)
     )

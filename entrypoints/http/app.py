@@ -12,6 +12,7 @@ from entrypoints.container import Container
 from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.routers import system, tasks
+from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
 
@@ -49,4 +50,5 @@ def create_app(container: Container) -> FastAPI:
         )
     app.include_router(tasks.router)
     app.include_router(system.router)
+    app.include_router(webhook_router)
     return app
