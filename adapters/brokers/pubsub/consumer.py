@@ -17,6 +17,7 @@ from google.cloud.pubsub_v1.subscriber.message import Message
 from adapters.brokers.pubsub.options import PubSubOptions
 from adapters.brokers.pubsub.publisher import MESSAGE_ID_ATTRIBUTE, PubSubPublisher
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe
+from application.errors import BrokerUnavailable
 from application.ports.consumer import DeliveryCallback
 
 logger = logging.getLogger("taskport.pubsub")
@@ -117,7 +118,7 @@ class PubSubConsumer:
                 loop.call_soon_threadsafe(start, message)
 
         try:
-            await self.dead_letters._ready()
+            await self._provisioned()
             await self._stream(on_message, prefetch)
             accepting = False
             if running:
@@ -132,6 +133,21 @@ class PubSubConsumer:
                 with contextlib.suppress(Exception):
                     await self.modify_deadline(delivery._message, 0)
             self._consuming = None
+
+    async def _provisioned(self) -> None:
+        """Provisions (when asked to) before the first stream; waits, with backoff, for a
+        Pub/Sub that cannot be reached yet."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.dead_letters._ready()
+                return
+            except BrokerUnavailable as exc:
+                failures += 1
+                backoff = min(STREAM_RETRY_SECONDS[0] * 2**failures, STREAM_RETRY_SECONDS[1])
+                logger.warning("Pub/Sub unavailable: %s; again in %.1fs", exc.reason, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
 
     async def _stream(self, on_message: Any, prefetch: int) -> None:
         """Keeps a streaming pull open until ``stop``; opens it again if it fails."""
