@@ -73,8 +73,9 @@ class CertificatesRequest:
 
     def __init__(self, signer: TestSigner) -> None:
         self._body = json.dumps({KEY_ID: signer.certificate_pem}).encode()
+        self.status = 200
         self.fetches = 0
 
     def __call__(self, url: str, method: str = "GET", **_: Any) -> _Response:
         self.fetches += 1
-        return _Response(200, self._body)
+        return _Response(self.status, self._body)

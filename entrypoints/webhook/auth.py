@@ -33,7 +33,7 @@ class PushAuthenticator:
         self._mode = mode
         self._audience = audience
         self._service_account = service_account
-        self._request = request
+        self._request = request or _caching_request()
 
     async def verify(self, authorization: str | None) -> None:
         if self._mode == "none":
@@ -59,10 +59,9 @@ class PushAuthenticator:
             raise _forbidden("the token's email is not verified")
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
-        request = self._request or _default_request()
         try:
-            claims: dict[str, Any] = id_token.verify_oauth2_token(
-                token, request, audience=self._audience
+            claims: dict[str, Any] = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
+                token, self._request, audience=self._audience
             )
         except auth_errors.TransportError as exc:
             logger.warning("cannot fetch Google's certificates: %s", exc)
@@ -78,10 +77,14 @@ class PushAuthenticator:
         return claims
 
 
-def _default_request() -> Request:
+def _caching_request() -> Request:
+    """Fetches Google's certificates over HTTPS, cached as long as Google's Cache-Control
+    allows, rather than once per push."""
+    import requests
+    from cachecontrol import CacheControl
     from google.auth.transport.requests import Request as RequestsRequest
 
-    return RequestsRequest()
+    return RequestsRequest(session=CacheControl(requests.Session()))
 
 
 def _forbidden(detail: str) -> Problem:

@@ -59,7 +59,9 @@ async def start(pubsub_emulator: Any, signer: TestSigner) -> AsyncIterator[Start
     ``run_task`` replaces the use case; the certificates come from the test signer."""
     managers: list[LifespanManager] = []
 
-    async def launch(run_task: Any = None, **settings: Any) -> httpx.AsyncClient:
+    async def launch(
+        run_task: Any = None, certificates: Any = None, **settings: Any
+    ) -> httpx.AsyncClient:
         values = {
             **FAST,
             "broker_url": f"pubsub://{new_project()}",
@@ -68,7 +70,9 @@ async def start(pubsub_emulator: Any, signer: TestSigner) -> AsyncIterator[Start
             **settings,
         }
         container = create_container(Settings(**values))
-        container.push_certificates_request.override(providers.Object(CertificatesRequest(signer)))
+        container.push_certificates_request.override(
+            providers.Object(certificates or CertificatesRequest(signer))
+        )
         if run_task is not None:
             container.run_task.override(providers.Object(run_task))
         manager = LifespanManager(create_app(container))
@@ -265,3 +269,18 @@ def test_push_without_authentication_is_refused_outside_local() -> None:
         Settings(**{**OIDC, "push_auth": "none"})
     assert Settings(**{**OIDC, "push_auth": None}).push_auth_mode == "oidc"
     assert Settings().push_auth_mode == "none"
+
+
+async def test_a_push_answers_503_while_googles_certificates_cannot_be_fetched(
+    start: Start, signer: TestSigner
+) -> None:
+    unreachable = CertificatesRequest(signer)
+    unreachable.status = 500
+    client = await start(certificates=unreachable, **OIDC)
+    response = await client.post(
+        "/webhook/pubsub",
+        json=run_task_envelope(str(new_id())),
+        headers={"Authorization": f"Bearer {signer.token()}"},
+    )
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
