@@ -27,8 +27,11 @@ class PubSubPublisher:
 
     name = "broker"
 
-    def __init__(self, options: PubSubOptions) -> None:
+    def __init__(
+        self, options: PubSubOptions, publish_timeout: float = PUBLISH_TIMEOUT_SECONDS
+    ) -> None:
         self._options = options
+        self._timeout = publish_timeout
         self._client: pubsub_v1.PublisherClient | None = None
         self._provisioner = Provisioner(options)
 
@@ -73,7 +76,7 @@ class PubSubPublisher:
             ]
         except (google_errors.GoogleAPIError, RuntimeError) as exc:
             raise BrokerUnavailable(f"cannot publish: {describe(exc)}") from exc
-        await all_published(pending)
+        await all_published(pending, self._timeout)
 
     async def publish_dead_letter(self, body: bytes, attributes: dict[str, str]) -> None:
         """Puts one message on the dead-letter topic."""
@@ -83,7 +86,8 @@ class PubSubPublisher:
                 asyncio.wrap_future(
                     client.publish(self._options.dead_letter_topic_path, body, **attributes)
                 )
-            ]
+            ],
+            self._timeout,
         )
 
     async def check(self) -> None:
@@ -102,16 +106,16 @@ class PubSubPublisher:
             await asyncio.to_thread(client.transport.close)
 
 
-async def all_published(pending: Sequence[asyncio.Future[str]]) -> None:
+async def all_published(pending: Sequence[asyncio.Future[str]], within: float) -> None:
     """Waits for every publish future; ``BrokerUnavailable`` if any failed or they take
-    longer than ``PUBLISH_TIMEOUT_SECONDS``."""
+    longer than ``within`` seconds."""
     try:
-        async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+        async with asyncio.timeout(within):
             results = await asyncio.gather(*pending, return_exceptions=True)
     except TimeoutError:
-        raise BrokerUnavailable(
-            f"Pub/Sub took no message within {PUBLISH_TIMEOUT_SECONDS:g} seconds"
-        ) from None
+        for future in pending:
+            future.cancel()
+        raise BrokerUnavailable(f"Pub/Sub took no message within {within:g} seconds") from None
     failures = [result for result in results if isinstance(result, BaseException)]
     if failures:
         raise BrokerUnavailable(
