@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -116,6 +117,25 @@ async def test_a_duplicate_push_never_produces_a_second_result(start: Start) -> 
     assert after_first["status"] == "SUCCEEDED"
     assert after_again == after_first
     assert after_again["attempts"] == 1
+
+
+async def test_a_duplicate_pushed_while_the_task_runs_is_sent_back_for_later(
+    start: Start,
+) -> None:
+    client = await start()
+    response = await client.post("/v1/tasks", json={"kind": "sleep", "payload": {"seconds": 0.5}})
+    task_id = response.json()["id"]
+    first, second = await asyncio.gather(
+        client.post("/webhook/pubsub", json=run_task_envelope(task_id, "7")),
+        client.post("/webhook/pubsub", json=run_task_envelope(task_id, "7")),
+    )
+    assert sorted([first.status_code, second.status_code]) == [204, 503]
+    busy = first if first.status_code == 503 else second
+    assert int(busy.headers["Retry-After"]) >= 1
+    redelivered = await client.post("/webhook/pubsub", json=run_task_envelope(task_id, "7"))
+    assert redelivered.status_code == 204
+    task = (await client.get(f"/v1/tasks/{task_id}")).json()
+    assert (task["status"], task["attempts"], task["result"]) == ("SUCCEEDED", 1, {"slept": 0.5})
 
 
 @pytest.mark.parametrize(
