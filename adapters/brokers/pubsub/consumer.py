@@ -125,13 +125,15 @@ class PubSubConsumer:
                 await asyncio.wait(running)
         finally:
             accepting = False
+            deliveries = list(running.values())
             for handling in running:
                 handling.cancel()
-            unsettled = [delivery for delivery in running.values() if not delivery.settled]
             await asyncio.gather(*running, return_exceptions=True)
-            for delivery in unsettled:
-                with contextlib.suppress(Exception):
-                    await self.modify_deadline(delivery._message, 0)
+            for delivery in deliveries:
+                if not delivery.settled:  # handed back for immediate redelivery
+                    delivery.settled = True
+                    with contextlib.suppress(Exception):
+                        await self.modify_deadline(delivery._message, 0)
             self._consuming = None
 
     async def _provisioned(self) -> None:
