@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent import futures
 
 from google.api_core import exceptions as google_errors
+from google.api_core import retry
 from google.cloud import pubsub_v1
 
 from adapters.brokers.pubsub.options import PubSubOptions
@@ -18,6 +20,16 @@ from application.ports.outbox import OutboxMessage
 MESSAGE_ID_ATTRIBUTE = "taskport_message_id"
 # How long ``publish`` waits for Pub/Sub to take a batch; the outbox relay retries later.
 PUBLISH_TIMEOUT_SECONDS = 10.0
+# Retried by the client library within the publish timeout (its default retries for 10 min).
+TRANSIENT_ERRORS = (
+    google_errors.Aborted,
+    google_errors.Cancelled,
+    google_errors.DeadlineExceeded,
+    google_errors.InternalServerError,
+    google_errors.ResourceExhausted,
+    google_errors.ServiceUnavailable,
+    google_errors.Unknown,
+)
 BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
 
 
@@ -34,6 +46,7 @@ class PubSubPublisher:
         self._timeout = publish_timeout
         self._client: pubsub_v1.PublisherClient | None = None
         self._provisioner = Provisioner(options)
+        self._in_flight: set[futures.Future[str]] = set()
 
     @classmethod
     def from_url(cls, url: str, create: bool = False) -> PubSubPublisher:
@@ -43,7 +56,15 @@ class PubSubPublisher:
         if self._client is None:
             self._client = pubsub_v1.PublisherClient(
                 batch_settings=BATCH,
-                publisher_options=pubsub_v1.types.PublisherOptions(timeout=PUBLISH_TIMEOUT_SECONDS),
+                publisher_options=pubsub_v1.types.PublisherOptions(
+                    retry=retry.Retry(
+                        predicate=retry.if_exception_type(*TRANSIENT_ERRORS),
+                        initial=0.1,
+                        maximum=2.0,
+                        timeout=self._timeout,
+                    ),
+                    timeout=self._timeout,
+                ),
             )
         return self._client
 
@@ -65,7 +86,7 @@ class PubSubPublisher:
         client = await self._ready()
         try:
             pending = [
-                asyncio.wrap_future(
+                self._track(
                     client.publish(
                         self._options.topic_path,
                         message.body,
@@ -78,15 +99,17 @@ class PubSubPublisher:
             raise BrokerUnavailable(f"cannot publish: {describe(exc)}") from exc
         await all_published(pending, self._timeout)
 
+    def _track(self, published: futures.Future[str]) -> asyncio.Future[str]:
+        """The publish future as an awaitable; ``close`` waits for the ones still open."""
+        self._in_flight.add(published)
+        published.add_done_callback(self._in_flight.discard)
+        return asyncio.wrap_future(published)
+
     async def publish_dead_letter(self, body: bytes, attributes: dict[str, str]) -> None:
         """Puts one message on the dead-letter topic."""
         client = await self._ready()
         await all_published(
-            [
-                asyncio.wrap_future(
-                    client.publish(self._options.dead_letter_topic_path, body, **attributes)
-                )
-            ],
+            [self._track(client.publish(self._options.dead_letter_topic_path, body, **attributes))],
             self._timeout,
         )
 
@@ -102,7 +125,10 @@ class PubSubPublisher:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await asyncio.to_thread(client.stop)
+            await asyncio.to_thread(client.stop)  # sends what is batched, without waiting
+            if self._in_flight:
+                # each ends within the client's retry timeout, failed if not published
+                await asyncio.to_thread(futures.wait, set(self._in_flight), self._timeout + 5)
             await asyncio.to_thread(client.transport.close)
 
 
