@@ -7,6 +7,7 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from adapters.brokers.memory import MemoryBroker
+from adapters.brokers.pubsub import PubSubConsumer, PubSubPublisher
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqPublisher
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
@@ -30,6 +31,7 @@ from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler, TaskDefaults
 from entrypoints.settings import Settings, url_scheme
+from entrypoints.webhook.auth import PushAuthenticator
 
 
 class UnsupportedUrl(ValueError):
@@ -76,17 +78,25 @@ class Container(containers.DeclarativeContainer):
         RabbitMqPublisher.from_url, settings.provided.broker_url
     )
     rabbitmq_consumer = providers.Singleton(RabbitMqConsumer.from_url, settings.provided.broker_url)
+    pubsub_publisher = providers.Singleton(
+        PubSubPublisher.from_url, settings.provided.broker_url, settings.provided.pubsub_create
+    )
+    pubsub_consumer = providers.Singleton(
+        PubSubConsumer.from_url, settings.provided.broker_url, settings.provided.pubsub_create
+    )
     publisher = providers.Selector(
         broker_scheme,
         memory=in_process_queue,
         amqp=rabbitmq_publisher,
         amqps=rabbitmq_publisher,
+        pubsub=pubsub_publisher,
     )
     consumer = providers.Selector(
         broker_scheme,
         memory=in_process_queue,
         amqp=rabbitmq_consumer,
         amqps=rabbitmq_consumer,
+        pubsub=pubsub_consumer,
     )
     http_kind = providers.Singleton(http_kind, providers.Callable(_http_kind_config, settings))
     builtin_kinds = providers.List(*map(providers.Object, BUILTIN_KINDS), http_kind)
@@ -140,6 +150,14 @@ class Container(containers.DeclarativeContainer):
         redispatch_after=providers.Callable(_seconds, settings.provided.redispatch_after_seconds),
     )
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
+    push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
+    push_authenticator = providers.Singleton(
+        PushAuthenticator,
+        mode=settings.provided.push_auth_mode,
+        audience=settings.provided.push_audience,
+        service_account=settings.provided.push_service_account,
+        request=push_certificates_request,
+    )
     check_readiness = providers.Singleton(
         CheckReadinessHandler, checks=providers.List(storage, publisher)
     )

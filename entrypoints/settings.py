@@ -26,7 +26,14 @@ class Settings(BaseSettings):
         default="sqlite:///./data/taskport.db",
         description="memory://, sqlite:///path or postgresql://user:password@host/database",
     )
-    broker_url: str = "memory://"
+    broker_url: str = Field(
+        default="memory://",
+        description="memory://, amqp://user:password@host/vhost or pubsub://PROJECT_ID",
+    )
+    pubsub_create: bool = Field(
+        default=False,
+        description="create the Pub/Sub topics and subscriptions at start (dev, emulator)",
+    )
     embedded_worker: bool | None = Field(
         default=None, description="run the worker in the API process; default: on for memory://"
     )
@@ -39,6 +46,17 @@ class Settings(BaseSettings):
     migrate_on_start: bool | None = Field(
         default=None,
         description="apply pending migrations at start; default: on for sqlite, off otherwise",
+    )
+    push_auth: Literal["oidc", "none"] | None = Field(
+        default=None,
+        description="how the Pub/Sub push webhook authenticates: default none in local, "
+        "oidc otherwise; none is refused outside local",
+    )
+    push_audience: str | None = Field(
+        default=None, description="the audience of the push subscription's OIDC tokens"
+    )
+    push_service_account: str | None = Field(
+        default=None, description="the service account the push subscription's tokens name"
     )
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     default_max_attempts: int = Field(default=3, ge=1, le=100)
@@ -103,6 +121,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"TASKPORT_API_KEYS must be set outside local (environment {self.environment})"
                 )
+        if self.push_auth == "none" and self.environment != "local":
+            raise ValueError(
+                f"TASKPORT_PUSH_AUTH=none is refused outside local (environment {self.environment})"
+            )
+        if self.push_auth == "oidc" and not (self.push_audience and self.push_service_account):
+            raise ValueError(
+                "TASKPORT_PUSH_AUTH=oidc needs TASKPORT_PUSH_AUDIENCE and "
+                "TASKPORT_PUSH_SERVICE_ACCOUNT"
+            )
         if len(set(self.api_keys.values())) != len(self.api_keys):
             raise ValueError("TASKPORT_API_KEYS gives the same key to two owners")
         if self.retry_max_seconds < self.retry_base_seconds:
@@ -120,6 +147,12 @@ class Settings(BaseSettings):
     @property
     def in_process_broker(self) -> bool:
         return url_scheme(self.broker_url) == "memory"
+
+    @property
+    def push_auth_mode(self) -> Literal["oidc", "none"]:
+        if self.push_auth is None:
+            return "none" if self.environment == "local" else "oidc"
+        return self.push_auth
 
     @property
     def runs_embedded_worker(self) -> bool:

@@ -13,6 +13,7 @@ from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import system, tasks
+from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
 
@@ -51,4 +52,5 @@ def create_app(container: Container) -> FastAPI:
         )
     app.include_router(tasks.router)
     app.include_router(system.router)
+    app.include_router(webhook_router)
     return app

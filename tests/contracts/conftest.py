@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from adapters.brokers.memory import MemoryBroker
+from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
 from tests.databases import emptied, migrated_sqlite
+from tests.pubsub import new_project, pubsub_emulator, pull_all  # noqa: F401 (a fixture)
 from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
 
 STORAGES = ["memory", "sqlite", "postgresql"]
-BROKERS = ["memory", "rabbitmq", "rabbitmq-classic"]
+BROKERS = ["memory", "rabbitmq", "rabbitmq-classic", "pubsub"]
 
 
 @pytest.fixture(params=STORAGES)
@@ -55,6 +58,10 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTes
 
         yield BrokerUnderTest(memory, lambda: memory, dead_letters)
         await memory.close()
+    elif request.param == "pubsub":
+        request.getfixturevalue("pubsub_emulator")
+        async for under_test in _pubsub(PubSubOptions(new_project(), create=True)):
+            yield under_test
     else:
         queue_type = "classic" if request.param.endswith("classic") else "quorum"
         url = broker_url(request.getfixturevalue("rabbitmq_vhost"), queue_type)
@@ -72,6 +79,26 @@ async def _rabbitmq(options: RabbitMqOptions) -> AsyncIterator[BrokerUnderTest]:
 
     async def dead_letters() -> list[bytes]:
         return await read_queue(options.url, options.topology.dead_letter_queue)
+
+    yield BrokerUnderTest(publisher, make_consumer, dead_letters)
+    for consumer in consumers:
+        await consumer.close()
+    await publisher.close()
+
+
+async def _pubsub(options: PubSubOptions) -> AsyncIterator[BrokerUnderTest]:
+    publisher = PubSubPublisher(options)
+    consumers: list[PubSubConsumer] = []
+    dead: list[bytes] = []
+
+    def make_consumer() -> PubSubConsumer:
+        consumers.append(PubSubConsumer(options))
+        return consumers[-1]
+
+    async def dead_letters() -> list[bytes]:
+        pulled = await asyncio.to_thread(pull_all, options.dead_letter_subscription_path)
+        dead.extend(received.message.data for received in pulled)
+        return dead
 
     yield BrokerUnderTest(publisher, make_consumer, dead_letters)
     for consumer in consumers:

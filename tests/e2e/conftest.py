@@ -12,9 +12,10 @@ from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
 from tests.polling import eventually
+from tests.pubsub import pubsub_emulator
 from tests.rabbitmq import rabbitmq_vhost
 
-__all__ = ["rabbitmq_vhost"]
+__all__ = ["pubsub_emulator", "rabbitmq_vhost"]
 
 FAST = {
     "storage_url": "memory://",

@@ -26,8 +26,8 @@ def free_port() -> int:
 class ServerProcess:
     """``taskport serve`` on a free port, with the given settings, logging to ``log``."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._env = {**os.environ, **env}
@@ -38,14 +38,9 @@ class ServerProcess:
         await eventually(self._ready, within=STARTUP_SECONDS, interval=0.1)
 
     def _launch(self) -> None:
-        command = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
-        with self.log.open("ab") as output:
-            self._process = subprocess.Popen(
-                [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self._env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
+        self._process = taskport(
+            ["serve", "--host", "127.0.0.1", "--port", str(self.port)], self._env, self.log
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup, as in a crash."""
@@ -70,3 +65,12 @@ class ServerProcess:
                 return (await client.get("/readyz")).status_code == 200
         except httpx.TransportError:
             return False
+
+
+def taskport(arguments: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A ``taskport`` command in a subprocess, its output appended to ``log``."""
+    command = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [*command, *arguments], env=env, stdout=output, stderr=subprocess.STDOUT
+        )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.pubsub import pubsub_emulator
 from tests.rabbitmq import rabbitmq_vhost
 
-__all__ = ["rabbitmq_vhost"]
+__all__ = ["pubsub_emulator", "rabbitmq_vhost"]
 
 SQL_DATABASES = ["sqlite", "postgresql"]
 

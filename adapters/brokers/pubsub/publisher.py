@@ -1,0 +1,149 @@
+"""Publishing outbox messages to a Pub/Sub topic, batched by the client library."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent import futures
+
+from google.api_core import exceptions as google_errors
+from google.api_core import retry
+from google.cloud import pubsub_v1
+
+from adapters.brokers.pubsub.options import PubSubOptions
+from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, Provisioner, call, describe
+from application.errors import BrokerUnavailable
+from application.messages import TASKS_TOPIC
+from application.ports.outbox import OutboxMessage
+
+# The attribute carrying the outbox id; Pub/Sub assigns its own message ids.
+MESSAGE_ID_ATTRIBUTE = "taskport_message_id"
+# How long ``publish`` waits for Pub/Sub to take a batch; the outbox relay retries later.
+PUBLISH_TIMEOUT_SECONDS = 10.0
+# Retried by the client library within the publish timeout (its default retries for 10 min).
+TRANSIENT_ERRORS = (
+    google_errors.Aborted,
+    google_errors.Cancelled,
+    google_errors.DeadlineExceeded,
+    google_errors.InternalServerError,
+    google_errors.ResourceExhausted,
+    google_errors.ServiceUnavailable,
+    google_errors.Unknown,
+)
+BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
+
+
+class PubSubPublisher:
+    """Publishes to the task topic; ``publish`` hands the whole batch to the client, then
+    waits (without blocking the event loop) until every message's future resolved."""
+
+    name = "broker"
+
+    def __init__(
+        self, options: PubSubOptions, publish_timeout: float = PUBLISH_TIMEOUT_SECONDS
+    ) -> None:
+        self._options = options
+        self._timeout = publish_timeout
+        self._client: pubsub_v1.PublisherClient | None = None
+        self._provisioner = Provisioner(options)
+        self._in_flight: set[futures.Future[str]] = set()
+
+    @classmethod
+    def from_url(cls, url: str, create: bool = False) -> PubSubPublisher:
+        return cls(PubSubOptions.from_url(url, create))
+
+    def _publisher(self) -> pubsub_v1.PublisherClient:
+        if self._client is None:
+            self._client = pubsub_v1.PublisherClient(
+                batch_settings=BATCH,
+                publisher_options=pubsub_v1.types.PublisherOptions(
+                    retry=retry.Retry(
+                        predicate=retry.if_exception_type(*TRANSIENT_ERRORS),
+                        initial=0.1,
+                        maximum=2.0,
+                        timeout=self._timeout,
+                    ),
+                    timeout=self._timeout,
+                ),
+            )
+        return self._client
+
+    async def _ready(self) -> pubsub_v1.PublisherClient:
+        client = self._publisher()
+        if not self._provisioner.done:
+            with pubsub_v1.SubscriberClient() as subscriber:
+                await self._provisioner.ensure(client, subscriber)
+        return client
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            if message.topic != TASKS_TOPIC:
+                raise ValueError(
+                    f"this broker carries topic {TASKS_TOPIC!r}, not {message.topic!r}"
+                )
+        if not messages:
+            return
+        client = await self._ready()
+        try:
+            pending = [
+                self._track(
+                    client.publish(
+                        self._options.topic_path,
+                        message.body,
+                        **{MESSAGE_ID_ATTRIBUTE: str(message.id)},
+                    )
+                )
+                for message in messages
+            ]
+        except (google_errors.GoogleAPIError, RuntimeError) as exc:
+            raise BrokerUnavailable(f"cannot publish: {describe(exc)}") from exc
+        await all_published(pending, self._timeout)
+
+    def _track(self, published: futures.Future[str]) -> asyncio.Future[str]:
+        """The publish future as an awaitable; ``close`` waits for the ones still open."""
+        self._in_flight.add(published)
+        published.add_done_callback(self._in_flight.discard)
+        return asyncio.wrap_future(published)
+
+    async def publish_dead_letter(self, body: bytes, attributes: dict[str, str]) -> None:
+        """Puts one message on the dead-letter topic."""
+        client = await self._ready()
+        await all_published(
+            [self._track(client.publish(self._options.dead_letter_topic_path, body, **attributes))],
+            self._timeout,
+        )
+
+    async def check(self) -> None:
+        client = await self._ready()
+        await call(
+            lambda: client.get_topic(
+                topic=self._options.topic_path, timeout=RPC_TIMEOUT_SECONDS, retry=None
+            ),
+            f"topic {self._options.topic_path}",
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.stop)  # sends what is batched, without waiting
+            if self._in_flight:
+                # each ends within the client's retry timeout, failed if not published
+                await asyncio.to_thread(futures.wait, set(self._in_flight), self._timeout + 5)
+            await asyncio.to_thread(client.transport.close)
+
+
+async def all_published(pending: Sequence[asyncio.Future[str]], within: float) -> None:
+    """Waits for every publish future; ``BrokerUnavailable`` if any failed or they take
+    longer than ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            results = await asyncio.gather(*pending, return_exceptions=True)
+    except TimeoutError:
+        for future in pending:
+            future.cancel()
+        raise BrokerUnavailable(f"Pub/Sub took no message within {within:g} seconds") from None
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        raise BrokerUnavailable(
+            f"{len(failures)} of {len(results)} messages not published: {describe(failures[0])}"
+        )

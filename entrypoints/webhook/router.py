@@ -1,0 +1,95 @@
+"""``POST /webhook/pubsub`` (and ``/webhook``): a Pub/Sub push runs its task through the
+same use case as the worker, and the answer tells Pub/Sub whether to deliver it again.
+
+- 204: the task's new state is committed (it ran, or there was nothing to do: finished,
+  cancelled, a duplicate push); and for a poison message in a well-formed envelope
+  (``data`` not base64, not a run-task message, an unknown task, delivered too often),
+  which is logged as dead-lettered and acked so that it is never pushed again;
+- 503 + Retry-After: storage unavailable, or the task is held by another attempt;
+  Pub/Sub pushes it again after its retry backoff;
+- 400: the body is not JSON, or not a push envelope (no ``message``, ``messageId`` or
+  ``subscription``, wrong types): Pub/Sub never sends that, so it is a client's error;
+- 401 / 403: missing / invalid OIDC token (``TASKPORT_PUSH_AUTH=oidc``);
+- 413 / 415: body over ``TASKPORT_MAX_BODY_BYTES`` / not JSON (the body guard).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from application.errors import PoisonMessage
+from application.messages import RunTaskMessage
+from application.use_cases.run_task import Outcome, RunTask, RunTaskHandler
+from entrypoints.http.dependencies import provided
+from entrypoints.http.problems import Problem
+from entrypoints.webhook.auth import PushAuthenticator
+from entrypoints.webhook.envelope import PushEnvelope
+
+logger = logging.getLogger("taskport.webhook")
+
+# As the worker: a message pushed this often is dead-lettered rather than run again.
+MAX_DELIVERIES = 100
+
+router = APIRouter(tags=["webhook"])
+
+
+@router.post("/webhook/pubsub", status_code=204, response_class=Response)
+@router.post("/webhook", status_code=204, response_class=Response, include_in_schema=False)
+async def pubsub_push(
+    request: Request,
+    run_task: RunTaskHandler = provided("run_task"),
+    authenticator: PushAuthenticator = provided("push_authenticator"),
+) -> Response:
+    """Runs the task a Pub/Sub push names; 204 once its outcome is committed."""
+    await authenticator.verify(request.headers.get("authorization"))
+    envelope = _parse(await request.body())
+    message = envelope.message
+    try:
+        run = RunTaskMessage.decode(message.decoded_data())
+    except (ValueError, PoisonMessage) as exc:
+        return _dead_lettered(envelope, str(exc))
+    if (envelope.delivery_attempt or 1) > MAX_DELIVERIES:
+        return _dead_lettered(envelope, f"delivered {envelope.delivery_attempt} times")
+    result = await run_task(RunTask(run.task_id))  # Unavailable: 503 from the problem mapping
+    if result.outcome is Outcome.UNKNOWN_TASK:
+        return _dead_lettered(envelope, f"unknown task {run.task_id}")
+    if result.outcome is Outcome.BUSY:
+        seconds = max(1, math.ceil(result.retry_after.total_seconds())) if result.retry_after else 1
+        raise Problem(
+            503,
+            "task-busy",
+            "Task busy",
+            f"task {run.task_id} is being run by another attempt; push it again later",
+            headers={"Retry-After": str(seconds)},
+        )
+    return Response(status_code=204)
+
+
+def _parse(body: bytes) -> PushEnvelope:
+    try:
+        return PushEnvelope.model_validate_json(body)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise Problem(
+                400, "malformed-json", "Malformed JSON", "the request body is not valid JSON"
+            ) from exc
+        summary = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise Problem(400, "malformed-push", "Not a Pub/Sub push envelope", summary[:1000]) from exc
+
+
+def _dead_lettered(envelope: PushEnvelope, reason: str) -> Response:
+    logger.error(
+        "dead-lettering pushed message %s from %s (delivery %s): %s",
+        envelope.message.message_id,
+        envelope.subscription,
+        envelope.delivery_attempt or "?",
+        reason,
+    )
+    return Response(status_code=204)

@@ -1,0 +1,86 @@
+"""Seed 000's shape and the pull shape, through the Pub/Sub emulator, with real processes:
+``taskport serve`` publishes; the emulator pushes to its webhook, or ``taskport worker``
+pulls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import ServerProcess, free_port, taskport
+from tests.polling import eventually
+from tests.pubsub import new_project
+
+pytestmark = pytest.mark.e2e
+
+
+def pubsub_env(tmp_path: Path, broker_url: str, emulator: Any) -> dict[str, str]:
+    return {
+        "PUBSUB_EMULATOR_HOST": emulator.host,
+        "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
+        "TASKPORT_BROKER_URL": broker_url,
+        "TASKPORT_PUBSUB_CREATE": "true",
+        "TASKPORT_SWEEP_INTERVAL_SECONDS": "0.1",
+    }
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Any]]:
+    started: list[Any] = []
+    yield started
+    for process in reversed(started):
+        if isinstance(process, ServerProcess):
+            process.stop()
+        elif process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def run_echo(base_url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        submitted = await client.post("/v1/tasks", json={"kind": "echo", "payload": {"via": "ps"}})
+        assert submitted.status_code == 201, submitted.text
+        task: dict[str, Any] = {}
+
+        async def succeeded() -> bool:
+            task.update((await client.get(submitted.headers["Location"])).json())
+            return task["status"] == "SUCCEEDED"
+
+        await eventually(succeeded, within=30, interval=0.1)
+        return task
+
+
+async def test_the_emulator_pushes_to_the_webhook_and_the_task_succeeds(
+    pubsub_emulator: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/webhook/pubsub"
+    url = f"pubsub://{new_project()}?subscription=taskport-tasks-push&push_endpoint={endpoint}"
+    server = ServerProcess(pubsub_env(tmp_path, url, pubsub_emulator), tmp_path / "serve.log", port)
+    processes.append(server)
+    await server.start()
+    task = await run_echo(server.base_url)
+    assert task["result"] == {"via": "ps"}
+    assert 'POST /webhook/pubsub HTTP/1.1" 204' in (tmp_path / "serve.log").read_text()
+
+
+async def test_a_worker_pulls_from_pubsub_and_the_task_succeeds(
+    pubsub_emulator: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    env = {**os.environ, **pubsub_env(tmp_path, f"pubsub://{new_project()}", pubsub_emulator)}
+    server = ServerProcess(env, tmp_path / "serve.log")
+    processes.append(server)
+    await server.start()  # migrates the SQLite database before the worker opens it
+    processes.append(taskport(["worker"], env, tmp_path / "worker.log"))
+    task = await run_echo(server.base_url)
+    assert task["result"] == {"via": "ps"}
+    assert task["attempts"] == 1

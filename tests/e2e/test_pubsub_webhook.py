@@ -1,0 +1,306 @@
+"""The Pub/Sub push webhook: hand-made push envelopes POSTed to the API, as Pub/Sub would."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from dependency_injector import providers
+
+from application.errors import StorageUnavailable
+from application.use_cases.run_task import Outcome, RunResult
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.settings import Settings
+from tests.e2e.conftest import FAST, wait_for_status
+from tests.factories import new_id
+from tests.oidc import AUDIENCE, SERVICE_ACCOUNT, CertificatesRequest, TestSigner
+from tests.pubsub import new_project
+
+pytestmark = pytest.mark.e2e
+
+Start = Callable[..., Any]
+
+
+def envelope(data: bytes | str, message_id: str = "1", **extra: Any) -> dict[str, Any]:
+    encoded = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return {
+        "message": {
+            "data": encoded,
+            "attributes": {"taskport_message_id": "x"},
+            "messageId": message_id,
+            "publishTime": "2026-01-01T12:00:00.123Z",
+        },
+        "subscription": "projects/taskport-local/subscriptions/taskport-tasks-push",
+        **extra,
+    }
+
+
+def run_task_envelope(task_id: str, message_id: str = "1") -> dict[str, Any]:
+    return envelope(json.dumps({"task_id": task_id}).encode(), message_id, deliveryAttempt=1)
+
+
+@pytest.fixture(scope="module")
+def signer() -> TestSigner:
+    return TestSigner()
+
+
+@pytest.fixture
+async def start(pubsub_emulator: Any, signer: TestSigner) -> AsyncIterator[Start]:
+    """Starts the API with the Pub/Sub broker and no worker: tasks run only when pushed.
+    ``run_task`` replaces the use case; the certificates come from the test signer."""
+    managers: list[LifespanManager] = []
+
+    async def launch(
+        run_task: Any = None, certificates: Any = None, **settings: Any
+    ) -> httpx.AsyncClient:
+        values = {
+            **FAST,
+            "broker_url": f"pubsub://{new_project()}",
+            "pubsub_create": True,
+            "embedded_worker": False,
+            **settings,
+        }
+        container = create_container(Settings(**values))
+        container.push_certificates_request.override(
+            providers.Object(certificates or CertificatesRequest(signer))
+        )
+        if run_task is not None:
+            container.run_task.override(providers.Object(run_task))
+        manager = LifespanManager(create_app(container))
+        await manager.__aenter__()
+        managers.append(manager)
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://taskport"
+        )
+
+    yield launch
+    for manager in reversed(managers):
+        await manager.__aexit__(None, None, None)
+
+
+async def submit(client: httpx.AsyncClient, payload: Any = None) -> str:
+    response = await client.post("/v1/tasks", json={"kind": "echo", "payload": payload or {}})
+    assert response.status_code == 201, response.text
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+@pytest.mark.parametrize("path", ["/webhook/pubsub", "/webhook"])
+async def test_a_pushed_message_runs_its_task_and_answers_204(start: Start, path: str) -> None:
+    client = await start()
+    task_id = await submit(client, {"hi": 1})
+    response = await client.post(path, json=run_task_envelope(task_id))
+    assert response.status_code == 204
+    task = (await client.get(f"/v1/tasks/{task_id}")).json()
+    assert task["status"] == "SUCCEEDED"
+    assert task["result"] == {"hi": 1}
+
+
+async def test_a_duplicate_push_never_produces_a_second_result(start: Start) -> None:
+    client = await start()
+    task_id = await submit(client, {"once": True})
+    first = await client.post("/webhook/pubsub", json=run_task_envelope(task_id, "42"))
+    after_first = (await client.get(f"/v1/tasks/{task_id}")).json()
+    again = await client.post("/webhook/pubsub", json=run_task_envelope(task_id, "42"))
+    after_again = (await client.get(f"/v1/tasks/{task_id}")).json()
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert after_first["status"] == "SUCCEEDED"
+    assert after_again == after_first
+    assert after_again["attempts"] == 1
+
+
+async def test_a_duplicate_pushed_while_the_task_runs_is_sent_back_for_later(
+    start: Start,
+) -> None:
+    client = await start()
+    response = await client.post("/v1/tasks", json={"kind": "sleep", "payload": {"seconds": 0.5}})
+    task_id = response.json()["id"]
+    first, second = await asyncio.gather(
+        client.post("/webhook/pubsub", json=run_task_envelope(task_id, "7")),
+        client.post("/webhook/pubsub", json=run_task_envelope(task_id, "7")),
+    )
+    assert sorted([first.status_code, second.status_code]) == [204, 503]
+    busy = first if first.status_code == 503 else second
+    assert int(busy.headers["Retry-After"]) >= 1
+    redelivered = await client.post("/webhook/pubsub", json=run_task_envelope(task_id, "7"))
+    assert redelivered.status_code == 204
+    task = (await client.get(f"/v1/tasks/{task_id}")).json()
+    assert (task["status"], task["attempts"], task["result"]) == ("SUCCEEDED", 1, {"slept": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("bad base64", envelope("not base64!!")),
+        ("not json inside", envelope(b"\x00\xff garbage")),
+        ("not a run-task message", envelope(json.dumps({"hello": "world"}).encode())),
+        ("task id not a uuid", envelope(json.dumps({"task_id": "nope"}).encode())),
+        ("unknown task", run_task_envelope(str(new_id()))),
+        ("delivered too often", {**run_task_envelope(str(new_id())), "deliveryAttempt": 101}),
+    ],
+)
+async def test_a_poison_message_is_dead_lettered_and_acked(
+    start: Start, caplog: pytest.LogCaptureFixture, name: str, body: dict[str, Any]
+) -> None:
+    client = await start()
+    with caplog.at_level(logging.ERROR, logger="taskport.webhook"):
+        response = await client.post("/webhook/pubsub", json=body)
+    assert response.status_code == 204, name
+    assert any("dead-lettering pushed message" in record.message for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("no message", {"subscription": "projects/p/subscriptions/s"}),
+        ("no messageId", {"message": {"data": ""}, "subscription": "projects/p/subscriptions/s"}),
+        ("no subscription", {"message": {"data": "", "messageId": "1"}}),
+        ("message not an object", {"message": "hello", "subscription": "s"}),
+        (
+            "attributes not strings",
+            {**envelope(b"{}"), "message": {"messageId": "1", "attributes": {"a": [1]}}},
+        ),
+        ("a list", [1, 2, 3]),
+    ],
+)
+async def test_a_malformed_envelope_gets_400_problem(start: Start, name: str, body: Any) -> None:
+    client = await start()
+    response = await client.post("/webhook/pubsub", json=body)
+    assert response.status_code == 400, name
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "/problems/malformed-push"
+
+
+async def test_a_body_that_is_not_json_gets_400(start: Start) -> None:
+    client = await start()
+    response = await client.post(
+        "/webhook/pubsub", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["type"] == "/problems/malformed-json"
+
+
+async def test_an_oversized_push_gets_413(start: Start) -> None:
+    client = await start()
+    body = envelope(base64.b64encode(b"x" * 8000).decode())
+    response = await client.post("/webhook/pubsub", json=body)
+    assert response.status_code == 413
+
+
+async def test_storage_unavailable_answers_503_so_pubsub_pushes_again(start: Start) -> None:
+    async def storage_down(command: Any) -> RunResult:
+        raise StorageUnavailable("connection refused", retry_after_seconds=3)
+
+    client = await start(run_task=storage_down)
+    response = await client.post("/webhook/pubsub", json=run_task_envelope(str(new_id())))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "3"
+
+
+async def test_a_task_held_by_another_attempt_answers_503_with_its_lease(start: Start) -> None:
+    async def busy(command: Any) -> RunResult:
+        return RunResult(Outcome.BUSY, None, timedelta(seconds=7.2))
+
+    client = await start(run_task=busy)
+    response = await client.post("/webhook/pubsub", json=run_task_envelope(str(new_id())))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "8"
+
+
+OIDC = {
+    "environment": "production",
+    "secret_key": "s3cret-for-tests",
+    "api_keys": "local:key-1",
+    "push_auth": "oidc",
+    "push_audience": AUDIENCE,
+    "push_service_account": SERVICE_ACCOUNT,
+}
+API_KEY = {"Authorization": "Bearer key-1"}
+
+
+async def test_a_push_with_a_valid_token_runs_its_task(start: Start, signer: TestSigner) -> None:
+    client = await start(**OIDC)
+    submitted = await client.post("/v1/tasks", json={"kind": "echo", "payload": 1}, headers=API_KEY)
+    task_id = submitted.json()["id"]
+    response = await client.post(
+        "/webhook/pubsub",
+        json=run_task_envelope(task_id),
+        headers={"Authorization": f"Bearer {signer.token()}"},
+    )
+    assert response.status_code == 204
+    task = await wait_for_status(client, task_id, "SUCCEEDED", headers=API_KEY)
+    assert task["result"] == 1
+
+
+async def test_a_push_without_a_token_gets_401(start: Start) -> None:
+    client = await start(**OIDC)
+    response = await client.post("/webhook/pubsub", json=run_task_envelope(str(new_id())))
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("name", "claims"),
+    [
+        ("expired", {"iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600}),
+        ("wrong audience", {"aud": "https://elsewhere.example.com/"}),
+        ("wrong issuer", {"iss": "https://evil.example.com"}),
+        ("another service account", {"email": "intruder@example.iam.gserviceaccount.com"}),
+        ("email not verified", {"email_verified": False}),
+    ],
+)
+async def test_a_push_with_a_wrong_token_gets_403(
+    start: Start, signer: TestSigner, name: str, claims: dict[str, Any]
+) -> None:
+    client = await start(**OIDC)
+    response = await client.post(
+        "/webhook/pubsub",
+        json=run_task_envelope(str(new_id())),
+        headers={"Authorization": f"Bearer {signer.token(**claims)}"},
+    )
+    assert response.status_code == 403, name
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c"])
+async def test_a_push_with_an_unsigned_or_foreign_token_gets_403(start: Start, token: str) -> None:
+    client = await start(**OIDC)
+    foreign = TestSigner().token()  # right claims, another key
+    for bearer in (token, foreign):
+        response = await client.post(
+            "/webhook/pubsub",
+            json=run_task_envelope(str(new_id())),
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+        assert response.status_code == 403, bearer[:20]
+
+
+def test_push_without_authentication_is_refused_outside_local() -> None:
+    with pytest.raises(ValueError, match="TASKPORT_PUSH_AUTH=none is refused"):
+        Settings(**{**OIDC, "push_auth": "none"})
+    assert Settings(**{**OIDC, "push_auth": None}).push_auth_mode == "oidc"
+    assert Settings().push_auth_mode == "none"
+
+
+async def test_a_push_answers_503_while_googles_certificates_cannot_be_fetched(
+    start: Start, signer: TestSigner
+) -> None:
+    unreachable = CertificatesRequest(signer)
+    unreachable.status = 500
+    client = await start(certificates=unreachable, **OIDC)
+    response = await client.post(
+        "/webhook/pubsub",
+        json=run_task_envelope(str(new_id())),
+        headers={"Authorization": f"Bearer {signer.token()}"},
+    )
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
