@@ -10,11 +10,12 @@ import pytest
 from adapters.brokers.memory import MemoryBroker
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from adapters.storage.memory import MemoryStorage
+from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from tests.databases import emptied, migrated_sqlite
 from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
 
-STORAGES = ["memory", "sqlite", "postgresql"]
+STORAGES = ["memory", "sqlite", "postgresql", "mongo"]
 BROKERS = ["memory", "rabbitmq", "rabbitmq-classic"]
 
 
@@ -22,6 +23,9 @@ BROKERS = ["memory", "rabbitmq", "rabbitmq-classic"]
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "memory":
         store: Any = MemoryStorage()
+    elif request.param == "mongo":
+        store = MongoStorage.from_url(request.getfixturevalue("mongo_url"))
+        await store.prepare()
     elif request.param == "sqlite":
         store = await migrated_sqlite(request.getfixturevalue("tmp_path") / "taskport.db")
     else:
