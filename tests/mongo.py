@@ -78,9 +78,10 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if REAL_SERVER_URL:
         yield REAL_SERVER_URL
         return
-    server = start_nx_27017(tmp_path_factory.mktemp("nx-27017"), _free_port())
+    port = _free_port()
+    server = start_nx_27017(tmp_path_factory.mktemp("nx-27017"), port)
     try:
-        yield f"mongodb://127.0.0.1:{server.args[4]}"
+        yield f"mongodb://127.0.0.1:{port}"
     finally:
         server.terminate()
         try:

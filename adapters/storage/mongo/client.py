@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,15 +27,19 @@ Document = dict[str, Any]
 
 
 def create_client(url: str) -> AsyncMongoClient[Document]:
-    """``mongodb://host:port/database`` or ``mongodb+srv://...``; connects on first use."""
-    return AsyncMongoClient(
-        url,
-        serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
-        connectTimeoutMS=CONNECT_TIMEOUT_MS,
-        socketTimeoutMS=SOCKET_TIMEOUT_MS,
-        uuidRepresentation="standard",
-        appname="taskport",
-    )
+    """``mongodb://host:port/database`` or ``mongodb+srv://...``; connects on first use.
+    Timeouts given in the URL (``?serverSelectionTimeoutMS=...``) win over the defaults."""
+    given = {name.lower() for name in parse_qs(urlsplit(url).query)}
+    defaults: dict[str, Any] = {
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
+        "connectTimeoutMS": CONNECT_TIMEOUT_MS,
+        "socketTimeoutMS": SOCKET_TIMEOUT_MS,
+        "appname": "taskport",
+    }
+    options: dict[str, Any] = {
+        name: value for name, value in defaults.items() if name.lower() not in given
+    }
+    return AsyncMongoClient(url, uuidRepresentation="standard", **options)
 
 
 def database_of(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:

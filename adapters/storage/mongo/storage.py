@@ -58,7 +58,7 @@ from application.ports.task_repository import TaskQuery
 from domain.task import Task
 from domain.values import TaskStatus
 
-CLAIM_LEASE = timedelta(seconds=60)
+CLAIM_LEASE = timedelta(seconds=30)
 """How long a claim outlives a process that died holding it."""
 
 
@@ -181,15 +181,17 @@ class MongoTaskRepository:
         return await self._claimed(conditions, [("_id", ASCENDING)], limit)
 
     async def _claimed(
-        self, conditions: Document, order: list[tuple[str, int]], limit: int
-    ) -> list[Task]:
+        self, conditions: Document, order: Sequence[tuple[str, int]], limit: int
+    ) -> Sequence[Task]:
         """The first ``limit`` tasks matching ``conditions`` that no other unit of work
         claimed, claimed for this one with a lease."""
         free = {"$and": [conditions, _unclaimed("claimed_until")]}
         with translated_errors():
             candidates = [
                 document["_id"]
-                async for document in self._tasks.find(free, {"_id": 1}).sort(order).limit(limit)
+                async for document in self._tasks.find(free, {"_id": 1})
+                .sort(list(order))
+                .limit(limit)
             ]
             if not candidates:
                 return []
