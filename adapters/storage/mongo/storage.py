@@ -62,13 +62,23 @@ CLAIM_LEASE = timedelta(seconds=30)
 """How long a claim outlives a process that died holding it."""
 
 
-def _wall_clock() -> str:
-    return instant(datetime.now(UTC))
+UNCLAIMED = instant(datetime(1970, 1, 1, tzinfo=UTC))
+"""The lease of a document nobody claims: always in the past. A lease field is always
+present, so "free" is one ``$lte`` (no ``$or`` with a missing field)."""
 
 
-def _unclaimed(until: str) -> Document:
-    """The documents whose claim lease (if any) has run out."""
-    return {"$or": [{until: None}, {until: {"$lte": _wall_clock()}}]}
+def _free(until: str, *branches: Document) -> Document:
+    """The documents matching any of ``branches`` whose claim lease has run out.
+
+    Filters are kept in disjunctive normal form (an ``$or`` of plain conjunctions): nx-27017
+    ignores fields written next to an ``$or`` and mis-evaluates ``$and`` of ``$or``s.
+    """
+    now = instant(datetime.now(UTC))
+    return {"$or": [{**branch, until: {"$lte": now}} for branch in branches]}
+
+
+def _among(ids: Sequence[str], free: Document) -> Document:
+    return {"$or": [{**branch, "_id": {"$in": list(ids)}} for branch in free["$or"]]}
 
 
 class MongoStorage:
@@ -160,32 +170,32 @@ class MongoTaskRepository:
             return [self._loaded(document) async for document in cursor]
 
     async def due(self, now: datetime, limit: int) -> Sequence[Task]:
-        conditions = {
-            "status": TaskStatus.SCHEDULED.value,
-            "$or": [{"run_at": None}, {"run_at": {"$lte": instant(now)}}],
-        }
-        return await self._claimed(conditions, [("run_at", ASCENDING), ("_id", ASCENDING)], limit)
+        scheduled = TaskStatus.SCHEDULED.value
+        free = _free(
+            "claimed_until",
+            {"status": scheduled, "run_at": None},
+            {"status": scheduled, "run_at": {"$lte": instant(now)}},
+        )
+        return await self._claimed(free, [("run_at", ASCENDING), ("_id", ASCENDING)], limit)
 
     async def stalled(
         self, lease_ended_by: datetime, queued_since: datetime, limit: int
     ) -> Sequence[Task]:
-        conditions = {
-            "$or": [
-                {
-                    "status": TaskStatus.RUNNING.value,
-                    "lease_expires_at": {"$lte": instant(lease_ended_by)},
-                },
-                {"status": TaskStatus.QUEUED.value, "updated_at": {"$lte": instant(queued_since)}},
-            ]
-        }
-        return await self._claimed(conditions, [("_id", ASCENDING)], limit)
+        free = _free(
+            "claimed_until",
+            {
+                "status": TaskStatus.RUNNING.value,
+                "lease_expires_at": {"$lte": instant(lease_ended_by)},
+            },
+            {"status": TaskStatus.QUEUED.value, "updated_at": {"$lte": instant(queued_since)}},
+        )
+        return await self._claimed(free, [("_id", ASCENDING)], limit)
 
     async def _claimed(
-        self, conditions: Document, order: Sequence[tuple[str, int]], limit: int
+        self, free: Document, order: Sequence[tuple[str, int]], limit: int
     ) -> Sequence[Task]:
-        """The first ``limit`` tasks matching ``conditions`` that no other unit of work
-        claimed, claimed for this one with a lease."""
-        free = {"$and": [conditions, _unclaimed("claimed_until")]}
+        """The first ``limit`` tasks matching ``free`` (unclaimed ones), claimed for this
+        unit with a lease."""
         with translated_errors():
             candidates = [
                 document["_id"]
@@ -197,7 +207,7 @@ class MongoTaskRepository:
                 return []
             self._work.claimed_tasks = True
             await self._tasks.update_many(
-                {"$and": [{"_id": {"$in": candidates}}, free]},
+                _among(candidates, free),
                 {
                     "$set": {
                         "claimed_by": self._work.token,
@@ -244,12 +254,7 @@ class MongoOutbox:
 
     async def _claim_task_messages(self, limit: int) -> list[OutboxMessage]:
         tasks = self._storage.tasks
-        free = {
-            "$and": [
-                {"outbox_count": {"$gt": 0}},
-                _unclaimed("outbox_claimed_until"),
-            ]
-        }
+        free = _free("outbox_claimed_until", {"outbox_count": {"$gt": 0}})
         order = [("outbox_since", ASCENDING), ("_id", ASCENDING)]
         candidates = [
             document["_id"]
@@ -259,7 +264,7 @@ class MongoOutbox:
             return []
         self._work.claimed_messages = True
         await tasks.update_many(
-            {"$and": [{"_id": {"$in": candidates}}, free]},
+            _among(candidates, free),
             {"$set": self._lease("outbox_claimed_by", "outbox_claimed_until")},
         )
         messages = []
@@ -274,7 +279,7 @@ class MongoOutbox:
 
     async def _claim_standalone(self, limit: int) -> list[OutboxMessage]:
         outbox = self._storage.outbox
-        free = _unclaimed("claimed_until")
+        free = _free("claimed_until", {})
         order = [("created_at", ASCENDING), ("_id", ASCENDING)]
         candidates = [
             document["_id"]
@@ -284,7 +289,7 @@ class MongoOutbox:
             return []
         self._work.claimed_messages = True
         await outbox.update_many(
-            {"$and": [{"_id": {"$in": candidates}}, free]},
+            _among(candidates, free),
             {"$set": self._lease("claimed_by", "claimed_until")},
         )
         return [
@@ -337,7 +342,10 @@ class MongoUnitOfWork:
                     await self._update(task, messages_of.get(task.id, []))
                 if standalone:
                     await self.storage.outbox.insert_many(
-                        [{"_id": str(m.id), **message_fields(m)} for m in standalone]
+                        [
+                            {"_id": str(m.id), **message_fields(m), "claimed_until": UNCLAIMED}
+                            for m in standalone
+                        ]
                     )
                 await self._remove_sent()
         finally:
@@ -376,7 +384,12 @@ class MongoUnitOfWork:
         inserted: list[str] = []
         try:
             for task in self.added.values():
-                document = {"_id": str(task.id), **task_fields(task)}
+                document = {
+                    "_id": str(task.id),
+                    **task_fields(task),
+                    "claimed_until": UNCLAIMED,
+                    "outbox_claimed_until": UNCLAIMED,
+                }
                 document.update(_outbox_fields(messages_of.get(task.id, [])))
                 await self.storage.tasks.insert_one(document)
                 inserted.append(document["_id"])
@@ -442,7 +455,7 @@ class MongoUnitOfWork:
                 await self._release(self.storage.outbox, "claimed_by", "claimed_until")
 
     async def _release(self, collection: AsyncCollection[Document], by: str, until: str) -> None:
-        await collection.update_many({by: self.token}, {"$unset": {by: "", until: ""}})
+        await collection.update_many({by: self.token}, {"$set": {by: None, until: UNCLAIMED}})
 
 
 def _outbox_fields(messages: Iterable[OutboxMessage]) -> Document:
