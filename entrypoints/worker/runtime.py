@@ -43,7 +43,8 @@ class Runtime:
         if self._settings.in_process_broker:
             # The in-process queue starts empty: whatever was queued or running when the
             # last process stopped is dispatched again.
-            while recovered := await recover(orphaned=True):
+            started = self._container.clock().now()
+            while recovered := await recover(orphaned=True, started=started):
                 logger.info("recovered %d tasks left by the previous process", recovered)
         recovery_pause = self._settings.recovery_interval_seconds
         self._loops = [
