@@ -2,8 +2,9 @@
 
 - Ids are canonical UUID strings: UUIDv7 strings sort like their bytes, so ``_id`` order
   is time order and keyset pages work on it.
-- Datetimes are fixed-width ISO-8601 strings in UTC with microseconds: they sort as time
-  and round-trip exactly (BSON dates keep only milliseconds).
+- Datetimes are integers: microseconds since the Unix epoch, UTC. They compare and sort
+  exactly on every server and round-trip exactly (BSON dates keep only milliseconds, and
+  nx-27017 compares ISO-8601 strings as dates of its own precision).
 - Durations are integers of microseconds; payload and result are JSON text, so any JSON
   value (big integers, keys with ``.`` or ``$``) round-trips unchanged.
 """
@@ -23,22 +24,23 @@ from domain.task import Task
 from domain.values import Progress, RetryPolicy, TaskError, TaskStatus
 
 _MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+def instant(value: datetime) -> int:
+    return (value - EPOCH) // _MICROSECOND
 
 
-def optional_instant(value: datetime | None) -> str | None:
+def optional_instant(value: datetime | None) -> int | None:
     return instant(value) if value is not None else None
 
 
-def parse_instant(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
+def parse_instant(value: int | None) -> datetime | None:
+    return _required_instant(value) if value is not None else None
 
 
-def _required_instant(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+def _required_instant(value: int) -> datetime:
+    return EPOCH + value * _MICROSECOND
 
 
 def _micros(value: timedelta) -> int:

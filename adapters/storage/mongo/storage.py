@@ -62,7 +62,7 @@ CLAIM_LEASE = timedelta(seconds=30)
 """How long a claim outlives a process that died holding it."""
 
 
-UNCLAIMED = instant(datetime(1970, 1, 1, tzinfo=UTC))
+UNCLAIMED = 0
 """The lease of a document nobody claims: always in the past. A lease field is always
 present, so "free" is one ``$lte`` (no ``$or`` with a missing field)."""
 
