@@ -179,17 +179,34 @@ class MongoTaskRepository:
         return await self._claimed(free, [("run_at", ASCENDING), ("_id", ASCENDING)], limit)
 
     async def stalled(
-        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+        self,
+        lease_ended_by: datetime,
+        queued_since: datetime,
+        limit: int,
+        workers_lost_before: datetime | None = None,
     ) -> Sequence[Task]:
-        free = _free(
-            "claimed_until",
+        """Also, with ``workers_lost_before``, RUNNING tasks of a worker that is not
+        registered or whose last heartbeat is older."""
+        branches: list[Document] = [
             {
                 "status": TaskStatus.RUNNING.value,
                 "lease_expires_at": {"$lte": instant(lease_ended_by)},
             },
             {"status": TaskStatus.QUEUED.value, "updated_at": {"$lte": instant(queued_since)}},
-        )
+        ]
+        if workers_lost_before is not None:
+            alive = await self._workers_alive_since(workers_lost_before)
+            branches.append({"status": TaskStatus.RUNNING.value, "worker_id": {"$nin": alive}})
+        free = _free("claimed_until", *branches)
         return await self._claimed(free, [("_id", ASCENDING)], limit)
+
+    async def _workers_alive_since(self, since: datetime) -> list[str | None]:
+        """The ids of the workers heard from since ``since``, and ``None``: a task started
+        by no known worker is judged by its lease alone."""
+        workers = self._work.storage.workers_collection
+        with translated_errors():
+            cursor = workers.find({"last_heartbeat": {"$gte": instant(since)}}, {"_id": 1})
+            return [None, *[document["_id"] async for document in cursor]]
 
     async def _claimed(
         self, free: Document, order: Sequence[tuple[str, int]], limit: int
