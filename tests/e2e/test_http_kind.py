@@ -328,7 +328,7 @@ async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
     ("retry_after", "expected"),
     [
         ("120", timedelta(seconds=120)),
-        (format_datetime(datetime.now(UTC) + timedelta(minutes=10), usegmt=True), "about 10m"),
+        ("<an HTTP date 10 minutes from now>", "about 10m"),
         ("in a while", None),
         ("999999", timedelta(hours=1)),
     ],
@@ -336,6 +336,10 @@ async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
 async def test_a_429_asks_for_a_retry_after_its_retry_after(
     retry_after: str, expected: timedelta | str | None
 ) -> None:
+    if expected == "about 10m":
+        # Dated when the test runs, not when the suite is collected (minutes earlier).
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(minutes=10), usegmt=True)
+
     async def dns(host: str, port: int) -> list[str]:
         return ["93.184.215.14"]
 
