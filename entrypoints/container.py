@@ -15,6 +15,7 @@ from adapters.handlers.http import HttpKindConfig, http_kind
 from adapters.handlers.loader import build_registry
 from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
+from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
 from application.recorder import TaskRecorder
@@ -71,6 +72,8 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(MemoryStorage),
         sqlite=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
         postgresql=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
+        # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
+        mongodb=providers.Singleton(MongoStorage.from_url, settings.provided.storage_url),
     )
     broker_scheme = providers.Callable(url_scheme, settings.provided.broker_url)
     in_process_queue = providers.Singleton(MemoryBroker)

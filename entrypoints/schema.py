@@ -1,4 +1,5 @@
-"""The database schema at start: migrate it, or refuse to run on an outdated one."""
+"""The database schema at start: migrate it, or refuse to run on an outdated one; on
+MongoDB, create the indexes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from application.errors import StorageUnavailable
 from entrypoints.settings import Settings
@@ -27,10 +29,23 @@ class PendingMigrations(RuntimeError):
 
 async def prepare_schema(storage: object, settings: Settings) -> None:
     """Brings an SQL storage's schema to head when ``migrates_on_start``; otherwise refuses
-    to start while migrations are pending. Waits a little for a database still starting."""
-    if not isinstance(storage, SqlStorage):
-        return
-    await _prepare(storage, settings)
+    to start while migrations are pending; creates a MongoDB storage's indexes. Waits a
+    little for a database still starting."""
+    if isinstance(storage, MongoStorage):
+        await _create_indexes(storage)
+    elif isinstance(storage, SqlStorage):
+        await _prepare(storage, settings)
+
+
+@retry(
+    retry=retry_if_exception_type(StorageUnavailable),
+    stop=stop_after_delay(STARTUP_WAIT_SECONDS),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    before_sleep=before_sleep_log(logger, logging.WARNING),
+    reraise=True,
+)
+async def _create_indexes(storage: MongoStorage) -> None:
+    await storage.prepare()
 
 
 @retry(

@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     environment: Literal["local", "staging", "production"] = "local"
     storage_url: str = Field(
         default="sqlite:///./data/taskport.db",
-        description="memory://, sqlite:///path or postgresql://user:password@host/database",
+        description=(
+            "memory://, sqlite:///path, postgresql://user:password@host/database or "
+            "mongodb://host:port/database"
+        ),
     )
     broker_url: str = Field(
         default="memory://",

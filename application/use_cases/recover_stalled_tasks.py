@@ -21,8 +21,10 @@ class RecoverStalledTasksHandler:
     - a QUEUED task untouched for ``redispatch_after`` may have lost its message (a broker
       that forgot it): it is dispatched again. Duplicates are harmless.
 
-    With ``orphaned=True`` every RUNNING and QUEUED task counts as stalled: for a process
-    that starts with an in-process queue, which nothing else could be consuming.
+    With ``orphaned=True`` every RUNNING task and every task QUEUED before ``started``
+    (default: now) counts as stalled: for a process that starts with an in-process queue,
+    which nothing else could be consuming. Passing the process's start keeps repeated calls
+    from finding again the tasks they just queued.
     """
 
     def __init__(
@@ -37,10 +39,12 @@ class RecoverStalledTasksHandler:
         self._clock = clock
         self._redispatch_after = redispatch_after
 
-    async def __call__(self, limit: int = 500, *, orphaned: bool = False) -> int:
+    async def __call__(
+        self, limit: int = 500, *, orphaned: bool = False, started: datetime | None = None
+    ) -> int:
         now = self._clock.now()
         lease_ended_by = END_OF_TIME if orphaned else now
-        queued_since = now if orphaned else now - self._redispatch_after
+        queued_since = (started or now) if orphaned else now - self._redispatch_after
         async with self._uow() as uow:
             stalled = await uow.tasks.stalled(lease_ended_by, queued_since, limit)
             for task in stalled:

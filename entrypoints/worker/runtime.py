@@ -43,7 +43,8 @@ class Runtime:
         if self._settings.in_process_broker:
             # The in-process queue starts empty: whatever was queued or running when the
             # last process stopped is dispatched again.
-            while recovered := await recover(orphaned=True):
+            started = self._container.clock().now()
+            while recovered := await recover(orphaned=True, started=started):
                 logger.info("recovered %d tasks left by the previous process", recovered)
         recovery_pause = self._settings.recovery_interval_seconds
         stats_pause = self._settings.stats_interval_seconds
@@ -89,13 +90,22 @@ class Runtime:
             self._consuming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consuming
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await _cancel_until_done(self._loops)
         await self._container.publisher().close()
         if self._consume:
             await self._container.consumer().close()
         await self._container.storage().close()
+
+
+async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels the tasks, again while any is still running: a driver that swallows a
+    cancellation in flight (PyMongo's async client can) must not hold up the shutdown."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _repeat(

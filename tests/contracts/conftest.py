@@ -12,12 +12,13 @@ from adapters.brokers.memory import MemoryBroker
 from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
 from adapters.storage.memory import MemoryStorage
+from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from tests.databases import emptied, migrated_sqlite
 from tests.pubsub import new_project, pubsub_emulator, pull_all  # noqa: F401 (a fixture)
 from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
 
-STORAGES = ["memory", "sqlite", "postgresql"]
+STORAGES = ["memory", "sqlite", "postgresql", "mongo"]
 BROKERS = ["memory", "rabbitmq", "rabbitmq-classic", "pubsub"]
 
 
@@ -25,6 +26,9 @@ BROKERS = ["memory", "rabbitmq", "rabbitmq-classic", "pubsub"]
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "memory":
         store: Any = MemoryStorage()
+    elif request.param == "mongo":
+        store = MongoStorage.from_url(request.getfixturevalue("mongo_url"))
+        await store.prepare()
     elif request.param == "sqlite":
         store = await migrated_sqlite(request.getfixturevalue("tmp_path") / "taskport.db")
     else:

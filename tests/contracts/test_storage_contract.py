@@ -213,6 +213,20 @@ async def test_due_returns_only_due_scheduled_tasks_earliest_first(storage: Any)
         assert [task.id for task in due] == [sooner.id]
 
 
+async def test_due_never_returns_a_task_that_left_scheduled(storage: Any) -> None:
+    cancelled = make_task(run_at=T0 + timedelta(seconds=1))
+    waiting = make_task(run_at=T0 + timedelta(seconds=2))
+    await add(storage, cancelled, waiting, make_task())
+    async with storage.unit_of_work() as uow:
+        loaded = await uow.tasks.get(cancelled.id)
+        loaded.cancel(T0)
+        await uow.tasks.save(loaded)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        due = await uow.tasks.due(T0 + timedelta(hours=1), limit=10)
+        assert [task.id for task in due] == [waiting.id]
+
+
 async def test_concurrent_sweeps_never_receive_the_same_task(storage: Any) -> None:
     tasks = [make_task(run_at=T0 + timedelta(seconds=i + 1)) for i in range(10)]
     await add(storage, *tasks)

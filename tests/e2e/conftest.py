@@ -49,12 +49,17 @@ async def api_factory() -> AsyncIterator[ApiFactory]:
         await manager.__aexit__(None, None, None)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "mongo"])
 async def api(
     api_factory: ApiFactory, request: pytest.FixtureRequest, tmp_path: Path
 ) -> httpx.AsyncClient:
-    """The API on the in-process storage and on the embedded default, SQLite."""
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'taskport.db'}"
+    """The API on the in-process storage, on the embedded default (SQLite) and on MongoDB."""
+    if request.param == "mongo":
+        url: str = request.getfixturevalue("mongo_url")
+    elif request.param == "memory":
+        url = "memory://"
+    else:
+        url = f"sqlite:///{tmp_path / 'taskport.db'}"
     client: httpx.AsyncClient = await api_factory(storage_url=url)
     return client
 

@@ -82,7 +82,13 @@ async def test_tasks_accepted_before_a_crash_all_run_and_succeed_once(tmp_path: 
 
     logs = first.log.read_text() + second.log.read_text()
     succeeded = Counter(re.findall(r"TaskSucceeded task=(\S+)", logs))
-    assert succeeded == Counter(dict.fromkeys(accepted, 1)), "a result was recorded twice"
+    # Every task is SUCCEEDED (above) and none was recorded twice. A success committed just
+    # before the SIGKILL may miss its log line (the process died between commit and log),
+    # so "logged once" is asked only of the tasks finished by the second server.
+    assert set(succeeded) <= set(accepted)
+    assert max(succeeded.values()) == 1, "a result was recorded twice"
+    finished_late = set(re.findall(r"TaskSucceeded task=(\S+)", second.log.read_text()))
+    assert finished_late, "the restarted server finished no task: the test proves nothing"
     scheduled = {task_id for task_id, task in accepted.items() if task["status"] == "SCHEDULED"}
     assert len(scheduled) == TASKS // 3
     assert {tasks[task_id]["attempts"] for task_id in scheduled} == {1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.storage.memory import MemoryStorage
+from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from adapters.storage.sql.engine import async_url
 from entrypoints.container import create_container
@@ -51,8 +52,16 @@ def test_migrate_on_start_defaults_to_on_for_sqlite_only(
         ("memory://", MemoryStorage),
         ("sqlite:///./t.db", SqlStorage),
         ("postgresql://db/tasks", SqlStorage),
+        ("mongodb://db:27017/tasks", MongoStorage),
     ],
 )
 def test_the_url_scheme_chooses_the_storage(url: str, kind: type) -> None:
     container = create_container(Settings(storage_url=url))
     assert isinstance(container.storage(), kind)
+
+
+async def test_a_mongodb_url_names_the_database_and_srv_urls_are_accepted() -> None:
+    storage = MongoStorage.from_url("mongodb://db:27017/orders")
+    assert storage.tasks.full_name == "orders.tasks"
+    await storage.close()
+    create_container(Settings(storage_url="mongodb+srv://cluster.example.com/orders"))

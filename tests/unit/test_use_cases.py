@@ -374,6 +374,19 @@ async def test_a_new_process_with_an_in_process_queue_redispatches_everything(
     assert pending == [queued.id]
 
 
+async def test_recovery_at_start_ends_once_the_left_tasks_are_dispatched_again(
+    app: Container, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        await submit(app)
+    started = clock.now()
+    clock.advance(seconds=1)
+    recover = app.recover_stalled_tasks()
+    assert await recover(orphaned=True, started=started) == 3
+    clock.advance(seconds=1)
+    assert await recover(orphaned=True, started=started) == 0
+
+
 async def chatty(payload: Any, context: Any) -> Any:
     for step in range(1, 11):
         context.report_progress(step / 10, f"step {step}")

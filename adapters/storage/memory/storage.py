@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
+from adapters.storage.memory.workers import MemoryWorkerRegistry
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
@@ -37,9 +38,13 @@ class MemoryStorage:
         self.outbox: dict[UUID, OutboxMessage] = {}
         self.claimed_tasks: set[UUID] = set()
         self.claimed_messages: set[UUID] = set()
+        self._workers = MemoryWorkerRegistry()
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
+
+    def workers(self) -> MemoryWorkerRegistry:
+        return self._workers
 
     async def check(self) -> None:
         return None

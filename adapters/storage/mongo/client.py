@@ -1,0 +1,104 @@
+"""The PyMongo async client, the indexes, and the translation of driver errors into
+application errors: nothing above this package sees a driver type."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from application.errors import StorageUnavailable
+
+logger = logging.getLogger("taskport.storage")
+
+DEFAULT_DATABASE = "taskport"
+SERVER_SELECTION_TIMEOUT_MS = 3000
+"""An unreachable server is reported within seconds (503 + Retry-After), not waited on."""
+CONNECT_TIMEOUT_MS = 3000
+SOCKET_TIMEOUT_MS = 30000
+
+Document = dict[str, Any]
+
+
+def create_client(url: str) -> AsyncMongoClient[Document]:
+    """``mongodb://host:port/database`` or ``mongodb+srv://...``; connects on first use.
+    Timeouts given in the URL (``?serverSelectionTimeoutMS=...``) win over the defaults."""
+    given = {name.lower() for name in parse_qs(urlsplit(url).query)}
+    defaults: dict[str, Any] = {
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
+        "connectTimeoutMS": CONNECT_TIMEOUT_MS,
+        "socketTimeoutMS": SOCKET_TIMEOUT_MS,
+        "appname": "taskport",
+    }
+    options: dict[str, Any] = {
+        name: value for name, value in defaults.items() if name.lower() not in given
+    }
+    return AsyncMongoClient(url, uuidRepresentation="standard", **options)
+
+
+def database_of(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:
+    return client.get_default_database(default=DEFAULT_DATABASE)
+
+
+def _keyset(*prefix: str) -> list[tuple[str, int]]:
+    return [(name, ASCENDING) for name in prefix] + [("_id", DESCENDING)]
+
+
+def task_indexes(id_in_compound_indexes: bool) -> list[IndexModel]:
+    """The indexes of the tasks collection. Keyset pages read (owner[, status | kind], _id);
+    a server that cannot index ``_id`` inside a compound index (nx-27017) gets the prefix."""
+
+    def keyset(name: str, *prefix: str) -> IndexModel:
+        keys = _keyset(*prefix) if id_in_compound_indexes else [(p, ASCENDING) for p in prefix]
+        return IndexModel(keys, name=name)
+
+    return [
+        keyset("owner_pages", "owner"),
+        keyset("owner_status_pages", "owner", "status"),
+        keyset("owner_kind_pages", "owner", "kind"),
+        IndexModel([("status", ASCENDING), ("run_at", ASCENDING)], name="due_sweep"),
+        IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)], name="recovery_sweep"),
+        IndexModel(
+            [("owner", ASCENDING), ("idempotency_key", ASCENDING)],
+            name="owner_idempotency_key",
+            unique=True,
+            partialFilterExpression={"idempotency_key": {"$type": "string"}},
+        ),
+        IndexModel(
+            [("outbox_count", ASCENDING), ("outbox_since", ASCENDING)], name="outbox_pending"
+        ),
+    ]
+
+
+OUTBOX_INDEXES = [IndexModel([("created_at", ASCENDING)], name="outbox_order")]
+WORKER_INDEXES = [IndexModel([("started_at", DESCENDING)], name="workers_by_start")]
+
+
+def is_idempotency_key_clash(error: DuplicateKeyError) -> bool:
+    return "idempotency_key" in str(error)
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors become ``StorageUnavailable``; duplicate keys are left to the caller,
+    which knows what they mean."""
+    try:
+        yield
+    except DuplicateKeyError:
+        raise
+    except ConnectionFailure as error:
+        raise StorageUnavailable(_reason(error)) from error
+    except PyMongoError as error:
+        logger.error("unexpected MongoDB error", exc_info=error)
+        raise StorageUnavailable(_reason(error)) from error
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else 'no details'}"

@@ -1,0 +1,535 @@
+"""MongoDB storage implementing the UnitOfWork, TaskRepository and Outbox ports, on a
+standalone server (no replica set, so no multi-document transactions).
+
+Atomicity without transactions: a task's pending outbox messages live inside the task's
+own document (``outbox: {message id: message}``, with ``outbox_count`` and
+``outbox_since``), so a state change and the messages it calls for are one single-document
+write. A message whose task is not written by the unit goes to the ``outbox`` collection.
+
+What ``commit`` guarantees:
+- each task document, with its messages, is written entirely or not at all;
+- every saved task's version is checked before anything is written, so a stale unit
+  writes nothing; inserts refused (duplicate idempotency key) are undone;
+- a save that loses a race in the instant between that check and its write leaves the
+  earlier tasks of the same unit written (each consistent with its own messages).
+  Sweeps claim their tasks (below), so they do not race each other on the same tasks.
+
+Claims made by ``due``, ``stalled`` and ``pending`` are leases written in the documents
+(``claimed_by``/``claimed_until``, ``outbox_claimed_by``/``outbox_claimed_until``): taken
+with one conditional ``update_many``, released when the unit ends, and expired after
+``CLAIM_LEASE`` when a process dies holding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from adapters.storage.mongo.client import (
+    OUTBOX_INDEXES,
+    WORKER_INDEXES,
+    Document,
+    create_client,
+    database_of,
+    is_idempotency_key_clash,
+    task_indexes,
+    translated_errors,
+)
+from adapters.storage.mongo.mapping import (
+    instant,
+    message_fields,
+    message_from_fields,
+    parse_instant,
+    task_fields,
+    task_from_document,
+)
+from adapters.storage.mongo.workers import MongoWorkerRegistry
+from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey, PoisonMessage
+from application.messages import RunTaskMessage
+from application.ports.outbox import OutboxMessage
+from application.ports.task_repository import TaskQuery, TaskStats
+from domain.task import Task
+from domain.values import TaskStatus
+
+logger = logging.getLogger("taskport.storage")
+
+CLAIM_LEASE = timedelta(seconds=30)
+"""How long a claim outlives a process that died holding it."""
+
+
+UNCLAIMED = 0
+"""The lease of a document nobody claims: always in the past. A lease field is always
+present, so "free" is one ``$lte`` (no ``$or`` with a missing field)."""
+
+
+def _free(until: str, *branches: Document) -> Document:
+    """The documents matching any of ``branches`` whose claim lease has run out.
+
+    Filters are kept in disjunctive normal form (an ``$or`` of plain conjunctions): nx-27017
+    ignores fields written next to an ``$or`` and mis-evaluates ``$and`` of ``$or``s.
+    """
+    now = instant(datetime.now(UTC))
+    return {"$or": [{**branch, until: {"$lte": now}} for branch in branches]}
+
+
+def _among(ids: Sequence[str], free: Document) -> Document:
+    return {"$or": [{**branch, "_id": {"$in": list(ids)}} for branch in free["$or"]]}
+
+
+class MongoStorage:
+    """Tasks, outbox and workers in one MongoDB database reached through one client."""
+
+    name = "storage"
+
+    def __init__(self, client: AsyncMongoClient[Document]) -> None:
+        self.client = client
+        database = database_of(client)
+        self.tasks: AsyncCollection[Document] = database["tasks"]
+        self.outbox: AsyncCollection[Document] = database["outbox"]
+        self.workers_collection: AsyncCollection[Document] = database["workers"]
+
+    @classmethod
+    def from_url(cls, url: str) -> MongoStorage:
+        """``mongodb://host:port/database``; nothing connects before first use."""
+        return cls(create_client(url))
+
+    def unit_of_work(self) -> MongoUnitOfWork:
+        return MongoUnitOfWork(self)
+
+    def workers(self) -> MongoWorkerRegistry:
+        return MongoWorkerRegistry(self.workers_collection)
+
+    async def check(self) -> None:
+        with translated_errors():
+            await self.client.admin.command("ping")
+
+    async def prepare(self) -> None:
+        """Creates the indexes (idempotent): called at start, never at import."""
+        with translated_errors():
+            build = await self.client.admin.command("buildInfo")
+            id_in_compound = build.get("process") != "nx_27017"
+            await self.tasks.create_indexes(task_indexes(id_in_compound))
+            await self.outbox.create_indexes(OUTBOX_INDEXES)
+            await self.workers_collection.create_indexes(WORKER_INDEXES)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class MongoTaskRepository:
+    """The tasks as one unit of work sees them."""
+
+    def __init__(self, work: MongoUnitOfWork) -> None:
+        self._work = work
+        self._tasks = work.storage.tasks
+
+    async def add(self, task: Task) -> None:
+        self._work.added[task.id] = task
+
+    async def get(self, task_id: UUID) -> Task | None:
+        staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+        if staged is not None:
+            return staged
+        with translated_errors():
+            document = await self._tasks.find_one({"_id": str(task_id)})
+        return self._loaded(document) if document is not None else None
+
+    async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
+        task = await self.get(task_id)
+        return task if task is not None and task.owner == owner else None
+
+    async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
+        with translated_errors():
+            document = await self._tasks.find_one(
+                {"owner": owner, "idempotency_key": key}, {"_id": 1}
+            )
+        return await self.get(UUID(document["_id"])) if document is not None else None
+
+    async def save(self, task: Task) -> None:
+        if task.id in self._work.added:
+            return
+        if task.id not in self._work.loaded_versions:
+            raise ConcurrencyConflict(task.id)
+        self._work.saved[task.id] = task
+
+    async def list(self, query: TaskQuery) -> Sequence[Task]:
+        conditions: Document = {"owner": query.owner}
+        if query.status is not None:
+            conditions["status"] = query.status.value
+        if query.kind is not None:
+            conditions["kind"] = query.kind
+        if query.before is not None:
+            conditions["_id"] = {"$lt": str(query.before)}
+        with translated_errors():
+            cursor = self._tasks.find(conditions).sort("_id", DESCENDING).limit(query.limit)
+            return [self._loaded(document) async for document in cursor]
+
+    async def due(self, now: datetime, limit: int) -> Sequence[Task]:
+        scheduled = TaskStatus.SCHEDULED.value
+        free = _free(
+            "claimed_until",
+            {"status": scheduled, "run_at": None},
+            {"status": scheduled, "run_at": {"$lte": instant(now)}},
+        )
+        return await self._claimed(free, [("run_at", ASCENDING), ("_id", ASCENDING)], limit)
+
+    async def stalled(
+        self,
+        lease_ended_by: datetime,
+        queued_since: datetime,
+        limit: int,
+        workers_lost_before: datetime | None = None,
+    ) -> Sequence[Task]:
+        """Also, with ``workers_lost_before``, RUNNING tasks of a worker that is not
+        registered or whose last heartbeat is older."""
+        branches: list[Document] = [
+            {
+                "status": TaskStatus.RUNNING.value,
+                "lease_expires_at": {"$lte": instant(lease_ended_by)},
+            },
+            {"status": TaskStatus.QUEUED.value, "updated_at": {"$lte": instant(queued_since)}},
+        ]
+        if workers_lost_before is not None:
+            alive = await self._workers_alive_since(workers_lost_before)
+            branches.append({"status": TaskStatus.RUNNING.value, "worker_id": {"$nin": [*alive]}})
+        free = _free("claimed_until", *branches)
+        return await self._claimed(free, [("_id", ASCENDING)], limit)
+
+    async def stats(self, owner: str | None) -> TaskStats:
+        match: Document = {} if owner is None else {"owner": owner}
+        # One string key per (status, kind): nx-27017 does not group by a compound key, and
+        # neither a status nor a kind name can contain "|".
+        grouped = [
+            {"$match": match},
+            {"$project": {"key": {"$concat": ["$status", "|", "$kind"]}}},
+            {"$group": {"_id": "$key", "count": {"$sum": 1}}},
+        ]
+        queued = {**match, "status": TaskStatus.QUEUED.value}
+        with translated_errors():
+            rows = [row async for row in await self._tasks.aggregate(grouped)]
+            oldest = await self._tasks.find_one(
+                queued, {"created_at": 1}, sort=[("created_at", ASCENDING)]
+            )
+        counts = {}
+        for row in rows:
+            status, kind = row["_id"].split("|", 1)
+            counts[TaskStatus(status), kind] = int(row["count"])
+        return TaskStats(
+            counts=counts,
+            oldest_queued_at=parse_instant(oldest["created_at"]) if oldest else None,
+        )
+
+    async def _workers_alive_since(self, since: datetime) -> Sequence[str | None]:
+        """The ids of the workers heard from since ``since``, and ``None``: a task started
+        by no known worker is judged by its lease alone."""
+        workers = self._work.storage.workers_collection
+        with translated_errors():
+            cursor = workers.find({"last_heartbeat": {"$gte": instant(since)}}, {"_id": 1})
+            return [None, *[document["_id"] async for document in cursor]]
+
+    async def _claimed(
+        self, free: Document, order: Sequence[tuple[str, int]], limit: int
+    ) -> Sequence[Task]:
+        """The first ``limit`` tasks matching ``free`` (unclaimed ones), claimed for this
+        unit with a lease."""
+        with translated_errors():
+            candidates = [
+                document["_id"]
+                async for document in self._tasks.find(free, {"_id": 1})
+                .sort(list(order))
+                .limit(limit)
+            ]
+            if not candidates:
+                return []
+            self._work.claimed_tasks = True
+            await self._tasks.update_many(
+                _among(candidates, free),
+                {
+                    "$set": {
+                        "claimed_by": self._work.token,
+                        "claimed_until": instant(datetime.now(UTC) + CLAIM_LEASE),
+                    }
+                },
+            )
+            documents = {
+                document["_id"]: document
+                async for document in self._tasks.find(
+                    {"_id": {"$in": candidates}, "claimed_by": self._work.token}
+                )
+            }
+        return [self._loaded(documents[i]) for i in candidates if i in documents]
+
+    def _loaded(self, document: Document) -> Task:
+        task = task_from_document(document)
+        self._work.loaded_versions.setdefault(task.id, task.version)
+        return task
+
+
+class MongoOutbox:
+    """The outbox as one unit of work sees it: messages inside task documents and in the
+    ``outbox`` collection, oldest first."""
+
+    def __init__(self, work: MongoUnitOfWork) -> None:
+        self._work = work
+        self._storage = work.storage
+
+    async def put(self, message: OutboxMessage) -> None:
+        self._work.new_messages.append(message)
+
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        with translated_errors():
+            in_tasks = await self._claim_task_messages(limit)
+            standalone = await self._claim_standalone(limit)
+        merged = sorted(
+            (*in_tasks, *standalone), key=lambda message: (message.created_at, message.id)
+        )
+        return merged[:limit]
+
+    async def mark_sent(self, ids: Sequence[UUID]) -> None:
+        self._work.sent_messages.extend(ids)
+
+    async def backlog(self) -> int:
+        with translated_errors():
+            in_tasks = [
+                document.get("outbox_count", 0)
+                async for document in self._storage.tasks.find(
+                    {"outbox_count": {"$gt": 0}}, {"outbox_count": 1}
+                )
+            ]
+            standalone = await self._storage.outbox.count_documents({})
+        return sum(in_tasks) + standalone
+
+    async def _claim_task_messages(self, limit: int) -> list[OutboxMessage]:
+        tasks = self._storage.tasks
+        free = _free("outbox_claimed_until", {"outbox_count": {"$gt": 0}})
+        order = [("outbox_since", ASCENDING), ("_id", ASCENDING)]
+        candidates = [
+            document["_id"]
+            async for document in tasks.find(free, {"_id": 1}).sort(order).limit(limit)
+        ]
+        if not candidates:
+            return []
+        self._work.claimed_messages = True
+        await tasks.update_many(
+            _among(candidates, free),
+            {"$set": self._lease("outbox_claimed_by", "outbox_claimed_until")},
+        )
+        messages = []
+        async for document in tasks.find(
+            {"_id": {"$in": candidates}, "outbox_claimed_by": self._work.token},
+            {"outbox": 1},
+        ):
+            for message_id, fields in (document.get("outbox") or {}).items():
+                messages.append(message_from_fields(message_id, fields))
+                self._work.message_homes[UUID(message_id)] = document["_id"]
+        return messages
+
+    async def _claim_standalone(self, limit: int) -> list[OutboxMessage]:
+        outbox = self._storage.outbox
+        free = _free("claimed_until", {})
+        order = [("created_at", ASCENDING), ("_id", ASCENDING)]
+        candidates = [
+            document["_id"]
+            async for document in outbox.find(free, {"_id": 1}).sort(order).limit(limit)
+        ]
+        if not candidates:
+            return []
+        self._work.claimed_messages = True
+        await outbox.update_many(
+            _among(candidates, free),
+            {"$set": self._lease("claimed_by", "claimed_until")},
+        )
+        return [
+            message_from_fields(document["_id"], document)
+            async for document in outbox.find(
+                {"_id": {"$in": candidates}, "claimed_by": self._work.token}
+            )
+        ]
+
+    def _lease(self, by: str, until: str) -> Document:
+        return {by: self._work.token, until: instant(datetime.now(UTC) + CLAIM_LEASE)}
+
+
+class MongoUnitOfWork:
+    """Stages changes and writes them at ``commit`` (see the module's docstring)."""
+
+    def __init__(self, storage: MongoStorage) -> None:
+        self.storage = storage
+        self.token = secrets.token_hex(12)
+        self.added: dict[UUID, Task] = {}
+        self.saved: dict[UUID, Task] = {}
+        self.loaded_versions: dict[UUID, int] = {}
+        self.new_messages: list[OutboxMessage] = []
+        self.sent_messages: list[UUID] = []
+        self.message_homes: dict[UUID, str] = {}
+        """Which task document holds each message this unit claimed."""
+        self.claimed_tasks = False
+        self.claimed_messages = False
+        self.tasks = MongoTaskRepository(self)
+        self.outbox = MongoOutbox(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._end()
+
+    async def commit(self) -> None:
+        try:
+            with translated_errors():
+                messages_of, standalone = self._place_messages()
+                await self._check_versions()
+                await self._insert_added(messages_of)
+                for task in self.saved.values():
+                    await self._update(task, messages_of.get(task.id, []))
+                if standalone:
+                    await self.storage.outbox.insert_many(
+                        [
+                            {"_id": str(m.id), **message_fields(m), "claimed_until": UNCLAIMED}
+                            for m in standalone
+                        ]
+                    )
+                await self._remove_sent()
+        finally:
+            await self._end()
+
+    def _place_messages(self) -> tuple[dict[UUID, list[OutboxMessage]], list[OutboxMessage]]:
+        """Each message rides in the document of the task it is about when the unit writes
+        that task (or in the only task the unit writes); the others stand alone."""
+        written = [*self.added, *self.saved]
+        messages_of: dict[UUID, list[OutboxMessage]] = {}
+        standalone = []
+        for message in self.new_messages:
+            home = _task_named_by(message)
+            if home not in written:
+                home = written[0] if len(written) == 1 else None
+            if home is None:
+                standalone.append(message)
+            else:
+                messages_of.setdefault(home, []).append(message)
+        return messages_of, standalone
+
+    async def _check_versions(self) -> None:
+        if not self.saved:
+            return
+        stored = {
+            document["_id"]: document["version"]
+            async for document in self.storage.tasks.find(
+                {"_id": {"$in": [str(task_id) for task_id in self.saved]}}, {"version": 1}
+            )
+        }
+        for task_id in self.saved:
+            if stored.get(str(task_id)) != self.loaded_versions[task_id]:
+                raise ConcurrencyConflict(task_id)
+
+    async def _insert_added(self, messages_of: dict[UUID, list[OutboxMessage]]) -> None:
+        inserted: list[str] = []
+        try:
+            for task in self.added.values():
+                document = {
+                    "_id": str(task.id),
+                    **task_fields(task),
+                    "claimed_until": UNCLAIMED,
+                    "outbox_claimed_until": UNCLAIMED,
+                }
+                document.update(_outbox_fields(messages_of.get(task.id, [])))
+                await self.storage.tasks.insert_one(document)
+                inserted.append(document["_id"])
+        except DuplicateKeyError as error:
+            if inserted:
+                await self.storage.tasks.delete_many({"_id": {"$in": inserted}})
+            if is_idempotency_key_clash(error) and task.idempotency_key is not None:
+                raise DuplicateIdempotencyKey(task.owner, task.idempotency_key) from None
+            raise ConcurrencyConflict(task.id) from None
+
+    async def _update(self, task: Task, messages: list[OutboxMessage]) -> None:
+        change: Document = {"$set": task_fields(task)}
+        if messages:
+            change["$set"].update(
+                {f"outbox.{m.id}": message_fields(m) for m in messages},
+            )
+            change["$inc"] = {"outbox_count": len(messages)}
+            change["$min"] = {"outbox_since": min(instant(m.created_at) for m in messages)}
+        result = await self.storage.tasks.update_one(
+            {"_id": str(task.id), "version": self.loaded_versions[task.id]}, change
+        )
+        if result.matched_count == 0:
+            raise ConcurrencyConflict(task.id)
+
+    async def _remove_sent(self) -> None:
+        """Each sent message leaves its task document atomically with the count, which is
+        decremented only when the message was still there."""
+        standalone = []
+        homes: set[str] = set()
+        for message_id in self.sent_messages:
+            home = self.message_homes.get(message_id)
+            if home is None:
+                standalone.append(str(message_id))
+                continue
+            homes.add(home)
+            await self.storage.tasks.update_one(
+                {"_id": home, f"outbox.{message_id}": {"$exists": True}},
+                {"$unset": {f"outbox.{message_id}": ""}, "$inc": {"outbox_count": -1}},
+            )
+        for home in homes:
+            await self.storage.tasks.update_one(
+                {"_id": home, "outbox_count": {"$lte": 0}},
+                {"$unset": {"outbox_since": "", "outbox_count": ""}},
+            )
+        if standalone:
+            await self.storage.outbox.delete_many({"_id": {"$in": standalone}})
+
+    async def _end(self) -> None:
+        """Releases this unit's claims and forgets what it staged."""
+        claimed_tasks, claimed_messages = self.claimed_tasks, self.claimed_messages
+        self.claimed_tasks = self.claimed_messages = False
+        self.added.clear()
+        self.saved.clear()
+        self.loaded_versions.clear()
+        self.new_messages.clear()
+        self.sent_messages.clear()
+        self.message_homes.clear()
+        try:
+            if claimed_tasks:
+                await self._release(self.storage.tasks, "claimed_by", "claimed_until")
+            if claimed_messages:
+                await self._release(self.storage.tasks, "outbox_claimed_by", "outbox_claimed_until")
+                await self._release(self.storage.outbox, "claimed_by", "claimed_until")
+        except PyMongoError as error:
+            # What the unit did stands; its claims run out by themselves (CLAIM_LEASE).
+            logger.warning("releasing claims failed, they expire instead: %s", error)
+
+    async def _release(self, collection: AsyncCollection[Document], by: str, until: str) -> None:
+        await collection.update_many({by: self.token}, {"$set": {by: None, until: UNCLAIMED}})
+
+
+def _outbox_fields(messages: Iterable[OutboxMessage]) -> Document:
+    listed = list(messages)
+    if not listed:
+        return {}
+    return {
+        "outbox": {str(m.id): message_fields(m) for m in listed},
+        "outbox_count": len(listed),
+        "outbox_since": min(instant(m.created_at) for m in listed),
+    }
+
+
+def _task_named_by(message: OutboxMessage) -> UUID | None:
+    try:
+        return RunTaskMessage.decode(message.body).task_id
+    except PoisonMessage:
+        return None

@@ -1,0 +1,200 @@
+"""What the MongoDB storage does beyond the shared contract: outbox messages inside task
+documents, claims that expire with a dead process, and 503 while the server is away."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from adapters.storage.mongo import MongoStorage
+from adapters.storage.mongo import storage as mongo_storage
+from application.errors import StorageUnavailable
+from application.messages import RunTaskMessage
+from application.ports.worker_registry import WorkerRecord
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.settings import Settings
+from tests.factories import T0, make_message, make_task
+from tests.integration.tcp_proxy import TcpProxy
+from tests.polling import eventually
+
+
+@pytest.fixture
+async def storage(mongo_url: str) -> AsyncIterator[MongoStorage]:
+    store = MongoStorage.from_url(mongo_url)
+    await store.prepare()
+    yield store
+    await store.close()
+
+
+def run_message(task: object) -> object:
+    return make_message(body=RunTaskMessage(task.id).encode())  # type: ignore[attr-defined]
+
+
+async def test_a_submitted_task_carries_its_message_until_the_relay_marks_it_sent(
+    storage: MongoStorage,
+) -> None:
+    task = make_task()
+    message = run_message(task)
+    async with storage.unit_of_work() as uow:
+        await uow.tasks.add(task)
+        await uow.outbox.put(message)
+        await uow.commit()
+    document = await storage.tasks.find_one({"_id": str(task.id)})
+    assert document is not None and document["outbox_count"] == 1
+    assert await storage.outbox.count_documents({}) == 0
+
+    first, second = storage.unit_of_work(), storage.unit_of_work()
+    async with first, second:
+        assert [m.id for m in await first.outbox.pending(10)] == [message.id]
+        assert list(await second.outbox.pending(10)) == []
+        await first.outbox.mark_sent([message.id])
+        await first.commit()
+    async with storage.unit_of_work() as uow:
+        assert list(await uow.outbox.pending(10)) == []
+    document = await storage.tasks.find_one({"_id": str(task.id)})
+    assert document is not None and not document.get("outbox")
+    assert "outbox_count" not in document
+
+
+async def test_each_message_of_a_sweep_rides_in_its_own_task(storage: MongoStorage) -> None:
+    tasks = [make_task(run_at=T0 + timedelta(seconds=n + 1)) for n in range(3)]
+    async with storage.unit_of_work() as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        due = await uow.tasks.due(T0 + timedelta(hours=1), 10)
+        for task in due:
+            task.enqueue(T0 + timedelta(hours=1))
+            await uow.tasks.save(task)
+        for task in reversed(due):
+            await uow.outbox.put(run_message(task))
+        await uow.commit()
+    async for document in storage.tasks.find({}):
+        (body,) = [fields["body"] for fields in document["outbox"].values()]
+        assert RunTaskMessage.decode(bytes(body)).task_id.hex == document["_id"].replace("-", "")
+
+
+async def test_a_message_stays_pending_when_it_arrives_while_the_relay_holds_the_task(
+    storage: MongoStorage,
+) -> None:
+    task = make_task()
+    first_message = run_message(task)
+    async with storage.unit_of_work() as uow:
+        await uow.tasks.add(task)
+        await uow.outbox.put(first_message)
+        await uow.commit()
+    async with storage.unit_of_work() as relay:
+        assert [m.id for m in await relay.outbox.pending(10)] == [first_message.id]
+        async with storage.unit_of_work() as uow:
+            loaded = await uow.tasks.get(task.id)
+            assert loaded is not None
+            loaded.start(T0)
+            await uow.tasks.save(loaded)
+            later_message = make_message()
+            await uow.outbox.put(later_message)
+            await uow.commit()
+        await relay.outbox.mark_sent([first_message.id])
+        await relay.commit()
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(10)] == [later_message.id]
+
+
+async def test_claims_of_a_unit_that_never_ended_expire(
+    storage: MongoStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mongo_storage, "CLAIM_LEASE", timedelta(0))
+    tasks = [make_task(run_at=T0 + timedelta(seconds=1)) for _ in range(2)]
+    async with storage.unit_of_work() as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        await uow.commit()
+    abandoned = storage.unit_of_work()
+    assert len(await abandoned.tasks.due(T0 + timedelta(hours=1), 10)) == 2
+    async with storage.unit_of_work() as uow:
+        assert len(await uow.tasks.due(T0 + timedelta(hours=1), 10)) == 2
+
+
+async def test_an_unreachable_server_is_reported_unavailable_within_seconds() -> None:
+    storage = MongoStorage.from_url("mongodb://127.0.0.1:9/taskport?serverSelectionTimeoutMS=300")
+    try:
+        with pytest.raises(StorageUnavailable):
+            await storage.check()
+        with pytest.raises(StorageUnavailable):
+            async with storage.unit_of_work() as uow:
+                await uow.tasks.get(make_task().id)
+    finally:
+        await storage.close()
+
+
+@pytest.fixture
+async def proxy(mongo_url: str) -> AsyncIterator[TcpProxy]:
+    running = TcpProxy(target_port=urlsplit(mongo_url).port or 27017)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_the_api_answers_503_while_mongodb_is_away_then_recovers(
+    proxy: TcpProxy, mongo_url: str
+) -> None:
+    parts = urlsplit(mongo_url)
+    url = f"mongodb://127.0.0.1:{proxy.port}{parts.path}?serverSelectionTimeoutMS=500"
+    settings = Settings(storage_url=url, sweep_interval_seconds=0.1)
+    app = create_app(create_container(settings))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://taskport") as client:
+            submitted = await client.post("/v1/tasks", json={"kind": "echo", "payload": {}})
+            assert submitted.status_code == 201
+            location = f"/v1/tasks/{submitted.json()['id']}"
+
+            await proxy.stop()
+            for response in (
+                await client.post("/v1/tasks", json={"kind": "echo", "payload": {}}),
+                await client.get(location),
+                await client.get("/readyz"),
+            ):
+                assert response.status_code == 503, response.text
+                assert int(response.headers["retry-after"]) >= 1
+
+            await proxy.start()
+
+            async def served_again() -> bool:
+                response = await client.get(location)
+                return response.status_code == 200 and response.json()["status"] == "SUCCEEDED"
+
+            await eventually(served_again, within=20)
+
+
+async def test_stalled_finds_running_tasks_of_lost_and_unknown_workers(
+    storage: MongoStorage,
+) -> None:
+    registry = storage.workers()
+    for worker_id, beat in (("alive", T0), ("lost", T0 - timedelta(minutes=1))):
+        await registry.heartbeat(
+            WorkerRecord(worker_id, "host-1", 1, T0 - timedelta(hours=1), beat, 8, 1)
+        )
+    tasks = {}
+    for worker_id in ("alive", "lost", "unknown", None):
+        task = make_task(timeout=timedelta(hours=1))
+        task.start(T0, worker_id)
+        task.pull_events()
+        tasks[worker_id] = task
+    async with storage.unit_of_work() as uow:
+        for task in tasks.values():
+            await uow.tasks.add(task)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        assert await uow.tasks.stalled(T0, T0 - timedelta(hours=1), 10) == []
+    async with storage.unit_of_work() as uow:
+        found = await uow.tasks.stalled(
+            T0, T0 - timedelta(hours=1), 10, workers_lost_before=T0 - timedelta(seconds=15)
+        )
+        assert {task.worker_id for task in found} == {"lost", "unknown"}
