@@ -59,6 +59,7 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         "result",
         "error",
         "version",
+        "worker_id",
     ):
         assert getattr(stored, field) == getattr(loaded, field), field
     assert stored.status is TaskStatus.SCHEDULED
@@ -287,3 +288,20 @@ async def test_stalled_finds_ended_leases_and_forgotten_queued_tasks(storage: An
         # The other sweep does not receive what the first one claimed.
         others = await second.tasks.stalled(T0 + timedelta(minutes=5), T0, 10)
         assert {task.id for task in others} == {new_queued.id}
+
+
+async def test_the_worker_of_a_running_task_reads_back_and_clears(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(task.id)
+        running.start(T0, "host-1-abc")
+        await uow.tasks.save(running)
+        await uow.commit()
+    assert (await get(storage, task.id)).worker_id == "host-1-abc"
+    async with storage.unit_of_work() as uow:
+        finished = await uow.tasks.get(task.id)
+        finished.succeed(T0, None)
+        await uow.tasks.save(finished)
+        await uow.commit()
+    assert (await get(storage, task.id)).worker_id is None
