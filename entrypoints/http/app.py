@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from entrypoints.container import Container
 from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
-from entrypoints.http.routers import system, tasks
+from entrypoints.http.routers import system, tasks, workers
 from entrypoints.worker.runtime import Runtime
 
 
@@ -48,5 +48,6 @@ def create_app(container: Container) -> FastAPI:
             expose_headers=["Location", "Idempotent-Replayed"],
         )
     app.include_router(tasks.router)
+    app.include_router(workers.router)
     app.include_router(system.router)
     return app

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from application.ports.handlers import KindInfo
+from application.use_cases.list_workers import WorkerView
 from domain.task import Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
@@ -107,3 +108,32 @@ class KindOut(BaseModel):
 
 class KindsOut(BaseModel):
     items: list[KindOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    concurrency: int
+    running: int = Field(description="deliveries in hand at the last heartbeat")
+    status: Literal["alive", "lost"]
+
+    @classmethod
+    def of(cls, worker: WorkerView) -> WorkerOut:
+        record = worker.record
+        return cls(
+            id=record.id,
+            host=record.host,
+            pid=record.pid,
+            started_at=record.started_at,
+            last_heartbeat=record.last_heartbeat,
+            concurrency=record.concurrency,
+            running=record.running,
+            status=worker.status.value,
+        )
+
+
+class WorkersOut(BaseModel):
+    items: list[WorkerOut]
