@@ -30,6 +30,7 @@ HEARTBEAT_SECONDS = 0.2
 LOST_AFTER_SECONDS = 1.0
 RETRY_BASE_SECONDS = 0.2
 GRACE_SECONDS = 1.0
+CONCURRENCY = 8
 SUCCEEDED = re.compile(r"TaskSucceeded task=(\S+)")
 
 
@@ -133,7 +134,7 @@ async def cluster(
         "TASKPORT_SWEEP_INTERVAL_SECONDS": "0.1",
         "TASKPORT_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
         "TASKPORT_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-        "TASKPORT_WORKER_CONCURRENCY": "8",
+        "TASKPORT_WORKER_CONCURRENCY": str(CONCURRENCY),
         "TASKPORT_LOG_LEVEL": "INFO",
     }
     cluster = Cluster(env, tmp_path)
@@ -179,7 +180,11 @@ async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
         expected = payload if request["kind"] == "echo" else {"slept": payload["seconds"]}
         assert tasks[task_id]["result"] == expected
     succeeded = Counter(SUCCEEDED.findall(cluster.worker_logs()))
-    assert succeeded == Counter(dict.fromkeys(ids, 1)), "a result was recorded twice"
+    assert set(succeeded) <= set(ids)
+    assert max(succeeded.values()) == 1, "a result was recorded twice"
+    # The kill may land between a commit and its log line: at most one per slot it had.
+    assert len(ids) - len(succeeded) <= CONCURRENCY
+    assert {task["attempts"] for task in tasks.values()} <= {1, 2}
     # The attempts the killed worker held were taken back (their 330 s leases had not ended).
     assert any(task["attempts"] == 2 for task in tasks.values())
 
@@ -239,7 +244,7 @@ async def test_sigterm_hands_a_running_task_back_to_another_worker(cluster: Clus
     workers = [cluster.worker(), cluster.worker()]
     await cluster.registered(*workers)
     task_id = await cluster.submit(
-        {"kind": "sleep", "payload": {"seconds": 3}, "timeout_seconds": 60}
+        {"kind": "sleep", "payload": {"seconds": 4}, "timeout_seconds": 60}
     )
     await cluster.wait_for(task_id, "RUNNING")
     holding: list[WorkerProcess] = []
@@ -259,7 +264,7 @@ async def test_sigterm_hands_a_running_task_back_to_another_worker(cluster: Clus
 
     assert stopping.returncode() == 0, stopping.log.read_text()
     # Within the grace period, plus the time to close connections; before the task ended.
-    assert exited_after < GRACE_SECONDS + 1.5
+    assert exited_after < GRACE_SECONDS + 2.0, exited_after
     assert f"TaskQueued task={task_id}" in stopping.log.read_text(), "not handed back"
     assert stopping.pid not in await cluster.workers_by_pid()
     done = await cluster.wait_for(task_id, "SUCCEEDED", within=30)
