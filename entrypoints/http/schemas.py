@@ -57,6 +57,9 @@ class TaskOut(BaseModel):
     progress: ProgressOut | None = Field(
         description="how far the running attempt got, as its handler last reported"
     )
+    worker_id: str | None = Field(
+        default=None, description="the worker running the current attempt (see /v1/workers)"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -86,6 +89,7 @@ class TaskOut(BaseModel):
             )
             if task.progress
             else None,
+            worker_id=task.worker_id,
         )
 
 

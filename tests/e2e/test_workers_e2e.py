@@ -13,7 +13,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ LOST_AFTER_SECONDS = 1.0
 RETRY_BASE_SECONDS = 0.2
 GRACE_SECONDS = 1.0
 CONCURRENCY = 8
+LONG_SLEEP = 2.0
 SUCCEEDED = re.compile(r"TaskSucceeded task=(\S+)")
 
 
@@ -146,11 +147,11 @@ async def cluster(
 
 
 def short_task(n: int) -> dict[str, Any]:
-    """Echoes and 0.05 s sleeps; every twentieth sleeps a second, so that a worker killed
-    at any moment is likely to hold one."""
+    """Echoes and 0.05 s sleeps; every twentieth sleeps two seconds, for a worker to be
+    killed while it runs one."""
     if n % 2:
         return {"kind": "echo", "payload": {"n": n}}
-    return {"kind": "sleep", "payload": {"seconds": 1.0 if n % 20 == 0 else 0.05}}
+    return {"kind": "sleep", "payload": {"seconds": LONG_SLEEP if n % 20 == 0 else 0.05}}
 
 
 async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
@@ -161,12 +162,23 @@ async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
     requests = [short_task(n) for n in range(300)]
     ids = await cluster.submit_all(requests)
 
-    async def busy_midway() -> bool:
-        tasks = (await cluster.all_tasks()).values()
-        busy = (await cluster.workers_by_pid())[first.pid]["running"] > 0
-        return busy and sum(task["status"] == "SUCCEEDED" for task in tasks) >= 50
+    first_id = (await cluster.workers_by_pid())[first.pid]["id"]
+    held: list[str] = []
 
-    await eventually(busy_midway, within=30, interval=0.05)
+    async def holds_a_long_task() -> bool:
+        """The first worker runs a long sleep that began less than a second ago."""
+        recent = datetime.now(UTC) - timedelta(seconds=LONG_SLEEP / 2)
+        held[:] = [
+            task["id"]
+            for task in (await cluster.all_tasks()).values()
+            if task["status"] == "RUNNING"
+            and task["worker_id"] == first_id
+            and task["payload"].get("seconds") == LONG_SLEEP
+            and datetime.fromisoformat(task["started_at"]) > recent
+        ]
+        return bool(held)
+
+    await eventually(holds_a_long_task, within=30, interval=0.05)
     first.kill()
     finished_before_kill = sum(
         task["status"] == "SUCCEEDED" for task in (await cluster.all_tasks()).values()
@@ -186,7 +198,7 @@ async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
     assert len(ids) - len(succeeded) <= CONCURRENCY
     assert {task["attempts"] for task in tasks.values()} <= {1, 2}
     # The attempts the killed worker held were taken back (their 330 s leases had not ended).
-    assert any(task["attempts"] == 2 for task in tasks.values())
+    assert all(tasks[task_id]["attempts"] == 2 for task_id in held)
 
     async def killed_shown_lost() -> bool:
         listed = await cluster.workers_by_pid()
