@@ -209,9 +209,9 @@ async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
     await eventually(killed_shown_lost, within=10, interval=0.1)
 
 
-def started_at(logs: str, task_id: str) -> list[datetime]:
-    """When each attempt of the task started, from the workers' event log lines."""
-    pattern = re.compile(rf"^(\S+ \S+) INFO taskport\.events TaskStarted task={task_id}", re.M)
+def logged_at(logs: str, event: str, task_id: str) -> list[datetime]:
+    """When the workers logged ``event`` of the task, in order."""
+    pattern = re.compile(rf"^(\S+ \S+) INFO taskport\.events {event} task={task_id}", re.M)
     return sorted(
         datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f") for stamp in pattern.findall(logs)
     )
@@ -232,7 +232,7 @@ async def test_a_failing_task_gets_three_attempts_spaced_by_its_backoff(
     assert failed["error"]["message"] == "no luck"
     backoffs = [RETRY_BASE_SECONDS, 2 * RETRY_BASE_SECONDS]
     assert elapsed >= sum(backoffs)
-    starts = started_at(cluster.worker_logs(), task_id)
+    starts = logged_at(cluster.worker_logs(), "TaskStarted", task_id)
     assert len(starts) == 3
     for before, after, backoff in zip(starts, starts[1:], backoffs, strict=False):
         # Log times have millisecond precision.
@@ -269,15 +269,16 @@ async def test_sigterm_hands_a_running_task_back_to_another_worker(cluster: Clus
     await eventually(found_holder, within=5, interval=0.02)
     (stopping,) = holding
     (other,) = set(workers) - {stopping}
-    began = time.monotonic()
+    terminated_at = datetime.now()  # local time, as in the log lines
     stopping.terminate()
     await eventually(lambda: not stopping.running(), within=15, interval=0.02)
-    exited_after = time.monotonic() - began
 
     assert stopping.returncode() == 0, stopping.log.read_text()
-    # Within the grace period, plus the time to close connections; before the task ended.
-    assert exited_after < GRACE_SECONDS + 2.0, exited_after
-    assert f"TaskQueued task={task_id}" in stopping.log.read_text(), "not handed back"
+    handed_back = logged_at(stopping.log.read_text(), "TaskQueued", task_id)
+    assert len(handed_back) == 1, "not handed back"
+    # At the end of the grace period, long before the task would have ended. (The exit
+    # itself, closing connections, is bounded by the wait above.)
+    assert (handed_back[0] - terminated_at).total_seconds() < GRACE_SECONDS + 1.0
     assert stopping.pid not in await cluster.workers_by_pid()
     done = await cluster.wait_for(task_id, "SUCCEEDED", within=30)
     assert done["attempts"] == 1, "the attempt cut short was counted"
