@@ -1,8 +1,11 @@
-"""The process's clock, id source and relay wake-up signal."""
+"""The process's clock, id sources and relay wake-up signal."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -20,6 +23,11 @@ class Uuid7Generator:
 
     def new_id(self) -> UUID:
         return compat.uuid7()
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: readable in a list of workers, never reused."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class AsyncioRelayTrigger:

@@ -129,7 +129,16 @@ def worker() -> None:
 async def _work(container: Container) -> None:
     settings = container.settings()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=container.metrics().registry)
+        try:
+            start_http_server(settings.metrics_port, registry=container.metrics().registry)
+        except OSError as exc:
+            # Several workers on one host: only the first gets the port. The others run
+            # on, without /metrics, rather than not at all.
+            logging.getLogger("taskport.worker").warning(
+                "no /metrics for this worker: port %d: %s (set TASKPORT_METRICS_PORT)",
+                settings.metrics_port,
+                exc.strerror,
+            )
     runtime = Runtime(container, consume=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

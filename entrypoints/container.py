@@ -17,13 +17,15 @@ from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
-from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator
+from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator, new_worker_id
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.get_stats import GetStatsHandler
 from application.use_cases.get_task import GetTaskHandler
+from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, SignOffWorkerHandler
 from application.use_cases.list_tasks import ListTasksHandler
+from application.use_cases.list_workers import ListWorkersHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
 from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
@@ -66,6 +68,7 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(Uuid7Generator)
     relay_trigger = providers.Singleton(AsyncioRelayTrigger)
+    worker_id = providers.Singleton(new_worker_id)
 
     storage = providers.Selector(
         providers.Callable(url_scheme, settings.provided.storage_url),
@@ -109,6 +112,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     uow = storage.provided.unit_of_work
+    worker_registry = storage.provided.workers.call()
     metrics = providers.Singleton(PrometheusMetrics)
     recorder = providers.Singleton(
         TaskRecorder,
@@ -140,6 +144,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         cancel_poll_interval=providers.Callable(_seconds, settings.provided.cancel_poll_seconds),
         progress_interval=providers.Callable(_seconds, settings.provided.progress_interval_seconds),
+        worker_id=worker_id,
     )
     process_delivery = providers.Singleton(ProcessDeliveryHandler, run_task=run_task)
     promote_due_tasks = providers.Singleton(
@@ -151,6 +156,20 @@ class Container(containers.DeclarativeContainer):
         recorder=recorder,
         clock=clock,
         redispatch_after=providers.Callable(_seconds, settings.provided.redispatch_after_seconds),
+        worker_lost_after=providers.Callable(_seconds, settings.provided.lost_after_seconds),
+    )
+    heartbeat_worker = providers.Singleton(
+        HeartbeatWorkerHandler,
+        registry=worker_registry,
+        clock=clock,
+        prune_after=providers.Callable(_seconds, settings.provided.worker_prune_after_seconds),
+    )
+    sign_off_worker = providers.Singleton(SignOffWorkerHandler, registry=worker_registry)
+    list_workers = providers.Singleton(
+        ListWorkersHandler,
+        registry=worker_registry,
+        clock=clock,
+        lost_after=providers.Callable(_seconds, settings.provided.lost_after_seconds),
     )
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS

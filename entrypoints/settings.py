@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1, ge=0, le=3600)
     retry_max_seconds: float = Field(default=300, ge=0, le=86400)
     sweep_interval_seconds: float = Field(default=0.5, gt=0, le=60)
-    cancel_poll_seconds: float = Field(default=1, gt=0, le=60)
+    cancel_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     progress_interval_seconds: float = Field(default=1, ge=0, le=3600)
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = Field(default=900, gt=0, le=7 * 86400)
     recovery_interval_seconds: float = Field(default=15, gt=0, le=3600)
     shutdown_grace_seconds: float = Field(default=10, ge=0, le=3600)
+    heartbeat_seconds: float = Field(
+        default=5, gt=0, le=3600, description="how often a worker records that it is alive"
+    )
+    worker_lost_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="a worker silent this long is lost; default: 3 heartbeat intervals",
+    )
+    worker_prune_after_seconds: float = Field(
+        default=3600, gt=0, description="a worker silent this long leaves the registry"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] | None = Field(
         default=None, description="default: text in local, json elsewhere"
@@ -137,6 +148,10 @@ class Settings(BaseSettings):
             raise ValueError("TASKPORT_API_KEYS gives the same key to two owners")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("TASKPORT_RETRY_MAX_SECONDS must be >= TASKPORT_RETRY_BASE_SECONDS")
+        if self.lost_after_seconds <= self.heartbeat_seconds:
+            raise ValueError(
+                "TASKPORT_WORKER_LOST_AFTER_SECONDS must be longer than TASKPORT_HEARTBEAT_SECONDS"
+            )
         if url_scheme(self.broker_url) == "memory" and self.embedded_worker is False:
             raise ValueError(
                 "the in-process queue (TASKPORT_BROKER_URL=memory://) needs the embedded worker"
@@ -146,6 +161,12 @@ class Settings(BaseSettings):
     @property
     def logs_as_json(self) -> bool:
         return (self.log_format or ("text" if self.environment == "local" else "json")) == "json"
+
+    @property
+    def lost_after_seconds(self) -> float:
+        if self.worker_lost_after_seconds is None:
+            return 3 * self.heartbeat_seconds
+        return self.worker_lost_after_seconds
 
     @property
     def in_process_broker(self) -> bool:

@@ -11,3 +11,5 @@ __all__ = ["empty_postgres_url", "mongo_server", "mongo_url", "postgres_server",
 for name in list(os.environ):
     if name.startswith("TASKPORT_"):
         del os.environ[name]
+# Tests run several workers on this one host: none serves /metrics unless a test asks.
+os.environ["TASKPORT_METRICS_PORT"] = "0"

@@ -47,7 +47,12 @@ class TaskRepository(Protocol):
       earliest first, claimed for this unit (concurrent sweeps do not receive the same tasks).
     - ``stalled`` returns up to ``limit`` tasks that look abandoned, claimed like ``due``:
       RUNNING with ``lease_expires_at`` at or before ``lease_ended_by``, and QUEUED with
-      ``updated_at`` at or before ``queued_since``.
+      ``updated_at`` at or before ``queued_since``. With ``workers_lost_before``, also
+      RUNNING tasks whose ``worker_id`` names a worker of the ``WorkerRegistry`` whose last
+      heartbeat is before that time, or no recorded worker at all (it stopped, or was
+      pruned); tasks with no ``worker_id`` are judged by their lease only. The worker records
+      are read in the same query as the tasks, so a worker that registered before claiming
+      a task is always seen with it.
     - ``stats`` counts the tasks of ``owner`` (of every owner when ``None``) by status and
       kind, and finds the creation time of the oldest QUEUED one.
     """
@@ -69,5 +74,9 @@ class TaskRepository(Protocol):
     async def stats(self, owner: str | None) -> TaskStats: ...
 
     async def stalled(
-        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+        self,
+        lease_ended_by: datetime,
+        queued_since: datetime,
+        limit: int,
+        workers_lost_before: datetime | None = None,
     ) -> Sequence[Task]: ...

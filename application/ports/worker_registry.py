@@ -32,6 +32,12 @@ class WorkerRegistry(Protocol):
     - ``prune`` forgets workers whose last heartbeat is older than ``before`` and returns
       how many it forgot.
     A storage that cannot be reached raises ``StorageUnavailable``.
+
+    Each call is its own transaction, outside any unit of work. A worker must have
+    heartbeated once before it claims a task (``Task.worker_id``): the recovery sweep
+    (``TaskRepository.stalled``) takes a RUNNING task whose worker is lost or unknown as
+    abandoned, and fails its attempt as ``AttemptLost`` without waiting for its lease.
+    Timestamps come from each worker's clock: hosts are expected to keep time.
     """
 
     async def heartbeat(self, worker: WorkerRecord) -> None: ...

@@ -18,6 +18,8 @@ class RecoverStalledTasksHandler:
 
     - a RUNNING task whose lease ended lost its attempt (its worker died): the attempt
       fails as ``AttemptLost`` and is retried after its backoff while attempts are left;
+    - so does, without waiting for its lease, a RUNNING task whose worker has not
+      heartbeated for ``worker_lost_after`` (or left the registry), when that is given;
     - a QUEUED task untouched for ``redispatch_after`` may have lost its message (a broker
       that forgot it): it is dispatched again. Duplicates are harmless.
 
@@ -33,11 +35,13 @@ class RecoverStalledTasksHandler:
         recorder: TaskRecorder,
         clock: Clock,
         redispatch_after: timedelta = timedelta(minutes=15),
+        worker_lost_after: timedelta | None = None,
     ) -> None:
         self._uow = uow
         self._recorder = recorder
         self._clock = clock
         self._redispatch_after = redispatch_after
+        self._worker_lost_after = worker_lost_after
 
     async def __call__(
         self, limit: int = 500, *, orphaned: bool = False, started: datetime | None = None
@@ -45,8 +49,13 @@ class RecoverStalledTasksHandler:
         now = self._clock.now()
         lease_ended_by = END_OF_TIME if orphaned else now
         queued_since = (started or now) if orphaned else now - self._redispatch_after
+        workers_lost_before = None
+        if self._worker_lost_after is not None and not orphaned:
+            workers_lost_before = now - self._worker_lost_after
         async with self._uow() as uow:
-            stalled = await uow.tasks.stalled(lease_ended_by, queued_since, limit)
+            stalled = await uow.tasks.stalled(
+                lease_ended_by, queued_since, limit, workers_lost_before
+            )
             for task in stalled:
                 if task.status is TaskStatus.RUNNING:
                     message = f"attempt {task.attempts} was lost with its worker"

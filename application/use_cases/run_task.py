@@ -5,6 +5,9 @@ runs, so a duplicate delivery finds the task RUNNING (or finished) and does noth
 The outcome is recorded in a second transaction, only if the task is still in the attempt
 this run claimed: a result is written once.
 
+The claim records ``worker_id``, this worker's id in the worker registry: should the worker
+stop heartbeating, the recovery sweep takes the attempt back before its lease ends.
+
 While the handler runs, a watcher looks at the stored task every ``cancel_poll_interval``
 for a cancel request, and on the same beat writes the latest progress the handler reported,
 at most once per ``progress_interval``; the last report is written with the outcome.
@@ -88,6 +91,7 @@ class RunTaskHandler:
         clock: Clock,
         cancel_poll_interval: timedelta = timedelta(seconds=1),
         progress_interval: timedelta = timedelta(seconds=1),
+        worker_id: str | None = None,
     ) -> None:
         self._uow = uow
         self._registry = registry
@@ -95,6 +99,7 @@ class RunTaskHandler:
         self._clock = clock
         self._cancel_poll = cancel_poll_interval.total_seconds()
         self._progress_interval = progress_interval.total_seconds()
+        self._worker_id = worker_id
 
     async def __call__(self, command: RunTask) -> RunResult:
         claimed = await self._claim(command.task_id)
@@ -136,7 +141,7 @@ class RunTaskHandler:
                 elif task.status is not TaskStatus.QUEUED or task.attempts_left <= 0:
                     return RunResult(Outcome.NOTHING_TO_DO, task.status)
                 else:
-                    task.start(now)
+                    task.start(now, self._worker_id)
                 try:
                     await self._recorder.commit(uow, saved=[task])
                 except ConcurrencyConflict:

@@ -12,7 +12,7 @@ from entrypoints.container import Container
 from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.request_context import RequestContext
-from entrypoints.http.routers import system, tasks
+from entrypoints.http.routers import system, tasks, workers
 from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
@@ -51,6 +51,7 @@ def create_app(container: Container) -> FastAPI:
             expose_headers=["Location", "Idempotent-Replayed"],
         )
     app.include_router(tasks.router)
+    app.include_router(workers.router)
     app.include_router(system.router)
     app.include_router(webhook_router)
     return app

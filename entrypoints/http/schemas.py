@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from application.ports.handlers import KindInfo
 from application.use_cases.get_stats import Stats
+from application.use_cases.list_workers import WorkerView
 from domain.task import Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
@@ -57,6 +58,9 @@ class TaskOut(BaseModel):
     progress: ProgressOut | None = Field(
         description="how far the running attempt got, as its handler last reported"
     )
+    worker_id: str | None = Field(
+        default=None, description="the worker running the current attempt (see /v1/workers)"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -86,6 +90,7 @@ class TaskOut(BaseModel):
             )
             if task.progress
             else None,
+            worker_id=task.worker_id,
         )
 
 
@@ -143,3 +148,32 @@ class StatsOut(BaseModel):
             oldest_queued_age_seconds=age.total_seconds() if age is not None else None,
             outbox_backlog=stats.outbox_backlog,
         )
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    concurrency: int
+    running: int = Field(description="deliveries in hand at the last heartbeat")
+    status: Literal["alive", "lost"]
+
+    @classmethod
+    def of(cls, worker: WorkerView) -> WorkerOut:
+        record = worker.record
+        return cls(
+            id=record.id,
+            host=record.host,
+            pid=record.pid,
+            started_at=record.started_at,
+            last_heartbeat=record.last_heartbeat,
+            concurrency=record.concurrency,
+            running=record.running,
+            status=worker.status.value,
+        )
+
+
+class WorkersOut(BaseModel):
+    items: list[WorkerOut]

@@ -1,14 +1,19 @@
-"""The background work of a Taskport process: the outbox relay, the due-task sweep and,
-in a worker (or the API with the embedded worker), the consumer of the task queue."""
+"""The background work of a Taskport process: the outbox relay, the due-task sweep, the
+recovery sweep and, in a worker (or the API with the embedded worker), the consumer of the
+task queue and the worker's heartbeat in the worker registry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 
 from application.errors import Unavailable
+from application.ports.consumer import Delivery, DeliveryCallback
+from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
 from entrypoints.container import Container
 from entrypoints.schema import prepare_schema
 
@@ -27,11 +32,28 @@ class Runtime:
         self._settings = container.settings()
         self._loops: list[asyncio.Task[None]] = []
         self._consuming: asyncio.Task[None] | None = None
+        self._identity: WorkerIdentity | None = None
+        self._running = 0
+
+    @property
+    def worker_id(self) -> str | None:
+        return self._identity.id if self._identity is not None else None
 
     async def start(self) -> None:
         storage = self._container.storage()
         try:
             await prepare_schema(storage, self._settings)
+            if self._consume:
+                # Registered before it claims a task: the recovery sweep takes the tasks of
+                # a worker it does not know as abandoned.
+                self._identity = WorkerIdentity(
+                    id=self._container.worker_id(),
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=self._container.clock().now(),
+                    concurrency=self._settings.worker_concurrency,
+                )
+                await self._container.heartbeat_worker()(self._identity, 0)
         except BaseException:
             await storage.close()
             raise
@@ -64,11 +86,17 @@ class Runtime:
                 name="statistics",
             ),
         ]
-        if self._consume:
+        if self._identity is not None:
+            heartbeat = self._container.heartbeat_worker()
+            self._loops.append(
+                asyncio.create_task(self._beat(heartbeat, self._identity), name="heartbeat")
+            )
+            logger.info("worker %s registered", self._identity.id)
             consumer = self._container.consumer()
             self._consuming = asyncio.create_task(
                 consumer.consume(
-                    self._container.process_delivery(), self._settings.worker_concurrency
+                    self._counted(self._container.process_delivery()),
+                    self._settings.worker_concurrency,
                 ),
                 name="consumer",
             )
@@ -90,11 +118,38 @@ class Runtime:
             self._consuming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consuming
+        # The heartbeat goes on through the grace period: a worker finishing its tasks is
+        # not lost.
         await _cancel_until_done(self._loops)
+        if self._identity is not None:
+            try:
+                await self._container.sign_off_worker()(self._identity)
+            except Exception as exc:
+                logger.warning("worker %s not removed from the registry: %s", self.worker_id, exc)
         await self._container.publisher().close()
         if self._consume:
             await self._container.consumer().close()
         await self._container.storage().close()
+
+    async def _beat(self, heartbeat: HeartbeatWorkerHandler, identity: WorkerIdentity) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                await heartbeat(identity, self._running)
+            except Exception as exc:
+                logger.warning("heartbeat of worker %s failed: %s", identity.id, exc)
+
+    def _counted(self, callback: DeliveryCallback) -> DeliveryCallback:
+        """``callback``, keeping count of the deliveries in hand for the heartbeat."""
+
+        async def counted(delivery: Delivery) -> None:
+            self._running += 1
+            try:
+                await callback(delivery)
+            finally:
+                self._running -= 1
+
+        return counted
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:

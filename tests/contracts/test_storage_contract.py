@@ -59,6 +59,7 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         "result",
         "error",
         "version",
+        "worker_id",
     ):
         assert getattr(stored, field) == getattr(loaded, field), field
     assert stored.status is TaskStatus.SCHEDULED
@@ -321,3 +322,20 @@ async def test_stats_count_by_status_and_kind_and_find_the_oldest_queued(storage
     assert everyone.counts[TaskStatus.QUEUED, "echo"] == 3
     assert everyone.oldest_queued_at == elsewhere.created_at
     assert backlog == 1
+
+
+async def test_the_worker_of_a_running_task_reads_back_and_clears(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(task.id)
+        running.start(T0, "host-1-abc")
+        await uow.tasks.save(running)
+        await uow.commit()
+    assert (await get(storage, task.id)).worker_id == "host-1-abc"
+    async with storage.unit_of_work() as uow:
+        finished = await uow.tasks.get(task.id)
+        finished.succeed(T0, None)
+        await uow.tasks.save(finished)
+        await uow.commit()
+    assert (await get(storage, task.id)).worker_id is None

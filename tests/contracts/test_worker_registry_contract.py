@@ -1,16 +1,13 @@
-"""The WorkerRegistry port's contract, for every storage that keeps workers."""
+"""The WorkerRegistry port's contract, and the recovery query that reads it, for every
+storage."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
 from application.ports.worker_registry import WorkerRecord
-from tests.factories import T0
-
-pytestmark = pytest.mark.parametrize("storage", ["memory", "mongo"], indirect=True)
+from tests.factories import T0, make_task
 
 
 def worker(worker_id: str, *, started: datetime = T0, beat: datetime = T0, running: int = 0) -> Any:
@@ -64,3 +61,27 @@ async def test_prune_forgets_only_workers_silent_since_before(storage: Any) -> N
     assert await registry.prune(T0 - timedelta(hours=1)) == 1
     assert [w.id for w in await registry.list()] == ["recent"]
     assert await registry.prune(T0 - timedelta(hours=1)) == 0
+
+
+async def test_stalled_finds_running_tasks_of_lost_and_unknown_workers(storage: Any) -> None:
+    registry = storage.workers()
+    await registry.heartbeat(worker("alive", beat=T0))
+    await registry.heartbeat(worker("lost", beat=T0 - timedelta(minutes=1)))
+    tasks = {}
+    for worker_id in ("alive", "lost", "unknown", None):
+        task = make_task(timeout=timedelta(hours=1))
+        task.start(T0, worker_id)
+        task.pull_events()
+        tasks[worker_id] = task
+    async with storage.unit_of_work() as uow:
+        for task in tasks.values():
+            await uow.tasks.add(task)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        # Without the worker judgement, only leases count: none has ended.
+        assert await uow.tasks.stalled(T0, T0 - timedelta(hours=1), 10) == []
+    async with storage.unit_of_work() as uow:
+        found = await uow.tasks.stalled(
+            T0, T0 - timedelta(hours=1), 10, workers_lost_before=T0 - timedelta(seconds=15)
+        )
+        assert {task.worker_id for task in found} == {"lost", "unknown"}

@@ -1,4 +1,4 @@
-"""A ``taskport serve`` subprocess for end-to-end tests."""
+"""``taskport serve`` and ``taskport worker`` subprocesses for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -74,3 +74,51 @@ def taskport(arguments: list[str], env: dict[str, str], log: Path) -> subprocess
         return subprocess.Popen(
             [*command, *arguments], env=env, stdout=output, stderr=subprocess.STDOUT
         )
+
+
+class WorkerProcess:
+    """``taskport worker`` with the given settings, logging to ``log``."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._env = {**os.environ, **env}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self) -> None:
+        command = [sys.executable, "-c", "from entrypoints.cli import main; main()", "worker"]
+        with self.log.open("ab") as output:
+            self._process = subprocess.Popen(
+                command, env=self._env, stdout=output, stderr=subprocess.STDOUT
+            )
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as in a crash."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait()
+
+    def terminate(self) -> None:
+        """SIGTERM: a graceful stop; returns at once."""
+        assert self._process is not None
+        self._process.terminate()
+
+    def returncode(self) -> int | None:
+        assert self._process is not None
+        return self._process.poll()
+
+    def stop(self) -> None:
+        if self.running():
+            self.terminate()
+            try:
+                assert self._process is not None
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -135,6 +135,5 @@ def test_get_list_cancel_retry_and_workers(server: str) -> None:
     code, output = run("retry", "not-a-uuid")
     assert code == 1 and "Error 422" in output
 
-    # GET /v1/workers may not exist on this server: its 404 problem is what is shown then.
     code, output = run("workers")
-    assert (code, "Error 404 Not found" in output) in ((1, True), (0, False)), output
+    assert code == 0 and "alive" in output, output

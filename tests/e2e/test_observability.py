@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -12,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.conftest import ApiFactory, wait_for_status
 from tests.e2e.test_server_process import free_port, taskport
 from tests.polling import eventually
+from tests.rabbitmq import broker_url
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -110,3 +114,48 @@ async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path)
     assert about_task["TaskSubmitted"]["request_id"] == "req-42"
     assert about_task["TaskSucceeded"]["request_id"] == "req-42"
     assert all({"time", "level", "name", "message"} <= set(line) for line in lines)
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "entrypoints.cli", "worker"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_a_worker_serves_metrics_on_its_own_port(rabbitmq_vhost: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
+        "TASKPORT_BROKER_URL": broker_url(rabbitmq_vhost),
+        "TASKPORT_METRICS_PORT": str(port),
+    }
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    workers = [start_worker(env, log) for log in logs]
+    try:
+        async with httpx.AsyncClient() as client:
+
+            async def serving() -> bool:
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                except httpx.TransportError:
+                    return False
+                return "taskport_queue_lag_seconds" in response.text
+
+            await eventually(serving, within=30)
+
+        def one_found_the_port_taken() -> bool:
+            return any("no /metrics for this worker" in log.read_text() for log in logs)
+
+        await eventually(one_found_the_port_taken, within=30)
+        # ... and runs on without /metrics.
+        assert all(worker.poll() is None for worker in workers)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=30)

@@ -398,7 +398,11 @@ async def chatty(payload: Any, context: Any) -> Any:
 async def test_progress_is_written_at_most_once_per_interval(
     clock: FakeClock, interval: float, throttled: bool
 ) -> None:
-    app = create_container(Settings(cancel_poll_seconds=0.01, progress_interval_seconds=interval))
+    app = create_container(
+        Settings(
+            storage_url="memory://", cancel_poll_seconds=0.01, progress_interval_seconds=interval
+        )
+    )
     app.clock.override(providers.Object(clock))
     app.registry.override(providers.Singleton(KindRegistry, [Kind("chatty", chatty)]))
     task = await submit(app, "chatty")
@@ -412,3 +416,67 @@ async def test_progress_is_written_at_most_once_per_interval(
     else:
         assert progress_writes > 2
     assert (done.progress.fraction, done.progress.message) == (1.0, "step 10")
+
+
+def identity(worker_id: str, clock: FakeClock) -> Any:
+    from application.use_cases.heartbeat_worker import WorkerIdentity
+
+    return WorkerIdentity(worker_id, "host-1", 42, clock.now(), concurrency=4)
+
+
+async def test_a_running_task_names_the_worker_running_it(app: Container, gate: Gate) -> None:
+    task = await submit(app, "gate")
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    assert (await status_of(app, task.id)).worker_id == app.worker_id()
+    gate.opened.set()
+    await running
+    assert (await status_of(app, task.id)).worker_id is None
+
+
+async def test_the_tasks_of_a_silent_worker_are_retried_before_their_lease_ends(
+    app: Container, clock: FakeClock
+) -> None:
+    await app.heartbeat_worker()(identity("w-1", clock), 1)
+    task = await submit(app, timeout_seconds=600)
+    async with app.uow()() as uow:
+        claimed = await uow.tasks.get(task.id)
+        claimed.start(clock.now(), "w-1")
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    await app.relay_outbox()()
+    clock.advance(seconds=10)  # two heartbeats missed: not lost yet (3 intervals of 5 s)
+    assert await app.recover_stalled_tasks()() == 0
+    clock.advance(seconds=10)
+    assert await app.recover_stalled_tasks()() == 1
+    retrying = await status_of(app, task.id)
+    assert (retrying.status, retrying.error.type) == (TaskStatus.SCHEDULED, "AttemptLost")
+
+
+async def test_workers_are_alive_then_lost_then_pruned(app: Container, clock: FakeClock) -> None:
+    from application.use_cases.list_workers import WorkerStatus
+
+    await app.heartbeat_worker()(identity("quiet", clock), 0)
+    await app.heartbeat_worker()(identity("busy", clock), 0)
+    clock.advance(seconds=20)
+    await app.heartbeat_worker()(identity("busy", clock), 3)
+    listed = {view.record.id: view for view in await app.list_workers()()}
+    assert listed["quiet"].status is WorkerStatus.LOST
+    assert (listed["busy"].status, listed["busy"].record.running) == (WorkerStatus.ALIVE, 3)
+    clock.advance(hours=1)
+    await app.heartbeat_worker()(identity("busy", clock), 0)
+    assert [view.record.id for view in await app.list_workers()()] == ["busy"]
+
+
+async def test_a_worker_registers_at_start_and_leaves_at_a_clean_stop(app: Container) -> None:
+    from entrypoints.worker.runtime import Runtime
+
+    runtime = Runtime(app, consume=True)
+    await runtime.start()
+    try:
+        workers = await app.list_workers()()
+        assert [view.record.id for view in workers] == [app.worker_id()]
+        assert workers[0].record.concurrency == app.settings().worker_concurrency
+    finally:
+        await runtime.stop()
+    assert await app.list_workers()() == []

@@ -1,3 +1,3 @@
-from adapters.storage.memory.storage import MemoryStorage, MemoryUnitOfWork
+from adapters.storage.memory.storage import MemoryStorage, MemoryUnitOfWork, MemoryWorkerRegistry
 
-__all__ = ["MemoryStorage", "MemoryUnitOfWork"]
+__all__ = ["MemoryStorage", "MemoryUnitOfWork", "MemoryWorkerRegistry"]

@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from adapters.storage.memory.workers import MemoryWorkerRegistry
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
+from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
 from domain.values import TaskStatus
 
@@ -38,13 +38,19 @@ class MemoryStorage:
         self.outbox: dict[UUID, OutboxMessage] = {}
         self.claimed_tasks: set[UUID] = set()
         self.claimed_messages: set[UUID] = set()
-        self._workers = MemoryWorkerRegistry()
+        self.workers_by_id: dict[str, WorkerRecord] = {}
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
 
     def workers(self) -> MemoryWorkerRegistry:
-        return self._workers
+        return MemoryWorkerRegistry(self)
+
+    def is_lost(self, worker_id: str | None, lost_before: datetime | None) -> bool:
+        if worker_id is None or lost_before is None:
+            return False
+        worker = self.workers_by_id.get(worker_id)
+        return worker is None or worker.last_heartbeat < lost_before
 
     async def check(self) -> None:
         return None
@@ -160,11 +166,18 @@ class MemoryTaskRepository:
         return TaskStats(counts=dict(counts), oldest_queued_at=oldest)
 
     async def stalled(
-        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+        self,
+        lease_ended_by: datetime,
+        queued_since: datetime,
+        limit: int,
+        workers_lost_before: datetime | None = None,
     ) -> Sequence[Task]:
         def is_stalled(task: Task) -> bool:
             if task.status is TaskStatus.RUNNING:
-                return task.lease_expires_at is not None and task.lease_expires_at <= lease_ended_by
+                lease_ended = (
+                    task.lease_expires_at is not None and task.lease_expires_at <= lease_ended_by
+                )
+                return lease_ended or self._storage.is_lost(task.worker_id, workers_lost_before)
             return task.status is TaskStatus.QUEUED and task.updated_at <= queued_since
 
         candidates = [
@@ -182,6 +195,29 @@ class MemoryTaskRepository:
             assert task is not None
             claimed.append(task)
         return claimed
+
+
+class MemoryWorkerRegistry:
+    """The workers of this process's storage; each call applies at once."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._storage = storage
+
+    async def heartbeat(self, worker: WorkerRecord) -> None:
+        self._storage.workers_by_id[worker.id] = worker
+
+    async def remove(self, worker_id: str) -> None:
+        self._storage.workers_by_id.pop(worker_id, None)
+
+    async def list(self) -> Sequence[WorkerRecord]:
+        workers = self._storage.workers_by_id.values()
+        return sorted(workers, key=lambda worker: (worker.started_at, worker.id), reverse=True)
+
+    async def prune(self, before: datetime) -> int:
+        gone = [w.id for w in self._storage.workers_by_id.values() if w.last_heartbeat < before]
+        for worker_id in gone:
+            del self._storage.workers_by_id[worker_id]
+        return len(gone)
 
 
 class MemoryOutbox:

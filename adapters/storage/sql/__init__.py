@@ -1,5 +1,11 @@
 """SQL storage: SQLite (aiosqlite) and PostgreSQL (asyncpg) through SQLAlchemy Core."""
 
-from adapters.storage.sql.storage import SqlOutbox, SqlStorage, SqlTaskRepository, SqlUnitOfWork
+from adapters.storage.sql.storage import (
+    SqlOutbox,
+    SqlStorage,
+    SqlTaskRepository,
+    SqlUnitOfWork,
+    SqlWorkerRegistry,
+)
 
-__all__ = ["SqlOutbox", "SqlStorage", "SqlTaskRepository", "SqlUnitOfWork"]
+__all__ = ["SqlOutbox", "SqlStorage", "SqlTaskRepository", "SqlUnitOfWork", "SqlWorkerRegistry"]

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from application.ports.outbox import OutboxMessage
+from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
 from domain.values import Progress, RetryPolicy, TaskError, TaskStatus
 
@@ -44,6 +45,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "progress_fraction": progress.fraction if progress else None,
         "progress_message": progress.message if progress else None,
         "progress_updated_at": progress.updated_at if progress else None,
+        "worker_id": task.worker_id,
     }
 
 
@@ -83,6 +85,7 @@ def task_from_row(row: Row[Any]) -> Task:
         error=error,
         version=row.version,
         progress=progress,
+        worker_id=row.worker_id,
     )
 
 
@@ -99,4 +102,28 @@ def message_to_row(message: OutboxMessage) -> dict[str, Any]:
 def message_from_row(row: Row[Any]) -> OutboxMessage:
     return OutboxMessage(
         id=row.id, topic=row.topic, body=bytes(row.body), created_at=row.created_at
+    )
+
+
+def worker_to_row(worker: WorkerRecord) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "started_at": worker.started_at,
+        "last_heartbeat": worker.last_heartbeat,
+        "concurrency": worker.concurrency,
+        "running": worker.running,
+    }
+
+
+def worker_from_row(row: Row[Any]) -> WorkerRecord:
+    return WorkerRecord(
+        id=row.id,
+        host=row.host,
+        pid=row.pid,
+        started_at=row.started_at,
+        last_heartbeat=row.last_heartbeat,
+        concurrency=row.concurrency,
+        running=row.running,
     )

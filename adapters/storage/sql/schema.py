@@ -92,6 +92,7 @@ tasks = Table(
     Column("progress_fraction", Double()),
     Column("progress_message", String()),
     Column("progress_updated_at", UtcDateTime()),
+    Column("worker_id", String(200)),
     UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
@@ -116,4 +117,16 @@ outbox = Table(
         postgresql_where=text("sent_at IS NULL"),
         sqlite_where=text("sent_at IS NULL"),
     ),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("last_heartbeat", UtcDateTime(), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
 )

@@ -32,7 +32,9 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    delete,
     exc,
+    exists,
     func,
     insert,
     or_,
@@ -40,6 +42,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.sql.engine import create_engine, translated_errors
@@ -48,11 +51,14 @@ from adapters.storage.sql.mapping import (
     message_to_row,
     task_from_row,
     task_to_row,
+    worker_from_row,
+    worker_to_row,
 )
-from adapters.storage.sql.schema import outbox, tasks
+from adapters.storage.sql.schema import outbox, tasks, workers
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
+from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
 from domain.values import TaskStatus
 
@@ -78,6 +84,9 @@ class SqlStorage:
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
+
+    def workers(self) -> SqlWorkerRegistry:
+        return SqlWorkerRegistry(self)
 
     async def check(self) -> None:
         with translated_errors():
@@ -195,24 +204,24 @@ class SqlTaskRepository:
         )
 
     async def stalled(
-        self, lease_ended_by: datetime, queued_since: datetime, limit: int
+        self,
+        lease_ended_by: datetime,
+        queued_since: datetime,
+        limit: int,
+        workers_lost_before: datetime | None = None,
     ) -> Sequence[Task]:
-        statement = (
-            select(tasks)
-            .where(
-                or_(
-                    and_(
-                        tasks.c.status == TaskStatus.RUNNING.value,
-                        tasks.c.lease_expires_at <= lease_ended_by,
-                    ),
-                    and_(
-                        tasks.c.status == TaskStatus.QUEUED.value,
-                        tasks.c.updated_at <= queued_since,
-                    ),
-                )
+        running = tasks.c.status == TaskStatus.RUNNING.value
+        abandoned = [
+            and_(running, tasks.c.lease_expires_at <= lease_ended_by),
+            and_(tasks.c.status == TaskStatus.QUEUED.value, tasks.c.updated_at <= queued_since),
+        ]
+        if workers_lost_before is not None:
+            worker_alive = select(workers.c.id).where(
+                workers.c.id == tasks.c.worker_id,
+                workers.c.last_heartbeat >= workers_lost_before,
             )
-            .order_by(tasks.c.id)
-        )
+            abandoned.append(and_(running, tasks.c.worker_id.is_not(None), ~exists(worker_alive)))
+        statement = select(tasks).where(or_(*abandoned)).order_by(tasks.c.id)
         return await self._claimed(statement, limit)
 
     async def _claimed(self, statement: Select[Any], limit: int) -> list[Task]:
@@ -231,6 +240,43 @@ class SqlTaskRepository:
         task = task_from_row(row)
         self._work.loaded_versions.setdefault(task.id, task.version)
         return task
+
+
+class SqlWorkerRegistry:
+    """The workers table; each call is a transaction of its own."""
+
+    def __init__(self, storage: SqlStorage) -> None:
+        self._storage = storage
+
+    async def heartbeat(self, worker: WorkerRecord) -> None:
+        row = worker_to_row(worker)
+        dialect = sqlite if self._storage.is_sqlite else postgresql
+        upsert = dialect.insert(workers).values(row)
+        changes = {name: upsert.excluded[name] for name in row if name != "id"}
+        await self._write(upsert.on_conflict_do_update(index_elements=["id"], set_=changes))
+
+    async def remove(self, worker_id: str) -> None:
+        await self._write(delete(workers).where(workers.c.id == worker_id))
+
+    async def list(self) -> Sequence[WorkerRecord]:
+        statement = select(workers).order_by(workers.c.started_at.desc(), workers.c.id.desc())
+        with translated_errors():
+            async with self._storage.engine.connect() as connection:
+                rows = (await connection.execute(statement)).all()
+        return [worker_from_row(row) for row in rows]
+
+    async def prune(self, before: datetime) -> int:
+        return await self._write(delete(workers).where(workers.c.last_heartbeat < before))
+
+    async def _write(self, statement: Executable) -> int:
+        with translated_errors():
+            async with self._storage.engine.connect() as connection, self._storage.writing():
+                if self._storage.is_sqlite:
+                    await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                result = await connection.execute(statement)
+                await connection.commit()
+        count: int = getattr(result, "rowcount", 0)
+        return count
 
 
 class SqlOutbox:

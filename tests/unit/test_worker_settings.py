@@ -1,0 +1,22 @@
+"""The heartbeat settings of workers."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from entrypoints.settings import Settings
+
+
+def test_a_worker_is_lost_after_three_heartbeats_by_default() -> None:
+    assert Settings(heartbeat_seconds=2).lost_after_seconds == 6
+    assert Settings(heartbeat_seconds=2, worker_lost_after_seconds=10).lost_after_seconds == 10
+
+
+def test_a_lost_threshold_within_one_heartbeat_is_refused() -> None:
+    with pytest.raises(ValidationError, match="TASKPORT_WORKER_LOST_AFTER_SECONDS"):
+        Settings(heartbeat_seconds=5, worker_lost_after_seconds=5)
+
+
+def test_a_cancel_request_is_looked_for_twice_a_second_by_default() -> None:
+    assert Settings().cancel_poll_seconds == 0.5
