@@ -122,11 +122,17 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(
-    empty_postgres_url: str, rabbitmq_vhost: str, tmp_path: Path
-) -> AsyncIterator[Cluster]:
+def storage_url(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database by default; MongoDB (seed 001's stack) when a test asks."""
+    kind = getattr(request, "param", "postgresql")
+    url: str = request.getfixturevalue("mongo_url" if kind == "mongo" else "empty_postgres_url")
+    return url
+
+
+@pytest.fixture
+async def cluster(storage_url: str, rabbitmq_vhost: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     env = {
-        "TASKPORT_STORAGE_URL": empty_postgres_url,
+        "TASKPORT_STORAGE_URL": storage_url,
         "TASKPORT_BROKER_URL": broker_url(rabbitmq_vhost),
         "TASKPORT_MIGRATE_ON_START": "true",
         "TASKPORT_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
@@ -154,12 +160,15 @@ def short_task(n: int) -> dict[str, Any]:
     return {"kind": "sleep", "payload": {"seconds": LONG_SLEEP if n % 20 == 0 else 0.05}}
 
 
+@pytest.mark.parametrize(
+    ("storage_url", "count"), [("postgresql", 1000), ("mongo", 300)], indirect=["storage_url"]
+)
 async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
-    cluster: Cluster,
+    cluster: Cluster, count: int
 ) -> None:
     first, second = cluster.worker(), cluster.worker()
     await cluster.registered(first, second)
-    requests = [short_task(n) for n in range(300)]
+    requests = [short_task(n) for n in range(count)]
     ids = await cluster.submit_all(requests)
 
     first_id = (await cluster.workers_by_pid())[first.pid]["id"]
@@ -184,7 +193,7 @@ async def test_a_killed_worker_loses_no_task_and_no_result_is_written_twice(
         task["status"] == "SUCCEEDED" for task in (await cluster.all_tasks()).values()
     )
     replacement = cluster.worker()
-    tasks = await cluster.all_succeeded(ids, within=45)
+    tasks = await cluster.all_succeeded(ids, within=90)
 
     assert finished_before_kill < len(ids), "the worker was killed after the run, not during it"
     for task_id, request in zip(ids, requests, strict=True):
