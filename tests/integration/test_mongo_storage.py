@@ -15,7 +15,6 @@ from adapters.storage.mongo import MongoStorage
 from adapters.storage.mongo import storage as mongo_storage
 from application.errors import StorageUnavailable
 from application.messages import RunTaskMessage
-from application.ports.worker_registry import WorkerRecord
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
@@ -171,30 +170,3 @@ async def test_the_api_answers_503_while_mongodb_is_away_then_recovers(
                 return response.status_code == 200 and response.json()["status"] == "SUCCEEDED"
 
             await eventually(served_again, within=20)
-
-
-async def test_stalled_finds_running_tasks_of_lost_and_unknown_workers(
-    storage: MongoStorage,
-) -> None:
-    registry = storage.workers()
-    for worker_id, beat in (("alive", T0), ("lost", T0 - timedelta(minutes=1))):
-        await registry.heartbeat(
-            WorkerRecord(worker_id, "host-1", 1, T0 - timedelta(hours=1), beat, 8, 1)
-        )
-    tasks = {}
-    for worker_id in ("alive", "lost", "unknown", None):
-        task = make_task(timeout=timedelta(hours=1))
-        task.start(T0, worker_id)
-        task.pull_events()
-        tasks[worker_id] = task
-    async with storage.unit_of_work() as uow:
-        for task in tasks.values():
-            await uow.tasks.add(task)
-        await uow.commit()
-    async with storage.unit_of_work() as uow:
-        assert await uow.tasks.stalled(T0, T0 - timedelta(hours=1), 10) == []
-    async with storage.unit_of_work() as uow:
-        found = await uow.tasks.stalled(
-            T0, T0 - timedelta(hours=1), 10, workers_lost_before=T0 - timedelta(seconds=15)
-        )
-        assert {task.worker_id for task in found} == {"lost", "unknown"}
