@@ -104,7 +104,7 @@ def _prepare_schema_or_exit(settings: Settings) -> None:
 def worker() -> None:
     """Run a worker: consume the task queue until SIGTERM or SIGINT."""
     settings, container = _load()
-    if url_scheme(settings.broker_url) == "memory":
+    if settings.in_process_broker:
         typer.echo(
             "taskport: the in-process queue (TASKPORT_BROKER_URL=memory://) lives inside the API "
             "process; run `taskport serve`, or point TASKPORT_BROKER_URL at a broker",

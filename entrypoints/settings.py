@@ -152,7 +152,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TASKPORT_WORKER_LOST_AFTER_SECONDS must be longer than TASKPORT_HEARTBEAT_SECONDS"
             )
-        if url_scheme(self.broker_url) == "memory" and self.embedded_worker is False:
+        if self.in_process_broker and self.embedded_worker is False:
             raise ValueError(
                 "the in-process queue (TASKPORT_BROKER_URL=memory://) needs the embedded worker"
             )
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     @property
     def runs_embedded_worker(self) -> bool:
         if self.embedded_worker is None:
-            return url_scheme(self.broker_url) == "memory"
+            return self.in_process_broker
         return self.embedded_worker
 
     @property
