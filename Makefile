@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PORT ?= 8000
 RUN := $(UV) run --locked
 
-.PHONY: run test check format uv
+.PHONY: run test check format uv bench bench-quick
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -17,6 +17,14 @@ run: uv
 ## The whole test suite (with the load-test tools: one test drives Locust).
 test: uv
 	$(RUN) --group bench pytest
+
+## Benchmarks against FastAPI, Celery and Dramatiq on the local PostgreSQL and RabbitMQ
+## (under 15 minutes); figures in bench/results/. bench-quick: the same with small counts.
+bench: uv
+	$(RUN) --group bench python -m bench.run
+
+bench-quick: uv
+	$(RUN) --group bench python -m bench.run --quick
 
 ## Lint, format check, strict types on the core, layer contracts, compose files.
 check: uv

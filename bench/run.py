@@ -1,0 +1,89 @@
+"""Runs the benchmarks and writes bench/results/DATE-MODE.md and bench/results/latest.json.
+
+    python -m bench.run            # the full run (`make bench`)
+    python -m bench.run --quick    # the same shape with small counts (`make bench-quick`)
+    python -m bench.run --only submit e2e_celery   # some scenarios, for a look while tuning
+
+Exits 1 when a scenario failed (the others are still measured and written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+from bench import scenarios
+from bench.infra import ROOT
+from bench.report import markdown, summary
+
+SCENARIOS: dict[str, Callable[[scenarios.Counts], dict[str, Any]]] = {
+    "submit": scenarios.submit_throughput,
+    "e2e_taskport_pg_rabbitmq": scenarios.e2e_taskport_pg_rabbitmq,
+    "e2e_celery": scenarios.e2e_celery,
+    "e2e_dramatiq": scenarios.e2e_dramatiq,
+    "e2e_taskport_sqlite": scenarios.e2e_taskport_sqlite,
+    "e2e_taskport_mongo": scenarios.e2e_taskport_mongo,
+    "e2e_taskport_pubsub": scenarios.e2e_taskport_pubsub,
+    "latency": scenarios.latency,
+    "list": scenarios.list_latency,
+    "backlog": scenarios.backlog_drain,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (under 3 minutes)")
+    parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="these scenarios")
+    args = parser.parse_args()
+    counts = scenarios.QUICK if args.quick else scenarios.FULL
+    mode = "quick" if args.quick else "full"
+    started = time.monotonic()
+    measured: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name, scenario in SCENARIOS.items():
+        if args.only and name not in args.only:
+            continue
+        try:
+            measured[name] = scenario(counts)
+        except Exception as exc:
+            scenarios.log(f"{name} FAILED: {exc}")
+            traceback.print_exc()
+            failed[name] = str(exc)[:2000]
+    now = datetime.now(UTC)
+    results = {
+        "date": now.isoformat(timespec="seconds"),
+        "mode": mode,
+        "duration_seconds": round(time.monotonic() - started, 1),
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "counts": counts.__dict__,
+        **summary(measured, counts),
+        "failed": failed,
+        "measured": measured,
+    }
+    folder = ROOT / "bench" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = markdown(results)
+    (folder / f"{now:%Y-%m-%d}-{mode}.md").write_text(table)
+    (folder / "latest.md").write_text(table)
+    (folder / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table, flush=True)
+    scenarios.log(f"written to bench/results/ in {results['duration_seconds']:.0f}s")
+    if failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
