@@ -4,6 +4,7 @@ MongoDB, create the indexes."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from tenacity import (
     before_sleep_log,
@@ -13,10 +14,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from application.errors import StorageUnavailable
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, url_scheme
+
+if TYPE_CHECKING:
+    from adapters.storage.mongo import MongoStorage
 
 logger = logging.getLogger("taskport.schema")
 
@@ -31,10 +34,13 @@ async def prepare_schema(storage: object, settings: Settings) -> None:
     """Brings an SQL storage's schema to head when ``migrates_on_start``; otherwise refuses
     to start while migrations are pending; creates a MongoDB storage's indexes. Waits a
     little for a database still starting."""
-    if isinstance(storage, MongoStorage):
-        await _create_indexes(storage)
-    elif isinstance(storage, SqlStorage):
+    if isinstance(storage, SqlStorage):
         await _prepare(storage, settings)
+    elif url_scheme(settings.storage_url) == "mongodb":
+        from adapters.storage.mongo import MongoStorage  # imported only when chosen
+
+        if isinstance(storage, MongoStorage):
+            await _create_indexes(storage)
 
 
 @retry(
