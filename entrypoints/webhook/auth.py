@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
-from google.auth import exceptions as auth_errors
-from google.auth.transport import Request
-from google.oauth2 import id_token
+from typing import TYPE_CHECKING, Any
 
 from entrypoints.http.problems import Problem
+
+if TYPE_CHECKING:
+    from google.auth.transport import Request
+
+# google-auth (with requests) is imported on the first push to verify: a process that
+# never verifies one does not carry it.
 
 logger = logging.getLogger("taskport.webhook")
 
@@ -59,6 +61,9 @@ class PushAuthenticator:
             raise _forbidden("the token's email is not verified")
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
+        from google.auth import exceptions as auth_errors
+        from google.oauth2 import id_token
+
         try:
             claims: dict[str, Any] = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
                 token, self._request, audience=self._audience
