@@ -32,7 +32,8 @@ from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandl
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
-from application.use_cases.submit_task import SubmitTaskHandler, TaskDefaults
+from application.use_cases.submit_task import NewTasks, SubmitTaskHandler, TaskDefaults
+from application.use_cases.submit_task_batch import SubmitTaskBatchHandler
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.webhook.auth import PushAuthenticator
 
@@ -122,14 +123,18 @@ class Container(containers.DeclarativeContainer):
         listeners=providers.List(metrics),
     )
 
-    submit_task = providers.Singleton(
-        SubmitTaskHandler,
-        uow=uow,
+    new_tasks = providers.Singleton(
+        NewTasks,
         registry=registry,
-        recorder=recorder,
         clock=clock,
         ids=ids,
         defaults=providers.Callable(_task_defaults, settings),
+    )
+    submit_task = providers.Singleton(
+        SubmitTaskHandler, uow=uow, new_tasks=new_tasks, recorder=recorder
+    )
+    submit_task_batch = providers.Singleton(
+        SubmitTaskBatchHandler, uow=uow, new_tasks=new_tasks, recorder=recorder
     )
     get_task = providers.Singleton(GetTaskHandler, uow=uow)
     get_stats = providers.Singleton(GetStatsHandler, uow=uow, clock=clock)
