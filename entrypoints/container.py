@@ -18,6 +18,7 @@ from adapters.storage.memory import MemoryStorage
 from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator, new_worker_id
+from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
@@ -130,8 +131,13 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         defaults=providers.Callable(_task_defaults, settings),
     )
+    group_commit = providers.Singleton(GroupCommit, uow=uow, recorder=recorder)
     submit_task = providers.Singleton(
-        SubmitTaskHandler, uow=uow, new_tasks=new_tasks, recorder=recorder
+        SubmitTaskHandler,
+        uow=uow,
+        new_tasks=new_tasks,
+        recorder=recorder,
+        group_commit=group_commit,
     )
     submit_task_batch = providers.Singleton(
         SubmitTaskBatchHandler, uow=uow, new_tasks=new_tasks, recorder=recorder

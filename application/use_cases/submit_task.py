@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from attrs import frozen
 
 from application.errors import DuplicateIdempotencyKey, IdempotencyKeyReused
+from application.group_commit import GroupCommit
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry
 from application.ports.ids import IdGenerator
@@ -109,13 +110,26 @@ def replayed(command: SubmitTask, earlier: Task) -> Submitted:
 
 
 class SubmitTaskHandler:
-    def __init__(self, uow: UnitOfWorkFactory, new_tasks: NewTasks, recorder: TaskRecorder) -> None:
+    """Stores the new task with its dispatch message; a task without an idempotency key
+    shares the transaction of other tasks submitted at the same time (``GroupCommit``)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        new_tasks: NewTasks,
+        recorder: TaskRecorder,
+        group_commit: GroupCommit,
+    ) -> None:
         self._uow = uow
         self._new_tasks = new_tasks
         self._recorder = recorder
+        self._group_commit = group_commit
 
     async def __call__(self, command: SubmitTask) -> Submitted:
         task = self._new_tasks.build(command)
+        if command.idempotency_key is None:
+            await self._group_commit.add(task)
+            return Submitted(task, created=True)
         async with self._uow() as uow:
             if command.idempotency_key and (
                 earlier := await uow.tasks.find_by_idempotency_key(
