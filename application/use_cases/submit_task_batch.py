@@ -84,12 +84,11 @@ class SubmitTaskBatchHandler:
     async def _answers(
         uow: UnitOfWork, items: Sequence[SubmitTask], tasks: Sequence[Task]
     ) -> list[Submitted]:
+        keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
+        earlier = await uow.tasks.find_by_idempotency_keys(items[0].owner, keys) if keys else {}
         answers = []
         for item, task in zip(items, tasks, strict=True):
-            earlier = (
-                await uow.tasks.find_by_idempotency_key(item.owner, item.idempotency_key)
-                if item.idempotency_key is not None
-                else None
-            )
-            answers.append(replayed(item, earlier) if earlier else Submitted(task, created=True))
+            key = item.idempotency_key
+            held = earlier.get(key) if key is not None else None
+            answers.append(replayed(item, held) if held else Submitted(task, created=True))
         return answers

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -154,6 +154,25 @@ class MongoTaskRepository:
                 {"owner": owner, "idempotency_key": key}, {"_id": 1}
             )
         return await self.get(UUID(document["_id"])) if document is not None else None
+
+    async def find_by_idempotency_keys(
+        self, owner: str, keys: Collection[str]
+    ) -> Mapping[str, Task]:
+        if not keys:
+            return {}
+        with translated_errors():
+            documents = [
+                document
+                async for document in self._tasks.find(
+                    {"owner": owner, "idempotency_key": {"$in": list(keys)}}
+                )
+            ]
+        found = {}
+        for document in documents:
+            task_id = UUID(document["_id"])
+            staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+            found[document["idempotency_key"]] = staged or self._loaded(document)
+        return found
 
     async def save(self, task: Task) -> None:
         if task.id in self._work.added:

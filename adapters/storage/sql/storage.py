@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -156,6 +156,22 @@ class SqlTaskRepository:
         statement = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
         rows = await self._work.fetch(statement)
         return await self.get(rows[0].id) if rows else None
+
+    async def find_by_idempotency_keys(
+        self, owner: str, keys: Collection[str]
+    ) -> Mapping[str, Task]:
+        if not keys:
+            return {}
+        statement = select(tasks).where(
+            tasks.c.owner == owner, tasks.c.idempotency_key.in_(list(keys))
+        )
+        return {
+            row.idempotency_key: self._staged(row.id) or self._loaded(row)
+            for row in await self._work.fetch(statement)
+        }
+
+    def _staged(self, task_id: UUID) -> Task | None:
+        return self._work.added.get(task_id) or self._work.saved.get(task_id)
 
     async def save(self, task: Task) -> None:
         if task.id in self._work.added:
