@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 from application.ports.unit_of_work import UnitOfWorkFactory
-from application.recorder import TaskRecorder
+from application.recorder import Changes, TaskRecorder
 from domain.task import Task
 
 MAX_GROUP = 1000
 COMMITTERS = 4
+
+_Waiting = tuple[Changes, contextvars.Context, asyncio.Future[None]]
 
 
 class GroupCommit:
     """Stores new tasks (with their outbox messages), many per unit of work.
 
     ``add`` returns once the unit holding the task committed, and raises what that commit
-    raised: a caller answers "accepted" only for a task that is stored. One unit commits at
-    a time; the tasks added meanwhile wait and go together in the next one, up to
-    ``max_group``. Alone, a task commits at once; under load a transaction's round trips
-    and the connection checkout are shared by the whole group.
+    raised: a caller answers "accepted" only for a task that is stored. Up to
+    ``committers`` units commit at a time; the tasks added meanwhile wait and go together
+    in the next one, up to ``max_group``. Alone, a task commits at once; under load a
+    transaction's round trips and its connection are shared by the whole group.
+
+    Each task's messages and log lines carry the context of the request that added it
+    (its request id), not the committer's.
 
     For tasks whose commit cannot be refused by another task (no idempotency key): in a
     group, a refusal would fail every task of it.
@@ -36,12 +42,13 @@ class GroupCommit:
         self._recorder = recorder
         self._max_group = max_group
         self._committers = committers
-        self._waiting: list[tuple[Task, asyncio.Future[None]]] = []
+        self._waiting: list[_Waiting] = []
         self._committing: set[asyncio.Task[None]] = set()
 
     async def add(self, task: Task) -> None:
+        changes = self._recorder.record(added=[task])
         committed = asyncio.get_running_loop().create_future()
-        self._waiting.append((task, committed))
+        self._waiting.append((changes, contextvars.copy_context(), committed))
         if len(self._committing) < self._committers:
             committer = asyncio.create_task(self._commit_while_waiting())
             self._committing.add(committer)
@@ -49,7 +56,7 @@ class GroupCommit:
         await committed
 
     async def _commit_while_waiting(self) -> None:
-        group: list[tuple[Task, asyncio.Future[None]]] = []
+        group: list[_Waiting] = []
         try:
             while self._waiting:
                 group = self._waiting[: self._max_group]
@@ -57,20 +64,22 @@ class GroupCommit:
                 await self._commit(group)
         except BaseException:
             # Cancelled (the loop is closing): nobody is left waiting for an answer.
-            for _, committed in (*group, *self._waiting):
+            for _, _, committed in (*group, *self._waiting):
                 committed.cancel()
             self._waiting.clear()
             raise
 
-    async def _commit(self, group: list[tuple[Task, asyncio.Future[None]]]) -> None:
+    async def _commit(self, group: list[_Waiting]) -> None:
         try:
             async with self._uow() as uow:
-                await self._recorder.commit(uow, added=[task for task, _ in group])
+                await self._recorder.write(uow, [changes for changes, _, _ in group])
         except Exception as error:
-            for _, committed in group:
+            for _, _, committed in group:
                 if not committed.done():
                     committed.set_exception(error)
-        else:
-            for _, committed in group:
-                if not committed.done():
-                    committed.set_result(None)
+            return
+        for changes, context, committed in group:
+            # Announced here rather than by the caller, which may have given up waiting.
+            context.run(self._recorder.announce, changes)
+            if not committed.done():
+                committed.set_result(None)

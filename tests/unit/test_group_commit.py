@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.registry import KindRegistry
 from adapters.storage.memory import MemoryStorage
 from adapters.system import AsyncioRelayTrigger, Uuid7Generator
+from application import correlation
 from application.errors import StorageUnavailable
 from application.group_commit import GroupCommit
+from application.messages import RunTaskMessage
 from application.recorder import TaskRecorder
 from application.use_cases.submit_task import NewTasks, SubmitTask, TaskDefaults
 from domain.task import Task
@@ -102,3 +105,41 @@ async def test_a_caller_that_gives_up_does_not_stop_the_others() -> None:
     with pytest.raises(asyncio.CancelledError):
         await abandoned
     assert (await storage.stored())[0] >= 3
+
+
+class RequestIdsLogged(logging.Handler):
+    """The request id in effect when each task's event was logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_task: dict[str, str | None] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.by_task[record.task_id] = correlation.request_id.get()  # type: ignore[attr-defined]
+
+
+async def test_each_task_keeps_the_request_id_of_its_submit() -> None:
+    storage = CountedStorage()
+    commit = group_commit(storage, committers=1)
+    submitted: dict[str, Task] = {}
+
+    async def submit_in_request(request_id: str) -> None:
+        correlation.request_id.set(request_id)
+        submitted[request_id] = make_task()
+        await commit.add(submitted[request_id])
+
+    logged = RequestIdsLogged()
+    events_log = logging.getLogger("taskport.events")
+    level = events_log.level
+    events_log.addHandler(logged)
+    events_log.setLevel(logging.INFO)
+    try:
+        await asyncio.gather(*(submit_in_request(f"req-{n}") for n in range(5)))
+    finally:
+        events_log.removeHandler(logged)
+        events_log.setLevel(level)
+    assert storage.commits < 5
+    messages = [RunTaskMessage.decode(m.body) for m in storage.storage.outbox.values()]
+    expected = {request_id: task.id for request_id, task in submitted.items()}
+    assert {m.request_id: m.task_id for m in messages} == expected
+    assert logged.by_task == {str(task_id): request_id for request_id, task_id in expected.items()}
