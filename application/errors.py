@@ -59,6 +59,19 @@ class InvalidPayload(ApplicationError):
         super().__init__(f"invalid payload for kind {kind!r}: {'; '.join(self.errors)}")
 
 
+class InvalidBatch(ApplicationError):
+    """A batch refused as a whole: ``problems`` maps the index of each bad item (``None``
+    for the batch itself) to what is wrong with it."""
+
+    def __init__(self, problems: Sequence[tuple[int | None, str]]) -> None:
+        self.problems = list(problems)
+        described = "; ".join(
+            f"item {index}: {message}" if index is not None else message
+            for index, message in self.problems
+        )
+        super().__init__(f"invalid batch: {described}")
+
+
 class PoisonMessage(ApplicationError):
     """A delivered message that can never be processed (undecodable)."""
 

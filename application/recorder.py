@@ -5,15 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from attrs import frozen
+
 from application.messages import messages_for
 from application.ports.clock import Clock
 from application.ports.events import EventListener
 from application.ports.ids import IdGenerator
-from application.ports.outbox import RelayTrigger
+from application.ports.outbox import OutboxMessage, RelayTrigger
 from application.ports.unit_of_work import UnitOfWork
+from domain.events import TaskEvent
 from domain.task import Task
 
 logger = logging.getLogger("taskport.events")
+
+
+@frozen
+class Changes:
+    """Changed tasks, the events they recorded and the outbox messages those call for."""
+
+    added: Sequence[Task]
+    saved: Sequence[Task]
+    events: Sequence[TaskEvent]
+    messages: Sequence[OutboxMessage]
 
 
 class TaskRecorder:
@@ -21,6 +34,11 @@ class TaskRecorder:
 
     Nothing is published before commit: messages go to the outbox in the same transaction,
     and the relay is woken only once the commit succeeded.
+
+    ``commit`` does it all; ``record``, ``write`` and ``announce`` are its three steps, for
+    a caller that commits the changes of several requests together: ``record`` and
+    ``announce`` run in the context of the request that made the changes (its request id
+    goes in the messages and the log lines).
     """
 
     def __init__(
@@ -38,20 +56,33 @@ class TaskRecorder:
     async def commit(
         self, uow: UnitOfWork, *, added: Sequence[Task] = (), saved: Sequence[Task] = ()
     ) -> None:
-        for task in added:
-            await uow.tasks.add(task)
-        for task in saved:
-            await uow.tasks.save(task)
-        recorded = [event for task in (*added, *saved) for event in task.pull_events()]
-        messages = messages_for(recorded, self._ids, self._clock.now())
-        for message in messages:
-            await uow.outbox.put(message)
+        changes = self.record(added=added, saved=saved)
+        await self.write(uow, [changes])
+        self.announce(changes)
+
+    def record(self, *, added: Sequence[Task] = (), saved: Sequence[Task] = ()) -> Changes:
+        """Takes the tasks' events and makes the messages they call for."""
+        events = [event for task in (*added, *saved) for event in task.pull_events()]
+        return Changes(added, saved, events, messages_for(events, self._ids, self._clock.now()))
+
+    async def write(self, uow: UnitOfWork, changes: Sequence[Changes]) -> None:
+        """Stages every change in ``uow`` and commits it; wakes the relay."""
+        for change in changes:
+            for task in change.added:
+                await uow.tasks.add(task)
+            for task in change.saved:
+                await uow.tasks.save(task)
+            for message in change.messages:
+                await uow.outbox.put(message)
         await uow.commit()
-        if messages:
+        if any(change.messages for change in changes):
             self._relay.notify()
+
+    def announce(self, changes: Changes) -> None:
+        """Tells the listeners and the log about committed changes."""
         for listener in self._listeners:
-            listener.committed(recorded)
-        for event in recorded:
+            listener.committed(changes.events)
+        for event in changes.events:
             logger.info(
                 "%s task=%s kind=%s",
                 type(event).__name__,

@@ -17,6 +17,7 @@ from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator, new_worker_id
+from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
@@ -31,7 +32,8 @@ from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandl
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
-from application.use_cases.submit_task import SubmitTaskHandler, TaskDefaults
+from application.use_cases.submit_task import NewTasks, SubmitTaskHandler, TaskDefaults
+from application.use_cases.submit_task_batch import SubmitTaskBatchHandler
 from entrypoints.settings import Settings, url_scheme
 from entrypoints.webhook.auth import PushAuthenticator
 
@@ -147,14 +149,23 @@ class Container(containers.DeclarativeContainer):
         listeners=providers.List(metrics),
     )
 
-    submit_task = providers.Singleton(
-        SubmitTaskHandler,
-        uow=uow,
+    new_tasks = providers.Singleton(
+        NewTasks,
         registry=registry,
-        recorder=recorder,
         clock=clock,
         ids=ids,
         defaults=providers.Callable(_task_defaults, settings),
+    )
+    group_commit = providers.Singleton(GroupCommit, uow=uow, recorder=recorder)
+    submit_task = providers.Singleton(
+        SubmitTaskHandler,
+        uow=uow,
+        new_tasks=new_tasks,
+        recorder=recorder,
+        group_commit=group_commit,
+    )
+    submit_task_batch = providers.Singleton(
+        SubmitTaskBatchHandler, uow=uow, new_tasks=new_tasks, recorder=recorder
     )
     get_task = providers.Singleton(GetTaskHandler, uow=uow)
     get_stats = providers.Singleton(GetStatsHandler, uow=uow, clock=clock)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -41,6 +41,8 @@ class TaskRepository(Protocol):
       commit) when the stored version is no longer the one that was read. Of two units racing
       to change one task, exactly one commits.
     - ``get_owned`` is ``get`` scoped to an owner: another owner's task is ``None``.
+    - ``find_by_idempotency_keys`` is ``find_by_idempotency_key`` for many keys at once:
+      the owner's tasks holding any of ``keys``, by key (keys no task holds are absent).
     - ``list`` pages by id, newest first: ids are time-ordered, so a page never repeats or
       skips a task that existed when the first page was read.
     - ``due`` returns up to ``limit`` SCHEDULED tasks whose ``run_at`` is at or before ``now``,
@@ -64,6 +66,10 @@ class TaskRepository(Protocol):
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None: ...
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None: ...
+
+    async def find_by_idempotency_keys(
+        self, owner: str, keys: Collection[str]
+    ) -> Mapping[str, Task]: ...
 
     async def save(self, task: Task) -> None: ...
 

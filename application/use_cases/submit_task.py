@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from attrs import frozen
 
 from application.errors import DuplicateIdempotencyKey, IdempotencyKeyReused
+from application.group_commit import GroupCommit
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry
 from application.ports.ids import IdGenerator
@@ -58,51 +59,23 @@ class Submitted:
     """False when an idempotent repeat returned the task of the first request."""
 
 
-class SubmitTaskHandler:
+class NewTasks:
+    """Turns submit requests into new tasks: the payload as its kind accepts it, the
+    deployment's defaults where the request is silent, a new id, the time of submission.
+
+    ``build`` raises ``UnknownKind``, ``InvalidPayload`` or ``InvalidTask``.
+    """
+
     def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        registry: HandlerRegistry,
-        recorder: TaskRecorder,
-        clock: Clock,
-        ids: IdGenerator,
-        defaults: TaskDefaults,
+        self, registry: HandlerRegistry, clock: Clock, ids: IdGenerator, defaults: TaskDefaults
     ) -> None:
-        self._uow = uow
         self._registry = registry
-        self._recorder = recorder
         self._clock = clock
         self._ids = ids
         self._defaults = defaults
 
-    async def __call__(self, command: SubmitTask) -> Submitted:
+    def build(self, command: SubmitTask) -> Task:
         payload = self._registry.validate(command.kind, command.payload)
-        fingerprint = command.fingerprint() if command.idempotency_key else None
-        async with self._uow() as uow:
-            if command.idempotency_key and (
-                earlier := await uow.tasks.find_by_idempotency_key(
-                    command.owner, command.idempotency_key
-                )
-            ):
-                return self._repeat(command.idempotency_key, earlier, fingerprint)
-            task = self._new_task(command, payload, fingerprint)
-            try:
-                await self._recorder.commit(uow, added=[task])
-            except DuplicateIdempotencyKey:
-                pass
-            else:
-                return Submitted(task, created=True)
-        # A concurrent request with the same key committed first: answer with its task.
-        assert command.idempotency_key is not None
-        async with self._uow() as uow:
-            earlier = await uow.tasks.find_by_idempotency_key(
-                command.owner, command.idempotency_key
-            )
-        if earlier is None:
-            raise DuplicateIdempotencyKey(command.owner, command.idempotency_key)
-        return self._repeat(command.idempotency_key, earlier, fingerprint)
-
-    def _new_task(self, command: SubmitTask, payload: JsonValue, fingerprint: str | None) -> Task:
         defaults = self._defaults
         timeout = (
             timedelta(seconds=command.timeout_seconds)
@@ -123,11 +96,59 @@ class SubmitTaskHandler:
             timeout=timeout,
             run_at=command.run_at,
             idempotency_key=command.idempotency_key,
-            request_fingerprint=fingerprint,
+            request_fingerprint=command.fingerprint() if command.idempotency_key else None,
         )
 
-    @staticmethod
-    def _repeat(key: str, earlier: Task, fingerprint: str | None) -> Submitted:
-        if earlier.request_fingerprint != fingerprint:
-            raise IdempotencyKeyReused(key, earlier.id)
-        return Submitted(earlier, created=False)
+
+def replayed(command: SubmitTask, earlier: Task) -> Submitted:
+    """The answer to a repeat of ``command``, whose key ``earlier`` holds; raises
+    ``IdempotencyKeyReused`` when ``earlier`` was submitted by a different request."""
+    assert command.idempotency_key is not None
+    if earlier.request_fingerprint != command.fingerprint():
+        raise IdempotencyKeyReused(command.idempotency_key, earlier.id)
+    return Submitted(earlier, created=False)
+
+
+class SubmitTaskHandler:
+    """Stores the new task with its dispatch message; a task without an idempotency key
+    shares the transaction of other tasks submitted at the same time (``GroupCommit``)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        new_tasks: NewTasks,
+        recorder: TaskRecorder,
+        group_commit: GroupCommit,
+    ) -> None:
+        self._uow = uow
+        self._new_tasks = new_tasks
+        self._recorder = recorder
+        self._group_commit = group_commit
+
+    async def __call__(self, command: SubmitTask) -> Submitted:
+        task = self._new_tasks.build(command)
+        if command.idempotency_key is None:
+            await self._group_commit.add(task)
+            return Submitted(task, created=True)
+        async with self._uow() as uow:
+            if command.idempotency_key and (
+                earlier := await uow.tasks.find_by_idempotency_key(
+                    command.owner, command.idempotency_key
+                )
+            ):
+                return replayed(command, earlier)
+            try:
+                await self._recorder.commit(uow, added=[task])
+            except DuplicateIdempotencyKey:
+                pass
+            else:
+                return Submitted(task, created=True)
+        # A concurrent request with the same key committed first: answer with its task.
+        assert command.idempotency_key is not None
+        async with self._uow() as uow:
+            earlier = await uow.tasks.find_by_idempotency_key(
+                command.owner, command.idempotency_key
+            )
+        if earlier is None:
+            raise DuplicateIdempotencyKey(command.owner, command.idempotency_key)
+        return replayed(command, earlier)

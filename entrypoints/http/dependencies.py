@@ -21,14 +21,16 @@ def container_of(request: Request) -> Container:
 def provided(name: str) -> Any:
     """A dependency on the container's provider ``name`` (a use case, a codec)."""
 
-    def dependency(request: Request) -> Any:
+    # Async, as is ``authenticate``: FastAPI runs a plain ``def`` dependency in a worker
+    # thread, a hop that costs more than the lookup itself.
+    async def dependency(request: Request) -> Any:
         provider: Callable[[], Any] = getattr(container_of(request), name)
         return provider()
 
     return Depends(dependency)
 
 
-def authenticate(request: Request) -> str:
+async def authenticate(request: Request) -> str:
     """The owner the bearer key belongs to; with no keys configured (local only), the
     single local owner."""
     owners: dict[str, str] = request.app.state.owners_by_key_digest

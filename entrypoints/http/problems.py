@@ -15,6 +15,7 @@ from adapters.codecs import InvalidCursor
 from application.errors import (
     ConcurrencyConflict,
     IdempotencyKeyReused,
+    InvalidBatch,
     InvalidPayload,
     TaskNotFound,
     Unavailable,
@@ -95,6 +96,14 @@ def problem_for(exc: Exception) -> Problem:
             )
         case InvalidPayload():
             return Problem(422, "invalid-payload", "Invalid payload", str(exc), errors=exc.errors)
+        case InvalidBatch():
+            return Problem(
+                422,
+                "invalid-batch",
+                "Invalid batch",
+                str(exc),
+                errors=[{"index": index, "message": message} for index, message in exc.problems],
+            )
         case InvalidTask():
             return Problem(422, "invalid-task", "Invalid task", str(exc))
         case IllegalTransition():
@@ -151,6 +160,7 @@ def install(app: FastAPI) -> None:
         TaskNotFound,
         UnknownKind,
         InvalidPayload,
+        InvalidBatch,
         InvalidTask,
         IllegalTransition,
         IdempotencyKeyReused,

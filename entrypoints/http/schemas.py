@@ -11,6 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from application.ports.handlers import KindInfo
 from application.use_cases.get_stats import Stats
 from application.use_cases.list_workers import WorkerView
+from application.use_cases.submit_task import SubmitTask
+from application.use_cases.submit_task_batch import MAX_BATCH_SIZE
 from domain.task import Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
@@ -25,6 +27,35 @@ class TaskIn(BaseModel):
     )
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
     timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+    def command(self, owner: str, idempotency_key: str | None) -> SubmitTask:
+        return SubmitTask(
+            owner=owner,
+            kind=self.kind,
+            payload=self.payload,
+            run_at=self.run_at,
+            max_attempts=self.max_attempts,
+            timeout_seconds=self.timeout_seconds,
+            idempotency_key=idempotency_key,
+        )
+
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+"""1-255 visible ASCII characters, in the Idempotency-Key header as in a batch item."""
+
+
+class TaskBatchItemIn(TaskIn):
+    idempotency_key: str | None = Field(
+        default=None,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="as the Idempotency-Key header of a single submit, for this item",
+    )
+
+
+class TaskBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskBatchItemIn] = Field(min_length=1, max_length=MAX_BATCH_SIZE)
 
 
 class TaskErrorOut(BaseModel):
@@ -92,6 +123,10 @@ class TaskOut(BaseModel):
             else None,
             worker_id=task.worker_id,
         )
+
+
+class TaskBatchOut(BaseModel):
+    items: list[TaskOut] = Field(description="one task per submitted item, in request order")
 
 
 class TaskPageOut(BaseModel):

@@ -278,6 +278,33 @@ async def test_a_task_and_its_message_commit_together(storage: Any) -> None:
         assert message.id in {m.id for m in await uow.outbox.pending(10)}
 
 
+async def test_tasks_are_found_by_many_idempotency_keys_at_once(storage: Any) -> None:
+    first, second = make_task(idempotency_key="k1"), make_task(idempotency_key="k2")
+    await add(storage, first, second, make_task(owner="bob", idempotency_key="k3"))
+    async with storage.unit_of_work() as uow:
+        found = await uow.tasks.find_by_idempotency_keys("alice", ["k1", "k2", "k3", "none"])
+        assert {key: task.id for key, task in found.items()} == {"k1": first.id, "k2": second.id}
+        assert await uow.tasks.find_by_idempotency_keys("alice", []) == {}
+
+
+async def test_many_added_tasks_commit_together_or_not_at_all(storage: Any) -> None:
+    await add(storage, make_task(idempotency_key="taken"))
+    refused = [make_task(payload={"n": n}) for n in range(3)]
+    refused.insert(2, make_task(idempotency_key="taken"))
+    with pytest.raises(DuplicateIdempotencyKey):
+        await add(storage, *refused)
+    accepted = [make_task(payload={"n": n}, idempotency_key=f"k{n}") for n in range(5)]
+    await add(storage, *accepted)
+    page = await list_all(storage)
+    assert {task.id for task in page} == {*(task.id for task in accepted), page[-1].id}
+    assert len(page) == 6
+
+
+async def list_all(storage: Any) -> list[Any]:
+    async with storage.unit_of_work() as uow:
+        return list(await uow.tasks.list(TaskQuery("alice", limit=100)))
+
+
 async def test_health_check_answers(storage: Any) -> None:
     await storage.check()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import collections
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -119,6 +119,12 @@ class MemoryTaskRepository:
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
         task_id = self._storage.idempotency_keys.get((owner, key))
         return await self.get(task_id) if task_id is not None else None
+
+    async def find_by_idempotency_keys(
+        self, owner: str, keys: Collection[str]
+    ) -> Mapping[str, Task]:
+        found = {key: await self.find_by_idempotency_key(owner, key) for key in keys}
+        return {key: task for key, task in found.items() if task is not None}
 
     async def save(self, task: Task) -> None:
         if task.id in self._work.added:

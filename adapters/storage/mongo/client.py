@@ -80,10 +80,6 @@ OUTBOX_INDEXES = [IndexModel([("created_at", ASCENDING)], name="outbox_order")]
 WORKER_INDEXES = [IndexModel([("started_at", DESCENDING)], name="workers_by_start")]
 
 
-def is_idempotency_key_clash(error: DuplicateKeyError) -> bool:
-    return "idempotency_key" in str(error)
-
-
 @contextmanager
 def translated_errors() -> Iterator[None]:
     """Driver errors become ``StorageUnavailable``; duplicate keys are left to the caller,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -32,7 +32,7 @@ from uuid import UUID
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from adapters.storage.mongo.client import (
     OUTBOX_INDEXES,
@@ -40,7 +40,6 @@ from adapters.storage.mongo.client import (
     Document,
     create_client,
     database_of,
-    is_idempotency_key_clash,
     task_indexes,
     translated_errors,
 )
@@ -59,6 +58,8 @@ from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from domain.task import Task
 from domain.values import TaskStatus
+
+DUPLICATE_KEY = 11000
 
 logger = logging.getLogger("taskport.storage")
 
@@ -153,6 +154,25 @@ class MongoTaskRepository:
                 {"owner": owner, "idempotency_key": key}, {"_id": 1}
             )
         return await self.get(UUID(document["_id"])) if document is not None else None
+
+    async def find_by_idempotency_keys(
+        self, owner: str, keys: Collection[str]
+    ) -> Mapping[str, Task]:
+        if not keys:
+            return {}
+        with translated_errors():
+            documents = [
+                document
+                async for document in self._tasks.find(
+                    {"owner": owner, "idempotency_key": {"$in": list(keys)}}
+                )
+            ]
+        found = {}
+        for document in documents:
+            task_id = UUID(document["_id"])
+            staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+            found[document["idempotency_key"]] = staged or self._loaded(document)
+        return found
 
     async def save(self, task: Task) -> None:
         if task.id in self._work.added:
@@ -437,22 +457,34 @@ class MongoUnitOfWork:
                 raise ConcurrencyConflict(task_id)
 
     async def _insert_added(self, messages_of: dict[UUID, list[OutboxMessage]]) -> None:
-        inserted: list[str] = []
+        """One ordered ``insert_many``; when a document is refused, those before it are
+        removed again, so the unit adds all of its tasks or none."""
+        if not self.added:
+            return
+        added = list(self.added.values())
+        documents = [
+            {
+                "_id": str(task.id),
+                **task_fields(task),
+                "claimed_until": UNCLAIMED,
+                "outbox_claimed_until": UNCLAIMED,
+                **_outbox_fields(messages_of.get(task.id, [])),
+            }
+            for task in added
+        ]
         try:
-            for task in self.added.values():
-                document = {
-                    "_id": str(task.id),
-                    **task_fields(task),
-                    "claimed_until": UNCLAIMED,
-                    "outbox_claimed_until": UNCLAIMED,
-                }
-                document.update(_outbox_fields(messages_of.get(task.id, [])))
-                await self.storage.tasks.insert_one(document)
-                inserted.append(document["_id"])
-        except DuplicateKeyError as error:
-            if inserted:
-                await self.storage.tasks.delete_many({"_id": {"$in": inserted}})
-            if is_idempotency_key_clash(error) and task.idempotency_key is not None:
+            await self.storage.tasks.insert_many(documents, ordered=True)
+        except BulkWriteError as error:
+            refused = (error.details.get("writeErrors") or [{}])[0]
+            index = refused.get("index", len(documents))
+            if index:
+                await self.storage.tasks.delete_many(
+                    {"_id": {"$in": [document["_id"] for document in documents[:index]]}}
+                )
+            if refused.get("code") != DUPLICATE_KEY or index >= len(added):
+                raise
+            task = added[index]
+            if "idempotency_key" in str(refused.get("errmsg", "")) and task.idempotency_key:
                 raise DuplicateIdempotencyKey(task.owner, task.idempotency_key) from None
             raise ConcurrencyConflict(task.id) from None
 

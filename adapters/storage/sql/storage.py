@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -156,6 +156,22 @@ class SqlTaskRepository:
         statement = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
         rows = await self._work.fetch(statement)
         return await self.get(rows[0].id) if rows else None
+
+    async def find_by_idempotency_keys(
+        self, owner: str, keys: Collection[str]
+    ) -> Mapping[str, Task]:
+        if not keys:
+            return {}
+        statement = select(tasks).where(
+            tasks.c.owner == owner, tasks.c.idempotency_key.in_(list(keys))
+        )
+        return {
+            row.idempotency_key: self._staged(row.id) or self._loaded(row)
+            for row in await self._work.fetch(statement)
+        }
+
+    def _staged(self, task_id: UUID) -> Task | None:
+        return self._work.added.get(task_id) or self._work.saved.get(task_id)
 
     async def save(self, task: Task) -> None:
         if task.id in self._work.added:
@@ -387,8 +403,8 @@ class SqlUnitOfWork:
         return self._connection
 
     async def _write(self, connection: AsyncConnection) -> None:
-        for task in self.added.values():
-            await _insert_task(connection, task)
+        if self.added:
+            await _insert_tasks(connection, list(self.added.values()))
         for task in self.saved.values():
             await _update_task(connection, task, self.loaded_versions[task.id])
         if self.new_messages:
@@ -422,13 +438,23 @@ class SqlUnitOfWork:
         self.sent_messages.clear()
 
 
-async def _insert_task(connection: AsyncConnection, task: Task) -> None:
+async def _insert_tasks(connection: AsyncConnection, added: Sequence[Task]) -> None:
+    """One statement for all the tasks (executemany); the statement itself never changes,
+    so it is compiled once and prepared once per connection."""
     try:
-        await connection.execute(insert(tasks).values(task_to_row(task)))
+        await connection.execute(insert(tasks), [task_to_row(task) for task in added])
     except exc.IntegrityError as error:
-        if "idempotency_key" in str(error.orig) and task.idempotency_key is not None:
-            raise DuplicateIdempotencyKey(task.owner, task.idempotency_key) from None
-        raise ConcurrencyConflict(task.id) from None
+        raise _insert_conflict(str(error.orig), added) from None
+
+
+def _insert_conflict(reason: str, added: Sequence[Task]) -> Exception:
+    """What a unique violation among ``added`` means: an idempotency key used already (by
+    a committed task: the unit of work cannot tell which one of its keys), or else a task
+    id that exists already."""
+    keyed = [task for task in added if task.idempotency_key is not None]
+    if "idempotency_key" in reason and keyed and keyed[0].idempotency_key is not None:
+        return DuplicateIdempotencyKey(keyed[0].owner, keyed[0].idempotency_key)
+    return ConcurrencyConflict(added[0].id)
 
 
 async def _update_task(connection: AsyncConnection, task: Task, loaded_version: int) -> None:

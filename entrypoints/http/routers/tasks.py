@@ -14,15 +14,23 @@ from application.use_cases.cancel_task import CancelTask, CancelTaskHandler
 from application.use_cases.get_task import GetTask, GetTaskHandler
 from application.use_cases.list_tasks import MAX_PAGE_SIZE, ListTasksHandler
 from application.use_cases.retry_task import RetryTask, RetryTaskHandler
-from application.use_cases.submit_task import SubmitTask, SubmitTaskHandler
+from application.use_cases.submit_task import SubmitTaskHandler
+from application.use_cases.submit_task_batch import SubmitTaskBatch, SubmitTaskBatchHandler
 from domain.values import TaskStatus
 from entrypoints.http.dependencies import Owner, provided
 from entrypoints.http.problems import Problem
-from entrypoints.http.schemas import TaskIn, TaskOut, TaskPageOut
+from entrypoints.http.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
+    TaskBatchIn,
+    TaskBatchOut,
+    TaskIn,
+    TaskOut,
+    TaskPageOut,
+)
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskOut)
@@ -40,22 +48,23 @@ async def submit_task(
             "Invalid Idempotency-Key",
             "the Idempotency-Key header must be 1-255 visible ASCII characters",
         )
-    submitted = await submit(
-        SubmitTask(
-            owner=owner,
-            kind=body.kind,
-            payload=body.payload,
-            run_at=body.run_at,
-            max_attempts=body.max_attempts,
-            timeout_seconds=body.timeout_seconds,
-            idempotency_key=idempotency_key,
-        )
-    )
+    submitted = await submit(body.command(owner, idempotency_key))
     response.headers["Location"] = f"/v1/tasks/{submitted.task.id}"
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     return TaskOut.of(submitted.task)
+
+
+@router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=TaskBatchOut)
+async def submit_task_batch(
+    body: TaskBatchIn,
+    owner: Owner,
+    submit: SubmitTaskBatchHandler = provided("submit_task_batch"),
+) -> TaskBatchOut:
+    commands = tuple(item.command(owner, item.idempotency_key) for item in body.tasks)
+    submitted = await submit(SubmitTaskBatch(commands))
+    return TaskBatchOut(items=[TaskOut.of(answer.task) for answer in submitted])
 
 
 @router.get("/{task_id}", response_model=TaskOut)
