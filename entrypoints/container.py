@@ -54,6 +54,12 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
     )
 
 
+def _pool_size(settings: Settings) -> int:
+    # A worker's deliveries each hold a connection while they claim and record; the
+    # background loops (relay, sweeps, heartbeat, statistics) take a few more.
+    return max(10, settings.worker_concurrency + 4)
+
+
 def _http_kind_config(settings: Settings) -> HttpKindConfig:
     return HttpKindConfig(
         allowed_hosts=tuple(settings.http_allowed_hosts),
@@ -73,8 +79,16 @@ class Container(containers.DeclarativeContainer):
     storage = providers.Selector(
         providers.Callable(url_scheme, settings.provided.storage_url),
         memory=providers.Singleton(MemoryStorage),
-        sqlite=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
-        postgresql=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
+        sqlite=providers.Singleton(
+            SqlStorage.from_url,
+            settings.provided.storage_url,
+            pool_size=providers.Callable(_pool_size, settings),
+        ),
+        postgresql=providers.Singleton(
+            SqlStorage.from_url,
+            settings.provided.storage_url,
+            pool_size=providers.Callable(_pool_size, settings),
+        ),
         # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
         mongodb=providers.Singleton(MongoStorage.from_url, settings.provided.storage_url),
     )

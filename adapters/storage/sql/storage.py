@@ -32,6 +32,7 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    bindparam,
     delete,
     exc,
     exists,
@@ -45,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.storage.sql.engine import create_engine, translated_errors
+from adapters.storage.sql.engine import POOL_SIZE, create_engine, translated_errors
 from adapters.storage.sql.mapping import (
     message_from_row,
     message_to_row,
@@ -64,6 +65,13 @@ from domain.values import TaskStatus
 
 logger = logging.getLogger("taskport.storage")
 
+# The statements of every claim and record, built once: SQLAlchemy then finds them
+# compiled in its cache without building and hashing a new statement each time.
+_TASK_BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
+_UPDATE_TASK = update(tasks).where(
+    tasks.c.id == bindparam("where_id"), tasks.c.version == bindparam("where_version")
+)
+
 
 class SqlStorage:
     """Tasks and outbox in an SQL database reached through one SQLAlchemy async engine."""
@@ -78,9 +86,12 @@ class SqlStorage:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStorage:
-        """``sqlite:///path`` or ``postgresql://...``; nothing connects before first use."""
-        return cls(create_engine(url))
+    def from_url(cls, url: str, pool_size: int = POOL_SIZE) -> SqlStorage:
+        """``sqlite:///path`` or ``postgresql://...``; nothing connects before first use.
+
+        ``pool_size`` connections are kept open: enough for the units of work that run at
+        once, or each unit beyond them opens and closes a connection of its own."""
+        return cls(create_engine(url, pool_size))
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
@@ -145,7 +156,7 @@ class SqlTaskRepository:
         staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
         if staged is not None:
             return staged
-        rows = await self._work.fetch(select(tasks).where(tasks.c.id == task_id))
+        rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
         return self._loaded(rows[0]) if rows else None
 
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
@@ -364,10 +375,12 @@ class SqlUnitOfWork:
         finally:
             self._reset()
 
-    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+    async def fetch(
+        self, statement: Executable, parameters: dict[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
         connection = await self._connect()
         with translated_errors():
-            result = await connection.execute(statement)
+            result = await connection.execute(statement, parameters)
             return result.all()
 
     def claim_tasks(self, ids: Iterable[UUID]) -> None:
@@ -435,7 +448,7 @@ async def _update_task(connection: AsyncConnection, task: Task, loaded_version: 
     row = task_to_row(task)
     del row["id"]
     result = await connection.execute(
-        update(tasks).where(tasks.c.id == task.id, tasks.c.version == loaded_version).values(row)
+        _UPDATE_TASK, {**row, "where_id": task.id, "where_version": loaded_version}
     )
     if result.rowcount == 0:
         raise ConcurrencyConflict(task.id)
