@@ -5,6 +5,13 @@ A unit of work reads through its own connection and stages its changes; ``commit
 writes them in one transaction: inserts, version-checked updates
 (``UPDATE ... WHERE id = :id AND version = :loaded``), outbox rows.
 
+Reads run outside transactions, and a unit whose changes take one statement (a claim, a
+recorded outcome) runs that statement alone: a statement is atomic by itself, and the
+version check makes a change read outside the transaction that writes it safe. Units that
+write more, or lock rows, open a transaction with an explicit ``BEGIN``. Every statement
+then costs one round trip to the database, and no ``BEGIN`` or ``COMMIT`` is sent for
+nothing.
+
 Claims made by ``due`` and ``pending`` last until the unit ends:
 - PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
 - SQLite has one writer and no row locks: reads run outside transactions (WAL), writes
@@ -244,6 +251,7 @@ class SqlTaskRepository:
             rows = [row for row in rows if row.id not in claimed][:limit]
             self._work.claim_tasks(row.id for row in rows)
         else:
+            await self._work.begin()
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
         return [self._loaded(row) for row in rows]
 
@@ -311,6 +319,7 @@ class SqlOutbox:
             rows = [row for row in rows if row.id not in claimed][:limit]
             self._work.claim_messages(row.id for row in rows)
         else:
+            await self._work.begin()
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
         return [message_from_row(row) for row in rows]
 
@@ -337,6 +346,7 @@ class SqlUnitOfWork:
         self._claimed_tasks: set[UUID] = set()
         self._claimed_messages: set[UUID] = set()
         self._connection: AsyncConnection | None = None
+        self._in_transaction = False
         self.tasks = SqlTaskRepository(self)
         self.outbox = SqlOutbox(self)
 
@@ -366,8 +376,15 @@ class SqlUnitOfWork:
                     with translated_errors():
                         if self.storage.is_sqlite:
                             await connection.exec_driver_sql("BEGIN IMMEDIATE")
-                        await self._write(connection)
-                        await connection.commit()
+                            await self._write(connection)
+                            await connection.commit()
+                        else:
+                            if self._statements() > 1:
+                                await self.begin()
+                            await self._write(connection)
+                            if self._in_transaction:
+                                await connection.exec_driver_sql("COMMIT")
+                                self._in_transaction = False
                 finally:
                     # Ends the transaction (a rollback unless committed) before the next
                     # writer's turn.
@@ -383,6 +400,24 @@ class SqlUnitOfWork:
             result = await connection.execute(statement, parameters)
             return result.all()
 
+    async def begin(self) -> None:
+        """Opens the unit's transaction on PostgreSQL (SQLite writers open their own)."""
+        if self._in_transaction:
+            return
+        connection = await self._connect()
+        with translated_errors():
+            await connection.exec_driver_sql("BEGIN")
+        self._in_transaction = True
+
+    def _statements(self) -> int:
+        """How many statements ``_write`` will run."""
+        return (
+            len(self.added)
+            + len(self.saved)
+            + (1 if self.new_messages else 0)
+            + (1 if self.sent_messages else 0)
+        )
+
     def claim_tasks(self, ids: Iterable[UUID]) -> None:
         for task_id in ids:
             self._claimed_tasks.add(task_id)
@@ -396,7 +431,12 @@ class SqlUnitOfWork:
     async def _connect(self) -> AsyncConnection:
         if self._connection is None:
             with translated_errors():
-                self._connection = await self.storage.engine.connect()
+                connection = await self.storage.engine.connect()
+                if not self.storage.is_sqlite:
+                    # Transactions are opened explicitly (``begin``), only where needed;
+                    # the pool restores the default when the connection comes back.
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
+                self._connection = connection
         return self._connection
 
     async def _write(self, connection: AsyncConnection) -> None:
@@ -418,6 +458,14 @@ class SqlUnitOfWork:
         if connection is None:
             return
         try:
+            if self._in_transaction:
+                self._in_transaction = False
+                try:
+                    await connection.exec_driver_sql("ROLLBACK")
+                except Exception:
+                    # A connection whose transaction may still be open never goes back
+                    # to the pool.
+                    await connection.invalidate()
             await connection.close()
         except Exception as error:
             # The connection is gone with its transaction; the pool replaces it.
