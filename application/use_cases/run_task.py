@@ -19,7 +19,7 @@ import asyncio
 import enum
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from attrs import frozen
@@ -216,9 +216,19 @@ class RunTaskHandler:
     async def _record(
         self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None = None
     ) -> RunResult:
+        # A handler's result is most often written over the claimed version, without
+        # reading the task again; a cancel request, a progress write or a takeover moved
+        # the version on, and then the task is read. A cancel or a release always reads it:
+        # the watcher saw it change.
+        tracked = claimed if isinstance(outcome, _Succeeded | _Failed) else None
         for _ in range(CONFLICT_RETRIES):
             async with self._uow() as uow:
-                task = await uow.tasks.get(claimed.id)
+                if tracked is not None:
+                    task: Task | None = tracked
+                    await uow.tasks.track(tracked)
+                    tracked = None
+                else:
+                    task = await uow.tasks.get(claimed.id)
                 if (
                     task is None
                     or task.status is not TaskStatus.RUNNING
@@ -226,23 +236,28 @@ class RunTaskHandler:
                 ):
                     # The attempt was taken over (its lease ran out): its outcome is moot.
                     return RunResult(Outcome.NOTHING_TO_DO, task.status if task else None)
-                now = self._clock.now()
-                if progress is not None:
-                    task.report_progress(now, progress.fraction, progress.message)
-                if isinstance(outcome, _Succeeded):
-                    task.succeed(now, outcome.result)
-                elif isinstance(outcome, _Failed):
-                    task.fail(now, outcome.error, outcome.retry_after)
-                elif isinstance(outcome, _Released):
-                    task.release(now)
-                else:
-                    task.confirm_cancel(now)
+                _apply(task, outcome, progress, self._clock.now())
                 try:
                     await self._recorder.commit(uow, saved=[task])
                 except ConcurrencyConflict:
                     continue
                 return RunResult(Outcome.RAN, task.status)
         raise ConcurrencyConflict(claimed.id)
+
+
+def _apply(
+    task: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None, now: datetime
+) -> None:
+    if progress is not None:
+        task.report_progress(now, progress.fraction, progress.message)
+    if isinstance(outcome, _Succeeded):
+        task.succeed(now, outcome.result)
+    elif isinstance(outcome, _Failed):
+        task.fail(now, outcome.error, outcome.retry_after)
+    elif isinstance(outcome, _Released):
+        task.release(now)
+    else:
+        task.confirm_cancel(now)
 
 
 def _checked_result(result: JsonValue) -> _AttemptOutcome:

@@ -166,6 +166,9 @@ class SqlTaskRepository:
         rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
         return self._loaded(rows[0]) if rows else None
 
+    async def track(self, task: Task) -> None:
+        self._work.loaded_versions[task.id] = task.version
+
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
         task = await self.get(task_id)
         return task if task is not None and task.owner == owner else None
