@@ -9,6 +9,7 @@ The claim records ``worker_id``, this worker's id in the worker registry: should
 stop heartbeating, the recovery sweep takes the attempt back before its lease ends.
 
 While the handler runs, a watcher looks at the stored task every ``cancel_poll_interval``
+(the first time one interval after the handler started)
 for a cancel request, and on the same beat writes the latest progress the handler reported,
 at most once per ``progress_interval``; the last report is written with the outcome.
 """
@@ -158,7 +159,14 @@ class RunTaskHandler:
             message = f"no handler for kind {task.kind!r} (known: {known})"
             return _Failed(TaskError("UnknownKind", message, retryable=False))
         running: asyncio.Future[JsonValue] = asyncio.ensure_future(handler(task.payload, context))
-        watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
+        # Most handlers finish within one poll interval: the watcher starts only after it.
+        watcher: asyncio.Task[None] | None = None
+
+        def watch() -> None:
+            nonlocal watcher
+            watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
+
+        start_watching = asyncio.get_running_loop().call_later(self._cancel_poll, watch)
         try:
             async with asyncio.timeout(task.timeout.total_seconds()):
                 result = await running
@@ -178,7 +186,9 @@ class RunTaskHandler:
         except Exception as exc:
             return _Failed(TaskError(type(exc).__name__, str(exc) or repr(exc)))
         finally:
-            watcher.cancel()
+            start_watching.cancel()
+            if watcher is not None:
+                watcher.cancel()
         return _checked_result(result)
 
     async def _watch_for_cancel(
@@ -187,7 +197,6 @@ class RunTaskHandler:
         loop = asyncio.get_running_loop()
         next_progress_write = loop.time()
         while not running.done():
-            await asyncio.sleep(self._cancel_poll)
             async with self._uow() as uow:
                 task = await uow.tasks.get(task_id)
                 if task is None or task.cancel_requested or task.attempts != context.attempt:
@@ -198,6 +207,7 @@ class RunTaskHandler:
                     uow, task, context
                 ):
                     next_progress_write = loop.time() + self._progress_interval
+            await asyncio.sleep(self._cancel_poll)
 
     async def _write_progress(self, uow: UnitOfWork, task: Task, context: TaskContext) -> bool:
         update = context.progress.take()
