@@ -8,14 +8,15 @@ writes them in one transaction: inserts, version-checked updates
 Reads run outside transactions, and a unit whose changes take one statement (a claim, a
 recorded outcome) runs that statement alone: a statement is atomic by itself, and the
 version check makes a change read outside the transaction that writes it safe. Units that
-write more, or lock rows, open a transaction with an explicit ``BEGIN``. Every statement
+write more, or lock rows (PostgreSQL), open a transaction with an explicit ``BEGIN``
+(``BEGIN IMMEDIATE`` on SQLite). Every statement
 then costs one round trip to the database, and no ``BEGIN`` or ``COMMIT`` is sent for
 nothing.
 
 Claims made by ``due`` and ``pending`` last until the unit ends:
 - PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
 - SQLite has one writer and no row locks: reads run outside transactions (WAL), writes
-  are serialised in this process and start with ``BEGIN IMMEDIATE``, and claims are kept
+  are serialised in this process, and claims are kept
   in this process. Units in other processes sharing the file may receive the same rows;
   the version check still lets only one of them commit a change to a task.
 
@@ -378,7 +379,8 @@ class SqlUnitOfWork:
                 try:
                     with translated_errors():
                         if self.storage.is_sqlite:
-                            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                            if self._statements() > 1:
+                                await connection.exec_driver_sql("BEGIN IMMEDIATE")
                             await self._write(connection)
                             await connection.commit()
                         else:
@@ -413,7 +415,7 @@ class SqlUnitOfWork:
         self._in_transaction = True
 
     def _statements(self) -> int:
-        """How many statements ``_write`` will run."""
+        """How many statements ``_write`` will run: one runs alone, without a transaction."""
         return (
             len(self.added)
             + len(self.saved)
