@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
 from adapters.brokers.memory import MemoryBroker
-from adapters.brokers.pubsub import PubSubConsumer, PubSubPublisher
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqPublisher
 from adapters.codecs import CursorCodec
 from adapters.handlers.builtin import BUILTIN_KINDS
@@ -15,7 +15,6 @@ from adapters.handlers.http import HttpKindConfig, http_kind
 from adapters.handlers.loader import build_registry
 from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
-from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator, new_worker_id
 from application.recorder import TaskRecorder
@@ -34,11 +33,43 @@ from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler, TaskDefaults
 from entrypoints.settings import Settings, url_scheme
-from entrypoints.webhook.auth import PushAuthenticator
+
+if TYPE_CHECKING:
+    from adapters.brokers.pubsub import PubSubConsumer, PubSubPublisher
+    from adapters.storage.mongo import MongoStorage
+    from entrypoints.webhook.auth import PushAuthenticator
 
 
 class UnsupportedUrl(ValueError):
     pass
+
+
+# The adapters of MongoDB and Pub/Sub, and the push webhook's token check, bring large
+# client libraries (tens of MB each): they are imported only by a process that uses them.
+
+
+def _mongo_storage(url: str) -> MongoStorage:
+    from adapters.storage.mongo import MongoStorage
+
+    return MongoStorage.from_url(url)
+
+
+def _pubsub_publisher(url: str, create: bool) -> PubSubPublisher:
+    from adapters.brokers.pubsub import PubSubPublisher
+
+    return PubSubPublisher.from_url(url, create)
+
+
+def _pubsub_consumer(url: str, create: bool) -> PubSubConsumer:
+    from adapters.brokers.pubsub import PubSubConsumer
+
+    return PubSubConsumer.from_url(url, create)
+
+
+def _push_authenticator(**options: Any) -> PushAuthenticator:
+    from entrypoints.webhook.auth import PushAuthenticator
+
+    return PushAuthenticator(**options)
 
 
 def _seconds(seconds: float) -> timedelta:
@@ -90,7 +121,7 @@ class Container(containers.DeclarativeContainer):
             pool_size=providers.Callable(_pool_size, settings),
         ),
         # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
-        mongodb=providers.Singleton(MongoStorage.from_url, settings.provided.storage_url),
+        mongodb=providers.Singleton(_mongo_storage, settings.provided.storage_url),
     )
     broker_scheme = providers.Callable(url_scheme, settings.provided.broker_url)
     in_process_queue = providers.Singleton(MemoryBroker)
@@ -99,10 +130,10 @@ class Container(containers.DeclarativeContainer):
     )
     rabbitmq_consumer = providers.Singleton(RabbitMqConsumer.from_url, settings.provided.broker_url)
     pubsub_publisher = providers.Singleton(
-        PubSubPublisher.from_url, settings.provided.broker_url, settings.provided.pubsub_create
+        _pubsub_publisher, settings.provided.broker_url, settings.provided.pubsub_create
     )
     pubsub_consumer = providers.Singleton(
-        PubSubConsumer.from_url, settings.provided.broker_url, settings.provided.pubsub_create
+        _pubsub_consumer, settings.provided.broker_url, settings.provided.pubsub_create
     )
     publisher = providers.Selector(
         broker_scheme,
@@ -188,7 +219,7 @@ class Container(containers.DeclarativeContainer):
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
     push_authenticator = providers.Singleton(
-        PushAuthenticator,
+        _push_authenticator,
         mode=settings.provided.push_auth_mode,
         audience=settings.provided.push_audience,
         service_account=settings.provided.push_service_account,

@@ -4,6 +4,8 @@ MongoDB, create the indexes."""
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TYPE_CHECKING
 
 from tenacity import (
     before_sleep_log,
@@ -13,10 +15,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from application.errors import StorageUnavailable
 from entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.storage.mongo import MongoStorage
 
 logger = logging.getLogger("taskport.schema")
 
@@ -31,10 +35,12 @@ async def prepare_schema(storage: object, settings: Settings) -> None:
     """Brings an SQL storage's schema to head when ``migrates_on_start``; otherwise refuses
     to start while migrations are pending; creates a MongoDB storage's indexes. Waits a
     little for a database still starting."""
-    if isinstance(storage, MongoStorage):
-        await _create_indexes(storage)
-    elif isinstance(storage, SqlStorage):
+    # The MongoDB adapter is imported only by a process that built a MongoStorage.
+    mongo = sys.modules.get("adapters.storage.mongo")
+    if isinstance(storage, SqlStorage):
         await _prepare(storage, settings)
+    elif mongo is not None and isinstance(storage, mongo.MongoStorage):
+        await _create_indexes(storage)
 
 
 @retry(
