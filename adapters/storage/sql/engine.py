@@ -21,6 +21,7 @@ DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 CONNECT_TIMEOUT_SECONDS = 3
 POOL_TIMEOUT_SECONDS = 10
 POOL_SIZE = 10
+POOL_OVERFLOW = 10
 STATEMENT_TIMEOUT_SECONDS = 30
 """A server that stops answering mid-statement is reported unavailable, not waited on."""
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -39,8 +40,9 @@ def async_url(url: str) -> URL:
 
 
 def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
-    """An engine that keeps ``pool_size`` connections open, and opens as many again when
-    more are wanted at once.
+    """An engine that keeps ``pool_size`` connections open, and opens up to
+    ``POOL_OVERFLOW`` more while more are wanted at once. Every process may hold that many
+    connections: the database's own limit (``max_connections``) must leave room for all.
 
     Connections are not pinged before each use, which would cost a round trip per unit of
     work: the first statement that finds the database gone fails (``StorageUnavailable``),
@@ -54,7 +56,7 @@ def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
         parsed,
         pool_recycle=1800,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=POOL_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={
             "timeout": CONNECT_TIMEOUT_SECONDS,
