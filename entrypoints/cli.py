@@ -120,10 +120,21 @@ def worker() -> None:
         )
         raise typer.Exit(2)
     try:
-        asyncio.run(_work(container))
+        with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
+            runner.run(_work(container))
     except PendingMigrations as exc:
         typer.echo(f"taskport: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (uvicorn[standard] brings it; the API
+    runs on it too), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _work(container: Container) -> None:

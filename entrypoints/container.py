@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
@@ -35,23 +35,19 @@ from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import NewTasks, SubmitTaskHandler, TaskDefaults
 from application.use_cases.submit_task_batch import SubmitTaskBatchHandler
 from entrypoints.settings import Settings, url_scheme
-from entrypoints.webhook.auth import PushAuthenticator
 
 if TYPE_CHECKING:
     from adapters.brokers.pubsub import PubSubConsumer, PubSubPublisher
     from adapters.storage.mongo import MongoStorage
+    from entrypoints.webhook.auth import PushAuthenticator
 
 
 class UnsupportedUrl(ValueError):
     pass
 
 
-def _seconds(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)
-
-
-# MongoDB and Pub/Sub adapters are imported when chosen: their drivers (gRPC above all) cost
-# a process that does not use them a second of start-up and megabytes of memory.
+# The adapters of MongoDB and Pub/Sub, and the push webhook's token check, bring large
+# client libraries (tens of MB each): they are imported only by a process that uses them.
 
 
 def _mongo_storage(url: str) -> MongoStorage:
@@ -72,6 +68,16 @@ def _pubsub_consumer(url: str, create: bool) -> PubSubConsumer:
     return PubSubConsumer.from_url(url, create)
 
 
+def _push_authenticator(**options: Any) -> PushAuthenticator:
+    from entrypoints.webhook.auth import PushAuthenticator
+
+    return PushAuthenticator(**options)
+
+
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
 def _task_defaults(settings: Settings) -> TaskDefaults:
     return TaskDefaults(
         max_attempts=settings.default_max_attempts,
@@ -79,6 +85,12 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
         retry_base_delay=timedelta(seconds=settings.retry_base_seconds),
         retry_max_delay=timedelta(seconds=settings.retry_max_seconds),
     )
+
+
+def _pool_size(settings: Settings) -> int:
+    # A worker's deliveries each hold a connection while they claim and record; the
+    # background loops (relay, sweeps, heartbeat, statistics) take a few more.
+    return max(10, settings.worker_concurrency + 4)
 
 
 def _http_kind_config(settings: Settings) -> HttpKindConfig:
@@ -100,8 +112,16 @@ class Container(containers.DeclarativeContainer):
     storage = providers.Selector(
         providers.Callable(url_scheme, settings.provided.storage_url),
         memory=providers.Singleton(MemoryStorage),
-        sqlite=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
-        postgresql=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
+        sqlite=providers.Singleton(
+            SqlStorage.from_url,
+            settings.provided.storage_url,
+            pool_size=providers.Callable(_pool_size, settings),
+        ),
+        postgresql=providers.Singleton(
+            SqlStorage.from_url,
+            settings.provided.storage_url,
+            pool_size=providers.Callable(_pool_size, settings),
+        ),
         # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
         mongodb=providers.Singleton(_mongo_storage, settings.provided.storage_url),
     )
@@ -210,7 +230,7 @@ class Container(containers.DeclarativeContainer):
     relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
     push_authenticator = providers.Singleton(
-        PushAuthenticator,
+        _push_authenticator,
         mode=settings.provided.push_auth_mode,
         audience=settings.provided.push_audience,
         service_account=settings.provided.push_service_account,

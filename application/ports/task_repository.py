@@ -40,6 +40,9 @@ class TaskRepository(Protocol):
     - ``save`` writes a task read in this unit; it raises ``ConcurrencyConflict`` (now or at
       commit) when the stored version is no longer the one that was read. Of two units racing
       to change one task, exactly one commits.
+    - ``track`` takes into this unit a task as an earlier unit committed it (at its
+      ``version``), without reading it again: ``save`` then writes it only if nobody changed
+      it since, and raises ``ConcurrencyConflict`` otherwise.
     - ``get_owned`` is ``get`` scoped to an owner: another owner's task is ``None``.
     - ``find_by_idempotency_keys`` is ``find_by_idempotency_key`` for many keys at once:
       the owner's tasks holding any of ``keys``, by key (keys no task holds are absent).
@@ -62,6 +65,8 @@ class TaskRepository(Protocol):
     async def add(self, task: Task) -> None: ...
 
     async def get(self, task_id: UUID) -> Task | None: ...
+
+    async def track(self, task: Task) -> None: ...
 
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None: ...
 

@@ -9,6 +9,7 @@ The claim records ``worker_id``, this worker's id in the worker registry: should
 stop heartbeating, the recovery sweep takes the attempt back before its lease ends.
 
 While the handler runs, a watcher looks at the stored task every ``cancel_poll_interval``
+(the first time one interval after the handler started)
 for a cancel request, and on the same beat writes the latest progress the handler reported,
 at most once per ``progress_interval``; the last report is written with the outcome.
 """
@@ -19,7 +20,7 @@ import asyncio
 import enum
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from attrs import frozen
@@ -158,7 +159,14 @@ class RunTaskHandler:
             message = f"no handler for kind {task.kind!r} (known: {known})"
             return _Failed(TaskError("UnknownKind", message, retryable=False))
         running: asyncio.Future[JsonValue] = asyncio.ensure_future(handler(task.payload, context))
-        watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
+        # Most handlers finish within one poll interval: the watcher starts only after it.
+        watcher: asyncio.Task[None] | None = None
+
+        def watch() -> None:
+            nonlocal watcher
+            watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
+
+        start_watching = asyncio.get_running_loop().call_later(self._cancel_poll, watch)
         try:
             async with asyncio.timeout(task.timeout.total_seconds()):
                 result = await running
@@ -178,7 +186,9 @@ class RunTaskHandler:
         except Exception as exc:
             return _Failed(TaskError(type(exc).__name__, str(exc) or repr(exc)))
         finally:
-            watcher.cancel()
+            start_watching.cancel()
+            if watcher is not None:
+                watcher.cancel()
         return _checked_result(result)
 
     async def _watch_for_cancel(
@@ -187,7 +197,6 @@ class RunTaskHandler:
         loop = asyncio.get_running_loop()
         next_progress_write = loop.time()
         while not running.done():
-            await asyncio.sleep(self._cancel_poll)
             async with self._uow() as uow:
                 task = await uow.tasks.get(task_id)
                 if task is None or task.cancel_requested or task.attempts != context.attempt:
@@ -198,6 +207,7 @@ class RunTaskHandler:
                     uow, task, context
                 ):
                     next_progress_write = loop.time() + self._progress_interval
+            await asyncio.sleep(self._cancel_poll)
 
     async def _write_progress(self, uow: UnitOfWork, task: Task, context: TaskContext) -> bool:
         update = context.progress.take()
@@ -216,9 +226,19 @@ class RunTaskHandler:
     async def _record(
         self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None = None
     ) -> RunResult:
+        # A handler's result is most often written over the claimed version, without
+        # reading the task again; a cancel request, a progress write or a takeover moved
+        # the version on, and then the task is read. A cancel or a release always reads it:
+        # the watcher saw it change.
+        tracked = claimed if isinstance(outcome, _Succeeded | _Failed) else None
         for _ in range(CONFLICT_RETRIES):
             async with self._uow() as uow:
-                task = await uow.tasks.get(claimed.id)
+                if tracked is not None:
+                    task: Task | None = tracked
+                    await uow.tasks.track(tracked)
+                    tracked = None
+                else:
+                    task = await uow.tasks.get(claimed.id)
                 if (
                     task is None
                     or task.status is not TaskStatus.RUNNING
@@ -226,23 +246,28 @@ class RunTaskHandler:
                 ):
                     # The attempt was taken over (its lease ran out): its outcome is moot.
                     return RunResult(Outcome.NOTHING_TO_DO, task.status if task else None)
-                now = self._clock.now()
-                if progress is not None:
-                    task.report_progress(now, progress.fraction, progress.message)
-                if isinstance(outcome, _Succeeded):
-                    task.succeed(now, outcome.result)
-                elif isinstance(outcome, _Failed):
-                    task.fail(now, outcome.error, outcome.retry_after)
-                elif isinstance(outcome, _Released):
-                    task.release(now)
-                else:
-                    task.confirm_cancel(now)
+                _apply(task, outcome, progress, self._clock.now())
                 try:
                     await self._recorder.commit(uow, saved=[task])
                 except ConcurrencyConflict:
                     continue
                 return RunResult(Outcome.RAN, task.status)
         raise ConcurrencyConflict(claimed.id)
+
+
+def _apply(
+    task: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None, now: datetime
+) -> None:
+    if progress is not None:
+        task.report_progress(now, progress.fraction, progress.message)
+    if isinstance(outcome, _Succeeded):
+        task.succeed(now, outcome.result)
+    elif isinstance(outcome, _Failed):
+        task.fail(now, outcome.error, outcome.retry_after)
+    elif isinstance(outcome, _Released):
+        task.release(now)
+    else:
+        task.confirm_cancel(now)
 
 
 def _checked_result(result: JsonValue) -> _AttemptOutcome:

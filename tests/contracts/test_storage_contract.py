@@ -133,6 +133,50 @@ async def test_a_stale_save_is_refused(storage: Any) -> None:
     assert (await get(storage, task.id)).status is TaskStatus.RUNNING
 
 
+async def test_a_tracked_task_is_saved_without_being_read_again(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        claimed = await uow.tasks.get(task.id)
+        claimed.start(T0)
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        await uow.tasks.track(claimed)
+        claimed.succeed(T0, {"ok": True})
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    stored = await get(storage, task.id)
+    assert (stored.status, stored.result, stored.version) == (
+        TaskStatus.SUCCEEDED,
+        {"ok": True},
+        claimed.version,
+    )
+
+
+async def test_a_tracked_task_changed_since_is_refused(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        claimed = await uow.tasks.get(task.id)
+        claimed.start(T0)
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        theirs = await uow.tasks.get(task.id)
+        theirs.cancel(T0)
+        await uow.tasks.save(theirs)
+        await uow.commit()
+    with pytest.raises(ConcurrencyConflict):
+        async with storage.unit_of_work() as uow:
+            await uow.tasks.track(claimed)
+            claimed.succeed(T0, None)
+            await uow.tasks.save(claimed)
+            await uow.commit()
+    stored = await get(storage, task.id)
+    assert (stored.status, stored.cancel_requested) == (TaskStatus.RUNNING, True)
+
+
 async def test_of_many_racing_claimers_exactly_one_starts_the_task(storage: Any) -> None:
     task = make_task()
     await add(storage, task)

@@ -182,6 +182,22 @@ async def test_cancel_reaches_the_running_handler(app: Container, gate: Gate) ->
     assert not gate.opened.is_set()
 
 
+async def test_a_result_is_recorded_over_a_cancel_request_the_watcher_did_not_see(
+    app: Container, gate: Gate
+) -> None:
+    app.settings.override(
+        providers.Object(Settings(storage_url="memory://", cancel_poll_seconds=60))
+    )
+    task = await submit(app, "gate")
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    await app.cancel_task()(CancelTask("alice", task.id))
+    gate.opened.set()
+    assert (await asyncio.wait_for(running, 5)).status is TaskStatus.SUCCEEDED
+    stored = await status_of(app, task.id)
+    assert (stored.result, stored.cancel_requested) == ({"ran": 1}, False)
+
+
 async def test_a_result_that_is_not_json_fails_the_task(app: Container) -> None:
     task = await submit(app, "not-json")
     await run(app, task.id)

@@ -112,6 +112,9 @@ class MemoryTaskRepository:
             self._work.loaded_versions.setdefault(task.id, task.version)
         return task
 
+    async def track(self, task: Task) -> None:
+        self._work.loaded_versions[task.id] = task.version
+
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
         task = await self.get(task_id)
         return task if task is not None and task.owner == owner else None

@@ -144,6 +144,9 @@ class MongoTaskRepository:
             document = await self._tasks.find_one({"_id": str(task_id)})
         return self._loaded(document) if document is not None else None
 
+    async def track(self, task: Task) -> None:
+        self._work.loaded_versions[task.id] = task.version
+
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
         task = await self.get(task_id)
         return task if task is not None and task.owner == owner else None

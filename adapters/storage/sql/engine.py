@@ -20,6 +20,8 @@ logger = logging.getLogger("taskport.storage")
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 CONNECT_TIMEOUT_SECONDS = 3
 POOL_TIMEOUT_SECONDS = 10
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
 STATEMENT_TIMEOUT_SECONDS = 30
 """A server that stops answering mid-statement is reported unavailable, not waited on."""
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -37,18 +39,24 @@ def async_url(url: str) -> URL:
     return parsed
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine that checks connections before use, so it recovers by itself when the
-    database comes back."""
+def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
+    """An engine that keeps ``pool_size`` connections open, and opens up to
+    ``POOL_OVERFLOW`` more while more are wanted at once. Every process may hold that many
+    connections: the database's own limit (``max_connections``) must leave room for all.
+
+    Connections are not pinged before each use, which would cost a round trip per unit of
+    work: the first statement that finds the database gone fails (``StorageUnavailable``),
+    and SQLAlchemy then discards every connection opened before, so the next units
+    reconnect by themselves once the database is back.
+    """
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, pool_size)
     return create_async_engine(
         parsed,
-        pool_pre_ping=True,
         pool_recycle=1800,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=POOL_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={
             "timeout": CONNECT_TIMEOUT_SECONDS,
@@ -57,10 +65,10 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
+def _sqlite_engine(url: URL, pool_size: int) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=True, pool_timeout=30)
+    engine = create_async_engine(url, pool_size=pool_size, pool_timeout=30)
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
     return engine
 

@@ -5,10 +5,18 @@ A unit of work reads through its own connection and stages its changes; ``commit
 writes them in one transaction: inserts, version-checked updates
 (``UPDATE ... WHERE id = :id AND version = :loaded``), outbox rows.
 
+Reads run outside transactions, and a unit whose changes take one statement (a claim, a
+recorded outcome) runs that statement alone: a statement is atomic by itself, and the
+version check makes a change read outside the transaction that writes it safe. Units that
+write more, or lock rows (PostgreSQL), open a transaction with an explicit ``BEGIN``
+(``BEGIN IMMEDIATE`` on SQLite). Every statement
+then costs one round trip to the database, and no ``BEGIN`` or ``COMMIT`` is sent for
+nothing.
+
 Claims made by ``due`` and ``pending`` last until the unit ends:
 - PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
 - SQLite has one writer and no row locks: reads run outside transactions (WAL), writes
-  are serialised in this process and start with ``BEGIN IMMEDIATE``, and claims are kept
+  are serialised in this process, and claims are kept
   in this process. Units in other processes sharing the file may receive the same rows;
   the version check still lets only one of them commit a change to a task.
 
@@ -32,6 +40,7 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    bindparam,
     delete,
     exc,
     exists,
@@ -45,7 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.storage.sql.engine import create_engine, translated_errors
+from adapters.storage.sql.engine import POOL_SIZE, create_engine, translated_errors
 from adapters.storage.sql.mapping import (
     message_from_row,
     message_to_row,
@@ -64,6 +73,13 @@ from domain.values import TaskStatus
 
 logger = logging.getLogger("taskport.storage")
 
+# The statements of every claim and record, built once: SQLAlchemy then finds them
+# compiled in its cache without building and hashing a new statement each time.
+_TASK_BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
+_UPDATE_TASK = update(tasks).where(
+    tasks.c.id == bindparam("where_id"), tasks.c.version == bindparam("where_version")
+)
+
 
 class SqlStorage:
     """Tasks and outbox in an SQL database reached through one SQLAlchemy async engine."""
@@ -78,9 +94,12 @@ class SqlStorage:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStorage:
-        """``sqlite:///path`` or ``postgresql://...``; nothing connects before first use."""
-        return cls(create_engine(url))
+    def from_url(cls, url: str, pool_size: int = POOL_SIZE) -> SqlStorage:
+        """``sqlite:///path`` or ``postgresql://...``; nothing connects before first use.
+
+        ``pool_size`` connections are kept open: enough for the units of work that run at
+        once, or each unit beyond them opens and closes a connection of its own."""
+        return cls(create_engine(url, pool_size))
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
@@ -145,8 +164,11 @@ class SqlTaskRepository:
         staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
         if staged is not None:
             return staged
-        rows = await self._work.fetch(select(tasks).where(tasks.c.id == task_id))
+        rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
         return self._loaded(rows[0]) if rows else None
+
+    async def track(self, task: Task) -> None:
+        self._work.loaded_versions[task.id] = task.version
 
     async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
         task = await self.get(task_id)
@@ -249,6 +271,7 @@ class SqlTaskRepository:
             rows = [row for row in rows if row.id not in claimed][:limit]
             self._work.claim_tasks(row.id for row in rows)
         else:
+            await self._work.begin()
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
         return [self._loaded(row) for row in rows]
 
@@ -316,6 +339,7 @@ class SqlOutbox:
             rows = [row for row in rows if row.id not in claimed][:limit]
             self._work.claim_messages(row.id for row in rows)
         else:
+            await self._work.begin()
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
         return [message_from_row(row) for row in rows]
 
@@ -342,6 +366,7 @@ class SqlUnitOfWork:
         self._claimed_tasks: set[UUID] = set()
         self._claimed_messages: set[UUID] = set()
         self._connection: AsyncConnection | None = None
+        self._in_transaction = False
         self.tasks = SqlTaskRepository(self)
         self.outbox = SqlOutbox(self)
 
@@ -370,9 +395,17 @@ class SqlUnitOfWork:
                 try:
                     with translated_errors():
                         if self.storage.is_sqlite:
-                            await connection.exec_driver_sql("BEGIN IMMEDIATE")
-                        await self._write(connection)
-                        await connection.commit()
+                            if self._statements() > 1:
+                                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                            await self._write(connection)
+                            await connection.commit()
+                        else:
+                            if self._statements() > 1:
+                                await self.begin()
+                            await self._write(connection)
+                            if self._in_transaction:
+                                await connection.exec_driver_sql("COMMIT")
+                                self._in_transaction = False
                 finally:
                     # Ends the transaction (a rollback unless committed) before the next
                     # writer's turn.
@@ -380,11 +413,31 @@ class SqlUnitOfWork:
         finally:
             self._reset()
 
-    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+    async def fetch(
+        self, statement: Executable, parameters: dict[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
         connection = await self._connect()
         with translated_errors():
-            result = await connection.execute(statement)
+            result = await connection.execute(statement, parameters)
             return result.all()
+
+    async def begin(self) -> None:
+        """Opens the unit's transaction on PostgreSQL (SQLite writers open their own)."""
+        if self._in_transaction:
+            return
+        connection = await self._connect()
+        with translated_errors():
+            await connection.exec_driver_sql("BEGIN")
+        self._in_transaction = True
+
+    def _statements(self) -> int:
+        """How many statements ``_write`` will run: one runs alone, without a transaction."""
+        return (
+            len(self.added)
+            + len(self.saved)
+            + (1 if self.new_messages else 0)
+            + (1 if self.sent_messages else 0)
+        )
 
     def claim_tasks(self, ids: Iterable[UUID]) -> None:
         for task_id in ids:
@@ -399,7 +452,12 @@ class SqlUnitOfWork:
     async def _connect(self) -> AsyncConnection:
         if self._connection is None:
             with translated_errors():
-                self._connection = await self.storage.engine.connect()
+                connection = await self.storage.engine.connect()
+                if not self.storage.is_sqlite:
+                    # Transactions are opened explicitly (``begin``), only where needed;
+                    # the pool restores the default when the connection comes back.
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
+                self._connection = connection
         return self._connection
 
     async def _write(self, connection: AsyncConnection) -> None:
@@ -421,6 +479,14 @@ class SqlUnitOfWork:
         if connection is None:
             return
         try:
+            if self._in_transaction:
+                self._in_transaction = False
+                try:
+                    await connection.exec_driver_sql("ROLLBACK")
+                except Exception:
+                    # A connection whose transaction may still be open never goes back
+                    # to the pool.
+                    await connection.invalidate()
             await connection.close()
         except Exception as error:
             # The connection is gone with its transaction; the pool replaces it.
@@ -461,7 +527,7 @@ async def _update_task(connection: AsyncConnection, task: Task, loaded_version: 
     row = task_to_row(task)
     del row["id"]
     result = await connection.execute(
-        update(tasks).where(tasks.c.id == task.id, tasks.c.version == loaded_version).values(row)
+        _UPDATE_TASK, {**row, "where_id": task.id, "where_version": loaded_version}
     )
     if result.rowcount == 0:
         raise ConcurrencyConflict(task.id)
