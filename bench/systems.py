@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -85,9 +86,13 @@ class Taskport:
         answer = httpx.get(f"{self.url}/v1/workers", timeout=5).json()
         return sum(1 for item in answer["items"] if item["status"] == "alive")
 
+    def stats(self) -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.get(f"{self.url}/v1/stats", timeout=30).json()
+        return answer
+
     def counts(self) -> dict[str, int]:
-        stats = httpx.get(f"{self.url}/v1/stats", timeout=30).json()
-        return {str(status): int(count) for status, count in stats["by_status"].items()}
+        by_status = self.stats()["by_status"]
+        return {str(status): int(count) for status, count in by_status.items()}
 
     def wait_finished(self, total: int, within: float, sample: list[Process] = ()) -> float:
         """Polls the stats until ``total`` tasks finished; the time it saw them finished.
