@@ -11,6 +11,7 @@ import pytest
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.task_repository import TaskQuery
 from domain.errors import IllegalTransition
+from domain.task import Task
 from domain.values import TaskError, TaskStatus
 from tests.factories import T0, make_message, make_task
 
@@ -133,7 +134,8 @@ async def test_a_stale_save_is_refused(storage: Any) -> None:
     assert (await get(storage, task.id)).status is TaskStatus.RUNNING
 
 
-async def test_a_tracked_task_is_saved_without_being_read_again(storage: Any) -> None:
+async def _stored_and_claimed(storage: Any) -> tuple[Task, Task]:
+    """A new task, stored, then started in a unit of its own: as stored, and as claimed."""
     task = make_task()
     await add(storage, task)
     async with storage.unit_of_work() as uow:
@@ -141,6 +143,11 @@ async def test_a_tracked_task_is_saved_without_being_read_again(storage: Any) ->
         claimed.start(T0)
         await uow.tasks.save(claimed)
         await uow.commit()
+    return task, claimed
+
+
+async def test_a_tracked_task_is_saved_without_being_read_again(storage: Any) -> None:
+    task, claimed = await _stored_and_claimed(storage)
     async with storage.unit_of_work() as uow:
         await uow.tasks.track(claimed)
         claimed.succeed(T0, {"ok": True})
@@ -155,13 +162,7 @@ async def test_a_tracked_task_is_saved_without_being_read_again(storage: Any) ->
 
 
 async def test_a_tracked_task_changed_since_is_refused(storage: Any) -> None:
-    task = make_task()
-    await add(storage, task)
-    async with storage.unit_of_work() as uow:
-        claimed = await uow.tasks.get(task.id)
-        claimed.start(T0)
-        await uow.tasks.save(claimed)
-        await uow.commit()
+    task, claimed = await _stored_and_claimed(storage)
     async with storage.unit_of_work() as uow:
         theirs = await uow.tasks.get(task.id)
         theirs.cancel(T0)
