@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jsonschema
-from attrs import frozen
+from attrs import field, frozen
 from pydantic import BaseModel, ValidationError
 
 from application.errors import InvalidPayload, UnknownKind
@@ -32,19 +32,24 @@ class Kind:
     payload_model: type[BaseModel] | None = None
     payload_schema: Mapping[str, Any] | None = None
     origin: str = ""
+    # Built once, not per submit or per GET /v1/kinds.
+    _validator: Any = field(init=False, default=None, eq=False, repr=False)
+    _json_schema: dict[str, JsonValue] | None = field(
+        init=False, default=None, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.payload_model is not None and self.payload_schema is not None:
             raise ValueError(f"task kind {self.name!r} has both a payload model and a schema")
         if self.payload_schema is not None:
+            checker = jsonschema.validators.validator_for(self.payload_schema)
             try:
-                jsonschema.validators.validator_for(self.payload_schema).check_schema(
-                    self.payload_schema
-                )
+                checker.check_schema(self.payload_schema)
             except jsonschema.SchemaError as exc:
                 raise ValueError(
                     f"task kind {self.name!r} has an invalid payload schema: {exc.message}"
                 ) from exc
+            object.__setattr__(self, "_validator", checker(self.payload_schema))
 
     def validate(self, payload: JsonValue) -> JsonValue:
         """The payload as the handler will receive it; raises ``InvalidPayload``."""
@@ -58,11 +63,8 @@ class Kind:
                 ]
                 raise InvalidPayload(self.name, errors) from exc
             return model.model_dump(mode="json", by_alias=True)
-        if self.payload_schema is not None:
-            validator = jsonschema.validators.validator_for(self.payload_schema)(
-                self.payload_schema
-            )
-            found = sorted(validator.iter_errors(payload), key=lambda error: list(error.path))
+        if self._validator is not None:
+            found = sorted(self._validator.iter_errors(payload), key=lambda error: list(error.path))
             if found:
                 raise InvalidPayload(
                     self.name, [f"{error.json_path}: {error.message}" for error in found]
@@ -70,9 +72,12 @@ class Kind:
         return payload
 
     def schema(self) -> dict[str, JsonValue] | None:
-        if self.payload_model is not None:
-            return self.payload_model.model_json_schema()
-        return dict(self.payload_schema) if self.payload_schema is not None else None
+        if self._json_schema is None:
+            if self.payload_model is not None:
+                object.__setattr__(self, "_json_schema", self.payload_model.model_json_schema())
+            elif self.payload_schema is not None:
+                object.__setattr__(self, "_json_schema", dict(self.payload_schema))
+        return self._json_schema
 
 
 class KindRegistry:
