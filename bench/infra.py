@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -220,8 +221,6 @@ def wait_http(process: Process, url: str, within: float = 60) -> None:
 
 def run_json(command: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> dict:
     """Runs a load generator (a process of its own) and returns the JSON it prints last."""
-    import json
-
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     done = subprocess.run(
         command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout
@@ -229,3 +228,13 @@ def run_json(command: list[str], env: dict[str, str] | None = None, timeout: flo
     if done.returncode != 0:
         raise BenchError(f"{' '.join(command[:4])} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_command(command: list[str], env: dict[str, str]) -> None:
+    """Runs a one-off command of the benchmark (a migration, a schema) to its end."""
+    done = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")

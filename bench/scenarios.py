@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +16,15 @@ from bench.infra import (
     BenchError,
     Process,
     executable,
+    free_port,
+    listening,
     postgres_database,
     processes,
     rabbitmq_vhost,
+    run_command,
     run_json,
     sql,
+    wait_until,
 )
 from bench.report import rows_label
 from bench.systems import (
@@ -131,8 +137,6 @@ def _submit_tasks(system: Taskport, count: int, batch: int) -> subprocess.Popen[
 
 
 def _submitted(submitter: subprocess.Popen[str]) -> dict[str, Any]:
-    import json
-
     out, err = submitter.communicate(timeout=600)
     if submitter.returncode != 0:
         raise BenchError(f"the submitter failed:\n{err[-3000:]}")
@@ -179,8 +183,6 @@ def e2e_taskport_pg_rabbitmq(counts: Counts) -> dict[str, Any]:
 
 
 def e2e_taskport_sqlite(counts: Counts) -> dict[str, Any]:
-    import tempfile
-
     with (
         tempfile.TemporaryDirectory(prefix="taskport-bench-") as directory,
         taskport("taskport-sqlite", f"sqlite:///{directory}/taskport.db", "memory://") as s,
@@ -190,10 +192,6 @@ def e2e_taskport_sqlite(counts: Counts) -> dict[str, Any]:
 
 
 def e2e_taskport_mongo(counts: Counts) -> dict[str, Any]:
-    import tempfile
-
-    from bench.infra import free_port, listening, wait_until
-
     with tempfile.TemporaryDirectory(prefix="taskport-bench-") as directory:
         port = free_port()
         with processes() as running, rabbitmq_vhost("mongo") as amqp:
@@ -210,8 +208,6 @@ def e2e_taskport_mongo(counts: Counts) -> dict[str, Any]:
 
 
 def e2e_taskport_pubsub(counts: Counts) -> dict[str, Any]:
-    from bench.infra import free_port, listening, wait_until
-
     port = free_port()
     with processes() as running, postgres_database("pubsub") as (_, database_url):
         emulator = Process(
@@ -269,14 +265,10 @@ def e2e_dramatiq(counts: Counts) -> dict[str, Any]:
 
 
 def _prepare(code: str, env: dict[str, str]) -> None:
-    from bench.systems import run_command
-
     run_command([sys.executable, "-c", code], env)
 
 
 def _wait_log(process: Process, text: str, within: float = 60) -> None:
-    from bench.infra import wait_until
-
     wait_until(
         lambda: process.check() or text in process.log.read_text(errors="replace"),
         within,
@@ -297,8 +289,6 @@ def _baseline_e2e(
     out, err = producer.communicate(timeout=60)
     if producer.returncode != 0:
         raise BenchError(f"{system} producer failed:\n{err[-3000:]}")
-    import json
-
     produced = json.loads(out.strip().splitlines()[-1])
     seconds = done_at - produced["started_at"]
     return {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from bench.infra import (
     executable,
     free_port,
     processes,
+    run_command,
     run_json,
     scalar,
     wait_http,
@@ -94,31 +95,20 @@ class Taskport:
         by_status = self.stats()["by_status"]
         return {str(status): int(count) for status, count in by_status.items()}
 
-    def wait_finished(self, total: int, within: float, sample: list[Process] = ()) -> float:
+    def wait_finished(self, total: int, within: float, sample: Sequence[Process] = ()) -> float:
         """Polls the stats until ``total`` tasks finished; the time it saw them finished.
         Samples the memory of ``sample`` meanwhile."""
         return poll_count(lambda: sum(self.counts()[s] for s in FINISHED), total, within, sample)
 
 
-def run_command(command: list[str], env: dict[str, str]) -> None:
-    import os
-    import subprocess
-
-    from bench.infra import ROOT
-
-    done = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise BenchError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
-
-
 def poll_count(
-    count: object, total: int, within: float, sample: list[Process] = (), every: float = 0.1
+    count: Callable[[], int],
+    total: int,
+    within: float,
+    sample: Sequence[Process] = (),
+    every: float = 0.1,
 ) -> float:
     """Polls ``count()`` until it reaches ``total``; the wall-clock time it did."""
-    assert callable(count)
     deadline = time.monotonic() + within
     while True:
         for process in sample:
