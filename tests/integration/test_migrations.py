@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from adapters.storage.sql import SqlStorage
-from adapters.storage.sql.schema import metadata
+from adapters.storage.sql import SqlStorage, migrate
+from adapters.storage.sql.schema import SCHEMA_REVISION, metadata
 from tests.factories import make_message, make_task
 
 
@@ -25,6 +25,10 @@ def _differences(connection: Connection) -> list[Any]:
 async def tables(storage: SqlStorage) -> set[str]:
     async with storage.engine.connect() as connection:
         return await connection.run_sync(_tables)
+
+
+def test_the_schema_revision_the_code_checks_is_alembics_head() -> None:
+    assert migrate.head() == SCHEMA_REVISION
 
 
 async def test_migrations_go_up_down_and_up_again(empty_database_url: str) -> None:

@@ -25,6 +25,8 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    column,
+    table,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -60,6 +62,13 @@ def json_type() -> JSON:
 
 
 metadata = MetaData()
+
+SCHEMA_REVISION = "0003"
+"""The newest migration's revision: the schema this code needs (a test checks that it is
+Alembic's head)."""
+
+ALEMBIC_VERSION = table("alembic_version", column("version_num", String(32)))
+"""Where Alembic records the revision of a database (Alembic's table, not in ``metadata``)."""
 
 tasks = Table(
     "tasks",

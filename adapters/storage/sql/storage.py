@@ -46,6 +46,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -63,7 +64,13 @@ from adapters.storage.sql.mapping import (
     worker_from_row,
     worker_to_row,
 )
-from adapters.storage.sql.schema import outbox, tasks, workers
+from adapters.storage.sql.schema import (
+    ALEMBIC_VERSION,
+    SCHEMA_REVISION,
+    outbox,
+    tasks,
+    workers,
+)
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
@@ -130,15 +137,18 @@ class SqlStorage:
             await migrate.downgrade(self.engine, revision)
 
     async def current_revision(self) -> str | None:
-        from adapters.storage.sql import migrate
-
+        """The schema's revision as Alembic recorded it; ``None`` on an empty database.
+        Read with a plain query: a process that only checks the schema never imports
+        Alembic (several MB of memory in every worker)."""
         with translated_errors():
-            return await migrate.current(self.engine)
+            async with self.engine.connect() as connection:
+                if not await connection.run_sync(_has_version_table):
+                    return None
+                rows = (await connection.execute(select(ALEMBIC_VERSION.c.version_num))).all()
+        return str(rows[0][0]) if rows else None
 
     async def migrations_pending(self) -> bool:
-        from adapters.storage.sql import migrate
-
-        return await self.current_revision() != migrate.head()
+        return await self.current_revision() != SCHEMA_REVISION
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -149,6 +159,10 @@ class SqlStorage:
             return
         async with self._write_lock:
             yield
+
+
+def _has_version_table(connection: Any) -> bool:
+    return bool(inspect(connection).has_table(ALEMBIC_VERSION.name))
 
 
 class SqlTaskRepository:
