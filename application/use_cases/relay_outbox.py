@@ -5,6 +5,9 @@ from __future__ import annotations
 from application.ports.publisher import Publisher
 from application.ports.unit_of_work import UnitOfWorkFactory
 
+RELAY_BATCH = 500
+"""Messages one relay pass publishes at most."""
+
 
 class RelayOutboxHandler:
     """One relay pass: publishes up to ``limit`` pending messages, returns how many.
@@ -17,7 +20,7 @@ class RelayOutboxHandler:
         self._uow = uow
         self._publisher = publisher
 
-    async def __call__(self, limit: int = 500) -> int:
+    async def __call__(self, limit: int = RELAY_BATCH) -> int:
         async with self._uow() as uow:
             messages = await uow.outbox.pending(limit)
             if not messages:

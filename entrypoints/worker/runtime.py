@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from application.errors import Unavailable
 from application.ports.consumer import Delivery, DeliveryCallback
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
+from application.use_cases.relay_outbox import RELAY_BATCH
 from entrypoints.container import Container
 from entrypoints.schema import prepare_schema
 
 logger = logging.getLogger("taskport.runtime")
 
 MAX_ERROR_BACKOFF = 30.0
-RELAY_BATCH = 500
 
 
 class Runtime:

@@ -175,7 +175,7 @@ class SqlTaskRepository:
         self._work.added[task.id] = task
 
     async def get(self, task_id: UUID) -> Task | None:
-        staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+        staged = self._staged(task_id)
         if staged is not None:
             return staged
         rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
