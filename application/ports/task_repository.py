@@ -43,6 +43,8 @@ class TaskRepository(Protocol):
     - ``track`` takes into this unit a task as an earlier unit committed it (at its
       ``version``), without reading it again: ``save`` then writes it only if nobody changed
       it since, and raises ``ConcurrencyConflict`` otherwise.
+    - ``get_many`` is ``get`` for many tasks at once: the tasks found, by id (ids no task
+      holds are absent).
     - ``get_owned`` is ``get`` scoped to an owner: another owner's task is ``None``.
     - ``find_by_idempotency_keys`` is ``find_by_idempotency_key`` for many keys at once:
       the owner's tasks holding any of ``keys``, by key (keys no task holds are absent).
@@ -65,6 +67,8 @@ class TaskRepository(Protocol):
     async def add(self, task: Task) -> None: ...
 
     async def get(self, task_id: UUID) -> Task | None: ...
+
+    async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]: ...
 
     async def track(self, task: Task) -> None: ...
 

@@ -12,6 +12,12 @@ While the handler runs, a watcher looks at the stored task every ``cancel_poll_i
 (the first time one interval after the handler started)
 for a cancel request, and on the same beat writes the latest progress the handler reported,
 at most once per ``progress_interval``; the last report is written with the outcome.
+
+Claims and outcomes of concurrent runs are written together (``Batcher``): one unit of
+work reads the claimed tasks at once and writes every claim, and another writes every
+outcome. A batch that meets a conflict (a duplicate delivery, a cancel request) is
+written again one task at a time; a storage that wrote part of the batch before the
+conflict (MongoDB) is read back, and a task found as this run wrote it counts as written.
 """
 
 from __future__ import annotations
@@ -20,16 +26,18 @@ import asyncio
 import enum
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from attrs import frozen
 
+from application.batching import Batcher, Request
 from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from application.recorder import TaskRecorder
+from application.recorder import Changes, TaskRecorder
 from domain.task import Task
 from domain.values import JsonValue, TaskError, TaskStatus
 
@@ -37,6 +45,10 @@ logger = logging.getLogger("taskport.worker")
 
 CONFLICT_RETRIES = 5
 MAX_RESULT_BYTES = 1024 * 1024
+MAX_BATCH = 100
+"""Claims (or outcomes) written in one unit of work at most."""
+BATCHES = 2
+"""Units of work writing claims (and as many writing outcomes) at a time."""
 
 
 class Outcome(enum.Enum):
@@ -83,6 +95,22 @@ class _Released:
 _AttemptOutcome = _Succeeded | _Failed | _Cancelled | _Released
 
 
+@frozen
+class _Unwritten:
+    """A batch did not commit: the change to write again alone, and what the batch
+    tried to write (found stored as it is, it was written after all)."""
+
+    attempted: Task | None = None
+    changes: Changes | None = None
+
+
+@frozen
+class _Outcome:
+    claimed: Task
+    outcome: _Succeeded | _Failed
+    progress: ProgressUpdate | None
+
+
 class RunTaskHandler:
     def __init__(
         self,
@@ -101,9 +129,17 @@ class RunTaskHandler:
         self._cancel_poll = cancel_poll_interval.total_seconds()
         self._progress_interval = progress_interval.total_seconds()
         self._worker_id = worker_id
+        self._claims: Batcher[UUID, Task | RunResult | _Unwritten] = Batcher(
+            self._claim_batch, MAX_BATCH, BATCHES
+        )
+        self._outcomes: Batcher[_Outcome, RunResult | _Unwritten] = Batcher(
+            self._record_batch, MAX_BATCH, BATCHES
+        )
 
     async def __call__(self, command: RunTask) -> RunResult:
-        claimed = await self._claim(command.task_id)
+        claimed = await self._claims.add(command.task_id)
+        if isinstance(claimed, _Unwritten):
+            claimed = await self._claim(command.task_id, claimed)
         if isinstance(claimed, RunResult):
             return claimed
         context = TaskContext(
@@ -124,33 +160,85 @@ class RunTaskHandler:
                 logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
             raise
         # The last report the throttle held back is written with the outcome.
-        return await self._record(claimed, outcome, context.progress.take())
+        progress = context.progress.take()
+        if isinstance(outcome, _Succeeded | _Failed):
+            recorded = await self._outcomes.add(_Outcome(claimed, outcome, progress))
+            if isinstance(recorded, RunResult):
+                return recorded
+            return await self._record(claimed, outcome, progress, recorded)
+        return await self._record(claimed, outcome, progress)
 
-    async def _claim(self, task_id: UUID) -> Task | RunResult:
+    async def _claim_batch(
+        self, requests: Sequence[Request[UUID]]
+    ) -> list[Task | RunResult | _Unwritten]:
+        """Claims the tasks of ``requests`` in one unit of work."""
+        async with self._uow() as uow:
+            found = await uow.tasks.get_many({request.item for request in requests})
+            now = self._clock.now()
+            results: list[Task | RunResult | _Unwritten] = []
+            changed: list[tuple[int, Request[UUID], Task]] = []
+            seen: set[UUID] = set()
+            for request in requests:
+                if request.item in seen:
+                    # A duplicate delivery in the same batch: it looks once this one is done.
+                    results.append(_Unwritten())
+                    continue
+                seen.add(request.item)
+                decided = self._decide(found.get(request.item), now)
+                if isinstance(decided, Task):
+                    changed.append((len(results), request, decided))
+                results.append(decided)
+            changes = [
+                request.context.run(self._recorder.record, saved=[task])
+                for _, request, task in changed
+            ]
+            if changes:
+                try:
+                    await self._recorder.write(uow, changes)
+                except ConcurrencyConflict:
+                    for (index, _, task), written in zip(changed, changes, strict=True):
+                        results[index] = _Unwritten(task, written)
+                    return [
+                        result if isinstance(result, _Unwritten) else _Unwritten()
+                        for result in results
+                    ]
+        for (_, request, _), written in zip(changed, changes, strict=True):
+            request.context.run(self._recorder.announce, written)
+        return [_claimed(result) if isinstance(result, Task) else result for result in results]
+
+    async def _claim(self, task_id: UUID, unwritten: _Unwritten) -> Task | RunResult:
         for _ in range(CONFLICT_RETRIES):
             async with self._uow() as uow:
                 task = await uow.tasks.get(task_id)
-                if task is None:
-                    return RunResult(Outcome.UNKNOWN_TASK)
-                now = self._clock.now()
-                if task.lease_expired(now):
-                    # The worker that held this attempt stopped answering: the attempt failed.
-                    task.fail(now, TaskError("AttemptLost", f"attempt {task.attempts} was lost"))
-                elif task.status is TaskStatus.RUNNING:
-                    assert task.lease_expires_at is not None
-                    return RunResult(Outcome.BUSY, task.status, task.lease_expires_at - now)
-                elif task.status is not TaskStatus.QUEUED or task.attempts_left <= 0:
-                    return RunResult(Outcome.NOTHING_TO_DO, task.status)
-                else:
-                    task.start(now, self._worker_id)
+                if task is not None and (written := _written(task, unwritten)):
+                    self._recorder.announce(written)
+                    return _claimed(task)
+                decided = self._decide(task, self._clock.now())
+                if isinstance(decided, RunResult):
+                    return decided
                 try:
-                    await self._recorder.commit(uow, saved=[task])
+                    await self._recorder.commit(uow, saved=[decided])
                 except ConcurrencyConflict:
                     continue
-                if task.status is not TaskStatus.RUNNING:
-                    return RunResult(Outcome.RAN, task.status)
-                return task
+                return _claimed(decided)
         return RunResult(Outcome.BUSY, None, timedelta(seconds=1))
+
+    def _decide(self, task: Task | None, now: datetime) -> Task | RunResult:
+        """What a delivery of ``task`` does to it: starts it (or fails the attempt a lost
+        worker left), both to be written, or nothing."""
+        if task is None:
+            return RunResult(Outcome.UNKNOWN_TASK)
+        if task.lease_expired(now):
+            # The worker that held this attempt stopped answering: the attempt failed.
+            task.fail(now, TaskError("AttemptLost", f"attempt {task.attempts} was lost"))
+        elif task.status is TaskStatus.RUNNING:
+            assert task.lease_expires_at is not None
+            return RunResult(Outcome.BUSY, task.status, task.lease_expires_at - now)
+        elif task.status is not TaskStatus.QUEUED or task.attempts_left <= 0:
+            return RunResult(Outcome.NOTHING_TO_DO, task.status)
+        else:
+            task.start(now, self._worker_id)
+        return task
 
     async def _run_attempt(self, task: Task, context: TaskContext) -> _AttemptOutcome:
         handler = self._registry.get(task.kind)
@@ -223,22 +311,47 @@ class RunTaskHandler:
             return False
         return True
 
+    async def _record_batch(
+        self, requests: Sequence[Request[_Outcome]]
+    ) -> list[RunResult | _Unwritten]:
+        """Writes the outcomes of ``requests`` over the claimed versions, without reading
+        the tasks again, in one unit of work."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            changes = []
+            for request in requests:
+                claimed = request.item.claimed
+                await uow.tasks.track(claimed)
+                _apply(claimed, request.item.outcome, request.item.progress, now)
+                changes.append(request.context.run(self._recorder.record, saved=[claimed]))
+            try:
+                await self._recorder.write(uow, changes)
+            except ConcurrencyConflict:
+                return [
+                    _Unwritten(request.item.claimed, written)
+                    for request, written in zip(requests, changes, strict=True)
+                ]
+        for request, written in zip(requests, changes, strict=True):
+            request.context.run(self._recorder.announce, written)
+        return [RunResult(Outcome.RAN, request.item.claimed.status) for request in requests]
+
     async def _record(
-        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None = None
+        self,
+        claimed: Task,
+        outcome: _AttemptOutcome,
+        progress: ProgressUpdate | None = None,
+        unwritten: _Unwritten | None = None,
     ) -> RunResult:
-        # A handler's result is most often written over the claimed version, without
-        # reading the task again; a cancel request, a progress write or a takeover moved
-        # the version on, and then the task is read. A cancel or a release always reads it:
-        # the watcher saw it change.
-        tracked = claimed if isinstance(outcome, _Succeeded | _Failed) else None
+        """Writes the outcome of one run, reading the task first: a handler's result that a
+        batch could not write over the claimed version (a cancel request, a progress write
+        or a takeover moved the version on), a cancel, or a release (the watcher saw the
+        task change)."""
         for _ in range(CONFLICT_RETRIES):
             async with self._uow() as uow:
-                if tracked is not None:
-                    task: Task | None = tracked
-                    await uow.tasks.track(tracked)
-                    tracked = None
-                else:
-                    task = await uow.tasks.get(claimed.id)
+                task = await uow.tasks.get(claimed.id)
+                if task is not None and unwritten and (written := _written(task, unwritten)):
+                    self._recorder.announce(written)
+                    return RunResult(Outcome.RAN, task.status)
                 if (
                     task is None
                     or task.status is not TaskStatus.RUNNING
@@ -253,6 +366,27 @@ class RunTaskHandler:
                     continue
                 return RunResult(Outcome.RAN, task.status)
         raise ConcurrencyConflict(claimed.id)
+
+
+def _claimed(task: Task) -> Task | RunResult:
+    """The claimed task, or, for a task whose lost attempt was failed instead, the result."""
+    if task.status is not TaskStatus.RUNNING:
+        return RunResult(Outcome.RAN, task.status)
+    return task
+
+
+def _written(stored: Task, unwritten: _Unwritten) -> Changes | None:
+    """The changes of ``unwritten`` if a batch wrote them after all (a storage without
+    transactions writes the tasks of a batch before the one that conflicted)."""
+    attempted = unwritten.attempted
+    if (
+        attempted is not None
+        and stored.version == attempted.version
+        and stored.updated_at == attempted.updated_at
+        and stored.status is attempted.status
+    ):
+        return unwritten.changes
+    return None
 
 
 def _apply(

@@ -178,6 +178,74 @@ async def test_a_tracked_task_changed_since_is_refused(storage: Any) -> None:
     assert (stored.status, stored.cancel_requested) == (TaskStatus.RUNNING, True)
 
 
+async def test_many_tasks_are_read_at_once(storage: Any) -> None:
+    first, second, unknown = make_task(payload={"n": 1}), make_task(payload=[1, "two"]), make_task()
+    await add(storage, first, second)
+    async with storage.unit_of_work() as uow:
+        staged = make_task()
+        await uow.tasks.add(staged)
+        found = await uow.tasks.get_many([first.id, second.id, unknown.id, staged.id])
+    assert set(found) == {first.id, second.id, staged.id}
+    assert (found[first.id].payload, found[second.id].payload) == ({"n": 1}, [1, "two"])
+    assert found[second.id].version == second.version
+
+
+async def _saved_together(storage: Any, tasks: list[Task]) -> None:
+    """Starts and ends every task of ``tasks`` in one unit, read with ``get_many``."""
+    async with storage.unit_of_work() as uow:
+        loaded = await uow.tasks.get_many([task.id for task in tasks])
+        for task in loaded.values():
+            task.start(T0, "worker-1")
+        results: list[Any] = [{"a": [1, "x", None]}, "plain", None]
+        for task, result in zip(loaded.values(), results, strict=False):
+            task.succeed(T0, result)
+        for task in list(loaded.values())[len(results) :]:
+            task.fail(T0, TaskError("Boom", "it broke", retryable=False))
+        for task in loaded.values():
+            await uow.tasks.save(task)
+        await uow.commit()
+
+
+async def test_many_saved_tasks_commit_together(storage: Any) -> None:
+    tasks = [make_task(payload={"n": n}) for n in range(4)]
+    await add(storage, *tasks)
+    await _saved_together(storage, tasks)
+    stored = [await get(storage, task.id) for task in tasks]
+    assert [(task.status, task.result, task.version) for task in stored] == [
+        (TaskStatus.SUCCEEDED, {"a": [1, "x", None]}, 3),
+        (TaskStatus.SUCCEEDED, "plain", 3),
+        (TaskStatus.SUCCEEDED, None, 3),
+        (TaskStatus.FAILED, None, 3),
+    ]
+    assert stored[3].error == TaskError("Boom", "it broke", retryable=False)
+    assert [task.payload for task in stored] == [{"n": n} for n in range(4)]
+    assert stored[0].finished_at == T0
+    assert stored[0].timeout == tasks[0].timeout
+
+
+async def test_many_saved_tasks_are_refused_together_when_one_is_stale(storage: Any) -> None:
+    tasks = [make_task() for _ in range(3)]
+    await add(storage, *tasks)
+    async with storage.unit_of_work() as uow:
+        loaded = await uow.tasks.get_many([task.id for task in tasks])
+        async with storage.unit_of_work() as other:
+            theirs = await other.tasks.get(tasks[2].id)
+            theirs.cancel(T0)
+            await other.tasks.save(theirs)
+            await other.commit()
+        for task in loaded.values():
+            task.start(T0)
+            await uow.tasks.save(task)
+        with pytest.raises(ConcurrencyConflict):
+            await uow.commit()
+    stored = [await get(storage, task.id) for task in tasks]
+    assert [task.status for task in stored] == [
+        TaskStatus.QUEUED,
+        TaskStatus.QUEUED,
+        TaskStatus.CANCELLED,
+    ]
+
+
 async def test_of_many_racing_claimers_exactly_one_starts_the_task(storage: Any) -> None:
     task = make_task()
     await add(storage, task)

@@ -112,6 +112,10 @@ class MemoryTaskRepository:
             self._work.loaded_versions.setdefault(task.id, task.version)
         return task
 
+    async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
+        found = {task_id: await self.get(task_id) for task_id in task_ids}
+        return {task_id: task for task_id, task in found.items() if task is not None}
+
     async def track(self, task: Task) -> None:
         self._work.loaded_versions[task.id] = task.version
 

@@ -144,6 +144,19 @@ class MongoTaskRepository:
             document = await self._tasks.find_one({"_id": str(task_id)})
         return self._loaded(document) if document is not None else None
 
+    async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
+        found = {
+            task_id: task
+            for task_id in task_ids
+            if (task := self._work.added.get(task_id) or self._work.saved.get(task_id))
+        }
+        wanted = [str(task_id) for task_id in task_ids if task_id not in found]
+        if wanted:
+            with translated_errors():
+                documents = [doc async for doc in self._tasks.find({"_id": {"$in": wanted}})]
+            found.update((UUID(document["_id"]), self._loaded(document)) for document in documents)
+        return found
+
     async def track(self, task: Task) -> None:
         self._work.loaded_versions[task.id] = task.version
 

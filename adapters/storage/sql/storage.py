@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,9 +37,11 @@ from typing import Any, Self
 from uuid import UUID
 
 from sqlalchemy import (
+    JSON,
     Executable,
     Row,
     Select,
+    TextClause,
     and_,
     bindparam,
     delete,
@@ -83,6 +86,7 @@ logger = logging.getLogger("taskport.storage")
 # The statements of every claim and record, built once: SQLAlchemy then finds them
 # compiled in its cache without building and hashing a new statement each time.
 _TASK_BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
+_TASKS_BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
 _UPDATE_TASK = update(tasks).where(
     tasks.c.id == bindparam("where_id"), tasks.c.version == bindparam("where_version")
 )
@@ -180,6 +184,14 @@ class SqlTaskRepository:
             return staged
         rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
         return self._loaded(rows[0]) if rows else None
+
+    async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
+        found = {task_id: task for task_id in task_ids if (task := self._staged(task_id))}
+        wanted = [task_id for task_id in task_ids if task_id not in found]
+        if wanted:
+            rows = await self._work.fetch(_TASKS_BY_IDS, {"task_ids": wanted})
+            found.update((row.id, self._loaded(row)) for row in rows)
+        return found
 
     async def track(self, task: Task) -> None:
         self._work.loaded_versions[task.id] = task.version
@@ -446,6 +458,8 @@ class SqlUnitOfWork:
 
     def _statements(self) -> int:
         """How many statements ``_write`` will run: one runs alone, without a transaction."""
+        # Many tasks are updated in one statement (``_update_tasks``), but within a
+        # transaction: a version conflict on one of them must undo the others.
         return (
             len(self.added)
             + len(self.saved)
@@ -477,8 +491,8 @@ class SqlUnitOfWork:
     async def _write(self, connection: AsyncConnection) -> None:
         if self.added:
             await _insert_tasks(connection, list(self.added.values()))
-        for task in self.saved.values():
-            await _update_task(connection, task, self.loaded_versions[task.id])
+        if self.saved:
+            await _update_tasks(connection, list(self.saved.values()), self.loaded_versions)
         if self.new_messages:
             await connection.execute(insert(outbox), [message_to_row(m) for m in self.new_messages])
         if self.sent_messages:
@@ -537,11 +551,63 @@ def _insert_conflict(reason: str, added: Sequence[Task]) -> Exception:
     return ConcurrencyConflict(added[0].id)
 
 
-async def _update_task(connection: AsyncConnection, task: Task, loaded_version: int) -> None:
-    row = task_to_row(task)
-    del row["id"]
-    result = await connection.execute(
-        _UPDATE_TASK, {**row, "where_id": task.id, "where_version": loaded_version}
+async def _update_tasks(
+    connection: AsyncConnection, saved: Sequence[Task], loaded_versions: Mapping[UUID, int]
+) -> None:
+    """Version-checked updates of ``saved`` in one statement; ``ConcurrencyConflict`` when
+    any task's stored version is no longer the one loaded (the caller's transaction then
+    rolls back the others)."""
+    if len(saved) > 1 and connection.dialect.name == "postgresql":
+        result = await connection.execute(_UPDATE_TASKS_PG, _columns_of(saved, loaded_versions))
+        updated = {row[0] for row in result}
+        if len(updated) < len(saved):
+            raise ConcurrencyConflict(next(task.id for task in saved if task.id not in updated))
+        return
+    rows = []
+    for task in saved:
+        row = task_to_row(task)
+        row["where_id"] = row.pop("id")
+        row["where_version"] = loaded_versions[task.id]
+        rows.append(row)
+    # SQLite counts the rows of every execution of an executemany.
+    result = await connection.execute(_UPDATE_TASK, rows if len(rows) > 1 else rows[0])
+    if result.rowcount != len(saved):
+        raise ConcurrencyConflict(saved[0].id)
+
+
+def _pg_update_many() -> TextClause:
+    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``: one row per task, each
+    written only where its version is the loaded one. JSON travels as text (cast back)."""
+    names = ["where_version", *(column.name for column in tasks.columns)]
+    types = ["integer"]
+    for column in tasks.columns:
+        is_json = isinstance(column.type, JSON)
+        types.append("text" if is_json else column.type.compile(dialect=postgresql.dialect()))
+    arrays = ", ".join(
+        f"CAST(:{name} AS {type_}[])" for name, type_ in zip(names, types, strict=True)
     )
-    if result.rowcount == 0:
-        raise ConcurrencyConflict(task.id)
+    assignments = ", ".join(
+        f"{column.name} = v.{column.name}" + ("::jsonb" if isinstance(column.type, JSON) else "")
+        for column in tasks.columns
+        if column.name != "id"
+    )
+    return text(
+        f"UPDATE tasks SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+        "WHERE tasks.id = v.id AND tasks.version = v.where_version RETURNING tasks.id"
+    )
+
+
+_UPDATE_TASKS_PG = _pg_update_many()
+_JSON_COLUMNS = frozenset(column.name for column in tasks.columns if isinstance(column.type, JSON))
+
+
+def _columns_of(saved: Sequence[Task], loaded_versions: Mapping[UUID, int]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {"where_version": []}
+    columns.update((column.name, []) for column in tasks.columns)
+    for task in saved:
+        columns["where_version"].append(loaded_versions[task.id])
+        for name, value in task_to_row(task).items():
+            if name in _JSON_COLUMNS and value is not None:
+                value = json.dumps(value)
+            columns[name].append(value)
+    return columns
