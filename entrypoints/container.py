@@ -87,12 +87,6 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
     )
 
 
-def _pool_size(settings: Settings) -> int:
-    # A worker's deliveries each hold a connection while they claim and record; the
-    # background loops (relay, sweeps, heartbeat, statistics) take a few more.
-    return max(10, settings.worker_concurrency + 4)
-
-
 def _http_kind_config(settings: Settings) -> HttpKindConfig:
     return HttpKindConfig(
         allowed_hosts=tuple(settings.http_allowed_hosts),
@@ -112,16 +106,10 @@ class Container(containers.DeclarativeContainer):
     storage = providers.Selector(
         providers.Callable(url_scheme, settings.provided.storage_url),
         memory=providers.Singleton(MemoryStorage),
-        sqlite=providers.Singleton(
-            SqlStorage.from_url,
-            settings.provided.storage_url,
-            pool_size=providers.Callable(_pool_size, settings),
-        ),
-        postgresql=providers.Singleton(
-            SqlStorage.from_url,
-            settings.provided.storage_url,
-            pool_size=providers.Callable(_pool_size, settings),
-        ),
+        # Deliveries running together claim and record their tasks in shared units of
+        # work: the engine's default pool serves any worker concurrency.
+        sqlite=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
+        postgresql=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
         # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
         mongodb=providers.Singleton(_mongo_storage, settings.provided.storage_url),
     )

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     push_service_account: str | None = Field(
         default=None, description="the service account the push subscription's tokens name"
     )
-    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    worker_concurrency: int = Field(default=64, ge=1, le=1000)
     default_max_attempts: int = Field(default=3, ge=1, le=100)
     default_timeout_seconds: float = Field(default=300, gt=0, le=86400)
     retry_base_seconds: float = Field(default=1, ge=0, le=3600)

@@ -33,7 +33,7 @@ from uuid import UUID
 from attrs import frozen
 
 from application.batching import Batcher, Request
-from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater
+from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater, Unavailable
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -285,16 +285,19 @@ class RunTaskHandler:
         loop = asyncio.get_running_loop()
         next_progress_write = loop.time()
         while not running.done():
-            async with self._uow() as uow:
-                task = await uow.tasks.get(task_id)
-                if task is None or task.cancel_requested or task.attempts != context.attempt:
-                    context.cancelled.set()
-                    running.cancel()
-                    return
-                if loop.time() >= next_progress_write and await self._write_progress(
-                    uow, task, context
-                ):
-                    next_progress_write = loop.time() + self._progress_interval
+            try:
+                async with self._uow() as uow:
+                    task = await uow.tasks.get(task_id)
+                    if task is None or task.cancel_requested or task.attempts != context.attempt:
+                        context.cancelled.set()
+                        running.cancel()
+                        return
+                    if loop.time() >= next_progress_write and await self._write_progress(
+                        uow, task, context
+                    ):
+                        next_progress_write = loop.time() + self._progress_interval
+            except Unavailable as exc:  # the next poll looks again; the handler runs on
+                logger.warning("task %s not checked for a cancel request: %s", task_id, exc)
             await asyncio.sleep(self._cancel_poll)
 
     async def _write_progress(self, uow: UnitOfWork, task: Task, context: TaskContext) -> bool:

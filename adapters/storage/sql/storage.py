@@ -42,7 +42,9 @@ from sqlalchemy import (
     Row,
     Select,
     TextClause,
+    Uuid,
     and_,
+    any_,
     bindparam,
     delete,
     exc,
@@ -87,6 +89,10 @@ logger = logging.getLogger("taskport.storage")
 # compiled in its cache without building and hashing a new statement each time.
 _TASK_BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _TASKS_BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
+# On PostgreSQL one array parameter: one prepared statement whatever the number of ids.
+_TASKS_BY_ID_ARRAY = select(tasks).where(
+    tasks.c.id == any_(bindparam("task_ids", type_=postgresql.ARRAY(Uuid())))
+)
 _UPDATE_TASK = update(tasks).where(
     tasks.c.id == bindparam("where_id"), tasks.c.version == bindparam("where_version")
 )
@@ -189,7 +195,8 @@ class SqlTaskRepository:
         found = {task_id: task for task_id in task_ids if (task := self._staged(task_id))}
         wanted = [task_id for task_id in task_ids if task_id not in found]
         if wanted:
-            rows = await self._work.fetch(_TASKS_BY_IDS, {"task_ids": wanted})
+            statement = _TASKS_BY_IDS if self._work.storage.is_sqlite else _TASKS_BY_ID_ARRAY
+            rows = await self._work.fetch(statement, {"task_ids": wanted})
             found.update((row.id, self._loaded(row)) for row in rows)
         return found
 
@@ -554,19 +561,19 @@ def _insert_conflict(reason: str, added: Sequence[Task]) -> Exception:
 async def _update_tasks(
     connection: AsyncConnection, saved: Sequence[Task], loaded_versions: Mapping[UUID, int]
 ) -> None:
-    """Version-checked updates of ``saved`` in one statement; ``ConcurrencyConflict`` when
-    any task's stored version is no longer the one loaded (the caller's transaction then
-    rolls back the others)."""
+    """Version-checked updates of ``saved`` (PostgreSQL: one statement for all), of the
+    columns a task's transitions change; ``ConcurrencyConflict`` when any task's stored
+    version is no longer the one loaded (the caller's transaction then undoes the others)."""
     if len(saved) > 1 and connection.dialect.name == "postgresql":
-        result = await connection.execute(_UPDATE_TASKS_PG, _columns_of(saved, loaded_versions))
+        result = await connection.execute(_UPDATE_TASKS_PG, _arrays_of(saved, loaded_versions))
         updated = {row[0] for row in result}
         if len(updated) < len(saved):
             raise ConcurrencyConflict(next(task.id for task in saved if task.id not in updated))
         return
     rows = []
     for task in saved:
-        row = task_to_row(task)
-        row["where_id"] = row.pop("id")
+        row = _changing(task)
+        row["where_id"] = task.id
         row["where_version"] = loaded_versions[task.id]
         rows.append(row)
     # SQLite counts the rows of every execution of an executemany.
@@ -575,39 +582,54 @@ async def _update_tasks(
         raise ConcurrencyConflict(saved[0].id)
 
 
+_FIXED = frozenset(
+    {
+        *("id", "owner", "kind", "payload", "created_at", "timeout"),
+        *("max_attempts", "retry_base_delay", "retry_factor", "retry_max_delay"),
+        *("idempotency_key", "request_fingerprint"),
+    }
+)
+"""What a task is asked to do: set at submit, changed by no transition."""
+_CHANGING = [column for column in tasks.columns if column.name not in _FIXED]
+
+
+def _changing(task: Task) -> dict[str, Any]:
+    row = task_to_row(task)
+    return {column.name: row[column.name] for column in _CHANGING}
+
+
 def _pg_update_many() -> TextClause:
-    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``: one row per task, each
+    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``: a row per task, each
     written only where its version is the loaded one. JSON travels as text (cast back)."""
-    names = ["where_version", *(column.name for column in tasks.columns)]
-    types = ["integer"]
-    for column in tasks.columns:
-        is_json = isinstance(column.type, JSON)
-        types.append("text" if is_json else column.type.compile(dialect=postgresql.dialect()))
-    arrays = ", ".join(
-        f"CAST(:{name} AS {type_}[])" for name, type_ in zip(names, types, strict=True)
-    )
-    assignments = ", ".join(
-        f"{column.name} = v.{column.name}" + ("::jsonb" if isinstance(column.type, JSON) else "")
-        for column in tasks.columns
-        if column.name != "id"
-    )
+    arrays = ["CAST(:where_id AS uuid[])", "CAST(:where_version AS integer[])"]
+    assignments = []
+    for column in _CHANGING:
+        if isinstance(column.type, JSON):
+            arrays.append(f"CAST(:{column.name} AS text[])")
+            assignments.append(f"{column.name} = CAST(v.{column.name} AS jsonb)")
+        else:
+            type_ = column.type.compile(dialect=postgresql.dialect())
+            arrays.append(f"CAST(:{column.name} AS {type_}[])")
+            assignments.append(f"{column.name} = v.{column.name}")
+    names = ", ".join(["where_id", "where_version", *(column.name for column in _CHANGING)])
     return text(
-        f"UPDATE tasks SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
-        "WHERE tasks.id = v.id AND tasks.version = v.where_version RETURNING tasks.id"
+        f"UPDATE tasks SET {', '.join(assignments)} FROM unnest({', '.join(arrays)}) "
+        f"AS v({names}) WHERE tasks.id = v.where_id AND tasks.version = v.where_version "
+        "RETURNING tasks.id"
     )
 
 
 _UPDATE_TASKS_PG = _pg_update_many()
-_JSON_COLUMNS = frozenset(column.name for column in tasks.columns if isinstance(column.type, JSON))
 
 
-def _columns_of(saved: Sequence[Task], loaded_versions: Mapping[UUID, int]) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {"where_version": []}
-    columns.update((column.name, []) for column in tasks.columns)
+def _arrays_of(saved: Sequence[Task], loaded_versions: Mapping[UUID, int]) -> dict[str, Any]:
+    arrays: dict[str, list[Any]] = {
+        "where_id": [task.id for task in saved],
+        "where_version": [loaded_versions[task.id] for task in saved],
+    }
+    arrays.update((column.name, []) for column in _CHANGING)
     for task in saved:
-        columns["where_version"].append(loaded_versions[task.id])
-        for name, value in task_to_row(task).items():
-            if name in _JSON_COLUMNS and value is not None:
-                value = json.dumps(value)
-            columns[name].append(value)
-    return columns
+        for name, value in _changing(task).items():
+            is_json = isinstance(tasks.c[name].type, JSON)
+            arrays[name].append(json.dumps(value) if is_json and value is not None else value)
+    return arrays
