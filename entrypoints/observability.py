@@ -29,6 +29,12 @@ class _TaskportHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(settings: Settings) -> None:
+    # No format here names the caller, thread or process: the logging module is told not
+    # to look them up for every record (its documented optimisations).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = _TaskportHandler()
     handler.addFilter(CorrelationFilter())
     if settings.logs_as_json:
