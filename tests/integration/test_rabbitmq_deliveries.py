@@ -89,3 +89,30 @@ async def test_a_dead_letter_carries_its_reason_and_delivery_count(rabbitmq_vhos
     assert body == b"poison"
     assert headers["x-taskport-dead-letter-reason"] == "cannot decode"
     assert headers["x-taskport-deliveries"] == 1
+
+
+async def test_acks_sent_together_never_ack_a_delivery_still_in_hand(rabbitmq_vhost: str) -> None:
+    options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))
+    publisher, consumer = RabbitMqPublisher(options), RabbitMqConsumer(options)
+    await publisher.publish([make_message(f"message {n}".encode()) for n in range(6)])
+    held: list[Any] = []
+    released = asyncio.Event()
+
+    async def hold(delivery: Any) -> None:
+        held.append(delivery)
+        await released.wait()
+
+    consuming = asyncio.create_task(consumer.consume(hold, 6))
+    try:
+        await eventually(lambda: len(held) == 6)
+        held.sort(key=lambda delivery: delivery.body)
+        # Acked in one turn of the loop: 0 and 1 older than the one in hand (2), 3 to 5 not.
+        for delivery in (held[1], held[0], held[3], held[5], held[4]):
+            await delivery.ack()
+        released.set()
+    finally:
+        await consumer.stop()
+        await asyncio.gather(consuming, return_exceptions=True)
+        await publisher.close()
+    queue = options.topology.queue_for("tasks")
+    assert [body for body, _ in await read_messages(options.url, queue)] == [b"message 2"]

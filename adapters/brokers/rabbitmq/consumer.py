@@ -46,6 +46,7 @@ class RabbitMqDelivery:
         self._session = session
         self._topology = topology
         self._tag: int = method.delivery_tag
+        session.delivered(self._tag)
         self._headers: dict[str, Any] = dict(properties.headers or {})
         self._settled = False
         self.message_id = properties.message_id or ""

@@ -38,6 +38,10 @@ class AmqpSession:
         self._published = 0
         self._confirms: dict[int, asyncio.Future[None]] = {}
         self._tags_by_message_id: dict[str, int] = {}
+        self._unsettled: dict[int, None] = {}
+        """Deliveries to this session's consumer not settled yet, oldest first."""
+        self._acks: list[int] = []
+        """Deliveries acked since the last ``_send_acks``."""
         lost.add_done_callback(lambda _: self._fail_unconfirmed())
 
     @classmethod
@@ -139,16 +143,41 @@ class AmqpSession:
             self._tags_by_message_id[properties.message_id] = self._published
         return confirmed
 
+    def delivered(self, delivery_tag: int) -> None:
+        """Notes a delivery to this session's consumer: it is unsettled until ``settle``."""
+        self._unsettled[delivery_tag] = None
+
     def settle(self, delivery_tag: int, *, ack: bool = True) -> None:
-        """Acks a delivery, or nacks it back onto its queue."""
+        """Acks a delivery, or nacks it back onto its queue.
+
+        The acks of one turn of the event loop go out together at its end: one
+        ``basic.ack`` with ``multiple`` for those older than every delivery still
+        unsettled, one each for the others."""
         channel = self.channel
+        self._unsettled.pop(delivery_tag, None)
+        if ack:
+            self._acks.append(delivery_tag)
+            if len(self._acks) == 1:
+                asyncio.get_running_loop().call_soon(self._send_acks)
+            return
         try:
-            if ack:
-                channel.basic_ack(delivery_tag)
-            else:
-                channel.basic_nack(delivery_tag, requeue=True)
+            channel.basic_nack(delivery_tag, requeue=True)
         except AMQPError as exc:
             raise BrokerUnavailable(f"cannot settle delivery: {exc!r}") from exc
+
+    def _send_acks(self) -> None:
+        acks, self._acks = sorted(self._acks), []
+        if self._channel is None or self.lost.done():
+            return  # the broker delivers them again, as every delivery of a lost channel
+        oldest_unsettled = next(iter(self._unsettled), None)
+        older = [tag for tag in acks if oldest_unsettled is None or tag < oldest_unsettled]
+        try:
+            if older:
+                self._channel.basic_ack(older[-1], multiple=True)
+            for tag in acks[len(older) :]:
+                self._channel.basic_ack(tag)
+        except AMQPError as exc:
+            logger.warning("acks not sent, the messages will be delivered again: %r", exc)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
