@@ -50,6 +50,9 @@ class Taskport:
             "TASKPORT_BROKER_URL": self.broker_url,
             "TASKPORT_HANDLER_MODULES": "bench.kinds",
             "TASKPORT_METRICS_PORT": "0",
+            # Every system logs warnings and errors only, as the baselines are run
+            # (Celery --loglevel WARNING, uvicorn --log-level warning --no-access-log).
+            "TASKPORT_LOG_LEVEL": "WARNING",
             **self.env,
         }
 
