@@ -11,7 +11,7 @@ What ``commit`` guarantees:
 - every saved task's version is checked before anything is written, so a stale unit
   writes nothing; inserts refused (duplicate idempotency key) are undone;
 - a save that loses a race in the instant between that check and its write leaves the
-  earlier tasks of the same unit written (each consistent with its own messages).
+  unit's other tasks written (each consistent with its own messages).
   Sweeps claim their tasks (below), so they do not race each other on the same tasks.
 
 Claims made by ``due``, ``stalled`` and ``pending`` are leases written in the documents
@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -430,8 +430,7 @@ class MongoUnitOfWork:
                 messages_of, standalone = self._place_messages()
                 await self._check_versions()
                 await self._insert_added(messages_of)
-                for task in self.saved.values():
-                    await self._update(task, messages_of.get(task.id, []))
+                await self._update_saved(messages_of)
                 if standalone:
                     await self.storage.outbox.insert_many(
                         [
@@ -504,19 +503,20 @@ class MongoUnitOfWork:
                 raise DuplicateIdempotencyKey(task.owner, task.idempotency_key) from None
             raise ConcurrencyConflict(task.id) from None
 
-    async def _update(self, task: Task, messages: list[OutboxMessage]) -> None:
-        change: Document = {"$set": task_fields(task)}
-        if messages:
-            change["$set"].update(
-                {f"outbox.{m.id}": message_fields(m) for m in messages},
+    async def _update_saved(self, messages_of: dict[UUID, list[OutboxMessage]]) -> None:
+        """One version-checked update per saved task, sent together (``bulk_write``)."""
+        if not self.saved:
+            return
+        updates = [
+            UpdateOne(
+                {"_id": str(task.id), "version": self.loaded_versions[task.id]},
+                _change(task, messages_of.get(task.id, [])),
             )
-            change["$inc"] = {"outbox_count": len(messages)}
-            change["$min"] = {"outbox_since": min(instant(m.created_at) for m in messages)}
-        result = await self.storage.tasks.update_one(
-            {"_id": str(task.id), "version": self.loaded_versions[task.id]}, change
-        )
-        if result.matched_count == 0:
-            raise ConcurrencyConflict(task.id)
+            for task in self.saved.values()
+        ]
+        result = await self.storage.tasks.bulk_write(updates, ordered=True)
+        if result.matched_count < len(updates):
+            raise ConcurrencyConflict(next(iter(self.saved)))
 
     async def _remove_sent(self) -> None:
         """Each sent message leaves its task document atomically with the count, which is
@@ -563,6 +563,15 @@ class MongoUnitOfWork:
 
     async def _release(self, collection: AsyncCollection[Document], by: str, until: str) -> None:
         await collection.update_many({by: self.token}, {"$set": {by: None, until: UNCLAIMED}})
+
+
+def _change(task: Task, messages: list[OutboxMessage]) -> Document:
+    change: Document = {"$set": task_fields(task)}
+    if messages:
+        change["$set"].update({f"outbox.{m.id}": message_fields(m) for m in messages})
+        change["$inc"] = {"outbox_count": len(messages)}
+        change["$min"] = {"outbox_since": min(instant(m.created_at) for m in messages)}
+    return change
 
 
 def _outbox_fields(messages: Iterable[OutboxMessage]) -> Document:
