@@ -67,6 +67,11 @@ class Batcher(Generic[Item, Result]):
                 done.cancel()
             self._waiting.clear()
             raise
+        finally:
+            # Leaves the running set as it finds nothing waiting, not when its done
+            # callback runs: an item added in between would otherwise find no room for a
+            # runner and wait for the next one.
+            self._running.discard(asyncio.current_task())
 
     async def _run(self, batch: list[tuple[Request[Item], asyncio.Future[Result]]]) -> None:
         try:
