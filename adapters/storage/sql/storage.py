@@ -622,14 +622,18 @@ def _pg_update_many() -> TextClause:
 _UPDATE_TASKS_PG = _pg_update_many()
 
 
+_CHANGING_JSON = [(column.name, isinstance(column.type, JSON)) for column in _CHANGING]
+
+
 def _arrays_of(saved: Sequence[Task], loaded_versions: Mapping[UUID, int]) -> dict[str, Any]:
     arrays: dict[str, list[Any]] = {
         "where_id": [task.id for task in saved],
         "where_version": [loaded_versions[task.id] for task in saved],
     }
-    arrays.update((column.name, []) for column in _CHANGING)
-    for task in saved:
-        for name, value in _changing(task).items():
-            is_json = isinstance(tasks.c[name].type, JSON)
-            arrays[name].append(json.dumps(value) if is_json and value is not None else value)
+    rows = [task_to_row(task) for task in saved]
+    for name, is_json in _CHANGING_JSON:
+        values = [row[name] for row in rows]
+        if is_json:
+            values = [json.dumps(value) if value is not None else None for value in values]
+        arrays[name] = values
     return arrays
