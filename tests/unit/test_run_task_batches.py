@@ -8,6 +8,8 @@ import collections
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from adapters.handlers.registry import Kind, KindRegistry
 from adapters.storage.memory import MemoryStorage
 from adapters.system import AsyncioRelayTrigger, Uuid7Generator
@@ -110,18 +112,13 @@ async def test_a_duplicate_delivery_in_the_same_batch_runs_nothing() -> None:
     assert finished(storage, ids) == [(TaskStatus.SUCCEEDED, 1)] * 5
 
 
-async def test_a_batch_that_conflicts_is_written_task_by_task() -> None:
-    storage = Storage(conflicts=2)
-    ids = await queued(storage, 10)
-    results = await run_all(storage, ids)
-    assert {result.outcome for result in results} == {Outcome.RAN}
-    assert finished(storage, ids) == [(TaskStatus.SUCCEEDED, 1)] * 10
-    assert all(RUNS[task_id] == 1 for task_id in ids)
-    assert storage.conflicts == 0
-
-
-async def test_the_tasks_a_conflicting_batch_wrote_count_as_written() -> None:
-    storage = Storage(conflicts=2, in_part=True)
+@pytest.mark.parametrize(
+    "in_part",
+    [False, True],
+    ids=["nothing written", "written in part (the written tasks count as written)"],
+)
+async def test_a_batch_that_conflicts_is_written_task_by_task(in_part: bool) -> None:
+    storage = Storage(conflicts=2, in_part=in_part)
     ids = await queued(storage, 10)
     results = await run_all(storage, ids)
     # None is taken for another worker's (BUSY) and none runs a second attempt.
