@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -68,13 +69,23 @@ def serve(
 
     settings, container = _load()
     _prepare_schema_or_exit(settings)
+    app = create_app(container)
+    _collect_less_garbage()
     uvicorn.run(
-        create_app(container),
+        app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         log_config=None,
     )
+
+
+def _collect_less_garbage() -> None:
+    """What is loaded by now (modules, the app, the container) lives as long as the process:
+    frozen, it is out of the cyclic collector's way. Each request leaves little that survives
+    it, so the youngest generation is collected after 10,000 allocations instead of 700."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def _prepare_schema_or_exit(settings: Settings) -> None:
