@@ -87,6 +87,10 @@ class PrometheusMetrics:
             "Messages committed but not yet published",
             registry=registry,
         )
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        """The HTTP metrics' children by method, route and status: ``labels`` looks them up
+        at a cost every request would pay."""
+        self._submitted_children: dict[str, Counter] = {}
         self._started_at: dict[UUID, datetime] = {}
         """When the running attempt of each task started (a task runs one attempt at a time)."""
 
@@ -94,7 +98,7 @@ class PrometheusMetrics:
         for event in recorded:
             match event:
                 case events.TaskSubmitted():
-                    self.submitted.labels(event.kind).inc()
+                    self._submitted(event.kind).inc()
                 case events.TaskStarted():
                     self.started.labels(event.kind).inc()
                     self._remember_start(event)
@@ -109,8 +113,22 @@ class PrometheusMetrics:
             self._time_attempt(event)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_seconds.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_seconds.labels(method, route),
+            )
+        requests, durations = children
+        requests.inc()
+        durations.observe(seconds)
+
+    def _submitted(self, kind: str) -> Counter:
+        child = self._submitted_children.get(kind)
+        if child is None:
+            child = self._submitted_children[kind] = self.submitted.labels(kind)
+        return child
 
     def observe_stats(self, stats: Stats) -> None:
         self.tasks.clear()

@@ -3,9 +3,9 @@ is sane, else a new one), echoed in the response, and HTTP metrics by route and 
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +25,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if REQUEST_ID.match(given) else os.urandom(16).hex()
         token = correlation.request_id.set(request_id)
         status = 500
         started = time.perf_counter()

@@ -109,9 +109,13 @@ class Runtime:
                 ),
                 name="consumer",
             )
-        # What start-up made (modules, the container, compiled statements) lives as long
-        # as the process: the collector no longer walks it at every full collection.
+        # What start-up made (modules, the container, the app, compiled statements) lives
+        # as long as the process: frozen, the collector no longer walks it. A task or a
+        # request leaves little that survives it, so the youngest generation is collected
+        # after 10,000 allocations instead of 700 (the collector took an eighth of the
+        # API's CPU under submit load).
         gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
 
     async def _observe_stats(self) -> int:
         """Refreshes the gauges (stored tasks, queue lag, outbox backlog); 0: one pass done."""
