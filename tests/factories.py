@@ -63,6 +63,8 @@ def make_task(
 
 
 def make_message(
-    body: bytes = b'{"task_id": "00000000-0000-0000-0000-000000000000"}', topic: str = "tasks"
+    body: bytes = b'{"task_id": "00000000-0000-0000-0000-000000000000"}',
+    topic: str = "tasks",
+    created_at: datetime = T0,
 ) -> OutboxMessage:
-    return OutboxMessage(id=new_id(), topic=topic, body=body, created_at=T0)
+    return OutboxMessage(id=new_id(), topic=topic, body=body, created_at=created_at)

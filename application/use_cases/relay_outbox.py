@@ -26,6 +26,6 @@ class RelayOutboxHandler:
             if not messages:
                 return 0
             await self._publisher.publish(messages)
-            await uow.outbox.mark_sent([message.id for message in messages])
+            await uow.outbox.mark_sent(messages)
             await uow.commit()
         return len(messages)
