@@ -44,6 +44,12 @@ class Outbox(Protocol):
 
 
 class RelayTrigger(Protocol):
-    """Wakes the outbox relay after a commit staged messages: the fast path to the broker."""
+    """Hands the outbox relay the messages a unit of work has just committed: the fast path
+    to the broker.
 
-    def notify(self) -> None: ...
+    ``notify`` returns at once; the messages are published (and marked sent once the broker
+    confirmed them) in the background. A message the fast path could not publish or mark
+    stays pending in the outbox, where the relay's sweep takes it.
+    """
+
+    def notify(self, messages: Sequence[OutboxMessage]) -> None: ...
