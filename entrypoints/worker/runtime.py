@@ -129,8 +129,10 @@ class Runtime:
         # not lost.
         await _cancel_until_done(self._loops)
         # Messages being published after their commit are marked sent before the storage
-        # closes: else the next sweep publishes them again.
-        await self._container.publish_committed().drain()
+        # closes (else the next sweep publishes them again), within the grace period.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+                await self._container.publish_committed().drain()
         if self._identity is not None:
             try:
                 await self._container.sign_off_worker()(self._identity)
