@@ -1,8 +1,7 @@
-"""The process's clock, id sources and relay wake-up signal."""
+"""The process's clock and id sources."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
@@ -28,22 +27,3 @@ class Uuid7Generator:
 def new_worker_id() -> str:
     """``host-pid-random``: readable in a list of workers, never reused."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-class AsyncioRelayTrigger:
-    """Wakes the relay loop of this process as soon as a commit staged outbox messages."""
-
-    def __init__(self) -> None:
-        self._wanted = asyncio.Event()
-
-    def notify(self) -> None:
-        self._wanted.set()
-
-    async def wait(self, at_most: float) -> None:
-        """Returns when notified or after ``at_most`` seconds, whichever comes first."""
-        try:
-            async with asyncio.timeout(at_most):
-                await self._wanted.wait()
-        except TimeoutError:
-            pass
-        self._wanted.clear()

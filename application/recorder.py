@@ -33,7 +33,7 @@ class TaskRecorder:
     """The one way use cases end a unit of work that changed tasks.
 
     Nothing is published before commit: messages go to the outbox in the same transaction,
-    and the relay is woken only once the commit succeeded.
+    and are handed to the relay (its fast path) only once the commit succeeded.
 
     ``commit`` does it all; ``record``, ``write`` and ``announce`` are its three steps, for
     a caller that commits the changes of several requests together: ``record`` and
@@ -66,7 +66,7 @@ class TaskRecorder:
         return Changes(added, saved, events, messages_for(events, self._ids, self._clock.now()))
 
     async def write(self, uow: UnitOfWork, changes: Sequence[Changes]) -> None:
-        """Stages every change in ``uow`` and commits it; wakes the relay."""
+        """Stages every change in ``uow`` and commits it; hands the messages to the relay."""
         for change in changes:
             for task in change.added:
                 await uow.tasks.add(task)
@@ -75,8 +75,9 @@ class TaskRecorder:
             for message in change.messages:
                 await uow.outbox.put(message)
         await uow.commit()
-        if any(change.messages for change in changes):
-            self._relay.notify()
+        messages = [message for change in changes for message in change.messages]
+        if messages:
+            self._relay.notify(messages)
 
     def announce(self, changes: Changes) -> None:
         """Tells the listeners and the log about committed changes."""

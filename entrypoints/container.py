@@ -16,7 +16,7 @@ from adapters.handlers.loader import build_registry
 from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
-from adapters.system import AsyncioRelayTrigger, SystemClock, Uuid7Generator, new_worker_id
+from adapters.system import SystemClock, Uuid7Generator, new_worker_id
 from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
@@ -28,6 +28,7 @@ from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.list_workers import ListWorkersHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
+from application.use_cases.publish_committed import PublishCommittedHandler
 from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
@@ -100,7 +101,6 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(Uuid7Generator)
-    relay_trigger = providers.Singleton(AsyncioRelayTrigger)
     worker_id = providers.Singleton(new_worker_id)
 
     storage = providers.Selector(
@@ -149,11 +149,12 @@ class Container(containers.DeclarativeContainer):
     uow = storage.provided.unit_of_work
     worker_registry = storage.provided.workers.call()
     metrics = providers.Singleton(PrometheusMetrics)
+    publish_committed = providers.Singleton(PublishCommittedHandler, uow=uow, publisher=publisher)
     recorder = providers.Singleton(
         TaskRecorder,
         ids=ids,
         clock=clock,
-        relay=relay_trigger,
+        relay=publish_committed,
         listeners=providers.List(metrics),
     )
 
@@ -215,7 +216,13 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         lost_after=providers.Callable(_seconds, settings.provided.lost_after_seconds),
     )
-    relay_outbox = providers.Singleton(RelayOutboxHandler, uow=uow, publisher=publisher)
+    relay_outbox = providers.Singleton(
+        RelayOutboxHandler,
+        uow=uow,
+        publisher=publisher,
+        clock=clock,
+        sweep_after=providers.Callable(_seconds, settings.provided.relay_sweep_after_seconds),
+    )
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
     push_authenticator = providers.Singleton(
         _push_authenticator,

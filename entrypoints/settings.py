@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1, ge=0, le=3600)
     retry_max_seconds: float = Field(default=300, ge=0, le=86400)
     sweep_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    relay_sweep_after_seconds: float = Field(
+        default=5,
+        ge=0,
+        le=3600,
+        description="the outbox sweep takes messages this old: younger ones are published "
+        "right after their commit",
+    )
     cancel_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     progress_interval_seconds: float = Field(default=1, ge=0, le=3600)
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,20 @@ class FakeClock:
     def advance(self, **delta: float) -> datetime:
         self.current += timedelta(**delta)
         return self.current
+
+
+class HeldRelay:
+    """A relay trigger whose fast path publishes nothing, as if the process stopped right
+    after each commit: the messages stay in the outbox for the sweep."""
+
+    def __init__(self) -> None:
+        self.handed: list[OutboxMessage] = []
+
+    def notify(self, messages: Sequence[OutboxMessage]) -> None:
+        self.handed.extend(messages)
+
+    async def drain(self) -> None:
+        pass
 
 
 def new_id() -> Any:
@@ -63,6 +78,8 @@ def make_task(
 
 
 def make_message(
-    body: bytes = b'{"task_id": "00000000-0000-0000-0000-000000000000"}', topic: str = "tasks"
+    body: bytes = b'{"task_id": "00000000-0000-0000-0000-000000000000"}',
+    topic: str = "tasks",
+    created_at: datetime = T0,
 ) -> OutboxMessage:
-    return OutboxMessage(id=new_id(), topic=topic, body=body, created_at=T0)
+    return OutboxMessage(id=new_id(), topic=topic, body=body, created_at=created_at)

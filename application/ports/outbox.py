@@ -24,21 +24,32 @@ class Outbox(Protocol):
     - ``put`` stages a message; it becomes visible to relays only when the unit commits.
     - ``pending`` returns up to ``limit`` unsent messages, oldest first, and claims them for
       this unit of work: a concurrent unit of work does not receive the same messages until
-      this one ends (SKIP LOCKED where the storage has it).
-    - ``mark_sent`` records that the messages were published; it takes effect on commit.
+      this one ends (SKIP LOCKED where the storage has it). With ``created_until``, only
+      messages created at or before that instant.
+    - ``mark_sent`` records that the messages were published; it takes effect on commit. The
+      messages need not have been claimed by this unit (the relay's fast path marks the
+      messages it was handed); a message sent already is left as it is.
     - ``backlog`` counts the messages not yet sent (claimed or not).
     """
 
     async def put(self, message: OutboxMessage) -> None: ...
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]: ...
+    async def pending(
+        self, limit: int, created_until: datetime | None = None
+    ) -> Sequence[OutboxMessage]: ...
 
-    async def mark_sent(self, ids: Sequence[UUID]) -> None: ...
+    async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None: ...
 
     async def backlog(self) -> int: ...
 
 
 class RelayTrigger(Protocol):
-    """Wakes the outbox relay after a commit staged messages: the fast path to the broker."""
+    """Hands the outbox relay the messages a unit of work has just committed: the fast path
+    to the broker.
 
-    def notify(self) -> None: ...
+    ``notify`` returns at once; the messages are published (and marked sent once the broker
+    confirmed them) in the background. A message the fast path could not publish or mark
+    stays pending in the outbox, where the relay's sweep takes it.
+    """
+
+    def notify(self, messages: Sequence[OutboxMessage]) -> None: ...

@@ -1,31 +1,50 @@
-"""Publish committed outbox messages to the broker and mark them sent."""
+"""Publish committed outbox messages to the broker and mark them sent: the relay's sweep."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from application.ports.clock import Clock
 from application.ports.publisher import Publisher
 from application.ports.unit_of_work import UnitOfWorkFactory
 
 RELAY_BATCH = 500
 """Messages one relay pass publishes at most."""
 
+SWEEP_AFTER = timedelta(seconds=5)
+"""How old a pending message is before the sweep takes it: until then it is the fast path's
+(``PublishCommittedHandler``), which publishes it within milliseconds of its commit."""
+
 
 class RelayOutboxHandler:
-    """One relay pass: publishes up to ``limit`` pending messages, returns how many.
+    """One relay sweep: publishes up to ``limit`` pending messages created at least
+    ``sweep_after`` ago, returns how many.
 
-    Messages are marked sent only after the broker confirmed them; a crash in between
-    publishes them again (at-least-once), which the state machine makes harmless.
+    It takes what the fast path left behind: messages of a process that stopped between
+    commit and publish, or whose publish failed. Messages are marked sent only after the
+    broker confirmed them; a crash in between publishes them again (at-least-once), which
+    the state machine makes harmless.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        publisher: Publisher,
+        clock: Clock,
+        sweep_after: timedelta = SWEEP_AFTER,
+    ) -> None:
         self._uow = uow
         self._publisher = publisher
+        self._clock = clock
+        self._sweep_after = sweep_after
 
     async def __call__(self, limit: int = RELAY_BATCH) -> int:
+        created_until = self._clock.now() - self._sweep_after
         async with self._uow() as uow:
-            messages = await uow.outbox.pending(limit)
+            messages = await uow.outbox.pending(limit, created_until)
             if not messages:
                 return 0
             await self._publisher.publish(messages)
-            await uow.outbox.mark_sent([message.id for message in messages])
+            await uow.outbox.mark_sent(messages)
             await uow.commit()
         return len(messages)

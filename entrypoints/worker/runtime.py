@@ -62,14 +62,13 @@ class Runtime:
         relay_pass = self._container.relay_outbox()
 
         async def relay() -> int:
-            # A pass that took fewer messages than it could left the outbox empty: the
-            # commits after it wake the relay (the trigger), so no pass is spent to find
-            # it empty.
+            # A pass that took fewer messages than it could found all there was: the next
+            # one waits for the next interval. Commits do not wake it: their messages go
+            # by the fast path.
             return int(await relay_pass(RELAY_BATCH) == RELAY_BATCH)
 
         promote = self._container.promote_due_tasks()
         recover = self._container.recover_stalled_tasks()
-        trigger = self._container.relay_trigger()
         interval = self._settings.sweep_interval_seconds
         if self._settings.in_process_broker:
             # The in-process queue starts empty: whatever was queued or running when the
@@ -81,7 +80,7 @@ class Runtime:
         stats_pause = self._settings.stats_interval_seconds
         self._loops = [
             asyncio.create_task(
-                _repeat("outbox relay", relay, lambda: trigger.wait(interval)), name="relay"
+                _repeat("outbox relay", relay, lambda: asyncio.sleep(interval)), name="relay"
             ),
             asyncio.create_task(
                 _repeat("due-task sweep", promote, lambda: asyncio.sleep(interval)), name="sweep"
@@ -137,6 +136,11 @@ class Runtime:
         # The heartbeat goes on through the grace period: a worker finishing its tasks is
         # not lost.
         await _cancel_until_done(self._loops)
+        # Messages being published after their commit are marked sent before the storage
+        # closes (else the next sweep publishes them again), within the grace period.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+                await self._container.publish_committed().drain()
         if self._identity is not None:
             try:
                 await self._container.sign_off_worker()(self._identity)

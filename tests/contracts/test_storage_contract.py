@@ -366,10 +366,57 @@ async def test_outbox_messages_are_claimed_then_marked_sent(storage: Any) -> Non
         assert [m.id for m in mine] == [m.id for m in messages[:3]]
         assert [m.id for m in theirs] == [m.id for m in messages[3:]]
         assert mine[0].body == messages[0].body and mine[0].topic == "tasks"
-        await first.outbox.mark_sent([m.id for m in mine])
+        await first.outbox.mark_sent(mine)
         await first.commit()
     async with storage.unit_of_work() as uow:
         assert [m.id for m in await uow.outbox.pending(10)] == [m.id for m in messages[3:]]
+
+
+async def test_pending_can_leave_out_messages_younger_than_an_instant(storage: Any) -> None:
+    old, young = make_task(), make_task()
+    messages = [
+        message_about(old, created_at=T0),
+        make_message(created_at=T0 + timedelta(seconds=1)),
+        message_about(young, created_at=T0 + timedelta(seconds=5)),
+        make_message(created_at=T0 + timedelta(seconds=6)),
+    ]
+    await add_with_messages(storage, [old, young], messages)
+    async with storage.unit_of_work() as uow:
+        taken = await uow.outbox.pending(10, T0 + timedelta(seconds=1))
+        assert [m.id for m in taken] == [messages[0].id, messages[1].id]
+    async with storage.unit_of_work() as uow:
+        taken = await uow.outbox.pending(10, T0 + timedelta(seconds=6))
+        assert [m.id for m in taken] == [m.id for m in messages]
+
+
+async def test_messages_are_marked_sent_without_being_claimed_first(storage: Any) -> None:
+    # The relay's fast path marks the messages it was handed after their commit.
+    task, other = make_task(), make_task()
+    about_task, standalone = message_about(task), make_message()
+    await add_with_messages(storage, [task, other], [about_task, standalone])
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.mark_sent([about_task, standalone])
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        assert list(await uow.outbox.pending(10)) == []
+        assert await uow.outbox.backlog() == 0
+    async with storage.unit_of_work() as uow:  # marking again changes nothing
+        await uow.outbox.mark_sent([about_task])
+        await uow.commit()
+    assert (await get(storage, task.id)).version == task.version
+
+
+def message_about(task: Task, created_at: Any = T0) -> Any:
+    return make_message(body=f'{{"task_id": "{task.id}"}}'.encode(), created_at=created_at)
+
+
+async def add_with_messages(storage: Any, tasks: list[Task], messages: list[Any]) -> None:
+    async with storage.unit_of_work() as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        for message in messages:
+            await uow.outbox.put(message)
+        await uow.commit()
 
 
 async def test_a_task_and_its_message_commit_together(storage: Any) -> None:

@@ -52,7 +52,7 @@ async def test_a_submitted_task_carries_its_message_until_the_relay_marks_it_sen
     async with first, second:
         assert [m.id for m in await first.outbox.pending(10)] == [message.id]
         assert list(await second.outbox.pending(10)) == []
-        await first.outbox.mark_sent([message.id])
+        await first.outbox.mark_sent([message])
         await first.commit()
     async with storage.unit_of_work() as uow:
         assert list(await uow.outbox.pending(10)) == []
@@ -99,7 +99,7 @@ async def test_a_message_stays_pending_when_it_arrives_while_the_relay_holds_the
             later_message = make_message()
             await uow.outbox.put(later_message)
             await uow.commit()
-        await relay.outbox.mark_sent([first_message.id])
+        await relay.outbox.mark_sent([first_message])
         await relay.commit()
     async with storage.unit_of_work() as uow:
         assert [m.id for m in await uow.outbox.pending(10)] == [later_message.id]

@@ -12,14 +12,14 @@ from uuid import UUID
 import pytest
 
 from adapters.storage.sql import SqlStorage
-from adapters.system import AsyncioRelayTrigger, Uuid7Generator
+from adapters.system import Uuid7Generator
 from application.errors import ConcurrencyConflict
 from application.messages import RunTaskMessage
 from application.recorder import TaskRecorder
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
 from domain.errors import IllegalTransition
 from domain.values import TaskStatus
-from tests.factories import T0, FakeClock, make_task
+from tests.factories import T0, FakeClock, HeldRelay, make_task
 
 PROCESSES = 2
 CLAIMERS = 8
@@ -76,7 +76,7 @@ async def test_two_sweepers_promote_each_due_task_exactly_once(
     clock = FakeClock(T0 + timedelta(hours=1))
 
     async def sweep(storage: SqlStorage) -> int:
-        recorder = TaskRecorder(Uuid7Generator(), clock, AsyncioRelayTrigger())
+        recorder = TaskRecorder(Uuid7Generator(), clock, HeldRelay())
         promote = PromoteDueTasksHandler(storage.unit_of_work, recorder, clock)
         promoted = 0
         while await due_left(storage):

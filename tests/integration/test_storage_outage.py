@@ -38,6 +38,11 @@ async def client(proxy: TcpProxy, postgres_url: str) -> AsyncIterator[httpx.Asyn
             yield client
 
 
+async def succeeded(client: httpx.AsyncClient, location: str) -> bool:
+    response = await client.get(location)
+    return response.status_code == 200 and response.json()["status"] == "SUCCEEDED"
+
+
 def assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -50,6 +55,8 @@ async def test_an_unreachable_database_answers_503_then_recovers(
     submitted = await client.post("/v1/tasks", json={"kind": "echo", "payload": {"n": 1}})
     assert submitted.status_code == 201
     location = f"/v1/tasks/{submitted.json()['id']}"
+    # Run before the outage: a run cut by it would hold the task until its lease ends.
+    await eventually(lambda: succeeded(client, location))
     assert (await client.get("/readyz")).status_code == 200
 
     await proxy.stop()
@@ -62,11 +69,8 @@ async def test_an_unreachable_database_answers_503_then_recovers(
 
     await proxy.start()
 
-    async def served_again() -> bool:
-        response = await client.get(location)
-        return response.status_code == 200 and response.json()["status"] == "SUCCEEDED"
-
-    await eventually(served_again)
+    await eventually(lambda: succeeded(client, location))
     assert (await client.get("/readyz")).status_code == 200
     resubmitted = await client.post("/v1/tasks", json={"kind": "echo", "payload": {"n": 2}})
     assert resubmitted.status_code == 201
+    await eventually(lambda: succeeded(client, f"/v1/tasks/{resubmitted.json()['id']}"))

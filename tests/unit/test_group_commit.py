@@ -11,7 +11,7 @@ import pytest
 from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.registry import KindRegistry
 from adapters.storage.memory import MemoryStorage
-from adapters.system import AsyncioRelayTrigger, Uuid7Generator
+from adapters.system import Uuid7Generator
 from application import correlation
 from application.errors import StorageUnavailable
 from application.group_commit import GroupCommit
@@ -19,7 +19,7 @@ from application.messages import RunTaskMessage
 from application.recorder import TaskRecorder
 from application.use_cases.submit_task import NewTasks, SubmitTask, TaskDefaults
 from domain.task import Task
-from tests.factories import FakeClock
+from tests.factories import FakeClock, HeldRelay
 
 _new_tasks = NewTasks(KindRegistry(BUILTIN_KINDS), FakeClock(), Uuid7Generator(), TaskDefaults())
 
@@ -56,7 +56,7 @@ class CountedStorage:
 
 
 def group_commit(storage: CountedStorage, **options: Any) -> GroupCommit:
-    recorder = TaskRecorder(Uuid7Generator(), FakeClock(), AsyncioRelayTrigger())
+    recorder = TaskRecorder(Uuid7Generator(), FakeClock(), HeldRelay())
     return GroupCommit(storage.unit_of_work, recorder, **options)
 
 

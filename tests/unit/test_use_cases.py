@@ -27,7 +27,7 @@ from application.use_cases.submit_task import SubmitTask
 from domain.values import TaskStatus
 from entrypoints.container import Container, create_container
 from entrypoints.settings import Settings
-from tests.factories import FakeClock, make_message
+from tests.factories import FakeClock, HeldRelay, make_message
 from tests.polling import eventually
 
 
@@ -60,12 +60,20 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def container_for(clock: FakeClock, **settings: Any) -> Container:
+    container = create_container(Settings(storage_url="memory://", **settings))
+    container.clock.override(providers.Object(clock))
+    return container
+
+
 @pytest.fixture
 def app(gate: Gate, clock: FakeClock) -> Container:
-    container = create_container(
-        Settings(storage_url="memory://", cancel_poll_seconds=0.01, retry_base_seconds=10)
+    """Messages stay in the outbox until a test runs the relay's sweep, which takes them
+    however young they are."""
+    container = container_for(
+        clock, cancel_poll_seconds=0.01, retry_base_seconds=10, relay_sweep_after_seconds=0
     )
-    container.clock.override(providers.Object(clock))
+    container.publish_committed.override(providers.Object(HeldRelay()))
     container.registry.override(
         providers.Singleton(
             KindRegistry, [*BUILTIN_KINDS, Kind("gate", gate), Kind("not-json", not_json)]
@@ -252,6 +260,51 @@ async def test_the_relay_publishes_pending_messages_once(app: Container) -> None
     assert await app.relay_outbox()() == 2
     assert await app.relay_outbox()() == 0
     assert app.in_process_queue().ready_count == 2
+
+
+async def test_a_committed_message_is_published_at_once_and_marked_sent(
+    clock: FakeClock,
+) -> None:
+    app = container_for(clock)
+    task = await submit(app)
+    queue = app.in_process_queue()
+    await eventually(lambda: queue.ready_count == 1)
+    await app.publish_committed().drain()
+    async with app.uow()() as uow:
+        assert await uow.outbox.backlog() == 0
+    clock.advance(hours=1)
+    assert await app.relay_outbox()() == 0  # nothing left for the sweep
+    assert (await status_of(app, task.id)).status is TaskStatus.QUEUED
+
+
+async def test_the_sweep_leaves_young_messages_to_the_fast_path(clock: FakeClock) -> None:
+    app = container_for(clock, relay_sweep_after_seconds=5)
+    app.publish_committed.override(providers.Object(HeldRelay()))
+    await submit(app)
+    clock.advance(seconds=4)
+    assert await app.relay_outbox()() == 0
+    clock.advance(seconds=1)
+    assert await app.relay_outbox()() == 1
+    assert app.in_process_queue().ready_count == 1
+
+
+async def test_a_failed_fast_path_publish_leaves_the_message_to_the_sweep(
+    clock: FakeClock,
+) -> None:
+    class DownPublisher:
+        async def publish(self, messages: Any) -> None:
+            raise StorageUnavailable("down")
+
+    app = container_for(clock, relay_sweep_after_seconds=5)
+    app.publisher.override(providers.Object(DownPublisher()))
+    await submit(app)
+    await app.publish_committed().drain()
+    app.publisher.reset_override()
+    async with app.uow()() as uow:
+        assert await uow.outbox.backlog() == 1
+    clock.advance(seconds=5)
+    assert await app.relay_outbox()() == 1
+    assert app.in_process_queue().ready_count == 1
 
 
 async def test_a_publish_failure_keeps_messages_in_the_outbox(app: Container) -> None:

@@ -241,18 +241,22 @@ class MemoryOutbox:
     async def put(self, message: OutboxMessage) -> None:
         self._work.new_messages.append(message)
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(
+        self, limit: int, created_until: datetime | None = None
+    ) -> Sequence[OutboxMessage]:
         messages = []
         for message_id, message in self._storage.outbox.items():
             if len(messages) == limit:
                 break
+            if created_until is not None and message.created_at > created_until:
+                continue
             if message_id not in self._storage.claimed_messages:
                 self._work.claim_message(message_id)
                 messages.append(message)
         return messages
 
-    async def mark_sent(self, ids: Sequence[UUID]) -> None:
-        self._work.sent_messages.extend(ids)
+    async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
+        self._work.sent_messages.extend(message.id for message in messages)
 
     async def backlog(self) -> int:
         return len(self._storage.outbox)

@@ -321,17 +321,20 @@ class MongoOutbox:
     async def put(self, message: OutboxMessage) -> None:
         self._work.new_messages.append(message)
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(
+        self, limit: int, created_until: datetime | None = None
+    ) -> Sequence[OutboxMessage]:
+        until = instant(created_until) if created_until is not None else None
         with translated_errors():
-            in_tasks = await self._claim_task_messages(limit)
-            standalone = await self._claim_standalone(limit)
+            in_tasks = await self._claim_task_messages(limit, until)
+            standalone = await self._claim_standalone(limit, until)
         merged = sorted(
             (*in_tasks, *standalone), key=lambda message: (message.created_at, message.id)
         )
         return merged[:limit]
 
-    async def mark_sent(self, ids: Sequence[UUID]) -> None:
-        self._work.sent_messages.extend(ids)
+    async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
+        self._work.sent_messages.extend(messages)
 
     async def backlog(self) -> int:
         with translated_errors():
@@ -344,9 +347,12 @@ class MongoOutbox:
             standalone = await self._storage.outbox.count_documents({})
         return sum(in_tasks) + standalone
 
-    async def _claim_task_messages(self, limit: int) -> list[OutboxMessage]:
+    async def _claim_task_messages(self, limit: int, until: int | None) -> list[OutboxMessage]:
         tasks = self._storage.tasks
-        free = _free("outbox_claimed_until", {"outbox_count": {"$gt": 0}})
+        waiting: Document = {"outbox_count": {"$gt": 0}}
+        if until is not None:
+            waiting["outbox_since"] = {"$lte": until}
+        free = _free("outbox_claimed_until", waiting)
         order = [("outbox_since", ASCENDING), ("_id", ASCENDING)]
         candidates = [
             document["_id"]
@@ -365,13 +371,15 @@ class MongoOutbox:
             {"outbox": 1},
         ):
             for message_id, fields in (document.get("outbox") or {}).items():
+                if until is not None and fields["created_at"] > until:
+                    continue  # a younger message of the same task: the fast path's
                 messages.append(message_from_fields(message_id, fields))
                 self._work.message_homes[UUID(message_id)] = document["_id"]
         return messages
 
-    async def _claim_standalone(self, limit: int) -> list[OutboxMessage]:
+    async def _claim_standalone(self, limit: int, until: int | None) -> list[OutboxMessage]:
         outbox = self._storage.outbox
-        free = _free("claimed_until", {})
+        free = _free("claimed_until", {} if until is None else {"created_at": {"$lte": until}})
         order = [("created_at", ASCENDING), ("_id", ASCENDING)]
         candidates = [
             document["_id"]
@@ -405,7 +413,7 @@ class MongoUnitOfWork:
         self.saved: dict[UUID, Task] = {}
         self.loaded_versions: dict[UUID, int] = {}
         self.new_messages: list[OutboxMessage] = []
-        self.sent_messages: list[UUID] = []
+        self.sent_messages: list[OutboxMessage] = []
         self.message_homes: dict[UUID, str] = {}
         """Which task document holds each message this unit claimed."""
         self.claimed_tasks = False
@@ -520,19 +528,28 @@ class MongoUnitOfWork:
 
     async def _remove_sent(self) -> None:
         """Each sent message leaves its task document atomically with the count, which is
-        decremented only when the message was still there."""
+        decremented only when the message was still there.
+
+        A message this unit did not claim (the relay's fast path marks the messages it was
+        handed) is looked for in the document of the task it names, then among the
+        standalone ones."""
         standalone = []
         homes: set[str] = set()
-        for message_id in self.sent_messages:
-            home = self.message_homes.get(message_id)
+        for message in self.sent_messages:
+            home = self.message_homes.get(message.id)
             if home is None:
-                standalone.append(str(message_id))
+                named = _task_named_by(message)
+                home = str(named) if named is not None else None
+            if home is None:
+                standalone.append(str(message.id))
                 continue
             homes.add(home)
-            await self.storage.tasks.update_one(
-                {"_id": home, f"outbox.{message_id}": {"$exists": True}},
-                {"$unset": {f"outbox.{message_id}": ""}, "$inc": {"outbox_count": -1}},
+            result = await self.storage.tasks.update_one(
+                {"_id": home, f"outbox.{message.id}": {"$exists": True}},
+                {"$unset": {f"outbox.{message.id}": ""}, "$inc": {"outbox_count": -1}},
             )
+            if result.matched_count == 0 and message.id not in self.message_homes:
+                standalone.append(str(message.id))
         for home in homes:
             await self.storage.tasks.update_one(
                 {"_id": home, "outbox_count": {"$lte": 0}},

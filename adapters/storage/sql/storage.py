@@ -360,13 +360,17 @@ class SqlOutbox:
     async def put(self, message: OutboxMessage) -> None:
         self._work.new_messages.append(message)
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(
+        self, limit: int, created_until: datetime | None = None
+    ) -> Sequence[OutboxMessage]:
         claimed = self._work.storage.claimed_messages
         statement = (
             select(outbox)
             .where(outbox.c.sent_at.is_(None))
             .order_by(outbox.c.created_at, outbox.c.id)
         )
+        if created_until is not None:
+            statement = statement.where(outbox.c.created_at <= created_until)
         if self._work.storage.is_sqlite:
             rows = await self._work.fetch(statement.limit(limit + len(claimed)))
             rows = [row for row in rows if row.id not in claimed][:limit]
@@ -376,8 +380,8 @@ class SqlOutbox:
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
         return [message_from_row(row) for row in rows]
 
-    async def mark_sent(self, ids: Sequence[UUID]) -> None:
-        self._work.sent_messages.extend(ids)
+    async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
+        self._work.sent_messages.extend(message.id for message in messages)
 
     async def backlog(self) -> int:
         rows = await self._work.fetch(
@@ -505,7 +509,7 @@ class SqlUnitOfWork:
         if self.sent_messages:
             await connection.execute(
                 update(outbox)
-                .where(outbox.c.id.in_(self.sent_messages))
+                .where(outbox.c.id.in_(self.sent_messages), outbox.c.sent_at.is_(None))
                 .values(sent_at=datetime.now(UTC))
             )
 
