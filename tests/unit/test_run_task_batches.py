@@ -12,13 +12,13 @@ import pytest
 
 from adapters.handlers.registry import Kind, KindRegistry
 from adapters.storage.memory import MemoryStorage
-from adapters.system import AsyncioRelayTrigger, Uuid7Generator
+from adapters.system import Uuid7Generator
 from application.errors import ConcurrencyConflict
 from application.recorder import TaskRecorder
 from application.use_cases.run_task import Outcome, RunResult, RunTask, RunTaskHandler
 from application.use_cases.submit_task import NewTasks, SubmitTask, TaskDefaults
 from domain.values import TaskStatus
-from tests.factories import FakeClock
+from tests.factories import FakeClock, HeldRelay
 
 RUNS: collections.Counter[UUID] = collections.Counter()
 
@@ -76,7 +76,7 @@ async def queued(storage: Storage, count: int) -> list[UUID]:
 
 def handler(storage: Storage) -> RunTaskHandler:
     clock = FakeClock()
-    recorder = TaskRecorder(Uuid7Generator(), clock, AsyncioRelayTrigger())
+    recorder = TaskRecorder(Uuid7Generator(), clock, HeldRelay())
     return RunTaskHandler(storage.unit_of_work, REGISTRY, recorder, clock, worker_id="w1")
 
 
