@@ -51,13 +51,18 @@ class PublishCommittedHandler:
             await asyncio.wait(set(self._publishing))
 
     async def _publish_while_waiting(self) -> None:
-        while self._waiting:
-            batch = self._waiting[:RELAY_BATCH]
-            del self._waiting[:RELAY_BATCH]
-            try:
-                await self._publisher.publish(batch)
-                async with self._uow() as uow:
-                    await uow.outbox.mark_sent(batch)
-                    await uow.commit()
-            except Exception as exc:
-                logger.warning("%d messages left to the relay sweep: %s", len(batch), exc)
+        try:
+            while self._waiting:
+                batch = self._waiting[:RELAY_BATCH]
+                del self._waiting[:RELAY_BATCH]
+                try:
+                    await self._publisher.publish(batch)
+                    async with self._uow() as uow:
+                        await uow.outbox.mark_sent(batch)
+                        await uow.commit()
+                except Exception as exc:
+                    logger.warning("%d messages left to the relay sweep: %s", len(batch), exc)
+        finally:
+            # Leaves the set as it finds nothing waiting, not when its done callback runs:
+            # messages handed over in between would otherwise wait for the next commit.
+            self._publishing.discard(asyncio.current_task())
