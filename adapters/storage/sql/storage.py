@@ -38,7 +38,9 @@ from uuid import UUID
 
 from sqlalchemy import (
     JSON,
+    Column,
     Executable,
+    Integer,
     Row,
     Select,
     TextClause,
@@ -437,10 +439,15 @@ class SqlUnitOfWork:
                             await self._write(connection)
                             await connection.commit()
                         else:
-                            if self._statements() > 1:
-                                await self.begin()
-                            await self._write(connection)
-                            if self._in_transaction:
+                            if self.added and not (self.saved or self.sent_messages):
+                                # New tasks and their messages: one statement, atomic alone.
+                                added = list(self.added.values())
+                                await _insert_new(connection, added, self.new_messages)
+                            else:
+                                if self._statements() > 1:
+                                    await self.begin()
+                                await self._write(connection)
+                            if self._in_transaction:  # opened here, or by a locking read
                                 await connection.exec_driver_sql("COMMIT")
                                 self._in_transaction = False
                 finally:
@@ -602,42 +609,89 @@ def _changing(task: Task) -> dict[str, Any]:
     return {column.name: row[column.name] for column in _CHANGING}
 
 
-def _pg_update_many() -> TextClause:
-    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``: a row per task, each
-    written only where its version is the loaded one. JSON travels as text (cast back)."""
-    arrays = ["CAST(:where_id AS uuid[])", "CAST(:where_version AS integer[])"]
-    assignments = []
-    for column in _CHANGING:
+def _unnest(columns: Sequence[Column[Any]], prefix: str) -> tuple[str, list[str]]:
+    """``unnest(CAST(:prefix_name AS type[]), ...) AS v(name, ...)`` for ``columns``, one
+    array parameter each (JSON travels as text), and the expressions that read each column
+    back from ``v`` (JSON cast back)."""
+    arrays, values = [], []
+    for column in columns:
         if isinstance(column.type, JSON):
-            arrays.append(f"CAST(:{column.name} AS text[])")
-            assignments.append(f"{column.name} = CAST(v.{column.name} AS jsonb)")
+            arrays.append(f"CAST(:{prefix}{column.name} AS text[])")
+            values.append(f"CAST(v.{column.name} AS jsonb)")
         else:
             type_ = column.type.compile(dialect=postgresql.dialect())
-            arrays.append(f"CAST(:{column.name} AS {type_}[])")
-            assignments.append(f"{column.name} = v.{column.name}")
-    names = ", ".join(["where_id", "where_version", *(column.name for column in _CHANGING)])
+            arrays.append(f"CAST(:{prefix}{column.name} AS {type_}[])")
+            values.append(f"v.{column.name}")
+    names = ", ".join(column.name for column in columns)
+    return f"unnest({', '.join(arrays)}) AS v({names})", values
+
+
+def _arrays(
+    columns: Sequence[Column[Any]], prefix: str, rows: Sequence[dict[str, Any]]
+) -> dict[str, list[Any]]:
+    """The array parameters of ``_unnest`` for ``rows``."""
+    arrays = {}
+    for column in columns:
+        values = [row[column.name] for row in rows]
+        if isinstance(column.type, JSON):
+            values = [json.dumps(value) if value is not None else None for value in values]
+        arrays[prefix + column.name] = values
+    return arrays
+
+
+_WHERE = [Column("where_id", Uuid()), Column("where_version", Integer())]
+
+
+def _pg_update_many() -> TextClause:
+    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``: a row per task, each
+    written only where its version is the loaded one."""
+    source, values = _unnest([*_WHERE, *_CHANGING], "")
+    assignments = [
+        f"{column.name} = {value}"
+        for column, value in zip(_CHANGING, values[len(_WHERE) :], strict=True)
+    ]
     return text(
-        f"UPDATE tasks SET {', '.join(assignments)} FROM unnest({', '.join(arrays)}) "
-        f"AS v({names}) WHERE tasks.id = v.where_id AND tasks.version = v.where_version "
-        "RETURNING tasks.id"
+        f"UPDATE tasks SET {', '.join(assignments)} FROM {source} "
+        "WHERE tasks.id = v.where_id AND tasks.version = v.where_version RETURNING tasks.id"
     )
 
 
 _UPDATE_TASKS_PG = _pg_update_many()
 
 
-_CHANGING_JSON = [(column.name, isinstance(column.type, JSON)) for column in _CHANGING]
-
-
 def _arrays_of(saved: Sequence[Task], loaded_versions: Mapping[UUID, int]) -> dict[str, Any]:
-    arrays: dict[str, list[Any]] = {
-        "where_id": [task.id for task in saved],
-        "where_version": [loaded_versions[task.id] for task in saved],
+    rows = [
+        {**task_to_row(task), "where_id": task.id, "where_version": loaded_versions[task.id]}
+        for task in saved
+    ]
+    return _arrays([*_WHERE, *_CHANGING], "", rows)
+
+
+def _pg_insert_new() -> TextClause:
+    """New tasks and their outbox rows in one statement (a data-modifying ``WITH``): atomic
+    without a transaction of its own, and the same statement whatever the number of rows."""
+    task_source, task_values = _unnest(list(tasks.columns), "t_")
+    message_source, message_values = _unnest(list(outbox.columns), "o_")
+    return text(
+        f"WITH new_tasks AS (INSERT INTO tasks ({', '.join(tasks.columns.keys())}) "
+        f"SELECT {', '.join(task_values)} FROM {task_source}) "
+        f"INSERT INTO outbox ({', '.join(outbox.columns.keys())}) "
+        f"SELECT {', '.join(message_values)} FROM {message_source}"
+    )
+
+
+_INSERT_NEW_PG = _pg_insert_new()
+
+
+async def _insert_new(
+    connection: AsyncConnection, added: Sequence[Task], messages: Sequence[OutboxMessage]
+) -> None:
+    """PostgreSQL: ``added`` and ``messages`` with one statement, one round trip."""
+    parameters = {
+        **_arrays(list(tasks.columns), "t_", [task_to_row(task) for task in added]),
+        **_arrays(list(outbox.columns), "o_", [message_to_row(m) for m in messages]),
     }
-    rows = [task_to_row(task) for task in saved]
-    for name, is_json in _CHANGING_JSON:
-        values = [row[name] for row in rows]
-        if is_json:
-            values = [json.dumps(value) if value is not None else None for value in values]
-        arrays[name] = values
-    return arrays
+    try:
+        await connection.execute(_INSERT_NEW_PG, parameters)
+    except exc.IntegrityError as error:
+        raise _insert_conflict(str(error.orig), added) from None
