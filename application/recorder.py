@@ -83,6 +83,8 @@ class TaskRecorder:
         """Tells the listeners and the log about committed changes."""
         for listener in self._listeners:
             listener.committed(changes.events)
+        if not logger.isEnabledFor(logging.INFO):
+            return
         for event in changes.events:
             logger.info(
                 "%s task=%s kind=%s",
