@@ -13,6 +13,13 @@ write more, or lock rows (PostgreSQL), open a transaction with an explicit ``BEG
 then costs one round trip to the database, and no ``BEGIN`` or ``COMMIT`` is sent for
 nothing.
 
+Many rows take one statement where the database allows it. On PostgreSQL, new tasks and
+their outbox rows are one ``WITH ... INSERT`` over arrays (``unnest``), with no
+transaction of its own, and the saved tasks of a unit are one
+``UPDATE ... FROM unnest(...) RETURNING id`` (in the unit's transaction: a version that
+no longer matches leaves its row out of the answer, and the unit rolls back). SQLite
+runs one ``executemany``, whose row count says whether every version matched.
+
 Claims made by ``due`` and ``pending`` last until the unit ends:
 - PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
 - SQLite has one writer and no row locks: reads run outside transactions (WAL), writes
