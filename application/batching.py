@@ -46,13 +46,22 @@ class Batcher(Generic[Item, Result]):
         self._running: set[asyncio.Task[None]] = set()
 
     async def add(self, item: Item) -> Result:
+        return await self.put(item)
+
+    def put(self, item: Item) -> asyncio.Future[Result]:
+        """``add`` without waiting: the future completes with the item's result."""
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((Request(item, contextvars.copy_context()), done))
         if len(self._running) < self._concurrency:
             runner = asyncio.create_task(self._run_while_waiting())
             self._running.add(runner)
             runner.add_done_callback(self._running.discard)
-        return await done
+        return done
+
+    async def drain(self) -> None:
+        """Returns once every item added so far was processed."""
+        while self._running:
+            await asyncio.wait(set(self._running))
 
     async def _run_while_waiting(self) -> None:
         batch: list[tuple[Request[Item], asyncio.Future[Result]]] = []
