@@ -137,7 +137,7 @@ class MongoTaskRepository:
         self._work.added[task.id] = task
 
     async def get(self, task_id: UUID) -> Task | None:
-        staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+        staged = self._staged(task_id)
         if staged is not None:
             return staged
         with translated_errors():
@@ -145,11 +145,7 @@ class MongoTaskRepository:
         return self._loaded(document) if document is not None else None
 
     async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
-        found = {
-            task_id: task
-            for task_id in task_ids
-            if (task := self._work.added.get(task_id) or self._work.saved.get(task_id))
-        }
+        found = {task_id: task for task_id in task_ids if (task := self._staged(task_id))}
         wanted = [str(task_id) for task_id in task_ids if task_id not in found]
         if wanted:
             with translated_errors():
@@ -185,10 +181,12 @@ class MongoTaskRepository:
             ]
         found = {}
         for document in documents:
-            task_id = UUID(document["_id"])
-            staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
+            staged = self._staged(UUID(document["_id"]))
             found[document["idempotency_key"]] = staged or self._loaded(document)
         return found
+
+    def _staged(self, task_id: UUID) -> Task | None:
+        return self._work.added.get(task_id) or self._work.saved.get(task_id)
 
     async def save(self, task: Task) -> None:
         if task.id in self._work.added:

@@ -582,18 +582,15 @@ async def _update_tasks(
     """Version-checked updates of ``saved`` (PostgreSQL: one statement for all), of the
     columns a task's transitions change; ``ConcurrencyConflict`` when any task's stored
     version is no longer the one loaded (the caller's transaction then undoes the others)."""
+    rows = [_update_row(task, loaded_versions[task.id]) for task in saved]
     if len(saved) > 1 and connection.dialect.name == "postgresql":
-        result = await connection.execute(_UPDATE_TASKS_PG, _arrays_of(saved, loaded_versions))
+        result = await connection.execute(
+            _UPDATE_TASKS_PG, _arrays([*_WHERE, *_CHANGING], "", rows)
+        )
         updated = {row[0] for row in result}
         if len(updated) < len(saved):
             raise ConcurrencyConflict(next(task.id for task in saved if task.id not in updated))
         return
-    rows = []
-    for task in saved:
-        row = _changing(task)
-        row["where_id"] = task.id
-        row["where_version"] = loaded_versions[task.id]
-        rows.append(row)
     # SQLite counts the rows of every execution of an executemany.
     result = await connection.execute(_UPDATE_TASK, rows if len(rows) > 1 else rows[0])
     if result.rowcount != len(saved):
@@ -611,9 +608,12 @@ _FIXED = frozenset(
 _CHANGING = [column for column in tasks.columns if column.name not in _FIXED]
 
 
-def _changing(task: Task) -> dict[str, Any]:
+def _update_row(task: Task, loaded_version: int) -> dict[str, Any]:
+    """The parameters of a version-checked update of ``task``: the columns it can have
+    changed, and the version it must still have."""
     row = task_to_row(task)
-    return {column.name: row[column.name] for column in _CHANGING}
+    changed = {column.name: row[column.name] for column in _CHANGING}
+    return {**changed, "where_id": task.id, "where_version": loaded_version}
 
 
 def _unnest(columns: Sequence[Column[Any]], prefix: str) -> tuple[str, list[str]]:
@@ -664,14 +664,6 @@ def _pg_update_many() -> TextClause:
 
 
 _UPDATE_TASKS_PG = _pg_update_many()
-
-
-def _arrays_of(saved: Sequence[Task], loaded_versions: Mapping[UUID, int]) -> dict[str, Any]:
-    rows = [
-        {**task_to_row(task), "where_id": task.id, "where_version": loaded_versions[task.id]}
-        for task in saved
-    ]
-    return _arrays([*_WHERE, *_CHANGING], "", rows)
 
 
 def _pg_insert_new() -> TextClause:
