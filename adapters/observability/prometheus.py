@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -87,10 +88,9 @@ class PrometheusMetrics:
             "Messages committed but not yet published",
             registry=registry,
         )
-        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        """The HTTP metrics' children by method, route and status: ``labels`` looks them up
-        at a cost every request would pay."""
-        self._submitted_children: dict[str, Counter] = {}
+        self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
+        """Children of the labelled metrics by metric and label values, kept: ``labels``
+        looks them up at a cost every event and request would pay."""
         self._started_at: dict[UUID, datetime] = {}
         """When the running attempt of each task started (a task runs one attempt at a time)."""
 
@@ -98,36 +98,28 @@ class PrometheusMetrics:
         for event in recorded:
             match event:
                 case events.TaskSubmitted():
-                    self._submitted(event.kind).inc()
+                    self._child(self.submitted, event.kind).inc()
                 case events.TaskStarted():
-                    self.started.labels(event.kind).inc()
+                    self._child(self.started, event.kind).inc()
                     self._remember_start(event)
                 case events.TaskSucceeded():
-                    self.succeeded.labels(event.kind).inc()
+                    self._child(self.succeeded, event.kind).inc()
                 case events.TaskFailed():
-                    self.failed.labels(event.kind).inc()
+                    self._child(self.failed, event.kind).inc()
                 case events.TaskRetryScheduled():
-                    self.retried.labels(event.kind).inc()
+                    self._child(self.retried, event.kind).inc()
                 case events.TaskCancelled():
-                    self.cancelled.labels(event.kind).inc()
+                    self._child(self.cancelled, event.kind).inc()
             self._time_attempt(event)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        children = self._http_children.get(key)
-        if children is None:
-            children = self._http_children[key] = (
-                self.http_requests.labels(method, route, str(status)),
-                self.http_seconds.labels(method, route),
-            )
-        requests, durations = children
-        requests.inc()
-        durations.observe(seconds)
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.http_seconds, method, route).observe(seconds)
 
-    def _submitted(self, kind: str) -> Counter:
-        child = self._submitted_children.get(kind)
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        child = self._children.get((metric, labels))
         if child is None:
-            child = self._submitted_children[kind] = self.submitted.labels(kind)
+            child = self._children[(metric, labels)] = metric.labels(*labels)
         return child
 
     def observe_stats(self, stats: Stats) -> None:
@@ -150,4 +142,4 @@ class PrometheusMetrics:
         started = self._started_at.pop(event.task_id, None)
         if started is not None:
             seconds = (event.occurred_at - started).total_seconds()
-            self.run_seconds.labels(event.kind, outcome).observe(max(seconds, 0.0))
+            self._child(self.run_seconds, event.kind, outcome).observe(max(seconds, 0.0))
