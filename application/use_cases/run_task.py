@@ -49,6 +49,10 @@ MAX_BATCH = 100
 """Claims (or outcomes) written in one unit of work at most."""
 BATCHES = 2
 """Units of work writing claims (and as many writing outcomes) at a time."""
+WRITE_RETRY_DELAY = timedelta(seconds=0.5)
+"""The first wait before writing an outcome again while storage is unavailable; each
+next wait is twice as long, up to ``WRITE_RETRY_MAX_DELAY``."""
+WRITE_RETRY_MAX_DELAY = timedelta(seconds=30)
 
 
 class Outcome(enum.Enum):
@@ -121,6 +125,7 @@ class RunTaskHandler:
         cancel_poll_interval: timedelta = timedelta(seconds=1),
         progress_interval: timedelta = timedelta(seconds=1),
         worker_id: str | None = None,
+        write_retry_delay: timedelta = WRITE_RETRY_DELAY,
     ) -> None:
         self._uow = uow
         self._registry = registry
@@ -129,6 +134,9 @@ class RunTaskHandler:
         self._cancel_poll = cancel_poll_interval.total_seconds()
         self._progress_interval = progress_interval.total_seconds()
         self._worker_id = worker_id
+        self._write_retry_delay = write_retry_delay
+        self._running: set[UUID] = set()
+        """The tasks whose handlers run in this process."""
         self._claims: Batcher[UUID, Task | RunResult | _Unwritten] = Batcher(
             self._claim_batch, MAX_BATCH, BATCHES
         )
@@ -150,23 +158,57 @@ class RunTaskHandler:
             max_attempts=claimed.retry_policy.max_attempts,
         )
         try:
-            outcome = await self._run_attempt(claimed, context)
-        except asyncio.CancelledError:
-            # The worker is shutting down: hand the task back rather than let its lease run out.
-            context.cancelled.set()
             try:
-                await asyncio.shield(self._record(claimed, _Released()))
-            except Exception:
-                logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
-            raise
-        # The last report the throttle held back is written with the outcome.
-        progress = context.progress.take()
-        if isinstance(outcome, _Succeeded | _Failed):
-            recorded = await self._outcomes.add(_Outcome(claimed, outcome, progress))
-            if isinstance(recorded, RunResult):
-                return recorded
-            return await self._record(claimed, outcome, progress, recorded)
-        return await self._record(claimed, outcome, progress)
+                outcome = await self._run_attempt(claimed, context)
+            except asyncio.CancelledError:
+                # The worker is shutting down: hand the task back rather than let its lease
+                # run out.
+                context.cancelled.set()
+                try:
+                    await asyncio.shield(self._record(claimed, _Released()))
+                except Exception:
+                    logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
+                raise
+            # The last report the throttle held back is written with the outcome.
+            return await self._write_outcome(claimed, outcome, context.progress.take())
+        finally:
+            self._running.discard(claimed.id)
+
+    async def _write_outcome(
+        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None
+    ) -> RunResult:
+        """Records how the attempt ended. The handler has run: while storage is
+        unavailable, the outcome is written again (after waits that double) as long as the
+        claim's lease lasts, rather than given up and the attempt run again."""
+        delay = self._write_retry_delay
+        # A result goes with the results of other runs first (``_record_batch``).
+        batched = (
+            _Outcome(claimed, outcome, progress)
+            if isinstance(outcome, _Succeeded | _Failed)
+            else None
+        )
+        while True:
+            try:
+                if batched is not None:
+                    recorded = await self._outcomes.add(batched)
+                    if isinstance(recorded, RunResult):
+                        return recorded
+                    return await self._record(claimed, outcome, progress, recorded)
+                # Read first: a write that failed may have committed all the same.
+                return await self._record(claimed, outcome, progress)
+            except Unavailable as exc:
+                assert claimed.lease_expires_at is not None
+                if self._clock.now() + delay >= claimed.lease_expires_at:
+                    raise
+                logger.warning(
+                    "outcome of task %s not written (%s): trying again in %.1fs",
+                    claimed.id,
+                    exc,
+                    delay.total_seconds(),
+                )
+                await asyncio.sleep(delay.total_seconds())
+                delay = min(delay * 2, WRITE_RETRY_MAX_DELAY)
+                batched = None
 
     async def _claim_batch(
         self, requests: Sequence[Request[UUID]]
@@ -204,7 +246,7 @@ class RunTaskHandler:
                     ]
         for (_, request, _), written in zip(changed, changes, strict=True):
             request.context.run(self._recorder.announce, written)
-        return [_claimed(result) if isinstance(result, Task) else result for result in results]
+        return [self._hold(result) if isinstance(result, Task) else result for result in results]
 
     async def _claim(self, task_id: UUID, unwritten: _Unwritten) -> Task | RunResult:
         for _ in range(CONFLICT_RETRIES):
@@ -212,7 +254,7 @@ class RunTaskHandler:
                 task = await uow.tasks.get(task_id)
                 if task is not None and (written := _written(task, unwritten)):
                     self._recorder.announce(written)
-                    return _claimed(task)
+                    return self._hold(task)
                 decided = self._decide(task, self._clock.now())
                 if isinstance(decided, RunResult):
                     return decided
@@ -220,7 +262,7 @@ class RunTaskHandler:
                     await self._recorder.commit(uow, saved=[decided])
                 except ConcurrencyConflict:
                     continue
-                return _claimed(decided)
+                return self._hold(decided)
         return RunResult(Outcome.BUSY, None, timedelta(seconds=1))
 
     def _decide(self, task: Task | None, now: datetime) -> Task | RunResult:
@@ -228,8 +270,9 @@ class RunTaskHandler:
         worker left), both to be written, or nothing."""
         if task is None:
             return RunResult(Outcome.UNKNOWN_TASK)
-        if task.lease_expired(now):
-            # The worker that held this attempt stopped answering: the attempt failed.
+        if task.lease_expired(now) or self._cut_short(task):
+            # The worker that held this attempt stopped answering, or this worker holds it
+            # but runs no handler for it: the attempt failed.
             task.fail(now, TaskError("AttemptLost", f"attempt {task.attempts} was lost"))
         elif task.status is TaskStatus.RUNNING:
             assert task.lease_expires_at is not None
@@ -239,6 +282,23 @@ class RunTaskHandler:
         else:
             task.start(now, self._worker_id)
         return task
+
+    def _hold(self, task: Task) -> Task | RunResult:
+        """The claimed task, now counted as running here until ``__call__`` is done with it
+        (or, for a lost attempt failed instead, the result)."""
+        if task.status is TaskStatus.RUNNING:
+            self._running.add(task.id)
+        return _claimed(task)
+
+    def _cut_short(self, task: Task) -> bool:
+        """Whether ``task`` runs an attempt this worker claimed but no longer runs: its
+        outcome was never written (storage went away), or the claim committed unseen."""
+        return (
+            task.status is TaskStatus.RUNNING
+            and self._worker_id is not None
+            and task.worker_id == self._worker_id
+            and task.id not in self._running
+        )
 
     async def _run_attempt(self, task: Task, context: TaskContext) -> _AttemptOutcome:
         handler = self._registry.get(task.kind)

@@ -373,6 +373,79 @@ async def test_a_delivery_is_nacked_while_storage_is_down(app: Container) -> Non
     assert delivery.settled == ("nack", timedelta(seconds=3))
 
 
+class Outage:
+    """Makes the storage of ``app`` unavailable while ``down`` is set; counts the units of
+    work refused. Installed before the use cases are built (they keep the factory)."""
+
+    def __init__(self, app: Container) -> None:
+        storage = app.storage()
+        self.down = False
+        self.refused = 0
+        factory = storage.unit_of_work
+
+        def unit_of_work() -> Any:
+            if self.down:
+                self.refused += 1
+                raise StorageUnavailable("connection refused")
+            return factory()
+
+        storage.unit_of_work = unit_of_work  # type: ignore[method-assign]
+
+
+async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
+    app: Container, gate: Gate
+) -> None:
+    outage = Outage(app)
+    app.run_task.add_kwargs(write_retry_delay=timedelta(milliseconds=1))
+    task = await submit(app, "gate", timeout_seconds=60)
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    outage.down = True
+    gate.opened.set()
+    await eventually(lambda: outage.refused >= 3)
+    assert not running.done()
+    outage.down = False
+    assert (await running).outcome is Outcome.RAN
+    stored = await status_of(app, task.id)
+    assert (stored.status, stored.attempts, gate.runs) == (TaskStatus.SUCCEEDED, 1, 1)
+
+
+async def test_an_outcome_unwritten_when_the_lease_ends_is_given_up(
+    app: Container, gate: Gate, clock: FakeClock
+) -> None:
+    outage = Outage(app)
+    app.run_task.add_kwargs(write_retry_delay=timedelta(milliseconds=1))
+    task = await submit(app, "gate", timeout_seconds=60)
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    outage.down = True
+    gate.opened.set()
+    await eventually(lambda: outage.refused >= 1)
+    clock.advance(hours=1)
+    with pytest.raises(StorageUnavailable):
+        await running
+
+
+async def test_a_redelivered_attempt_this_worker_no_longer_runs_is_retried_at_once(
+    app: Container, clock: FakeClock
+) -> None:
+    task = await submit(app, timeout_seconds=60)
+    async with app.uow()() as uow:
+        claimed = await uow.tasks.get(task.id)
+        claimed.start(clock.now(), app.worker_id())
+        await uow.tasks.save(claimed)
+        await uow.commit()
+    # No lease has ended: another worker's attempt would be BUSY (see above).
+    assert (await run(app, task.id)).status is TaskStatus.SCHEDULED
+    lost = await status_of(app, task.id)
+    assert (lost.error.type, lost.attempts) == ("AttemptLost", 1)
+    clock.advance(seconds=60)
+    await app.promote_due_tasks()()
+    await run(app, task.id)
+    done = await status_of(app, task.id)
+    assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 2)
+
+
 async def test_the_embedded_worker_runs_submitted_tasks(app: Container) -> None:
     from entrypoints.worker.runtime import Runtime
 
