@@ -406,6 +406,21 @@ async def test_messages_are_marked_sent_without_being_claimed_first(storage: Any
     assert (await get(storage, task.id)).version == task.version
 
 
+async def test_pending_messages_come_oldest_first_whatever_the_order_they_were_put(
+    storage: Any,
+) -> None:
+    messages = [make_message(created_at=T0 + timedelta(seconds=s)) for s in (2, 0, 3, 1)]
+    async with storage.unit_of_work() as uow:
+        for message in messages:
+            await uow.outbox.put(message)
+        await uow.commit()
+    by_age = sorted(messages, key=lambda message: message.created_at)
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(2)] == [m.id for m in by_age[:2]]
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(10)] == [m.id for m in by_age]
+
+
 def message_about(task: Task, created_at: Any = T0) -> Any:
     return make_message(body=f'{{"task_id": "{task.id}"}}'.encode(), created_at=created_at)
 
