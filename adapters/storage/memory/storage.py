@@ -263,6 +263,10 @@ class MemoryOutbox:
     async def backlog(self) -> int:
         return len(self._storage.outbox)
 
+    async def prune(self, sent_before: datetime, limit: int) -> int:
+        """Nothing to prune: a message leaves the outbox when it is marked sent."""
+        return 0
+
 
 class MemoryUnitOfWork:
     def __init__(self, storage: MemoryStorage) -> None:
