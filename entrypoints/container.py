@@ -28,6 +28,7 @@ from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.list_workers import ListWorkersHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
+from application.use_cases.prune_outbox import PruneOutboxHandler
 from application.use_cases.publish_committed import PublishCommittedHandler
 from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
@@ -222,6 +223,12 @@ class Container(containers.DeclarativeContainer):
         publisher=publisher,
         clock=clock,
         sweep_after=providers.Callable(_seconds, settings.provided.relay_sweep_after_seconds),
+    )
+    prune_outbox = providers.Singleton(
+        PruneOutboxHandler,
+        uow=uow,
+        clock=clock,
+        retention=providers.Callable(_seconds, settings.provided.outbox_retention_seconds),
     )
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
     push_authenticator = providers.Singleton(

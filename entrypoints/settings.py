@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="the outbox sweep takes messages this old: younger ones are published "
         "right after their commit",
     )
+    outbox_retention_seconds: float = Field(
+        default=86400,
+        gt=0,
+        description="sent outbox messages are deleted once sent this long ago",
+    )
+    outbox_prune_interval_seconds: float = Field(default=60, gt=0, le=3600)
     cancel_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     progress_interval_seconds: float = Field(default=1, ge=0, le=3600)
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(

@@ -30,6 +30,12 @@ class Outbox(Protocol):
       messages need not have been claimed by this unit (the relay's fast path marks the
       messages it was handed); a message sent already is left as it is.
     - ``backlog`` counts the messages not yet sent (claimed or not).
+    - ``prune`` deletes up to ``limit`` messages that were marked sent (and committed) before
+      ``sent_before``, and returns how many it deleted. It never deletes a message not yet
+      sent, claimed or not. It takes effect at once, in a transaction of its own: the
+      unit's commit or rollback does not change it. Concurrent prunes may run; each message
+      is deleted once. A storage that deletes messages as they are marked sent (memory,
+      MongoDB) keeps none to prune and returns 0.
     """
 
     async def put(self, message: OutboxMessage) -> None: ...
@@ -41,6 +47,8 @@ class Outbox(Protocol):
     async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None: ...
 
     async def backlog(self) -> int: ...
+
+    async def prune(self, sent_before: datetime, limit: int) -> int: ...
 
 
 class RelayTrigger(Protocol):

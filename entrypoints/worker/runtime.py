@@ -1,6 +1,6 @@
 """The background work of a Taskport process: the outbox relay, the due-task sweep, the
-recovery sweep and, in a worker (or the API with the embedded worker), the consumer of the
-task queue and the worker's heartbeat in the worker registry."""
+recovery sweep, the outbox prune and, in a worker (or the API with the embedded worker),
+the consumer of the task queue and the worker's heartbeat in the worker registry."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from application.errors import Unavailable
 from application.ports.consumer import Delivery, DeliveryCallback
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
+from application.use_cases.prune_outbox import PRUNE_BATCH
 from application.use_cases.relay_outbox import RELAY_BATCH
 from entrypoints.container import Container
 from entrypoints.schema import prepare_schema
@@ -67,6 +68,12 @@ class Runtime:
             # by the fast path.
             return int(await relay_pass(RELAY_BATCH) == RELAY_BATCH)
 
+        prune_pass = self._container.prune_outbox()
+
+        async def prune() -> int:
+            # Full batches follow each other until the backlog of old messages is gone.
+            return int(await prune_pass(PRUNE_BATCH) == PRUNE_BATCH)
+
         promote = self._container.promote_due_tasks()
         recover = self._container.recover_stalled_tasks()
         interval = self._settings.sweep_interval_seconds
@@ -78,6 +85,7 @@ class Runtime:
                 logger.info("recovered %d tasks left by the previous process", recovered)
         recovery_pause = self._settings.recovery_interval_seconds
         stats_pause = self._settings.stats_interval_seconds
+        prune_pause = self._settings.outbox_prune_interval_seconds
         self._loops = [
             asyncio.create_task(
                 _repeat("outbox relay", relay, lambda: asyncio.sleep(interval)), name="relay"
@@ -88,6 +96,10 @@ class Runtime:
             asyncio.create_task(
                 _repeat("recovery sweep", recover, lambda: asyncio.sleep(recovery_pause)),
                 name="recovery",
+            ),
+            asyncio.create_task(
+                _repeat("outbox prune", prune, lambda: asyncio.sleep(prune_pause)),
+                name="outbox-prune",
             ),
             asyncio.create_task(
                 _repeat("statistics", self._observe_stats, lambda: asyncio.sleep(stats_pause)),

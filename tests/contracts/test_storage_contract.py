@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from adapters.storage.sql import SqlStorage
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.task_repository import TaskQuery
 from domain.errors import IllegalTransition
@@ -404,6 +405,63 @@ async def test_messages_are_marked_sent_without_being_claimed_first(storage: Any
         await uow.outbox.mark_sent([about_task])
         await uow.commit()
     assert (await get(storage, task.id)).version == task.version
+
+
+async def test_pending_messages_come_oldest_first_whatever_the_order_they_were_put(
+    storage: Any,
+) -> None:
+    messages = [make_message(created_at=T0 + timedelta(seconds=s)) for s in (2, 0, 3, 1)]
+    async with storage.unit_of_work() as uow:
+        for message in messages:
+            await uow.outbox.put(message)
+        await uow.commit()
+    by_age = sorted(messages, key=lambda message: message.created_at)
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(2)] == [m.id for m in by_age[:2]]
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(10)] == [m.id for m in by_age]
+
+
+def keeps_sent_messages(storage: Any) -> bool:
+    """SQL keeps a row for each sent message until it is pruned; memory and MongoDB delete a
+    message when it is marked sent."""
+    return isinstance(storage, SqlStorage)
+
+
+async def prune(storage: Any, sent_before: datetime, limit: int = 100) -> int:
+    async with storage.unit_of_work() as uow:
+        return int(await uow.outbox.prune(sent_before, limit))
+
+
+async def test_prune_deletes_sent_messages_once_older_than_the_cutoff(storage: Any) -> None:
+    task = make_task()
+    sent = [message_about(task), make_message(), make_message()]
+    await add_with_messages(storage, [task, make_task()], sent)
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.mark_sent(sent)
+        await uow.commit()
+    after_send = datetime.now(UTC)
+    assert await prune(storage, after_send - timedelta(hours=1)) == 0  # sent too recently
+    pruned = [await prune(storage, after_send + timedelta(seconds=1), limit=2) for _ in range(3)]
+    assert pruned == ([2, 1, 0] if keeps_sent_messages(storage) else [0, 0, 0])
+    assert await prune(storage, after_send + timedelta(days=1)) == 0  # gone for good
+
+
+async def test_prune_never_deletes_a_message_not_yet_sent(storage: Any) -> None:
+    task = make_task()
+    waiting = [message_about(task), make_message(), make_message()]
+    sent = make_message()
+    await add_with_messages(storage, [task, make_task()], [*waiting, sent])
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.mark_sent([sent])
+        await uow.commit()
+    future = datetime.now(UTC) + timedelta(days=1)
+    async with storage.unit_of_work() as claimer:
+        assert len(await claimer.outbox.pending(1)) == 1  # one of them claimed meanwhile
+        assert await prune(storage, future) == (1 if keeps_sent_messages(storage) else 0)
+    async with storage.unit_of_work() as uow:
+        assert await uow.outbox.backlog() == 3
+        assert {m.id for m in await uow.outbox.pending(10)} == {m.id for m in waiting}
 
 
 def message_about(task: Task, created_at: Any = T0) -> Any:

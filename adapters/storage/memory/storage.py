@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import collections
 import copy
+import heapq
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -244,22 +245,27 @@ class MemoryOutbox:
     async def pending(
         self, limit: int, created_until: datetime | None = None
     ) -> Sequence[OutboxMessage]:
-        messages = []
-        for message_id, message in self._storage.outbox.items():
-            if len(messages) == limit:
-                break
-            if created_until is not None and message.created_at > created_until:
-                continue
-            if message_id not in self._storage.claimed_messages:
-                self._work.claim_message(message_id)
-                messages.append(message)
-        return messages
+        claimed = self._storage.claimed_messages
+        candidates = (
+            message
+            for message_id, message in self._storage.outbox.items()
+            if message_id not in claimed
+            and (created_until is None or message.created_at <= created_until)
+        )
+        oldest = heapq.nsmallest(limit, candidates, key=lambda m: (m.created_at, m.id))
+        for message in oldest:
+            self._work.claim_message(message.id)
+        return oldest
 
     async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
         self._work.sent_messages.extend(message.id for message in messages)
 
     async def backlog(self) -> int:
         return len(self._storage.outbox)
+
+    async def prune(self, sent_before: datetime, limit: int) -> int:
+        """Nothing to prune: a message leaves the outbox when it is marked sent."""
+        return 0
 
 
 class MemoryUnitOfWork:

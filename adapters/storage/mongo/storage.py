@@ -345,6 +345,11 @@ class MongoOutbox:
             standalone = await self._storage.outbox.count_documents({})
         return sum(in_tasks) + standalone
 
+    async def prune(self, sent_before: datetime, limit: int) -> int:
+        """Nothing to prune: a message leaves its task document (or the ``outbox``
+        collection) when it is marked sent."""
+        return 0
+
     async def _claim_task_messages(self, limit: int, until: int | None) -> list[OutboxMessage]:
         tasks = self._storage.tasks
         waiting: Document = {"outbox_count": {"$gt": 0}}

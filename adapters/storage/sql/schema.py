@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -155,6 +155,13 @@ outbox = Table(
         "id",
         postgresql_where=text("sent_at IS NULL"),
         sqlite_where=text("sent_at IS NULL"),
+    ),
+    # The prune: sent messages, oldest first.
+    Index(
+        "ix_outbox_sent",
+        "sent_at",
+        postgresql_where=text("sent_at IS NOT NULL"),
+        sqlite_where=text("sent_at IS NOT NULL"),
     ),
 )
 

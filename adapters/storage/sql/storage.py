@@ -28,7 +28,8 @@ Claims made by ``due`` and ``pending`` last until the unit ends:
   the version check still lets only one of them commit a change to a task.
 
 Sent outbox messages keep their row with ``sent_at`` set (a partial index covers the
-unsent ones), which leaves a record of what was published and when.
+unsent ones), which leaves a record of what was published and when, until ``prune``
+deletes it (another partial index covers the sent ones).
 """
 
 from __future__ import annotations
@@ -168,6 +169,17 @@ class SqlStorage:
 
     async def migrations_pending(self) -> bool:
         return await self.current_revision() != SCHEMA_REVISION
+
+    async def write_alone(self, statement: Executable) -> int:
+        """Runs ``statement`` in a transaction of its own; returns how many rows it wrote."""
+        with translated_errors():
+            async with self.engine.connect() as connection, self.writing():
+                if self.is_sqlite:
+                    await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                result = await connection.execute(statement)
+                await connection.commit()
+        count: int = getattr(result, "rowcount", 0)
+        return count
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -350,14 +362,7 @@ class SqlWorkerRegistry:
         return await self._write(delete(workers).where(workers.c.last_heartbeat < before))
 
     async def _write(self, statement: Executable) -> int:
-        with translated_errors():
-            async with self._storage.engine.connect() as connection, self._storage.writing():
-                if self._storage.is_sqlite:
-                    await connection.exec_driver_sql("BEGIN IMMEDIATE")
-                result = await connection.execute(statement)
-                await connection.commit()
-        count: int = getattr(result, "rowcount", 0)
-        return count
+        return await self._storage.write_alone(statement)
 
 
 class SqlOutbox:
@@ -397,6 +402,25 @@ class SqlOutbox:
             select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
         )
         return int(rows[0][0])
+
+    async def prune(self, sent_before: datetime, limit: int) -> int:
+        """One ``DELETE`` of the oldest sent rows, found through ``ix_outbox_sent``.
+
+        On PostgreSQL it skips the rows a concurrent prune holds, and takes the ids as an
+        array (``= ANY(ARRAY(...))``): with ``IN (subquery)`` the planner may join the
+        whole table instead of looking each id up."""
+        oldest = (
+            select(outbox.c.id)
+            .where(outbox.c.sent_at < sent_before)
+            .order_by(outbox.c.sent_at)
+            .limit(limit)
+        )
+        if self._work.storage.is_sqlite:
+            chosen = outbox.c.id.in_(oldest.scalar_subquery())
+        else:
+            locked = oldest.with_for_update(skip_locked=True).scalar_subquery()
+            chosen = outbox.c.id == any_(func.array(locked))
+        return await self._work.storage.write_alone(delete(outbox).where(chosen))
 
 
 class SqlUnitOfWork:
