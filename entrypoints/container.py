@@ -223,6 +223,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         sweep_after=providers.Callable(_seconds, settings.provided.relay_sweep_after_seconds),
     )
+    # Where the push webhook puts poison messages: the webhook serves the Pub/Sub broker only.
+    dead_letters = pubsub_publisher
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
     push_authenticator = providers.Singleton(
         _push_authenticator,
