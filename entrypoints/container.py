@@ -230,6 +230,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         retention=providers.Callable(_seconds, settings.provided.outbox_retention_seconds),
     )
+    # Where the push webhook puts poison messages: the webhook serves the Pub/Sub broker only.
+    dead_letters = pubsub_publisher
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS
     push_authenticator = providers.Singleton(
         _push_authenticator,

@@ -53,5 +53,6 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(workers.router)
     app.include_router(system.router)
-    app.include_router(webhook_router)
+    if container.broker_scheme() == "pubsub":  # only Pub/Sub pushes its messages
+        app.include_router(webhook_router)
     return app

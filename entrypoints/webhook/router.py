@@ -3,10 +3,11 @@ same use case as the worker, and the answer tells Pub/Sub whether to deliver it 
 
 - 204: the task's new state is committed (it ran, or there was nothing to do: finished,
   cancelled, a duplicate push); and for a poison message in a well-formed envelope
-  (``data`` not base64, not a run-task message, an unknown task, delivered too often),
-  which is logged as dead-lettered and acked so that it is never pushed again;
-- 503 + Retry-After: storage unavailable, or the task is held by another attempt;
-  Pub/Sub pushes it again after its retry backoff;
+  (``data`` not base64, not a run-task message, an unknown task, delivered too often)
+  once a copy is on the dead-letter topic, so that it is never pushed again;
+- 503 + Retry-After: storage unavailable, the task is held by another attempt, or a poison
+  message's copy could not be put on the dead-letter topic; Pub/Sub pushes it again after
+  its retry backoff;
 - 400: the body is not JSON, or not a push envelope (no ``message``, ``messageId`` or
   ``subscription``, wrong types): Pub/Sub never sends that, so it is a client's error;
 - 401 / 403: missing / invalid OIDC token (``TASKPORT_PUSH_AUTH=oidc``);
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from application.errors import PoisonMessage
+from application.errors import BrokerUnavailable, PoisonMessage
 from application.messages import RunTaskMessage
+from application.ports.dead_letters import DeadLetters
 from application.use_cases.run_task import Outcome, RunTask, RunTaskHandler
 from entrypoints.http.dependencies import provided
 from entrypoints.http.problems import Problem
@@ -33,6 +36,10 @@ logger = logging.getLogger("taskport.webhook")
 
 # As the worker: a message pushed this often is dead-lettered rather than run again.
 MAX_DELIVERIES = 100
+# Added to a dead-lettered copy, next to the original attributes: where it came from.
+SOURCE_MESSAGE_ID_ATTRIBUTE = "taskport_source_message_id"
+SOURCE_SUBSCRIPTION_ATTRIBUTE = "taskport_source_subscription"
+DELIVERY_ATTEMPT_ATTRIBUTE = "taskport_delivery_attempt"
 
 router = APIRouter(tags=["webhook"])
 
@@ -43,20 +50,23 @@ async def pubsub_push(
     request: Request,
     run_task: RunTaskHandler = provided("run_task"),
     authenticator: PushAuthenticator = provided("push_authenticator"),
+    dead_letters: DeadLetters = provided("dead_letters"),
 ) -> Response:
-    """Runs the task a Pub/Sub push names; 204 once its outcome is committed."""
+    """Runs the task a Pub/Sub push names; 204 once its outcome is committed, or once a
+    poison message's copy is on the dead-letter topic."""
     await authenticator.verify(request.headers.get("authorization"))
     envelope = _parse(await request.body())
     message = envelope.message
     try:
         run = RunTaskMessage.decode(message.decoded_data())
     except (ValueError, PoisonMessage) as exc:
-        return _dead_lettered(envelope, str(exc))
+        return await _dead_letter(dead_letters, envelope, str(exc))
     if (envelope.delivery_attempt or 1) > MAX_DELIVERIES:
-        return _dead_lettered(envelope, f"delivered {envelope.delivery_attempt} times")
+        reason = f"delivered {envelope.delivery_attempt} times"
+        return await _dead_letter(dead_letters, envelope, reason)
     result = await run_task(RunTask(run.task_id))  # Unavailable: 503 from the problem mapping
     if result.outcome is Outcome.UNKNOWN_TASK:
-        return _dead_lettered(envelope, f"unknown task {run.task_id}")
+        return await _dead_letter(dead_letters, envelope, f"unknown task {run.task_id}")
     if result.outcome is Outcome.BUSY:
         seconds = max(1, math.ceil(result.retry_after.total_seconds())) if result.retry_after else 1
         raise Problem(
@@ -84,12 +94,50 @@ def _parse(body: bytes) -> PushEnvelope:
         raise Problem(400, "malformed-push", "Not a Pub/Sub push envelope", summary[:1000]) from exc
 
 
-def _dead_lettered(envelope: PushEnvelope, reason: str) -> Response:
+async def _dead_letter(dead_letters: DeadLetters, envelope: PushEnvelope, reason: str) -> Response:
+    """Acks a poison message (204) only once its copy is on the dead-letter topic; 503 when
+    it cannot be put there, so that Pub/Sub pushes it again and nothing is lost."""
+    message = envelope.message
     logger.error(
         "dead-lettering pushed message %s from %s (delivery %s): %s",
-        envelope.message.message_id,
+        message.message_id,
         envelope.subscription,
         envelope.delivery_attempt or "?",
         reason,
     )
+    try:
+        await dead_letters.put(_original_data(envelope), _copy_attributes(envelope), reason)
+    except BrokerUnavailable as exc:
+        logger.warning(
+            "cannot dead-letter pushed message %s: %s; Pub/Sub will push it again",
+            message.message_id,
+            exc.reason,
+        )
+        raise Problem(
+            503,
+            "dead-letter-unavailable",
+            "Dead-letter topic unavailable",
+            f"message {message.message_id} cannot be put on the dead-letter topic now; "
+            "push it again later",
+            headers={"Retry-After": str(exc.retry_after_seconds)},
+        ) from exc
     return Response(status_code=204)
+
+
+def _original_data(envelope: PushEnvelope) -> bytes:
+    """The message's bytes; the ``data`` text itself when it is not base64."""
+    try:
+        return envelope.message.decoded_data()
+    except ValueError:
+        return envelope.message.data.encode()
+
+
+def _copy_attributes(envelope: PushEnvelope) -> Mapping[str, str]:
+    attributes = {
+        **envelope.message.attributes,
+        SOURCE_MESSAGE_ID_ATTRIBUTE: envelope.message.message_id,
+        SOURCE_SUBSCRIPTION_ATTRIBUTE: envelope.subscription,
+    }
+    if envelope.delivery_attempt is not None:
+        attributes[DELIVERY_ATTEMPT_ATTRIBUTE] = str(envelope.delivery_attempt)
+    return attributes

@@ -4,18 +4,24 @@ pulls."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from google.cloud import pubsub_v1
+from google.pubsub_v1 import types
 
+from adapters.brokers.pubsub import PubSubOptions
+from adapters.brokers.pubsub.publisher import REASON_ATTRIBUTE
 from tests.e2e.server import ServerProcess, free_port, taskport
 from tests.polling import eventually
-from tests.pubsub import new_project
+from tests.pubsub import new_project, pull_all
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +90,54 @@ async def test_a_worker_pulls_from_pubsub_and_the_task_succeeds(
     task = await run_echo(server.base_url)
     assert task["result"] == {"via": "ps"}
     assert task["attempts"] == 1
+
+
+async def test_a_poison_push_is_pushed_again_until_the_dead_letter_topic_takes_it(
+    pubsub_emulator: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    port = free_port()
+    options = PubSubOptions.from_url(f"pubsub://{new_project()}?subscription=taskport-tasks-push")
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    publisher.create_topic(name=options.topic_path)  # no dead-letter topic yet
+    subscriber.create_subscription(
+        request=types.Subscription(
+            name=options.subscription_path,
+            topic=options.topic_path,
+            push_config=types.PushConfig(push_endpoint=f"http://127.0.0.1:{port}/webhook/pubsub"),
+            retry_policy=types.RetryPolicy(
+                minimum_backoff=timedelta(seconds=0.1), maximum_backoff=timedelta(seconds=0.5)
+            ),
+        )
+    )
+    url = f"pubsub://{options.project}?subscription=taskport-tasks-push"
+    env = {**pubsub_env(tmp_path, url, pubsub_emulator), "TASKPORT_PUBSUB_CREATE": "false"}
+    server = ServerProcess(env, tmp_path / "serve.log", port)
+    processes.append(server)
+    await server.start()
+    publisher.publish(options.topic_path, b"poison", origin="test").result()
+
+    def answered(status: int) -> int:
+        return server.log.read_text().count(f'POST /webhook/pubsub HTTP/1.1" {status}')
+
+    await eventually(lambda: answered(503) >= 2, within=30, interval=0.05)
+    assert answered(204) == 0  # never acked while it cannot be dead-lettered
+    publisher.create_topic(name=options.dead_letter_topic_path)
+    subscriber.create_subscription(
+        name=options.dead_letter_subscription_path, topic=options.dead_letter_topic_path
+    )
+    dead: list[Any] = []
+
+    async def dead_lettered() -> bool:
+        pulled = await asyncio.to_thread(pull_all, options.dead_letter_subscription_path)
+        dead.extend(received.message for received in pulled)
+        return bool(dead)
+
+    await eventually(dead_lettered, within=30, interval=0.05)
+    [copy] = dead
+    assert copy.data == b"poison"
+    assert copy.attributes["origin"] == "test"
+    assert copy.attributes[REASON_ATTRIBUTE].startswith("not a run-task message")
+    assert copy.attributes["taskport_source_subscription"] == options.subscription_path
+    held = pubsub_emulator.state.subscriptions[options.subscription_path]
+    await eventually(lambda: answered(204) == 1 and not held.ready and not held.leased)
+    subscriber.close()

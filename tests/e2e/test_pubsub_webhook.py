@@ -15,7 +15,10 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from dependency_injector import providers
+from google.cloud import pubsub_v1
 
+from adapters.brokers.pubsub import PubSubOptions
+from adapters.brokers.pubsub.publisher import REASON_ATTRIBUTE
 from application.errors import StorageUnavailable
 from application.use_cases.run_task import Outcome, RunResult
 from entrypoints.container import create_container
@@ -24,7 +27,8 @@ from entrypoints.settings import Settings
 from tests.e2e.conftest import FAST, wait_for_status
 from tests.factories import new_id
 from tests.oidc import AUDIENCE, SERVICE_ACCOUNT, CertificatesRequest, TestSigner
-from tests.pubsub import new_project
+from tests.polling import eventually
+from tests.pubsub import new_project, pull_all
 
 pytestmark = pytest.mark.e2e
 
@@ -138,25 +142,124 @@ async def test_a_duplicate_pushed_while_the_task_runs_is_sent_back_for_later(
     assert (task["status"], task["attempts"], task["result"]) == ("SUCCEEDED", 1, {"slept": 0.5})
 
 
+UNKNOWN_TASK = str(new_id())
+
+
+async def dead_lettered(broker_url: str) -> list[pubsub_v1.types.PubsubMessage]:
+    """The messages on the dead-letter topic, as soon as there is one."""
+    path = PubSubOptions.from_url(broker_url).dead_letter_subscription_path
+    received: list[pubsub_v1.types.PubsubMessage] = []
+
+    async def arrived() -> bool:
+        pulled = await asyncio.to_thread(pull_all, path)
+        received.extend(message.message for message in pulled)
+        return bool(received)
+
+    await eventually(arrived)
+    return received
+
+
 @pytest.mark.parametrize(
-    ("name", "body"),
+    ("name", "body", "data", "reason"),
     [
-        ("bad base64", envelope("not base64!!")),
-        ("not json inside", envelope(b"\x00\xff garbage")),
-        ("not a run-task message", envelope(json.dumps({"hello": "world"}).encode())),
-        ("task id not a uuid", envelope(json.dumps({"task_id": "nope"}).encode())),
-        ("unknown task", run_task_envelope(str(new_id()))),
-        ("delivered too often", {**run_task_envelope(str(new_id())), "deliveryAttempt": 101}),
+        ("bad base64", envelope("not base64!!"), b"not base64!!", "message data is not base64"),
+        (
+            "not json inside",
+            envelope(b"\x00\xff garbage"),
+            b"\x00\xff garbage",
+            "not a run-task message",
+        ),
+        (
+            "not a run-task message",
+            envelope(b'{"hello": "world"}'),
+            b'{"hello": "world"}',
+            "not a run-task message",
+        ),
+        (
+            "task id not a uuid",
+            envelope(b'{"task_id": "nope"}'),
+            b'{"task_id": "nope"}',
+            "not a run-task message",
+        ),
+        (
+            "unknown task",
+            run_task_envelope(UNKNOWN_TASK),
+            json.dumps({"task_id": UNKNOWN_TASK}).encode(),
+            f"unknown task {UNKNOWN_TASK}",
+        ),
+        (
+            "delivered too often",
+            {**run_task_envelope(UNKNOWN_TASK), "deliveryAttempt": 101},
+            json.dumps({"task_id": UNKNOWN_TASK}).encode(),
+            "delivered 101 times",
+        ),
     ],
 )
-async def test_a_poison_message_is_dead_lettered_and_acked(
-    start: Start, caplog: pytest.LogCaptureFixture, name: str, body: dict[str, Any]
+async def test_a_poison_message_is_acked_once_its_copy_is_on_the_dead_letter_topic(
+    start: Start,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    body: dict[str, Any],
+    data: bytes,
+    reason: str,
 ) -> None:
-    client = await start()
+    broker_url = f"pubsub://{new_project()}"
+    client = await start(broker_url=broker_url)
     with caplog.at_level(logging.ERROR, logger="taskport.webhook"):
         response = await client.post("/webhook/pubsub", json=body)
     assert response.status_code == 204, name
     assert any("dead-lettering pushed message" in record.message for record in caplog.records)
+    [copy] = await dead_lettered(broker_url)
+    assert copy.data == data
+    attributes = dict(copy.attributes)
+    assert attributes.pop(REASON_ATTRIBUTE).startswith(reason)
+    assert attributes == {
+        "taskport_message_id": "x",  # the original attributes are kept
+        "taskport_source_message_id": body["message"]["messageId"],
+        "taskport_source_subscription": body["subscription"],
+        **(
+            {"taskport_delivery_attempt": str(body["deliveryAttempt"])}
+            if "deliveryAttempt" in body
+            else {}
+        ),
+    }
+
+
+async def test_a_poison_message_is_sent_back_while_the_dead_letter_topic_is_missing(
+    start: Start,
+) -> None:
+    broker_url = f"pubsub://{new_project()}"
+    options = PubSubOptions.from_url(broker_url)
+    client = await start(broker_url=broker_url)
+    assert (await client.get("/readyz")).status_code == 200  # provisioned
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    dead_letter_subscription = options.dead_letter_subscription_path
+    await asyncio.to_thread(subscriber.delete_subscription, subscription=dead_letter_subscription)
+    await asyncio.to_thread(publisher.delete_topic, topic=options.dead_letter_topic_path)
+
+    refused = await client.post("/webhook/pubsub", json=envelope(b"poison", "9"))
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "/problems/dead-letter-unavailable"
+    assert int(refused.headers["Retry-After"]) >= 1
+
+    await asyncio.to_thread(publisher.create_topic, name=options.dead_letter_topic_path)
+    await asyncio.to_thread(
+        subscriber.create_subscription,
+        name=dead_letter_subscription,
+        topic=options.dead_letter_topic_path,
+    )
+    subscriber.close()
+    pushed_again = await client.post("/webhook/pubsub", json=envelope(b"poison", "9"))
+    assert pushed_again.status_code == 204
+    [copy] = await dead_lettered(broker_url)
+    assert (copy.data, copy.attributes["taskport_source_message_id"]) == (b"poison", "9")
+
+
+async def test_the_webhook_exists_only_with_the_pubsub_broker(start: Start) -> None:
+    client = await start(broker_url="memory://", embedded_worker=True)
+    response = await client.post("/webhook/pubsub", json=envelope(b"poison"))
+    assert response.status_code == 404
 
 
 @pytest.mark.parametrize(

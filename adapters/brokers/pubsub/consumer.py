@@ -22,7 +22,6 @@ from application.ports.consumer import DeliveryCallback
 
 logger = logging.getLogger("taskport.pubsub")
 
-REASON_ATTRIBUTE = "taskport_dead_letter_reason"
 MAX_NACK_SECONDS = 600  # Pub/Sub's longest ack deadline
 # The client extends the lease of a message being handled up to this long: longer than the
 # longest task timeout (one day), so a long task is never delivered twice for lack of a lease.
@@ -58,8 +57,7 @@ class PubSubDelivery:
     async def reject(self, reason: str) -> None:
         """Publishes a copy to the dead-letter topic (with the reason), then acks."""
         self._settle()
-        attributes = {**self._message.attributes, REASON_ATTRIBUTE: reason[:1000]}
-        await self._consumer.dead_letters.publish_dead_letter(self.body, attributes)
+        await self._consumer.dead_letters.put(self.body, self._message.attributes, reason)
         await self._consumer.acknowledge(self._message)
 
     def _settle(self) -> None:

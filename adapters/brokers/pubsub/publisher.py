@@ -1,9 +1,10 @@
-"""Publishing outbox messages to a Pub/Sub topic, batched by the client library."""
+"""Publishing outbox messages to a Pub/Sub topic, batched by the client library; and
+poison messages to the dead-letter topic."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 
 from google.api_core import exceptions as google_errors
@@ -18,6 +19,8 @@ from application.ports.outbox import OutboxMessage
 
 # The attribute carrying the outbox id; Pub/Sub assigns its own message ids.
 MESSAGE_ID_ATTRIBUTE = "taskport_message_id"
+# The attribute carrying why a message was put on the dead-letter topic.
+REASON_ATTRIBUTE = "taskport_dead_letter_reason"
 # How long ``publish`` waits for Pub/Sub to take a batch; the outbox relay retries later.
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # Retried by the client library within the publish timeout (its default retries for 10 min).
@@ -35,7 +38,8 @@ BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
 
 class PubSubPublisher:
     """Publishes to the task topic; ``publish`` hands the whole batch to the client, then
-    waits (without blocking the event loop) until every message's future resolved."""
+    waits (without blocking the event loop) until every message's future resolved. Also the
+    ``DeadLetters`` of Pub/Sub: ``put`` publishes to the dead-letter topic."""
 
     name = "broker"
 
@@ -105,13 +109,20 @@ class PubSubPublisher:
         published.add_done_callback(self._in_flight.discard)
         return asyncio.wrap_future(published)
 
-    async def publish_dead_letter(self, body: bytes, attributes: dict[str, str]) -> None:
-        """Puts one message on the dead-letter topic."""
+    async def put(self, body: bytes, attributes: Mapping[str, str], reason: str) -> None:
+        """Publishes one message to the dead-letter topic, with ``attributes`` and the reason
+        in ``REASON_ATTRIBUTE`` (``DeadLetters``); ``BrokerUnavailable`` if Pub/Sub did not
+        take it."""
         client = await self._ready()
-        await all_published(
-            [self._track(client.publish(self._options.dead_letter_topic_path, body, **attributes))],
-            self._timeout,
-        )
+        try:
+            published = client.publish(
+                self._options.dead_letter_topic_path,
+                body,
+                **{**attributes, REASON_ATTRIBUTE: reason[:1000]},
+            )
+        except (google_errors.GoogleAPIError, RuntimeError) as exc:
+            raise BrokerUnavailable(f"cannot dead-letter: {describe(exc)}") from exc
+        await all_published([self._track(published)], self._timeout)
 
     async def check(self) -> None:
         client = await self._ready()
