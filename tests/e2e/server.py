@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -26,11 +27,11 @@ def free_port() -> int:
 class ServerProcess:
     """``taskport serve`` on a free port, with the given settings, logging to ``log``."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self._env = {**os.environ, **env}
+        self._env = env
         self._process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
@@ -39,7 +40,7 @@ class ServerProcess:
 
     def _launch(self) -> None:
         self._process = taskport(
-            ["serve", "--host", "127.0.0.1", "--port", str(self.port)], self._env, self.log
+            "serve", "--host", "127.0.0.1", "--port", str(self.port), env=self._env, log=self.log
         )
 
     def kill(self) -> None:
@@ -56,6 +57,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def returncode(self) -> int | None:
+        assert self._process is not None
+        return self._process.poll()
+
     async def _ready(self) -> bool:
         assert self._process is not None
         if self._process.poll() is not None:
@@ -67,21 +72,27 @@ class ServerProcess:
             return False
 
 
-def taskport(arguments: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A ``taskport`` command in a subprocess, its output appended to ``log``."""
-    command = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
-    with log.open("ab") as output:
+def taskport(
+    *arguments: str, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A ``taskport`` command in a subprocess, with ``env`` over this process's environment;
+    its output appended to ``log``, or else left in a pipe for the caller."""
+    command = [sys.executable, "-c", "from entrypoints.cli import main; main()", *arguments]
+    environment = {**os.environ, **(env or {})}
+    if log is None:
         return subprocess.Popen(
-            [*command, *arguments], env=env, stdout=output, stderr=subprocess.STDOUT
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
+    with log.open("ab") as output:
+        return subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
 
 
 class WorkerProcess:
     """``taskport worker`` with the given settings, logging to ``log``."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log: Path) -> None:
         self.log = log
-        self._env = {**os.environ, **env}
+        self._env = env
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,11 +101,7 @@ class WorkerProcess:
         return self._process.pid
 
     def start(self) -> None:
-        command = [sys.executable, "-c", "from entrypoints.cli import main; main()", "worker"]
-        with self.log.open("ab") as output:
-            self._process = subprocess.Popen(
-                command, env=self._env, stdout=output, stderr=subprocess.STDOUT
-            )
+        self._process = taskport("worker", env=self._env, log=self.log)
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None

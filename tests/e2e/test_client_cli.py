@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
-from tests.e2e.test_server_process import free_port, taskport
+from tests.e2e.server import free_port, taskport
 
 KEY = "cli-test-key"
 

@@ -3,8 +3,6 @@ SQLite file, it runs every task to success and records each result once."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.crash import assert_each_result_recorded_once, wait_until_all_succeeded
 from tests.e2e.server import ServerProcess
-from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -46,19 +44,6 @@ async def submit_all(server: ServerProcess) -> dict[str, dict[str, Any]]:
     return accepted
 
 
-async def wait_until_all_succeeded(server: ServerProcess, ids: list[str]) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-
-        async def current() -> dict[str, Any]:
-            return {task_id: (await client.get(f"/v1/tasks/{task_id}")).json() for task_id in ids}
-
-        async def all_succeeded() -> bool:
-            return all(task["status"] == "SUCCEEDED" for task in (await current()).values())
-
-        await eventually(all_succeeded, within=RECOVERY_SECONDS, interval=0.2)
-        return await current()
-
-
 async def test_tasks_accepted_before_a_crash_all_run_and_succeed_once(tmp_path: Path) -> None:
     env = {
         "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
@@ -76,19 +61,11 @@ async def test_tasks_accepted_before_a_crash_all_run_and_succeed_once(tmp_path: 
     second = ServerProcess(env, tmp_path / "second.log")
     await second.start()
     try:
-        tasks = await wait_until_all_succeeded(second, list(accepted))
+        tasks = await wait_until_all_succeeded(second, list(accepted), RECOVERY_SECONDS)
     finally:
         second.stop()
 
-    logs = first.log.read_text() + second.log.read_text()
-    succeeded = Counter(re.findall(r"TaskSucceeded task=(\S+)", logs))
-    # Every task is SUCCEEDED (above) and none was recorded twice. A success committed just
-    # before the SIGKILL may miss its log line (the process died between commit and log),
-    # so "logged once" is asked only of the tasks finished by the second server.
-    assert set(succeeded) <= set(accepted)
-    assert max(succeeded.values()) == 1, "a result was recorded twice"
-    finished_late = set(re.findall(r"TaskSucceeded task=(\S+)", second.log.read_text()))
-    assert finished_late, "the restarted server finished no task: the test proves nothing"
+    assert_each_result_recorded_once(first, second, accepted)
     scheduled = {task_id for task_id, task in accepted.items() if task["status"] == "SCHEDULED"}
     assert len(scheduled) == TASKS // 3
     assert {tasks[task_id]["attempts"] for task_id in scheduled} == {1}

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 from pathlib import Path
 
-from tests.e2e.test_server_process import free_port, taskport
-from tests.polling import eventually
+from tests.e2e.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_locust_runs_twenty_seconds_without_a_failure(tmp_path: Path) -> None:
-    import httpx
-
-    port = free_port()
-    server = taskport(
-        "serve",
-        "--port",
-        str(port),
-        env={"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"},
+    server = ServerProcess(
+        {"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"}, tmp_path / "serve.log"
     )
+    await server.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=30)
         done = await asyncio.to_thread(
             subprocess.run,
             [
@@ -42,7 +26,7 @@ async def test_locust_runs_twenty_seconds_without_a_failure(tmp_path: Path) -> N
                 str(ROOT / "bench" / "locustfile.py"),
                 "--headless",
                 "--host",
-                f"http://127.0.0.1:{port}",
+                server.base_url,
                 "--users",
                 "10",
                 "--spawn-rate",
@@ -62,8 +46,7 @@ async def test_locust_runs_twenty_seconds_without_a_failure(tmp_path: Path) -> N
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
+        server.stop()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     totals = (tmp_path / "load_stats.csv").read_text().splitlines()
     aggregated = next(line for line in totals if ",Aggregated," in line).split(",")

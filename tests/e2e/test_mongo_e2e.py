@@ -3,8 +3,6 @@ killed with SIGKILL right after accepting tasks and loses none of them."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +11,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ApiFactory, wait_for_status
+from tests.e2e.crash import assert_each_result_recorded_once, wait_until_all_succeeded
 from tests.e2e.server import ServerProcess
-from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -101,24 +99,7 @@ async def test_a_server_killed_after_accepting_tasks_loses_none(
     second = ServerProcess(env, tmp_path / "second.log")
     await second.start()
     try:
-        async with httpx.AsyncClient(base_url=second.base_url) as client:
-
-            async def all_succeeded() -> bool:
-                for task_id in accepted:
-                    task = (await client.get(f"/v1/tasks/{task_id}")).json()
-                    if task["status"] != "SUCCEEDED":
-                        return False
-                return True
-
-            await eventually(all_succeeded, within=60, interval=0.2)
+        await wait_until_all_succeeded(second, list(accepted), within=60)
     finally:
         second.stop()
-    logs = first.log.read_text() + second.log.read_text()
-    succeeded = Counter(re.findall(r"TaskSucceeded task=(\S+)", logs))
-    # Every task is SUCCEEDED (above) and none was recorded twice. A success committed just
-    # before the SIGKILL may miss its log line (the process died between commit and log),
-    # so "logged once" is asked only of the tasks finished by the second server.
-    assert set(succeeded) <= set(accepted)
-    assert max(succeeded.values()) == 1, "a result was recorded twice"
-    finished_late = set(re.findall(r"TaskSucceeded task=(\S+)", second.log.read_text()))
-    assert finished_late, "the restarted server finished no task: the test proves nothing"
+    assert_each_result_recorded_once(first, second, accepted)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ApiFactory, wait_for_status
-from tests.e2e.test_server_process import free_port, taskport
+from tests.e2e.server import ServerProcess, free_port, taskport
 from tests.polling import eventually
 from tests.rabbitmq import broker_url
 
@@ -76,36 +73,26 @@ async def test_a_request_id_is_echoed_or_made(api_factory: ApiFactory) -> None:
 
 
 async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path) -> None:
-    port = free_port()
-    process = taskport(
-        "serve",
-        "--port",
-        str(port),
-        env={
+    server = ServerProcess(
+        {
             "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
             "TASKPORT_LOG_FORMAT": "json",
         },
+        tmp_path / "serve.log",
     )
+    await server.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, within=30)
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
             created = await client.post(
                 "/v1/tasks", json={"kind": "echo"}, headers={"X-Request-ID": "req-42"}
             )
             task_id = created.json()["id"]
             await wait_for_status(client, task_id, "SUCCEEDED")
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
-    assert lines, output.decode()[:2000]
+        server.stop()
+    output = server.log.read_text()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert lines, output[:2000]
     about_task = {
         line["message"].split()[0]: line for line in lines if line.get("task_id") == task_id
     }
@@ -116,26 +103,15 @@ async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path)
     assert all({"time", "level", "name", "message"} <= set(line) for line in lines)
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", "worker"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-
-
 async def test_a_worker_serves_metrics_on_its_own_port(rabbitmq_vhost: str, tmp_path: Path) -> None:
     port = free_port()
     env = {
-        **os.environ,
         "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
         "TASKPORT_BROKER_URL": broker_url(rabbitmq_vhost),
         "TASKPORT_METRICS_PORT": str(port),
     }
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
-    workers = [start_worker(env, log) for log in logs]
+    workers = [taskport("worker", env=env, log=log) for log in logs]
     try:
         async with httpx.AsyncClient() as client:
 

@@ -86,7 +86,7 @@ async def test_a_worker_pulls_from_pubsub_and_the_task_succeeds(
     server = ServerProcess(env, tmp_path / "serve.log")
     processes.append(server)
     await server.start()  # migrates the SQLite database before the worker opens it
-    processes.append(taskport(["worker"], env, tmp_path / "worker.log"))
+    processes.append(taskport("worker", env=env, log=tmp_path / "worker.log"))
     task = await run_echo(server.base_url)
     assert task["result"] == {"via": "ps"}
     assert task["attempts"] == 1

@@ -2,67 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.server import ServerProcess, taskport
 from tests.polling import eventually
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def taskport(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "entrypoints.cli", *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    process = taskport(
-        "serve",
-        "--port",
-        str(port),
-        env={"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"},
+async def server(tmp_path: Path) -> AsyncIterator[str]:
+    process = ServerProcess(
+        {"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"}, tmp_path / "serve.log"
     )
+    await process.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield process.base_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=30)
-        finally:
-            process.kill()
+        process.stop()
         # uvicorn shuts down cleanly, then re-raises the signal it caught.
-        assert process.returncode in (0, -signal.SIGTERM)
-        assert b"Application shutdown complete" in output
+        assert process.returncode() in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in process.log.read_text()
 
 
 async def test_the_server_runs_a_task_over_tcp(server: str) -> None:
     async with httpx.AsyncClient(base_url=server) as client:
-
-        async def up() -> bool:
-            try:
-                return (await client.get("/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(up, within=30)
         created = await client.post("/v1/tasks", json={"kind": "echo", "payload": {"over": "tcp"}})
         assert created.status_code == 201
         task_id = created.json()["id"]

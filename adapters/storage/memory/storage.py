@@ -14,10 +14,9 @@ import copy
 import heapq
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 from uuid import UUID
 
+from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
@@ -88,41 +87,26 @@ class MemoryStorage:
                 self.scheduled.discard(task.id)
         for message in work.new_messages:
             self.outbox[message.id] = message
-        for message_id in work.sent_messages:
-            self.outbox.pop(message_id, None)
+        for message in work.sent_messages:
+            self.outbox.pop(message.id, None)
 
     @staticmethod
     def _key_of(task: Task) -> tuple[str, str] | None:
         return (task.owner, task.idempotency_key) if task.idempotency_key else None
 
 
-class MemoryTaskRepository:
+class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
     def __init__(self, work: MemoryUnitOfWork) -> None:
-        self._work = work
+        super().__init__(work)
         self._storage = work.storage
 
-    async def add(self, task: Task) -> None:
-        self._work.added[task.id] = task
-
-    async def get(self, task_id: UUID) -> Task | None:
-        staged = self._work.added.get(task_id) or self._work.saved.get(task_id)
-        if staged is not None:
-            return staged
+    async def _read(self, task_id: UUID) -> Task | None:
         task = self._storage.read(task_id)
-        if task is not None:
-            self._work.loaded_versions.setdefault(task.id, task.version)
-        return task
+        return self._work.loaded(task) if task is not None else None
 
     async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
         found = {task_id: await self.get(task_id) for task_id in task_ids}
         return {task_id: task for task_id, task in found.items() if task is not None}
-
-    async def track(self, task: Task) -> None:
-        self._work.loaded_versions[task.id] = task.version
-
-    async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
-        task = await self.get(task_id)
-        return task if task is not None and task.owner == owner else None
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
         task_id = self._storage.idempotency_keys.get((owner, key))
@@ -133,13 +117,6 @@ class MemoryTaskRepository:
     ) -> Mapping[str, Task]:
         found = {key: await self.find_by_idempotency_key(owner, key) for key in keys}
         return {key: task for key, task in found.items() if task is not None}
-
-    async def save(self, task: Task) -> None:
-        if task.id in self._work.added:
-            return
-        if task.id not in self._work.loaded_versions:
-            raise ConcurrencyConflict(task.id)
-        self._work.saved[task.id] = task
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         ids = self._storage.ids_by_owner.get(query.owner, [])
@@ -258,7 +235,7 @@ class MemoryOutbox:
         return oldest
 
     async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
-        self._work.sent_messages.extend(message.id for message in messages)
+        self._work.sent_messages.extend(messages)
 
     async def backlog(self) -> int:
         return len(self._storage.outbox)
@@ -268,33 +245,18 @@ class MemoryOutbox:
         return 0
 
 
-class MemoryUnitOfWork:
+class MemoryUnitOfWork(StagingUnitOfWork):
     def __init__(self, storage: MemoryStorage) -> None:
+        super().__init__()
         self.storage = storage
-        self.added: dict[UUID, Task] = {}
-        self.saved: dict[UUID, Task] = {}
-        self.loaded_versions: dict[UUID, int] = {}
-        self.new_messages: list[OutboxMessage] = []
-        self.sent_messages: list[UUID] = []
         self._claimed_tasks: set[UUID] = set()
         self._claimed_messages: set[UUID] = set()
         self.tasks = MemoryTaskRepository(self)
         self.outbox = MemoryOutbox(self)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._reset()
-
     async def commit(self) -> None:
         self.storage.apply(self)
-        self._reset()
+        await self._end()
 
     def claim_task(self, task_id: UUID) -> None:
         self._claimed_tasks.add(task_id)
@@ -304,13 +266,9 @@ class MemoryUnitOfWork:
         self._claimed_messages.add(message_id)
         self.storage.claimed_messages.add(message_id)
 
-    def _reset(self) -> None:
+    async def _end(self) -> None:
         self.storage.claimed_tasks -= self._claimed_tasks
         self.storage.claimed_messages -= self._claimed_messages
         self._claimed_tasks.clear()
         self._claimed_messages.clear()
-        self.added.clear()
-        self.saved.clear()
-        self.loaded_versions.clear()
-        self.new_messages.clear()
-        self.sent_messages.clear()
+        self._forget()

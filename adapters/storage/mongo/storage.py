@@ -26,8 +26,6 @@ import logging
 import secrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Self
 from uuid import UUID
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
@@ -52,6 +50,7 @@ from adapters.storage.mongo.mapping import (
     task_from_document,
 )
 from adapters.storage.mongo.workers import MongoWorkerRegistry
+from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey, PoisonMessage
 from application.messages import RunTaskMessage
 from application.ports.outbox import OutboxMessage
@@ -126,39 +125,24 @@ class MongoStorage:
         await self.client.close()
 
 
-class MongoTaskRepository:
-    """The tasks as one unit of work sees them."""
-
+class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
     def __init__(self, work: MongoUnitOfWork) -> None:
-        self._work = work
+        super().__init__(work)
         self._tasks = work.storage.tasks
 
-    async def add(self, task: Task) -> None:
-        self._work.added[task.id] = task
-
-    async def get(self, task_id: UUID) -> Task | None:
-        staged = self._staged(task_id)
-        if staged is not None:
-            return staged
+    async def _read(self, task_id: UUID) -> Task | None:
         with translated_errors():
             document = await self._tasks.find_one({"_id": str(task_id)})
         return self._loaded(document) if document is not None else None
 
     async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
-        found = {task_id: task for task_id in task_ids if (task := self._staged(task_id))}
+        found = {task_id: task for task_id in task_ids if (task := self._work.staged(task_id))}
         wanted = [str(task_id) for task_id in task_ids if task_id not in found]
         if wanted:
             with translated_errors():
                 documents = [doc async for doc in self._tasks.find({"_id": {"$in": wanted}})]
             found.update((UUID(document["_id"]), self._loaded(document)) for document in documents)
         return found
-
-    async def track(self, task: Task) -> None:
-        self._work.loaded_versions[task.id] = task.version
-
-    async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
-        task = await self.get(task_id)
-        return task if task is not None and task.owner == owner else None
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
         with translated_errors():
@@ -181,19 +165,9 @@ class MongoTaskRepository:
             ]
         found = {}
         for document in documents:
-            staged = self._staged(UUID(document["_id"]))
+            staged = self._work.staged(UUID(document["_id"]))
             found[document["idempotency_key"]] = staged or self._loaded(document)
         return found
-
-    def _staged(self, task_id: UUID) -> Task | None:
-        return self._work.added.get(task_id) or self._work.saved.get(task_id)
-
-    async def save(self, task: Task) -> None:
-        if task.id in self._work.added:
-            return
-        if task.id not in self._work.loaded_versions:
-            raise ConcurrencyConflict(task.id)
-        self._work.saved[task.id] = task
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         conditions: Document = {"owner": query.owner}
@@ -303,9 +277,7 @@ class MongoTaskRepository:
         return [self._loaded(documents[i]) for i in candidates if i in documents]
 
     def _loaded(self, document: Document) -> Task:
-        task = task_from_document(document)
-        self._work.loaded_versions.setdefault(task.id, task.version)
-        return task
+        return self._work.loaded(task_from_document(document))
 
 
 class MongoOutbox:
@@ -406,34 +378,19 @@ class MongoOutbox:
         return {by: self._work.token, until: instant(datetime.now(UTC) + CLAIM_LEASE)}
 
 
-class MongoUnitOfWork:
+class MongoUnitOfWork(StagingUnitOfWork):
     """Stages changes and writes them at ``commit`` (see the module's docstring)."""
 
     def __init__(self, storage: MongoStorage) -> None:
+        super().__init__()
         self.storage = storage
         self.token = secrets.token_hex(12)
-        self.added: dict[UUID, Task] = {}
-        self.saved: dict[UUID, Task] = {}
-        self.loaded_versions: dict[UUID, int] = {}
-        self.new_messages: list[OutboxMessage] = []
-        self.sent_messages: list[OutboxMessage] = []
         self.message_homes: dict[UUID, str] = {}
         """Which task document holds each message this unit claimed."""
         self.claimed_tasks = False
         self.claimed_messages = False
         self.tasks = MongoTaskRepository(self)
         self.outbox = MongoOutbox(self)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._end()
 
     async def commit(self) -> None:
         try:
@@ -565,11 +522,7 @@ class MongoUnitOfWork:
         """Releases this unit's claims and forgets what it staged."""
         claimed_tasks, claimed_messages = self.claimed_tasks, self.claimed_messages
         self.claimed_tasks = self.claimed_messages = False
-        self.added.clear()
-        self.saved.clear()
-        self.loaded_versions.clear()
-        self.new_messages.clear()
-        self.sent_messages.clear()
+        self._forget()
         self.message_homes.clear()
         try:
             if claimed_tasks:

@@ -40,8 +40,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
@@ -86,6 +85,7 @@ from adapters.storage.sql.schema import (
     tasks,
     workers,
 )
+from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
@@ -196,37 +196,19 @@ def _has_version_table(connection: Any) -> bool:
     return bool(inspect(connection).has_table(ALEMBIC_VERSION.name))
 
 
-class SqlTaskRepository:
-    """The tasks as one unit of work sees them."""
-
-    def __init__(self, work: SqlUnitOfWork) -> None:
-        self._work = work
-
-    async def add(self, task: Task) -> None:
-        self._work.added[task.id] = task
-
-    async def get(self, task_id: UUID) -> Task | None:
-        staged = self._staged(task_id)
-        if staged is not None:
-            return staged
+class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
+    async def _read(self, task_id: UUID) -> Task | None:
         rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
         return self._loaded(rows[0]) if rows else None
 
     async def get_many(self, task_ids: Collection[UUID]) -> Mapping[UUID, Task]:
-        found = {task_id: task for task_id in task_ids if (task := self._staged(task_id))}
+        found = {task_id: task for task_id in task_ids if (task := self._work.staged(task_id))}
         wanted = [task_id for task_id in task_ids if task_id not in found]
         if wanted:
             statement = _TASKS_BY_IDS if self._work.storage.is_sqlite else _TASKS_BY_ID_ARRAY
             rows = await self._work.fetch(statement, {"task_ids": wanted})
             found.update((row.id, self._loaded(row)) for row in rows)
         return found
-
-    async def track(self, task: Task) -> None:
-        self._work.loaded_versions[task.id] = task.version
-
-    async def get_owned(self, owner: str, task_id: UUID) -> Task | None:
-        task = await self.get(task_id)
-        return task if task is not None and task.owner == owner else None
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
         statement = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
@@ -242,19 +224,9 @@ class SqlTaskRepository:
             tasks.c.owner == owner, tasks.c.idempotency_key.in_(list(keys))
         )
         return {
-            row.idempotency_key: self._staged(row.id) or self._loaded(row)
+            row.idempotency_key: self._work.staged(row.id) or self._loaded(row)
             for row in await self._work.fetch(statement)
         }
-
-    def _staged(self, task_id: UUID) -> Task | None:
-        return self._work.added.get(task_id) or self._work.saved.get(task_id)
-
-    async def save(self, task: Task) -> None:
-        if task.id in self._work.added:
-            return
-        if task.id not in self._work.loaded_versions:
-            raise ConcurrencyConflict(task.id)
-        self._work.saved[task.id] = task
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         statement = select(tasks).where(tasks.c.owner == query.owner)
@@ -330,9 +302,7 @@ class SqlTaskRepository:
         return [self._loaded(row) for row in rows]
 
     def _loaded(self, row: Row[Any]) -> Task:
-        task = task_from_row(row)
-        self._work.loaded_versions.setdefault(task.id, task.version)
-        return task
+        return self._work.loaded(task_from_row(row))
 
 
 class SqlWorkerRegistry:
@@ -395,7 +365,7 @@ class SqlOutbox:
         return [message_from_row(row) for row in rows]
 
     async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
-        self._work.sent_messages.extend(message.id for message in messages)
+        self._work.sent_messages.extend(messages)
 
     async def backlog(self) -> int:
         rows = await self._work.fetch(
@@ -423,16 +393,12 @@ class SqlOutbox:
         return await self._work.storage.write_alone(delete(outbox).where(chosen))
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(StagingUnitOfWork):
     """One transaction over the tasks and the outbox; rolled back unless committed."""
 
     def __init__(self, storage: SqlStorage) -> None:
+        super().__init__()
         self.storage = storage
-        self.added: dict[UUID, Task] = {}
-        self.saved: dict[UUID, Task] = {}
-        self.loaded_versions: dict[UUID, int] = {}
-        self.new_messages: list[OutboxMessage] = []
-        self.sent_messages: list[UUID] = []
         self._claimed_tasks: set[UUID] = set()
         self._claimed_messages: set[UUID] = set()
         self._connection: AsyncConnection | None = None
@@ -440,22 +406,9 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(self)
         self.outbox = SqlOutbox(self)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._reset()
-        await self._release()
-
     async def commit(self) -> None:
         if not (self.added or self.saved or self.new_messages or self.sent_messages):
-            self._reset()
-            await self._release()
+            await self._end()
             return
         try:
             # The connection is taken before the writer's turn: a turn never waits for the
@@ -547,7 +500,10 @@ class SqlUnitOfWork:
         if self.sent_messages:
             await connection.execute(
                 update(outbox)
-                .where(outbox.c.id.in_(self.sent_messages), outbox.c.sent_at.is_(None))
+                .where(
+                    outbox.c.id.in_([message.id for message in self.sent_messages]),
+                    outbox.c.sent_at.is_(None),
+                )
                 .values(sent_at=datetime.now(UTC))
             )
 
@@ -569,16 +525,16 @@ class SqlUnitOfWork:
             # The connection is gone with its transaction; the pool replaces it.
             logger.debug("closing a database connection failed: %s", error)
 
+    async def _end(self) -> None:
+        self._reset()
+        await self._release()
+
     def _reset(self) -> None:
         self.storage.claimed_tasks -= self._claimed_tasks
         self.storage.claimed_messages -= self._claimed_messages
         self._claimed_tasks.clear()
         self._claimed_messages.clear()
-        self.added.clear()
-        self.saved.clear()
-        self.loaded_versions.clear()
-        self.new_messages.clear()
-        self.sent_messages.clear()
+        self._forget()
 
 
 async def _insert_tasks(connection: AsyncConnection, added: Sequence[Task]) -> None:
