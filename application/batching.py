@@ -45,6 +45,11 @@ class Batcher(Generic[Item, Result]):
         self._waiting: list[tuple[Request[Item], asyncio.Future[Result]]] = []
         self._running: set[asyncio.Task[None]] = set()
 
+    @property
+    def waiting(self) -> int:
+        """Items added and not yet taken into a batch."""
+        return len(self._waiting)
+
     async def add(self, item: Item) -> Result:
         return await self.put(item)
 

@@ -15,6 +15,10 @@ logger = logging.getLogger("taskport.relay")
 
 PUBLISHERS = 2
 """Batches the fast path publishes at once; the messages handed over meanwhile wait."""
+MAX_WAITING = 20 * RELAY_BATCH
+"""Messages waiting for the fast path at most. Beyond, while the broker is slow or blocked,
+the messages of further commits are left to the sweep: the process's memory stays
+bounded however long the broker takes."""
 
 
 class PublishCommittedHandler:
@@ -27,18 +31,41 @@ class PublishCommittedHandler:
     crash) stays pending in the outbox: the relay sweep (``RelayOutboxHandler``) takes it
     once it is older than the sweep's age, which the fast path normally never reaches, so
     the two do not publish the same message in the normal case.
+
+    Once ``max_waiting`` messages wait (commits come faster than the broker takes their
+    messages), the messages handed over are left to the sweep until no more than half as
+    many wait.
     """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, publisher: Publisher, publishers: int = PUBLISHERS
+        self,
+        uow: UnitOfWorkFactory,
+        publisher: Publisher,
+        publishers: int = PUBLISHERS,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self._uow = uow
         self._publisher = publisher
+        self._max_waiting = max_waiting
+        self._shedding = False
         self._batches: Batcher[OutboxMessage, None] = Batcher(
             self._publish, RELAY_BATCH, publishers
         )
 
     def notify(self, messages: Sequence[OutboxMessage]) -> None:
+        waiting = self._batches.waiting
+        if self._shedding and waiting <= self._max_waiting // 2:
+            self._shedding = False
+            logger.info("the fast path caught up (%d messages waiting)", waiting)
+        if self._shedding or waiting + len(messages) > self._max_waiting:
+            if not self._shedding:
+                self._shedding = True
+                logger.warning(
+                    "publishing is behind (%d messages waiting): the messages of new "
+                    "commits are left to the relay sweep until it catches up",
+                    waiting,
+                )
+            return
         for message in messages:
             self._batches.put(message)
 

@@ -53,3 +53,36 @@ async def test_messages_handed_over_as_the_last_publish_ends_are_published() -> 
     await eventually(lambda: second in publisher.published, within=2)
     await relay.drain()
     assert publisher.published == [first, second]
+
+
+class StuckPublisher(Publisher):
+    """Takes messages only once ``unblocked`` is set, as a broker under a resource alarm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.unblocked = asyncio.Event()
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        self.entered.set()
+        await self.unblocked.wait()
+        await super().publish(messages)
+
+
+async def test_a_stuck_broker_leaves_messages_to_the_sweep_beyond_the_bound() -> None:
+    storage, publisher = MarkedStorage(), StuckPublisher()
+    relay = PublishCommittedHandler(storage.unit_of_work, publisher, publishers=1, max_waiting=3)
+    taken = make_message()
+    relay.notify([taken])
+    await asyncio.wait_for(publisher.entered.wait(), 2)  # stuck with the first message
+    waiting = [make_message() for _ in range(3)]
+    relay.notify(waiting)
+    left = [make_message() for _ in range(3)]
+    for message in left:
+        relay.notify([message])
+    publisher.unblocked.set()
+    await relay.drain()
+    assert publisher.published == [taken, *waiting]
+    relay.notify(left)  # caught up (none waiting): handovers are taken again
+    await relay.drain()
+    assert publisher.published == [taken, *waiting, *left]
