@@ -392,9 +392,9 @@ class Outage:
         storage.unit_of_work = unit_of_work  # type: ignore[method-assign]
 
 
-async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
-    app: Container, gate: Gate
-) -> None:
+async def finished_in_an_outage(app: Container, gate: Gate) -> tuple[Outage, Any, Any]:
+    """A gate task whose handler finishes while storage is down: the outage, the task and
+    its run (under way)."""
     outage = Outage(app)
     app.run_task.add_kwargs(write_retry_delay=timedelta(milliseconds=1))
     task = await submit(app, "gate", timeout_seconds=60)
@@ -402,6 +402,13 @@ async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
     await asyncio.wait_for(gate.started.wait(), 5)
     outage.down = True
     gate.opened.set()
+    return outage, task, running
+
+
+async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
+    app: Container, gate: Gate
+) -> None:
+    outage, task, running = await finished_in_an_outage(app, gate)
     await eventually(lambda: outage.refused >= 3)
     assert not running.done()
     outage.down = False
@@ -413,13 +420,7 @@ async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
 async def test_an_outcome_unwritten_when_the_lease_ends_is_given_up(
     app: Container, gate: Gate, clock: FakeClock
 ) -> None:
-    outage = Outage(app)
-    app.run_task.add_kwargs(write_retry_delay=timedelta(milliseconds=1))
-    task = await submit(app, "gate", timeout_seconds=60)
-    running = asyncio.create_task(run(app, task.id))
-    await asyncio.wait_for(gate.started.wait(), 5)
-    outage.down = True
-    gate.opened.set()
+    outage, _, running = await finished_in_an_outage(app, gate)
     await eventually(lambda: outage.refused >= 1)
     clock.advance(hours=1)
     with pytest.raises(StorageUnavailable):
