@@ -50,42 +50,49 @@ def task_to_row(task: Task) -> dict[str, Any]:
 
 
 def task_from_row(row: Row[Any]) -> Task:
+    # By name through ``_mapping``: a Row's attribute access takes several times as long,
+    # which adds up over the 29 columns of every task read.
+    values = row._mapping
     error = None
-    if row.error_type is not None:
-        error = TaskError(row.error_type, row.error_message or "", bool(row.error_retryable))
+    if values["error_type"] is not None:
+        error = TaskError(
+            values["error_type"], values["error_message"] or "", bool(values["error_retryable"])
+        )
     progress = None
-    if row.progress_fraction is not None:
+    if values["progress_fraction"] is not None:
         progress = Progress(
-            row.progress_fraction, row.progress_message or "", row.progress_updated_at
+            values["progress_fraction"],
+            values["progress_message"] or "",
+            values["progress_updated_at"],
         )
     return Task(
-        id=row.id,
-        owner=row.owner,
-        kind=row.kind,
-        payload=row.payload,
-        status=TaskStatus(row.status),
+        id=values["id"],
+        owner=values["owner"],
+        kind=values["kind"],
+        payload=values["payload"],
+        status=TaskStatus(values["status"]),
         retry_policy=RetryPolicy(
-            max_attempts=row.max_attempts,
-            base_delay=row.retry_base_delay,
-            factor=row.retry_factor,
-            max_delay=row.retry_max_delay,
+            max_attempts=values["max_attempts"],
+            base_delay=values["retry_base_delay"],
+            factor=values["retry_factor"],
+            max_delay=values["retry_max_delay"],
         ),
-        timeout=row.timeout,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        run_at=row.run_at,
-        idempotency_key=row.idempotency_key,
-        request_fingerprint=row.request_fingerprint,
-        attempts=row.attempts,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        lease_expires_at=row.lease_expires_at,
-        cancel_requested=row.cancel_requested,
-        result=row.result,
+        timeout=values["timeout"],
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+        run_at=values["run_at"],
+        idempotency_key=values["idempotency_key"],
+        request_fingerprint=values["request_fingerprint"],
+        attempts=values["attempts"],
+        started_at=values["started_at"],
+        finished_at=values["finished_at"],
+        lease_expires_at=values["lease_expires_at"],
+        cancel_requested=values["cancel_requested"],
+        result=values["result"],
         error=error,
-        version=row.version,
+        version=values["version"],
         progress=progress,
-        worker_id=row.worker_id,
+        worker_id=values["worker_id"],
     )
 
 
@@ -100,8 +107,12 @@ def message_to_row(message: OutboxMessage) -> dict[str, Any]:
 
 
 def message_from_row(row: Row[Any]) -> OutboxMessage:
+    values = row._mapping
     return OutboxMessage(
-        id=row.id, topic=row.topic, body=bytes(row.body), created_at=row.created_at
+        id=values["id"],
+        topic=values["topic"],
+        body=bytes(values["body"]),
+        created_at=values["created_at"],
     )
 
 

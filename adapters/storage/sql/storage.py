@@ -207,7 +207,7 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         if wanted:
             statement = _TASKS_BY_IDS if self._work.storage.is_sqlite else _TASKS_BY_ID_ARRAY
             rows = await self._work.fetch(statement, {"task_ids": wanted})
-            found.update((row.id, self._loaded(row)) for row in rows)
+            found.update((task.id, task) for task in map(self._loaded, rows))
         return found
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
