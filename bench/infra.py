@@ -84,6 +84,19 @@ def scalar(statement: str, database: str) -> int:
     return int(sql(statement, database)[0][0])
 
 
+def settle(within: float = 30, idle_percent: float = 15) -> None:
+    """Lets the machine go quiet before a measurement: PostgreSQL writes out what the last
+    scenario left in its buffers (a checkpoint), then CPU use falls under ``idle_percent``
+    for a second (or ``within`` seconds pass). Each scenario, Taskport's and the
+    baselines' alike, then starts on an idle machine instead of inheriting the last one's
+    background work."""
+    ensure_postgres()
+    sql("CHECKPOINT")
+    deadline = time.monotonic() + within
+    while psutil.cpu_percent(interval=1) > idle_percent and time.monotonic() < deadline:
+        pass
+
+
 @contextlib.contextmanager
 def postgres_database(purpose: str) -> Iterator[tuple[str, str]]:
     """A new database, dropped at the end: its name and its URL."""

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from bench import scenarios
-from bench.infra import ROOT
+from bench.infra import ROOT, settle
 from bench.report import markdown, summary
 
 SCENARIOS: dict[str, Callable[[scenarios.Counts], dict[str, Any]]] = {
@@ -52,6 +52,7 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         try:
+            settle()
             measured[name] = scenario(counts)
         except Exception as exc:
             scenarios.log(f"{name} FAILED: {exc}")

@@ -23,6 +23,7 @@ from bench.infra import (
     rabbitmq_vhost,
     run_command,
     run_json,
+    settle,
     sql,
     wait_until,
 )
@@ -106,12 +107,14 @@ def submit_throughput(counts: Counts) -> dict[str, Any]:
                 f"{system.url}/v1/tasks", counts.submits, counts.submit_warmup
             )
         env = {"BENCH_DATABASE_URL": database_url, "BENCH_BROKER_URL": amqp}
+        settle()
         with processes() as running:
             log("submit: FastAPI + one INSERT")
             url = uvicorn_app("fastapi-insert", "bench.baselines.fastapi_insert:app", env, running)
             figures["fastapi_insert"] = submit_load(
                 f"{url}/tasks", counts.submits, counts.submit_warmup
             )
+        settle()
         with processes() as running:
             log("submit: FastAPI + Celery .delay()")
             url = uvicorn_app("fastapi-celery", "bench.baselines.fastapi_celery:app", env, running)
