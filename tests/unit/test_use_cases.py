@@ -93,6 +93,16 @@ async def run(app: Container, task_id: Any) -> Any:
     return await app.run_task()(RunTask(task_id))
 
 
+async def store_as_started(app: Container, task_id: Any, worker_id: str | None = None) -> None:
+    """Stores ``task_id`` as started by ``worker_id``, as a claim that no run of this test
+    holds."""
+    async with app.uow()() as uow:
+        claimed = await uow.tasks.get(task_id)
+        claimed.start(app.clock().now(), worker_id)
+        await uow.tasks.save(claimed)
+        await uow.commit()
+
+
 async def status_of(app: Container, task_id: Any) -> Any:
     return await app.get_task()(GetTask("alice", task_id))
 
@@ -157,11 +167,7 @@ async def test_a_lost_attempt_is_failed_and_retried_when_its_lease_ends(
     app: Container, clock: FakeClock
 ) -> None:
     task = await submit(app, timeout_seconds=5)
-    async with app.uow()() as uow:
-        claimed = await uow.tasks.get(task.id)
-        claimed.start(clock.now())
-        await uow.tasks.save(claimed)
-        await uow.commit()
+    await store_as_started(app, task.id)
     clock.advance(seconds=60)
     assert (await run(app, task.id)).status is TaskStatus.SCHEDULED
     lost = await status_of(app, task.id)
@@ -431,11 +437,7 @@ async def test_a_redelivered_attempt_this_worker_no_longer_runs_is_retried_at_on
     app: Container, clock: FakeClock
 ) -> None:
     task = await submit(app, timeout_seconds=60)
-    async with app.uow()() as uow:
-        claimed = await uow.tasks.get(task.id)
-        claimed.start(clock.now(), app.worker_id())
-        await uow.tasks.save(claimed)
-        await uow.commit()
+    await store_as_started(app, task.id, app.worker_id())
     # No lease has ended: another worker's attempt would be BUSY (see above).
     assert (await run(app, task.id)).status is TaskStatus.SCHEDULED
     lost = await status_of(app, task.id)
@@ -482,11 +484,7 @@ async def test_recovery_retries_lost_attempts_and_redispatches_forgotten_tasks(
 ) -> None:
     queued = await submit(app)
     lost = await submit(app, timeout_seconds=5)
-    async with app.uow()() as uow:
-        claimed = await uow.tasks.get(lost.id)
-        claimed.start(clock.now())
-        await uow.tasks.save(claimed)
-        await uow.commit()
+    await store_as_started(app, lost.id)
     await app.relay_outbox()()
     assert await app.recover_stalled_tasks()() == 0
     clock.advance(hours=1)
@@ -504,11 +502,7 @@ async def test_a_new_process_with_an_in_process_queue_redispatches_everything(
 ) -> None:
     queued = await submit(app)
     running = await submit(app)
-    async with app.uow()() as uow:
-        claimed = await uow.tasks.get(running.id)
-        claimed.start(clock.now())
-        await uow.tasks.save(claimed)
-        await uow.commit()
+    await store_as_started(app, running.id)
     await app.relay_outbox()()
     assert await app.recover_stalled_tasks()(orphaned=True) == 2
     assert (await status_of(app, running.id)).error.type == "AttemptLost"
@@ -582,11 +576,7 @@ async def test_the_tasks_of_a_silent_worker_are_retried_before_their_lease_ends(
 ) -> None:
     await app.heartbeat_worker()(identity("w-1", clock), 1)
     task = await submit(app, timeout_seconds=600)
-    async with app.uow()() as uow:
-        claimed = await uow.tasks.get(task.id)
-        claimed.start(clock.now(), "w-1")
-        await uow.tasks.save(claimed)
-        await uow.commit()
+    await store_as_started(app, task.id, "w-1")
     await app.relay_outbox()()
     clock.advance(seconds=10)  # two heartbeats missed: not lost yet (3 intervals of 5 s)
     assert await app.recover_stalled_tasks()() == 0
