@@ -23,10 +23,11 @@ conflict (MongoDB) is read back, and a task found as this run wrote it counts as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -236,7 +237,8 @@ class RunTaskHandler:
             ]
             if changes:
                 try:
-                    await self._recorder.write(uow, changes)
+                    with self._counted_as_running(task for _, _, task in changed):
+                        await self._recorder.write(uow, changes)
                 except ConcurrencyConflict:
                     for (index, _, task), written in zip(changed, changes, strict=True):
                         results[index] = _Unwritten(task, written)
@@ -246,7 +248,7 @@ class RunTaskHandler:
                     ]
         for (_, request, _), written in zip(changed, changes, strict=True):
             request.context.run(self._recorder.announce, written)
-        return [self._hold(result) if isinstance(result, Task) else result for result in results]
+        return [_claimed(result) if isinstance(result, Task) else result for result in results]
 
     async def _claim(self, task_id: UUID, unwritten: _Unwritten) -> Task | RunResult:
         for _ in range(CONFLICT_RETRIES):
@@ -254,15 +256,17 @@ class RunTaskHandler:
                 task = await uow.tasks.get(task_id)
                 if task is not None and (written := _written(task, unwritten)):
                     self._recorder.announce(written)
-                    return self._hold(task)
+                    with self._counted_as_running([task]):  # the batch wrote it after all
+                        return _claimed(task)
                 decided = self._decide(task, self._clock.now())
                 if isinstance(decided, RunResult):
                     return decided
                 try:
-                    await self._recorder.commit(uow, saved=[decided])
+                    with self._counted_as_running([decided]):
+                        await self._recorder.commit(uow, saved=[decided])
                 except ConcurrencyConflict:
                     continue
-                return self._hold(decided)
+                return _claimed(decided)
         return RunResult(Outcome.BUSY, None, timedelta(seconds=1))
 
     def _decide(self, task: Task | None, now: datetime) -> Task | RunResult:
@@ -283,12 +287,19 @@ class RunTaskHandler:
             task.start(now, self._worker_id)
         return task
 
-    def _hold(self, task: Task) -> Task | RunResult:
-        """The claimed task, now counted as running here until ``__call__`` is done with it
-        (or, for a lost attempt failed instead, the result)."""
-        if task.status is TaskStatus.RUNNING:
-            self._running.add(task.id)
-        return _claimed(task)
+    @contextlib.contextmanager
+    def _counted_as_running(self, claimed: Iterable[Task]) -> Iterator[None]:
+        """Counts the tasks of ``claimed`` that were started as running here (until
+        ``__call__`` is done with them) from before their claim commits, and no longer if it
+        fails: a concurrent claim that reads them committed must not take them for attempts
+        this worker dropped."""
+        started = {task.id for task in claimed if task.status is TaskStatus.RUNNING}
+        self._running |= started
+        try:
+            yield
+        except BaseException:
+            self._running -= started
+            raise
 
     def _cut_short(self, task: Task) -> bool:
         """Whether ``task`` runs an attempt this worker claimed but no longer runs: its
