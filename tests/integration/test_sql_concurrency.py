@@ -65,6 +65,50 @@ async def test_of_claimers_in_several_processes_exactly_one_starts_the_task(
     assert (stored.status, stored.attempts, stored.version) == (TaskStatus.RUNNING, 1, 2)
 
 
+async def test_batch_claims_over_overlapping_tasks_each_write_all_or_nothing(
+    storages: list[SqlStorage],
+) -> None:
+    """Claimers in several processes each start a batch of tasks that overlaps the
+    others' batches (some in the reverse order): every task is started once, and a batch
+    is written whole, by its claimer, or not at all."""
+    tasks = [make_task() for _ in range(12)]
+    async with storages[0].unit_of_work() as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        await uow.commit()
+    everyone_read = asyncio.Barrier(CLAIMERS)
+
+    async def claim(claimer: int) -> list[UUID] | None:
+        batch = [tasks[(claimer + offset) % len(tasks)].id for offset in range(4)]
+        if claimer % 2:
+            batch.reverse()
+        try:
+            async with storages[claimer % PROCESSES].unit_of_work() as uow:
+                loaded = await uow.tasks.get_many(batch)
+                await everyone_read.wait()
+                for task_id in batch:
+                    loaded[task_id].start(T0, f"claimer-{claimer}")
+                    await uow.tasks.save(loaded[task_id])
+                await uow.commit()
+        except ConcurrencyConflict:
+            return None
+        return batch
+
+    async with asyncio.timeout(20):
+        batches = await asyncio.gather(*(claim(claimer) for claimer in range(CLAIMERS)))
+
+    async with storages[0].unit_of_work() as uow:
+        stored = await uow.tasks.get_many([task.id for task in tasks])
+    holders = {task_id: task.worker_id for task_id, task in stored.items()}
+    assert any(batches)
+    for claimer, batch in enumerate(batches):
+        mine = {task_id for task_id, holder in holders.items() if holder == f"claimer-{claimer}"}
+        assert mine == set(batch or ())
+    for task in stored.values():
+        expected = (TaskStatus.RUNNING, 1, 2) if task.worker_id else (TaskStatus.QUEUED, 0, 1)
+        assert (task.status, task.attempts, task.version) == expected
+
+
 async def test_two_sweepers_promote_each_due_task_exactly_once(
     storages: list[SqlStorage],
 ) -> None:

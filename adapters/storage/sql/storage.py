@@ -16,9 +16,10 @@ nothing.
 Many rows take one statement where the database allows it. On PostgreSQL, new tasks and
 their outbox rows are one ``WITH ... INSERT`` over arrays (``unnest``), with no
 transaction of its own, and the saved tasks of a unit are one
-``UPDATE ... FROM unnest(...) RETURNING id`` (in the unit's transaction: a version that
-no longer matches leaves its row out of the answer, and the unit rolls back). SQLite
-runs one ``executemany``, whose row count says whether every version matched.
+``UPDATE ... FROM unnest(...) RETURNING id`` that writes every row or, if one version no
+longer matches, none (a claim or an outcome batch needs no transaction either). SQLite
+runs one ``executemany`` in the unit's transaction, whose row count says whether every
+version matched.
 
 Claims made by ``due`` and ``pending`` last until the unit ends:
 - PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
@@ -460,11 +461,12 @@ class SqlUnitOfWork(StagingUnitOfWork):
 
     def _statements(self) -> int:
         """How many statements ``_write`` will run: one runs alone, without a transaction."""
-        # Many tasks are updated in one statement (``_update_tasks``), but within a
-        # transaction: a version conflict on one of them must undo the others.
+        # PostgreSQL updates many tasks with one all-or-nothing statement
+        # (``_update_tasks``); SQLite's executemany needs the transaction for that.
+        updates = len(self.saved) if self.storage.is_sqlite else min(len(self.saved), 1)
         return (
             len(self.added)
-            + len(self.saved)
+            + updates
             + (1 if self.new_messages else 0)
             + (1 if self.sent_messages else 0)
         )
@@ -559,9 +561,10 @@ def _insert_conflict(reason: str, added: Sequence[Task]) -> Exception:
 async def _update_tasks(
     connection: AsyncConnection, saved: Sequence[Task], loaded_versions: Mapping[UUID, int]
 ) -> None:
-    """Version-checked updates of ``saved`` (PostgreSQL: one statement for all), of the
-    columns a task's transitions change; ``ConcurrencyConflict`` when any task's stored
-    version is no longer the one loaded (the caller's transaction then undoes the others)."""
+    """Version-checked updates of ``saved``, of the columns a task's transitions change;
+    ``ConcurrencyConflict`` when any task's stored version is no longer the one loaded.
+    Nothing is then written: PostgreSQL's one statement for all writes all or nothing by
+    itself, and on SQLite the caller's transaction undoes the others."""
     rows = [_update_row(task, loaded_versions[task.id]) for task in saved]
     if len(saved) > 1 and connection.dialect.name == "postgresql":
         result = await connection.execute(
@@ -630,16 +633,22 @@ _WHERE = [Column("where_id", Uuid()), Column("where_version", Integer())]
 
 
 def _pg_update_many() -> TextClause:
-    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``: a row per task, each
-    written only where its version is the loaded one."""
+    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``, all or nothing in one
+    statement, with no transaction around it: it first locks the rows whose version is
+    still the loaded one (in id order, as every such update does, so two never wait on
+    each other), and writes only if that is every row; a row per task written."""
     source, values = _unnest([*_WHERE, *_CHANGING], "")
     assignments = [
         f"{column.name} = {value}"
         for column, value in zip(_CHANGING, values[len(_WHERE) :], strict=True)
     ]
     return text(
-        f"UPDATE tasks SET {', '.join(assignments)} FROM {source} "
-        "WHERE tasks.id = v.where_id AND tasks.version = v.where_version RETURNING tasks.id"
+        f"WITH v AS (SELECT * FROM {source}), "
+        "matched AS (SELECT tasks.id FROM tasks JOIN v ON tasks.id = v.where_id "
+        "AND tasks.version = v.where_version ORDER BY tasks.id FOR UPDATE OF tasks) "
+        f"UPDATE tasks SET {', '.join(assignments)} FROM v "
+        "WHERE tasks.id = v.where_id AND tasks.version = v.where_version "
+        "AND (SELECT count(*) FROM matched) = (SELECT count(*) FROM v) RETURNING tasks.id"
     )
 
 
