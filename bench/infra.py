@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import psutil
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -82,6 +83,20 @@ def sql(statement: str, database: str = "test") -> list[asyncpg.Record]:
 
 def scalar(statement: str, database: str) -> int:
     return int(sql(statement, database)[0][0])
+
+
+@contextlib.contextmanager
+def polled_scalar(statement: str, database: str) -> Iterator[Callable[[], int]]:
+    """``statement``'s one number, asked again on each call over one connection: a poll
+    several times a second costs the database a query, not a new backend each time."""
+    with psycopg.connect(f"{POSTGRES}/{database}", autocommit=True) as connection:
+
+        def ask() -> int:
+            row = connection.execute(statement).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        yield ask
 
 
 def settle(within: float = 30, idle_percent: float = 15) -> None:
@@ -171,6 +186,8 @@ class Process:
                 command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
             )
         self.peak_rss = 0
+        self._tree: list[psutil.Process] = []
+        self._tree_listed_at = -1.0
 
     @property
     def pid(self) -> int:
@@ -180,15 +197,20 @@ class Process:
         return self.popen.poll() is None
 
     def rss_bytes(self) -> int:
-        """Resident memory of the process and its children (a prefork pool counts whole)."""
+        """Resident memory of the process and its children (a prefork pool counts whole).
+        The children are listed again once a second: listing them reads every process of
+        the machine, which sampled ten times a second would load the run it measures."""
         try:
-            root = psutil.Process(self.pid)
-            total = root.memory_info().rss
-            for child in root.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
+            if time.monotonic() - self._tree_listed_at > 1:
+                root = psutil.Process(self.pid)
+                self._tree = [root, *root.children(recursive=True)]
+                self._tree_listed_at = time.monotonic()
+            total = self._tree[0].memory_info().rss
         except psutil.Error:
             return 0
+        for child in self._tree[1:]:
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
         self.peak_rss = max(self.peak_rss, total)
         return total
 

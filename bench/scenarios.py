@@ -18,6 +18,7 @@ from bench.infra import (
     executable,
     free_port,
     listening,
+    polled_scalar,
     postgres_database,
     processes,
     rabbitmq_vhost,
@@ -29,9 +30,8 @@ from bench.infra import (
 )
 from bench.report import rows_label
 from bench.systems import (
+    RESULT_COUNTS,
     Taskport,
-    celery_result_count,
-    dramatiq_result_count,
     poll_count,
     submit_load,
     taskport,
@@ -282,13 +282,13 @@ def _wait_log(process: Process, text: str, within: float = 60) -> None:
 def _baseline_e2e(
     system: str, count: int, env: dict[str, str], database: str, worker: Process
 ) -> dict[str, Any]:
-    result_count = celery_result_count if system == "celery" else dramatiq_result_count
     producer = subprocess.Popen(
         [sys.executable, "-m", "bench.baselines.produce", system, str(count)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    done_at = poll_count(lambda: result_count(database), count, 900, [worker])
+    with polled_scalar(RESULT_COUNTS[system], database) as results:
+        done_at = poll_count(results, count, 900, [worker])
     out, err = producer.communicate(timeout=60)
     if producer.returncode != 0:
         raise BenchError(f"{system} producer failed:\n{err[-3000:]}")

@@ -20,7 +20,6 @@ from bench.infra import (
     processes,
     run_command,
     run_json,
-    scalar,
     wait_http,
     wait_until,
 )
@@ -39,6 +38,8 @@ class Taskport:
     env: dict[str, str] = field(default_factory=dict)
     workers: list[Process] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    """Kept open for the polls: a new client per poll costs the run a TLS setup each time."""
 
     @property
     def url(self) -> str:
@@ -87,11 +88,11 @@ class Taskport:
     def _alive_workers(self) -> int:
         for worker in self.workers:
             worker.check()
-        answer = httpx.get(f"{self.url}/v1/workers", timeout=5).json()
+        answer = self.client.get(f"{self.url}/v1/workers", timeout=5).json()
         return sum(1 for item in answer["items"] if item["status"] == "alive")
 
     def stats(self) -> dict[str, Any]:
-        answer: dict[str, Any] = httpx.get(f"{self.url}/v1/stats", timeout=30).json()
+        answer: dict[str, Any] = self.client.get(f"{self.url}/v1/stats").json()
         return answer
 
     def counts(self) -> dict[str, int]:
@@ -129,8 +130,11 @@ def poll_count(
 def taskport(name: str, storage_url: str, broker_url: str, **env: str) -> Iterator[Taskport]:
     with processes() as running:
         system = Taskport(name, storage_url, broker_url, running, env)
-        system.migrate()
-        yield system
+        try:
+            system.migrate()
+            yield system
+        finally:
+            system.client.close()
 
 
 def uvicorn_app(name: str, app: str, env: dict[str, str], running: list[Process]) -> str:
@@ -158,9 +162,8 @@ def submit_load(url: str, count: int, warmup: int, connections: int = 32) -> dic
     return figures
 
 
-def celery_result_count(database: str) -> int:
-    return scalar("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'", database)
-
-
-def dramatiq_result_count(database: str) -> int:
-    return scalar("SELECT count(*) FROM dramatiq_results", database)
+RESULT_COUNTS = {
+    "celery": "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'",
+    "dramatiq": "SELECT count(*) FROM dramatiq_results",
+}
+"""How many results each baseline has recorded."""
