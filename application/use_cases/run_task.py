@@ -146,7 +146,13 @@ class RunTaskHandler:
         )
 
     async def __call__(self, command: RunTask) -> RunResult:
-        claimed = await self._claims.add(command.task_id)
+        claiming = self._claims.put(command.task_id)
+        try:
+            # Shielded: a claim the batch commits after all is handed back, not dropped.
+            claimed = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            await self._hand_back(claiming)
+            raise
         if isinstance(claimed, _Unwritten):
             claimed = await self._claim(command.task_id, claimed)
         if isinstance(claimed, RunResult):
@@ -174,6 +180,22 @@ class RunTaskHandler:
             return await self._write_outcome(claimed, outcome, context.progress.take())
         finally:
             self._running.discard(claimed.id)
+
+    async def _hand_back(self, claiming: asyncio.Future[Task | RunResult | _Unwritten]) -> None:
+        """The worker is shutting down while this delivery's claim is being written: a task
+        the claim started is handed back at once rather than left RUNNING, and counted as
+        running here, until its lease ends."""
+        try:
+            claimed = await claiming
+        except (Exception, asyncio.CancelledError):
+            return  # not claimed, or the batch was cancelled with the loop
+        if not isinstance(claimed, Task):
+            return
+        self._running.discard(claimed.id)
+        try:
+            await self._record(claimed, _Released())
+        except Exception:
+            logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
 
     async def _write_outcome(
         self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None

@@ -479,6 +479,20 @@ async def test_a_worker_shutting_down_hands_its_task_back(app: Container, gate: 
     assert (await status_of(app, task.id)).status is TaskStatus.SUCCEEDED
 
 
+async def test_a_worker_shutting_down_while_claiming_hands_the_task_back(
+    app: Container,
+) -> None:
+    task = await submit(app)
+    claiming = asyncio.create_task(run(app, task.id))
+    await asyncio.sleep(0)  # the claim is handed to its batch, which has not run yet
+    claiming.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await claiming
+    handed_back = await status_of(app, task.id)
+    assert (handed_back.status, handed_back.attempts) == (TaskStatus.QUEUED, 0)
+    assert (await run(app, task.id)).outcome is Outcome.RAN
+
+
 async def test_recovery_retries_lost_attempts_and_redispatches_forgotten_tasks(
     app: Container, clock: FakeClock
 ) -> None:
