@@ -3,7 +3,7 @@
     python -m bench.loadgen requests URL --count N --connections 32 --body JSON [--status 201]
     python -m bench.loadgen batches URL --count N --batch 500 --connections 4 --body JSON
     python -m bench.loadgen latency URL --count N --pause 0.02
-    python -m bench.loadgen pages URL --count N --limit 50
+    python -m bench.loadgen pages URL [URL ...] --count N --limit 50
 
 Counts are bounded: every mode sends exactly what it is told and stops.
 """
@@ -146,8 +146,10 @@ async def latency_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def pages_mode(args: argparse.Namespace) -> dict[str, Any]:
-    """List-page latency: ``count`` first pages, then ``count`` pages walked through
-    ``next_cursor`` (from the start again when the list ends)."""
+    """List-page latency of each URL, asked in turns (one request each, then again), so
+    that every URL is measured in the same moments: ``count`` first pages, then ``count``
+    pages walked through ``next_cursor`` (from the start again when the list ends).
+    Figures by URL."""
 
     async def page(session: aiohttp.ClientSession, url: str) -> tuple[float, str | None]:
         started = time.perf_counter()
@@ -157,26 +159,33 @@ async def pages_mode(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"list answered {response.status}: {answer}")
         return time.perf_counter() - started, answer["next_cursor"]
 
-    first = f"{args.url}?limit={args.limit}"
-    first_pages: list[float] = []
-    walked: list[float] = []
-    async with _session(1) as session:
+    firsts = {url: f"{url}?limit={args.limit}" for url in args.urls}
+    first_pages: dict[str, list[float]] = {url: [] for url in args.urls}
+    walked: dict[str, list[float]] = {url: [] for url in args.urls}
+    cursors: dict[str, str | None] = dict.fromkeys(args.urls)
+    async with _session(len(args.urls)) as session:
         for index in range(args.warmup + args.count):
-            elapsed, _ = await page(session, first)
-            if index >= args.warmup:
-                first_pages.append(elapsed)
-        cursor: str | None = None
+            for url, first in firsts.items():
+                elapsed, _ = await page(session, first)
+                if index >= args.warmup:
+                    first_pages[url].append(elapsed)
         for _ in range(args.count):
-            url = f"{first}&cursor={cursor}" if cursor else first
-            elapsed, cursor = await page(session, url)
-            walked.append(elapsed)
+            for url, first in firsts.items():
+                cursor = cursors[url]
+                elapsed, cursors[url] = await page(
+                    session, f"{first}&cursor={cursor}" if cursor else first
+                )
+                walked[url].append(elapsed)
     return {
-        "pages": args.count,
-        "limit": args.limit,
-        "first_p50_ms": percentile(first_pages, 0.50) * 1000,
-        "first_p99_ms": percentile(first_pages, 0.99) * 1000,
-        "walk_p50_ms": percentile(walked, 0.50) * 1000,
-        "walk_p99_ms": percentile(walked, 0.99) * 1000,
+        url: {
+            "pages": args.count,
+            "limit": args.limit,
+            "first_p50_ms": percentile(first_pages[url], 0.50) * 1000,
+            "first_p99_ms": percentile(first_pages[url], 0.99) * 1000,
+            "walk_p50_ms": percentile(walked[url], 0.50) * 1000,
+            "walk_p99_ms": percentile(walked[url], 0.99) * 1000,
+        }
+        for url in args.urls
     }
 
 
@@ -191,7 +200,7 @@ MODES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("mode", choices=sorted(MODES))
-    parser.add_argument("url")
+    parser.add_argument("urls", nargs="+", metavar="url", help="one (pages: one or more)")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=0)
@@ -201,6 +210,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.02)
     parser.add_argument("--limit", type=int, default=50)
     args = parser.parse_args()
+    args.url = args.urls[0]
     print(json.dumps(uvloop.run(MODES[args.mode](args))), flush=True)
 
 

@@ -14,6 +14,18 @@ def rows_label(rows: int) -> str:
     return f"rows_{rows}"
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A scenario's figures over its rounds: the run of median throughput, with every
+    round's throughput in ``rounds``; per system for the submit scenario."""
+    if len(runs) == 1:
+        return runs[0]
+    key = next((key for key in ("tps", "rps") if key in runs[0]), None)
+    if key is None:  # the submit scenario: a run per system in each round
+        return {system: median_run([run[system] for run in runs]) for system in runs[0]}
+    ordered = sorted(runs, key=lambda run: float(run[key]))
+    return {**ordered[len(ordered) // 2], "rounds": [round(run[key], 1) for run in runs]}
+
+
 def _get(measured: dict[str, Any], *path: str) -> float | None:
     value: Any = measured
     for key in path:
@@ -95,6 +107,35 @@ def _figure(value: float | None, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
+_ROUNDS = {
+    ("submit", "taskport"): "submit: Taskport",
+    ("submit", "fastapi_insert"): "FastAPI + INSERT",
+    ("submit", "fastapi_celery"): "FastAPI + Celery",
+    ("e2e_taskport_pg_rabbitmq",): "end to end: Taskport",
+    ("e2e_dramatiq",): "Dramatiq",
+    ("e2e_celery",): "Celery",
+}
+
+
+def _rounds(measured: dict[str, Any]) -> list[str]:
+    """The line under the table giving every round's figure of the compared systems."""
+    named, count = [], 0
+    for path, label in _ROUNDS.items():
+        figures: Any = measured
+        for key in path:
+            figures = figures.get(key, {}) if isinstance(figures, dict) else {}
+        if figures.get("rounds"):
+            count = len(figures["rounds"])
+            named.append(f"{label} {' / '.join(_figure(value) for value in figures['rounds'])}")
+    if not named:
+        return []
+    return [
+        "",
+        f"Submit and end-to-end figures are the median of {count} runs of each system, taking "
+        f"turns (in order: {'; '.join(named)}).",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     submit, e2e = results["submit_rps"], results["e2e_tps"]
     ratios = results["ratios"]
@@ -144,6 +185,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| list page of 50, ms (p50), {label[5:]} tasks stored | {_figure(value)} | | |"
         )
+    lines += _rounds(results["measured"])
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for target in results["targets"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[target["met"]]

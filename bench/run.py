@@ -22,7 +22,7 @@ import psutil
 
 from bench import scenarios
 from bench.infra import ROOT, settle
-from bench.report import markdown, summary
+from bench.report import markdown, median_run, summary
 
 SCENARIOS: dict[str, Callable[[scenarios.Counts], dict[str, Any]]] = {
     "submit": scenarios.submit_throughput,
@@ -36,6 +36,10 @@ SCENARIOS: dict[str, Callable[[scenarios.Counts], dict[str, Any]]] = {
     "list": scenarios.list_latency,
     "backlog": scenarios.backlog_drain,
 }
+COMPARED = ("submit", "e2e_taskport_pg_rabbitmq", "e2e_dramatiq", "e2e_celery")
+"""The scenarios measured against baselines: run ``rounds`` times, taking turns, first;
+each reports its median run, so a drift of the machine in the middle of the run weighs on
+every system alike."""
 
 
 def main() -> None:
@@ -46,18 +50,22 @@ def main() -> None:
     counts = scenarios.QUICK if args.quick else scenarios.FULL
     mode = "quick" if args.quick else "full"
     started = time.monotonic()
-    measured: dict[str, Any] = {}
+    chosen = [name for name in SCENARIOS if not args.only or name in args.only]
+    compared = [name for name in chosen if name in COMPARED]
+    plan = [*(compared * counts.rounds), *(name for name in chosen if name not in COMPARED)]
+    runs: dict[str, list[dict[str, Any]]] = {}
     failed: dict[str, str] = {}
-    for name, scenario in SCENARIOS.items():
-        if args.only and name not in args.only:
+    for name in plan:
+        if name in failed:
             continue
         try:
             settle()
-            measured[name] = scenario(counts)
+            runs.setdefault(name, []).append(SCENARIOS[name](counts))
         except Exception as exc:
             scenarios.log(f"{name} FAILED: {exc}")
             traceback.print_exc()
             failed[name] = str(exc)[:2000]
+    measured = {name: median_run(figures) for name, figures in runs.items() if name not in failed}
     now = datetime.now(UTC)
     results = {
         "date": now.isoformat(timespec="seconds"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -59,6 +60,8 @@ class Counts:
     """Tasks queued before the workers start ..."""
     backlog_measured: int
     """... of which the first this many finished give the throughput."""
+    rounds: int
+    """Runs of the scenarios compared with baselines, taking turns; the median is reported."""
     batch: int = 500
 
 
@@ -74,6 +77,7 @@ FULL = Counts(
     list_rows=(1_000, 1_000_000),
     backlog=100_000,
     backlog_measured=10_000,
+    rounds=3,
 )
 QUICK = Counts(
     submits=2_000,
@@ -87,6 +91,7 @@ QUICK = Counts(
     list_rows=(1_000, 100_000),
     backlog=5_000,
     backlog_measured=2_000,
+    rounds=1,
 )
 
 
@@ -325,30 +330,32 @@ def latency(counts: Counts) -> dict[str, Any]:
 
 
 def list_latency(counts: Counts) -> dict[str, Any]:
-    """List-page latency (first page, and pages deep in the set through cursors) with
-    ``list_rows`` tasks stored; the rows are written straight into the table."""
-    figures: dict[str, Any] = {}
-    with (
-        postgres_database("list") as (database, database_url),
-        rabbitmq_vhost("list") as amqp,
-        taskport("taskport-list", database_url, amqp) as system,
-    ):
-        stored = 0
+    """List-page latency (first page, and pages deep in the set through cursors) with each
+    of ``list_rows`` tasks stored: a database and an API for each, asked in turns, so both
+    are measured in the same moments. The rows are written straight into the table."""
+    with contextlib.ExitStack() as stack:
+        amqp = stack.enter_context(rabbitmq_vhost("list"))
+        systems: dict[str, Taskport] = {}
         for rows in counts.list_rows:
+            label = rows_label(rows)
+            database, database_url = stack.enter_context(postgres_database(label))
+            systems[label] = stack.enter_context(taskport(f"list-{label}", database_url, amqp))
             log(f"scale: storing {rows} tasks")
-            _store_tasks(database, stored, rows)
-            stored = rows
-            if not system.running:
-                system.serve()
-            figures[rows_label(rows)] = run_json(
-                [sys.executable, "-m", "bench.loadgen", "pages", f"{system.url}/v1/tasks",
-                 "--count", "200", "--warmup", "20"]
-            )  # fmt: skip
-    return figures
+            _store_tasks(database, rows)
+        for system in systems.values():
+            system.serve()
+        settle()
+        urls = {label: f"{system.url}/v1/tasks" for label, system in systems.items()}
+        log(f"scale: list pages with {', '.join(label[5:] for label in urls)} tasks, in turns")
+        figures = run_json(
+            [sys.executable, "-m", "bench.loadgen", "pages", *urls.values(),
+             "--count", "200", "--warmup", "20"]
+        )  # fmt: skip
+        return {label: figures[url] for label, url in urls.items()}
 
 
-def _store_tasks(database: str, start: int, end: int) -> None:
-    """Tasks ``start``..``end`` of one owner, SUCCEEDED, with time-ordered ids."""
+def _store_tasks(database: str, count: int) -> None:
+    """``count`` tasks of one owner, SUCCEEDED, with time-ordered ids."""
     sql(
         f"""
         INSERT INTO tasks (
@@ -361,7 +368,7 @@ def _store_tasks(database: str, start: int, end: int) -> None:
             'local', 'echo', jsonb_build_object('n', i), 'SUCCEEDED', 3, interval '1 second',
             2.0, interval '5 minutes', interval '5 minutes',
             at, at, 1, at, at, false, jsonb_build_object('n', i), 3
-        FROM generate_series({start}, {end - 1}) AS i,
+        FROM generate_series(0, {count - 1}) AS i,
             LATERAL (SELECT to_timestamp((1700000000000 + i) / 1000.0) AS at) AS stamp
         """,
         database,
