@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from adapters.brokers.pubsub.publisher import dead_letter_attributes
 from application.errors import BrokerUnavailable, PoisonMessage
 from application.messages import RunTaskMessage
 from application.ports.dead_letters import DeadLetters
@@ -36,10 +37,6 @@ logger = logging.getLogger("taskport.webhook")
 
 # As the worker: a message pushed this often is dead-lettered rather than run again.
 MAX_DELIVERIES = 100
-# Added to a dead-lettered copy, next to the original attributes: where it came from.
-SOURCE_MESSAGE_ID_ATTRIBUTE = "taskport_source_message_id"
-SOURCE_SUBSCRIPTION_ATTRIBUTE = "taskport_source_subscription"
-DELIVERY_ATTEMPT_ATTRIBUTE = "taskport_delivery_attempt"
 
 router = APIRouter(tags=["webhook"])
 
@@ -133,11 +130,7 @@ def _original_data(envelope: PushEnvelope) -> bytes:
 
 
 def _copy_attributes(envelope: PushEnvelope) -> Mapping[str, str]:
-    attributes = {
-        **envelope.message.attributes,
-        SOURCE_MESSAGE_ID_ATTRIBUTE: envelope.message.message_id,
-        SOURCE_SUBSCRIPTION_ATTRIBUTE: envelope.subscription,
-    }
-    if envelope.delivery_attempt is not None:
-        attributes[DELIVERY_ATTEMPT_ATTRIBUTE] = str(envelope.delivery_attempt)
-    return attributes
+    message = envelope.message
+    return dead_letter_attributes(
+        message.attributes, message.message_id, envelope.subscription, envelope.delivery_attempt
+    )

@@ -15,7 +15,11 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message
 
 from adapters.brokers.pubsub.options import PubSubOptions
-from adapters.brokers.pubsub.publisher import MESSAGE_ID_ATTRIBUTE, PubSubPublisher
+from adapters.brokers.pubsub.publisher import (
+    MESSAGE_ID_ATTRIBUTE,
+    PubSubPublisher,
+    dead_letter_attributes,
+)
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe
 from application.errors import BrokerUnavailable
 from application.ports.consumer import DeliveryCallback
@@ -57,7 +61,14 @@ class PubSubDelivery:
     async def reject(self, reason: str) -> None:
         """Publishes a copy to the dead-letter topic (with the reason), then acks."""
         self._settle()
-        await self._consumer.dead_letters.put(self.body, self._message.attributes, reason)
+        message = self._message
+        attributes = dead_letter_attributes(
+            message.attributes,
+            message.message_id,
+            self._consumer.subscription,
+            message.delivery_attempt,
+        )
+        await self._consumer.dead_letters.put(self.body, attributes, reason)
         await self._consumer.acknowledge(self._message)
 
     def _settle(self) -> None:
@@ -81,6 +92,11 @@ class PubSubConsumer:
         self._consuming: asyncio.Task[None] | None = None
         self._counts: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._returning: set[asyncio.Task[None]] = set()
+
+    @property
+    def subscription(self) -> str:
+        """The path of the subscription consumed."""
+        return self._options.subscription_path
 
     @classmethod
     def from_url(cls, url: str, create: bool = False) -> PubSubConsumer:

@@ -21,6 +21,10 @@ from application.ports.outbox import OutboxMessage
 MESSAGE_ID_ATTRIBUTE = "taskport_message_id"
 # The attribute carrying why a message was put on the dead-letter topic.
 REASON_ATTRIBUTE = "taskport_dead_letter_reason"
+# Added to a dead-lettered copy, next to the original attributes: where it came from.
+SOURCE_MESSAGE_ID_ATTRIBUTE = "taskport_source_message_id"
+SOURCE_SUBSCRIPTION_ATTRIBUTE = "taskport_source_subscription"
+DELIVERY_ATTEMPT_ATTRIBUTE = "taskport_delivery_attempt"
 # How long ``publish`` waits for Pub/Sub to take a batch; the outbox relay retries later.
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # Retried by the client library within the publish timeout (its default retries for 10 min).
@@ -34,6 +38,25 @@ TRANSIENT_ERRORS = (
     google_errors.Unknown,
 )
 BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
+
+
+def dead_letter_attributes(
+    attributes: Mapping[str, str],
+    message_id: str,
+    subscription: str,
+    delivery_attempt: int | None,
+) -> dict[str, str]:
+    """The attributes of a dead-lettered copy, pulled or pushed alike: the original ones,
+    the message's id and subscription, and Pub/Sub's delivery attempt when it counts them
+    (a subscription with a dead-letter policy)."""
+    copied = {
+        **attributes,
+        SOURCE_MESSAGE_ID_ATTRIBUTE: message_id,
+        SOURCE_SUBSCRIPTION_ATTRIBUTE: subscription,
+    }
+    if delivery_attempt is not None:
+        copied[DELIVERY_ATTEMPT_ATTRIBUTE] = str(delivery_attempt)
+    return copied
 
 
 class PubSubPublisher:

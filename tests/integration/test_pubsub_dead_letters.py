@@ -1,0 +1,50 @@
+"""A message the pull consumer rejects is kept on the dead-letter topic with where it came
+from, as the push webhook keeps the ones it rejects."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
+from tests.factories import make_message
+from tests.polling import eventually
+from tests.pubsub import new_project, pull_all
+
+
+@pytest.mark.usefixtures("pubsub_emulator")
+async def test_a_rejected_message_is_dead_lettered_with_its_source() -> None:
+    options = PubSubOptions(new_project(), create=True)
+    publisher, consumer = PubSubPublisher(options), PubSubConsumer(options)
+    rejected: list[str] = []
+
+    async def reject(delivery: Any) -> None:
+        rejected.append(delivery.message_id)
+        await delivery.reject("cannot decode")
+
+    poison = make_message(b"poison")
+    await publisher.publish([poison])
+    consuming = asyncio.create_task(consumer.consume(reject, 10))
+    dead: list[Any] = []
+
+    async def dead_lettered() -> bool:
+        dead.extend(await asyncio.to_thread(pull_all, options.dead_letter_subscription_path))
+        return bool(dead)
+
+    try:
+        await eventually(dead_lettered)
+    finally:
+        await consumer.stop()
+        await asyncio.gather(consuming, return_exceptions=True)
+        await consumer.close()
+        await publisher.close()
+    copy = dead[0].message
+    source_id = copy.attributes["taskport_source_message_id"]
+    assert (copy.data, rejected) == (b"poison", [str(poison.id)])
+    assert source_id and source_id != str(poison.id)  # Pub/Sub's own id of the original
+    assert copy.attributes["taskport_message_id"] == str(poison.id)
+    assert copy.attributes["taskport_source_subscription"] == options.subscription_path
+    assert copy.attributes["taskport_delivery_attempt"] == "1"
+    assert copy.attributes["taskport_dead_letter_reason"] == "cannot decode"
