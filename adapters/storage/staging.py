@@ -4,6 +4,7 @@ puts and marks sent. Each storage reads and writes them its own way."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 from uuid import UUID
@@ -52,6 +53,25 @@ class StagingUnitOfWork:
         self.loaded_versions.clear()
         self.new_messages.clear()
         self.sent_messages.clear()
+
+
+class UnitClaims:
+    """What one unit of work claimed of the rows (tasks, or outbox messages) whose claims
+    the units of this process share in ``held``: the other units skip them until this one
+    ends (``release``)."""
+
+    def __init__(self, held: set[UUID]) -> None:
+        self._held = held
+        self._mine: set[UUID] = set()
+
+    def claim(self, ids: Iterable[UUID]) -> None:
+        for claimed in ids:
+            self._mine.add(claimed)
+            self._held.add(claimed)
+
+    def release(self) -> None:
+        self._held -= self._mine
+        self._mine.clear()
 
 
 Work = TypeVar("Work", bound=StagingUnitOfWork)

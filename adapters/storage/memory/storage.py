@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
+from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork, UnitClaims
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
@@ -181,7 +181,7 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
     async def _claim(self, candidates: Sequence[Task]) -> list[Task]:
         claimed = []
         for candidate in candidates:
-            self._work.claim_task(candidate.id)
+            self._work.task_claims.claim([candidate.id])
             task = await self.get(candidate.id)
             assert task is not None
             claimed.append(task)
@@ -231,7 +231,7 @@ class MemoryOutbox:
         )
         oldest = heapq.nsmallest(limit, candidates, key=lambda m: (m.created_at, m.id))
         for message in oldest:
-            self._work.claim_message(message.id)
+            self._work.message_claims.claim([message.id])
         return oldest
 
     async def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
@@ -249,8 +249,8 @@ class MemoryUnitOfWork(StagingUnitOfWork):
     def __init__(self, storage: MemoryStorage) -> None:
         super().__init__()
         self.storage = storage
-        self._claimed_tasks: set[UUID] = set()
-        self._claimed_messages: set[UUID] = set()
+        self.task_claims = UnitClaims(storage.claimed_tasks)
+        self.message_claims = UnitClaims(storage.claimed_messages)
         self.tasks = MemoryTaskRepository(self)
         self.outbox = MemoryOutbox(self)
 
@@ -258,17 +258,7 @@ class MemoryUnitOfWork(StagingUnitOfWork):
         self.storage.apply(self)
         await self._end()
 
-    def claim_task(self, task_id: UUID) -> None:
-        self._claimed_tasks.add(task_id)
-        self.storage.claimed_tasks.add(task_id)
-
-    def claim_message(self, message_id: UUID) -> None:
-        self._claimed_messages.add(message_id)
-        self.storage.claimed_messages.add(message_id)
-
     async def _end(self) -> None:
-        self.storage.claimed_tasks -= self._claimed_tasks
-        self.storage.claimed_messages -= self._claimed_messages
-        self._claimed_tasks.clear()
-        self._claimed_messages.clear()
+        self.task_claims.release()
+        self.message_claims.release()
         self._forget()

@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -86,7 +86,7 @@ from adapters.storage.sql.schema import (
     tasks,
     workers,
 )
-from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
+from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork, UnitClaims
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
@@ -296,7 +296,7 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         if self._work.storage.is_sqlite:
             rows = await self._work.fetch(statement.limit(limit + len(claimed)))
             rows = [row for row in rows if row.id not in claimed][:limit]
-            self._work.claim_tasks(row.id for row in rows)
+            self._work.task_claims.claim(row.id for row in rows)
         else:
             await self._work.begin()
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
@@ -359,7 +359,7 @@ class SqlOutbox:
         if self._work.storage.is_sqlite:
             rows = await self._work.fetch(statement.limit(limit + len(claimed)))
             rows = [row for row in rows if row.id not in claimed][:limit]
-            self._work.claim_messages(row.id for row in rows)
+            self._work.message_claims.claim(row.id for row in rows)
         else:
             await self._work.begin()
             rows = await self._work.fetch(statement.limit(limit).with_for_update(skip_locked=True))
@@ -400,8 +400,8 @@ class SqlUnitOfWork(StagingUnitOfWork):
     def __init__(self, storage: SqlStorage) -> None:
         super().__init__()
         self.storage = storage
-        self._claimed_tasks: set[UUID] = set()
-        self._claimed_messages: set[UUID] = set()
+        self.task_claims = UnitClaims(storage.claimed_tasks)
+        self.message_claims = UnitClaims(storage.claimed_messages)
         self._connection: AsyncConnection | None = None
         self._in_transaction = False
         self.tasks = SqlTaskRepository(self)
@@ -471,16 +471,6 @@ class SqlUnitOfWork(StagingUnitOfWork):
             + (1 if self.sent_messages else 0)
         )
 
-    def claim_tasks(self, ids: Iterable[UUID]) -> None:
-        for task_id in ids:
-            self._claimed_tasks.add(task_id)
-            self.storage.claimed_tasks.add(task_id)
-
-    def claim_messages(self, ids: Iterable[UUID]) -> None:
-        for message_id in ids:
-            self._claimed_messages.add(message_id)
-            self.storage.claimed_messages.add(message_id)
-
     async def _connect(self) -> AsyncConnection:
         if self._connection is None:
             with translated_errors():
@@ -532,10 +522,8 @@ class SqlUnitOfWork(StagingUnitOfWork):
         await self._release()
 
     def _reset(self) -> None:
-        self.storage.claimed_tasks -= self._claimed_tasks
-        self.storage.claimed_messages -= self._claimed_messages
-        self._claimed_tasks.clear()
-        self._claimed_messages.clear()
+        self.task_claims.release()
+        self.message_claims.release()
         self._forget()
 
 
