@@ -103,7 +103,8 @@ def _met(value: float | None, operator: str, bound: float) -> bool | None:
 def _figure(value: float | None, unit: str = "") -> str:
     if value is None:
         return "—"
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    text = f"{value:,.{decimals}f}"
     return f"{text}{unit}"
 
 
