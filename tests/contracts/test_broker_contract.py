@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from tests.consuming import consuming
 from tests.contracts.conftest import BrokerUnderTest
 from tests.factories import make_message
 from tests.polling import eventually
@@ -16,19 +15,6 @@ from tests.polling import eventually
 
 def body(n: int) -> bytes:
     return json.dumps({"n": n}).encode()
-
-
-@contextlib.asynccontextmanager
-async def consuming(
-    consumer: Any, callback: Callable[[Any], Awaitable[None]], prefetch: int = 10
-) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(consumer.consume(callback, prefetch))
-    try:
-        yield task
-    finally:
-        if not task.done():
-            await consumer.stop()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_published_messages_are_delivered_and_acked_once(broker: BrokerUnderTest) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
+from tests.consuming import consuming
 from tests.factories import make_message
 from tests.polling import eventually
 from tests.pubsub import new_project, pull_all
@@ -26,7 +27,6 @@ async def test_a_rejected_message_is_dead_lettered_with_its_source() -> None:
 
     poison = make_message(b"poison")
     await publisher.publish([poison])
-    consuming = asyncio.create_task(consumer.consume(reject, 10))
     dead: list[Any] = []
 
     async def dead_lettered() -> bool:
@@ -34,10 +34,9 @@ async def test_a_rejected_message_is_dead_lettered_with_its_source() -> None:
         return bool(dead)
 
     try:
-        await eventually(dead_lettered)
+        async with consuming(consumer, reject):
+            await eventually(dead_lettered)
     finally:
-        await consumer.stop()
-        await asyncio.gather(consuming, return_exceptions=True)
         await consumer.close()
         await publisher.close()
     copy = dead[0].message

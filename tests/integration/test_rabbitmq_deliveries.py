@@ -10,6 +10,7 @@ from typing import Any
 from attrs import evolve
 
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
+from tests.consuming import consuming
 from tests.factories import make_message
 from tests.polling import eventually
 from tests.rabbitmq import broker_url, read_messages
@@ -72,7 +73,6 @@ async def test_a_dead_letter_carries_its_reason_and_delivery_count(rabbitmq_vhos
         await delivery.reject("cannot decode")
 
     await publisher.publish([message])
-    consuming = asyncio.create_task(consumer.consume(reject, 1))
     dead: list[tuple[bytes, dict[str, Any]]] = []
 
     async def dead_lettered() -> bool:
@@ -80,10 +80,9 @@ async def test_a_dead_letter_carries_its_reason_and_delivery_count(rabbitmq_vhos
         return bool(dead)
 
     try:
-        await eventually(dead_lettered)
+        async with consuming(consumer, reject, prefetch=1):
+            await eventually(dead_lettered)
     finally:
-        await consumer.stop()
-        await asyncio.gather(consuming, return_exceptions=True)
         await publisher.close()
     [(body, headers)] = dead
     assert body == b"poison"
