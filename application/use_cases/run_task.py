@@ -171,10 +171,7 @@ class RunTaskHandler:
                 # The worker is shutting down: hand the task back rather than let its lease
                 # run out.
                 context.cancelled.set()
-                try:
-                    await asyncio.shield(self._record(claimed, _Released()))
-                except Exception:
-                    logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
+                await self._release(claimed)
                 raise
             # The last report the throttle held back is written with the outcome.
             return await self._write_outcome(claimed, outcome, context.progress.take())
@@ -192,8 +189,13 @@ class RunTaskHandler:
         if not isinstance(claimed, Task):
             return
         self._running.discard(claimed.id)
+        await self._release(claimed)
+
+    async def _release(self, claimed: Task) -> None:
+        """Hands ``claimed`` back (QUEUED, the attempt not counted), even if the caller is
+        cancelled again meanwhile; if that cannot be written, its lease runs out instead."""
         try:
-            await self._record(claimed, _Released())
+            await asyncio.shield(self._record(claimed, _Released()))
         except Exception:
             logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
 
