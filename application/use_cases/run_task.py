@@ -23,6 +23,7 @@ conflict (MongoDB) is read back, and a task found as this run wrote it counts as
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import json
@@ -136,8 +137,10 @@ class RunTaskHandler:
         self._progress_interval = progress_interval.total_seconds()
         self._worker_id = worker_id
         self._write_retry_delay = write_retry_delay
-        self._running: set[UUID] = set()
-        """The tasks whose handlers run in this process."""
+        self._running: collections.Counter[UUID] = collections.Counter()
+        """The tasks whose handlers run in this process: each counted once per claim of it
+        made here that committed or is committing (two claims of one task, racing in two
+        batches, are both counted until the loser's write fails)."""
         self._claims: Batcher[UUID, Task | RunResult | _Unwritten] = Batcher(
             self._claim_batch, MAX_BATCH, BATCHES
         )
@@ -176,7 +179,7 @@ class RunTaskHandler:
             # The last report the throttle held back is written with the outcome.
             return await self._write_outcome(claimed, outcome, context.progress.take())
         finally:
-            self._running.discard(claimed.id)
+            self._uncount(claimed.id)
 
     async def _hand_back(self, claiming: asyncio.Future[Task | RunResult | _Unwritten]) -> None:
         """The worker is shutting down while this delivery's claim is being written: a task
@@ -188,7 +191,7 @@ class RunTaskHandler:
             return  # not claimed, or the batch was cancelled with the loop
         if not isinstance(claimed, Task):
             return
-        self._running.discard(claimed.id)
+        self._uncount(claimed.id)
         await self._release(claimed)
 
     async def _release(self, claimed: Task) -> None:
@@ -317,13 +320,19 @@ class RunTaskHandler:
         ``__call__`` is done with them) from before their claim commits, and no longer if it
         fails: a concurrent claim that reads them committed must not take them for attempts
         this worker dropped."""
-        started = {task.id for task in claimed if task.status is TaskStatus.RUNNING}
-        self._running |= started
+        started = [task.id for task in claimed if task.status is TaskStatus.RUNNING]
+        self._running.update(started)
         try:
             yield
         except BaseException:
-            self._running -= started
+            for task_id in started:
+                self._uncount(task_id)
             raise
+
+    def _uncount(self, task_id: UUID) -> None:
+        self._running[task_id] -= 1
+        if self._running[task_id] <= 0:
+            del self._running[task_id]
 
     def _cut_short(self, task: Task) -> bool:
         """Whether ``task`` runs an attempt this worker claimed but no longer runs: its

@@ -449,6 +449,45 @@ async def test_a_redelivered_attempt_this_worker_no_longer_runs_is_retried_at_on
     assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 2)
 
 
+async def test_a_duplicate_claimed_in_another_batch_at_once_waits_for_the_first(
+    app: Container, clock: FakeClock
+) -> None:
+    """Two deliveries of one task, claimed by two batches that both read it QUEUED: the
+    batch that loses the race must not stop counting the winner's run as running here,
+    or its retry would take that run for one this worker dropped."""
+    storage = app.storage()
+    factory = storage.unit_of_work
+    holding, entered, both_entered = False, 0, asyncio.Event()
+
+    def unit_of_work() -> Any:
+        uow = factory()
+        commit = uow.commit
+
+        async def commit_once_both_have_read() -> None:
+            nonlocal entered
+            if holding and entered < 2:
+                entered += 1
+                if entered == 2:
+                    both_entered.set()
+                await asyncio.wait_for(both_entered.wait(), 5)
+            await commit()
+
+        uow.commit = commit_once_both_have_read
+        return uow
+
+    storage.unit_of_work = unit_of_work  # type: ignore[method-assign]
+    task = await submit(app)
+    holding = True
+    first = asyncio.create_task(run(app, task.id))
+    await eventually(lambda: entered == 1)
+    clock.advance(seconds=1)  # the two claims differ, as two moments do
+    second = asyncio.create_task(run(app, task.id))
+    results = await asyncio.gather(first, second)
+    assert [result.outcome for result in results] == [Outcome.RAN, Outcome.BUSY]
+    done = await status_of(app, task.id)
+    assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 1)
+
+
 async def test_the_embedded_worker_runs_submitted_tasks(app: Container) -> None:
     from entrypoints.worker.runtime import Runtime
 
