@@ -35,8 +35,9 @@ async def api_factory() -> AsyncIterator[ApiFactory]:
     """Starts the API (with its embedded worker) in-process on the given settings."""
     managers: list[LifespanManager] = []
 
-    async def start(**settings: Any) -> httpx.AsyncClient:
+    async def start(overrides: dict[Any, Any] | None = None, **settings: Any) -> httpx.AsyncClient:
         app = create_app(create_container(Settings(**{**FAST, **settings})))
+        app.dependency_overrides.update(overrides or {})
         manager = LifespanManager(app)
         await manager.__aenter__()
         managers.append(manager)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import httpx
+from fastapi import Header
 
+from entrypoints.http.dependencies import authenticate
 from tests.e2e.conftest import ApiFactory, wait_for_status
 
 
@@ -114,6 +117,27 @@ async def test_owners_see_only_their_own_tasks(api_factory: ApiFactory) -> None:
     assert missing.headers["www-authenticate"].startswith("Bearer")
     wrong = await api.get("/v1/tasks", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
+
+
+async def test_an_authentication_override_decides_the_owner_on_every_route(
+    api_factory: ApiFactory,
+) -> None:
+    """An application embedding Taskport with its own authentication (FastAPI's
+    ``dependency_overrides``) has it on every route, the fast submit route included."""
+
+    async def user_header(x_user: Annotated[str, Header()]) -> str:
+        return x_user
+
+    api = await api_factory(overrides={authenticate: user_header})
+    alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+    created = await api.post("/v1/tasks", json={"kind": "echo"}, headers=alice)
+    assert created.status_code == 201
+    task_id = created.json()["id"]
+    assert (await api.get(f"/v1/tasks/{task_id}", headers=alice)).status_code == 200
+    assert (await api.get(f"/v1/tasks/{task_id}", headers=bob)).status_code == 404
+    anonymous = await api.post("/v1/tasks", json={"kind": "echo"})
+    assert anonymous.status_code == 422
+    assert anonymous.headers["content-type"] == "application/problem+json"
 
 
 async def test_pages_never_skip_or_repeat_while_tasks_arrive(api: httpx.AsyncClient) -> None:

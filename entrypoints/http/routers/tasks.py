@@ -47,6 +47,10 @@ class _SubmitRoute(APIRoute):
     the body parsed and validated by pydantic-core, the owner and the use case without a
     dependency graph. Errors come in FastAPI's order: malformed JSON, then authentication,
     then validation.
+
+    An application that overrides dependencies (``app.dependency_overrides``: its own
+    authentication, a test's fake) gets FastAPI's generic solving instead, which honours
+    them.
     """
 
     ARGUMENTS = frozenset({"body", "owner", "submit", "idempotency_key"})
@@ -59,8 +63,11 @@ class _SubmitRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
+        solved = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            if getattr(request.app, "dependency_overrides", None):
+                return await solved(request)
             body = await request.body()
             try:
                 parsed = from_json(body) if body else None
