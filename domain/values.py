@@ -66,12 +66,18 @@ class RetryPolicy:
         return min(timedelta(seconds=min(seconds, self.max_delay.total_seconds())), self.max_delay)
 
 
+def plain_text(text: str) -> str:
+    """``text`` with every NUL character replaced by U+FFFD: a message (an exception's, a
+    handler's) may carry one, and no storage has to refuse it (PostgreSQL text cannot)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 @frozen
 class TaskError:
     """Why an attempt failed: a short type name and a human message."""
 
-    type: str
-    message: str
+    type: str = field(converter=plain_text)
+    message: str = field(converter=plain_text)
     retryable: bool = True
 
 
@@ -88,7 +94,7 @@ class Progress:
     """How far the running attempt of a task got, as its handler last reported it."""
 
     fraction: float
-    message: str
+    message: str = field(converter=plain_text)
     updated_at: datetime
 
     def __attrs_post_init__(self) -> None:

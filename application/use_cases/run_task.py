@@ -36,6 +36,7 @@ from attrs import frozen
 
 from application.batching import Batcher, Request
 from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater, Unavailable
+from application.json_values import unstorable
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -520,4 +521,7 @@ def _checked_result(result: JsonValue) -> _AttemptOutcome:
     if size > MAX_RESULT_BYTES:
         message = f"the result is {size} bytes, over the limit of {MAX_RESULT_BYTES}"
         return _Failed(TaskError("ResultTooLarge", message, retryable=False))
+    if problem := unstorable(result, "result"):
+        message = f"the result cannot be stored: {problem}"
+        return _Failed(TaskError("InvalidResult", message, retryable=False))
     return _Succeeded(result)

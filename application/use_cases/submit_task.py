@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 from attrs import frozen
 
-from application.errors import DuplicateIdempotencyKey, IdempotencyKeyReused
+from application.errors import DuplicateIdempotencyKey, IdempotencyKeyReused, InvalidPayload
 from application.group_commit import GroupCommit
+from application.json_values import unstorable
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry
 from application.ports.ids import IdGenerator
@@ -63,7 +64,8 @@ class NewTasks:
     """Turns submit requests into new tasks: the payload as its kind accepts it, the
     deployment's defaults where the request is silent, a new id, the time of submission.
 
-    ``build`` raises ``UnknownKind``, ``InvalidPayload`` or ``InvalidTask``.
+    ``build`` raises ``UnknownKind``, ``InvalidPayload`` (a payload its kind refuses, or one
+    that cannot be stored: see ``unstorable``) or ``InvalidTask``.
     """
 
     def __init__(
@@ -76,6 +78,8 @@ class NewTasks:
 
     def build(self, command: SubmitTask) -> Task:
         payload = self._registry.validate(command.kind, command.payload)
+        if problem := unstorable(payload, "payload"):
+            raise InvalidPayload(command.kind, [problem])
         defaults = self._defaults
         timeout = (
             timedelta(seconds=command.timeout_seconds)

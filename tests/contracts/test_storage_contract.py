@@ -88,6 +88,23 @@ async def test_the_progress_of_a_running_task_reads_back_and_clears(storage: Any
     assert (await get(storage, task.id)).progress is None
 
 
+async def test_messages_that_came_with_nul_characters_are_stored(storage: Any) -> None:
+    """An exception's or a handler's text may hold NUL, which PostgreSQL's text refuses:
+    the task keeps the message, each NUL replaced, and the write is not refused."""
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(task.id)
+        running.start(T0)
+        running.report_progress(T0, 0.5, "half\x00way")
+        running.fail(T0, TaskError("Boom", "bad byte \x00 here", retryable=False))
+        await uow.tasks.save(running)
+        await uow.commit()
+    stored = await get(storage, task.id)
+    assert stored.status is TaskStatus.FAILED
+    assert stored.error.message == "bad byte \ufffd here"
+
+
 async def test_uncommitted_changes_are_never_seen(storage: Any) -> None:
     task = make_task()
     async with storage.unit_of_work() as uow:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import ApiFactory
 
 PROBLEM = "application/problem+json"
 
@@ -41,6 +44,10 @@ async def post_raw(api: httpx.AsyncClient, content: Any, content_type: str = "ap
         (b'{"kind": "Not A Kind"}', 422, "unknown-kind"),
         (b'{"kind": "sleep", "payload": {"seconds": 4000}}', 422, "invalid-payload"),
         (b'{"kind": "sleep", "payload": "ten"}', 422, "invalid-payload"),
+        (b'{"kind": "echo", "payload": NaN}', 422, "invalid-payload"),
+        (b'{"kind": "echo", "payload": {"scores": [1, -Infinity]}}', 422, "invalid-payload"),
+        (b'{"kind": "echo", "payload": {"name": "a\\u0000b"}}', 422, "invalid-payload"),
+        (b'{"kind": "echo", "payload": {"k\\u0000": 1}}', 422, "invalid-payload"),
     ],
 )
 async def test_a_bad_submit_is_a_problem(
@@ -48,6 +55,34 @@ async def test_a_bad_submit_is_a_problem(
 ) -> None:
     assert_problem(await post_raw(api, content), status, slug)
     assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
+async def test_a_payload_postgresql_cannot_keep_is_refused_alone(
+    api_factory: ApiFactory, empty_postgres_url: str
+) -> None:
+    """NaN and the NUL character reach the database on no storage: on PostgreSQL, where
+    they would fail the statement that stores every task submitted in the same moment,
+    each bad submit is a 422 naming the place, and the good ones beside it are stored."""
+    api = await api_factory(storage_url=empty_postgres_url, migrate_on_start=True)
+    bad = [b'{"kind": "echo", "payload": {"note": "a\\u0000b"}}'] * 5 + [
+        b'{"kind": "echo", "payload": [NaN]}'
+    ] * 5
+    good = [b'{"kind": "echo", "payload": {"n": 1}}'] * 10
+    answers = await asyncio.gather(*(post_raw(api, body) for body in bad + good))
+    details = {assert_problem(answer, 422, "invalid-payload")["detail"] for answer in answers[:10]}
+    assert details == {
+        "invalid payload for kind 'echo': payload.note: a string holds the NUL character (\\u0000)",
+        "invalid payload for kind 'echo': payload[0]: nan is not a JSON number",
+    }
+    assert [answer.status_code for answer in answers[10:]] == [201] * 10
+    batch = await api.post(
+        "/v1/tasks/batch",
+        json={"tasks": [{"kind": "echo"}, {"kind": "echo", "payload": {"x\x00": 1}}]},
+    )
+    problem = assert_problem(batch, 422, "invalid-batch")
+    assert [error["index"] for error in problem["errors"]] == [1]
+    stored = (await api.get("/v1/tasks", params={"limit": 100})).json()["items"]
+    assert sorted(task["id"] for task in stored) == sorted(a.json()["id"] for a in answers[10:])
 
 
 async def test_an_unknown_kind_lists_the_known_ones(api: httpx.AsyncClient) -> None:

@@ -50,6 +50,10 @@ async def not_json(payload: Any, context: Any) -> Any:
     return {"value": object()}
 
 
+async def unstorable_result(payload: Any, context: Any) -> Any:
+    return {"lines": ["ok", "bad\x00byte"]}
+
+
 @pytest.fixture
 def gate() -> Gate:
     return Gate()
@@ -76,7 +80,13 @@ def app(gate: Gate, clock: FakeClock) -> Container:
     container.publish_committed.override(providers.Object(HeldRelay()))
     container.registry.override(
         providers.Singleton(
-            KindRegistry, [*BUILTIN_KINDS, Kind("gate", gate), Kind("not-json", not_json)]
+            KindRegistry,
+            [
+                *BUILTIN_KINDS,
+                Kind("gate", gate),
+                Kind("not-json", not_json),
+                Kind("unstorable", unstorable_result),
+            ],
         )
     )
     return container
@@ -217,6 +227,20 @@ async def test_a_result_that_is_not_json_fails_the_task(app: Container) -> None:
     await run(app, task.id)
     failed = await status_of(app, task.id)
     assert (failed.status, failed.error.type) == (TaskStatus.FAILED, "InvalidResult")
+
+
+async def test_a_result_no_storage_can_keep_fails_the_task_at_once(app: Container) -> None:
+    task = await submit(app, "unstorable")
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.attempts, failed.error.retryable) == (
+        TaskStatus.FAILED,
+        1,
+        False,
+    )
+    assert failed.error.message == (
+        "the result cannot be stored: result.lines[1]: a string holds the NUL character (\\u0000)"
+    )
 
 
 async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> None:

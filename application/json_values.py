@@ -1,0 +1,50 @@
+"""What a JSON value (a payload, a result) must be to be stored, and read back the same,
+on every storage."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from domain.values import JsonValue
+
+_Trail = tuple["_Trail", str | int] | None
+"""Where a value sits: its parent's trail and its key or index (``None`` at the top)."""
+
+
+def unstorable(value: JsonValue, name: str) -> str | None:
+    """Why ``value`` (called ``name`` in the answer) cannot be stored as it is, or ``None``:
+
+    - a number that is not finite: NaN and Infinity are not JSON, though Python's ``json``
+      writes and reads them;
+    - a string or a key holding the NUL character (``\\u0000``): valid JSON, but
+      PostgreSQL can keep it neither in ``jsonb`` nor in text.
+    """
+    waiting: list[tuple[Any, _Trail]] = [(value, None)]
+    while waiting:
+        item, trail = waiting.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"{_where(name, trail)}: a string holds the NUL character (\\u0000)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{_where(name, trail)}: {item} is not a JSON number"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return f"{_where(name, trail)}: a key holds the NUL character (\\u0000)"
+                waiting.append((child, (trail, key)))
+        elif isinstance(item, list | tuple):
+            waiting.extend((child, (trail, index)) for index, child in enumerate(item))
+    return None
+
+
+def _where(name: str, trail: _Trail) -> str:
+    steps: list[str | int] = []
+    while trail is not None:
+        trail, step = trail
+        steps.append(step)
+    path = name
+    for step in reversed(steps):
+        path += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return path
