@@ -8,6 +8,11 @@ from typing import Any
 
 from domain.values import JsonValue
 
+MAX_DEPTH = 100
+"""Arrays and objects nest at most this deep in a payload or a result: well within what the
+JSON parsers and serializers on the way accept (pydantic-core's parser about 200 levels,
+its serializer 255), so a stored task can always be served back."""
+
 _Trail = tuple["_Trail", str | int] | None
 """Where a value sits: its parent's trail and its key or index (``None`` at the top)."""
 
@@ -18,11 +23,14 @@ def unstorable(value: JsonValue, name: str) -> str | None:
     - a number that is not finite: NaN and Infinity are not JSON, though Python's ``json``
       writes and reads them;
     - a string or a key holding the NUL character (``\\u0000``): valid JSON, but
-      PostgreSQL can keep it neither in ``jsonb`` nor in text.
+      PostgreSQL can keep it neither in ``jsonb`` nor in text;
+    - arrays and objects nested more than ``MAX_DEPTH`` levels deep.
     """
-    waiting: list[tuple[Any, _Trail]] = [(value, None)]
+    waiting: list[tuple[Any, _Trail, int]] = [(value, None, 0)]
     while waiting:
-        item, trail = waiting.pop()
+        item, trail, depth = waiting.pop()
+        if isinstance(item, dict | list | tuple) and depth == MAX_DEPTH:
+            return f"{_where(name, trail)}: nested more than {MAX_DEPTH} levels deep"
         if isinstance(item, str):
             if "\x00" in item:
                 return f"{_where(name, trail)}: a string holds the NUL character (\\u0000)"
@@ -33,9 +41,9 @@ def unstorable(value: JsonValue, name: str) -> str | None:
             for key, child in item.items():
                 if isinstance(key, str) and "\x00" in key:
                     return f"{_where(name, trail)}: a key holds the NUL character (\\u0000)"
-                waiting.append((child, (trail, key)))
+                waiting.append((child, (trail, key), depth + 1))
         elif isinstance(item, list | tuple):
-            waiting.extend((child, (trail, index)) for index, child in enumerate(item))
+            waiting.extend((child, (trail, index), depth + 1) for index, child in enumerate(item))
     return None
 
 

@@ -513,6 +513,11 @@ def _apply(
 
 
 def _checked_result(result: JsonValue) -> _AttemptOutcome:
+    # Looked through first: ``json.dumps`` would recurse past Python's limit on a result
+    # nested too deep.
+    if problem := unstorable(result, "result"):
+        message = f"the result cannot be stored: {problem}"
+        return _Failed(TaskError("InvalidResult", message, retryable=False))
     try:
         size = len(json.dumps(result, allow_nan=False))
     except (TypeError, ValueError) as exc:
@@ -521,7 +526,4 @@ def _checked_result(result: JsonValue) -> _AttemptOutcome:
     if size > MAX_RESULT_BYTES:
         message = f"the result is {size} bytes, over the limit of {MAX_RESULT_BYTES}"
         return _Failed(TaskError("ResultTooLarge", message, retryable=False))
-    if problem := unstorable(result, "result"):
-        message = f"the result cannot be stored: {problem}"
-        return _Failed(TaskError("InvalidResult", message, retryable=False))
     return _Succeeded(result)

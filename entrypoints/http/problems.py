@@ -69,10 +69,11 @@ class Problem(Exception):
 
 def _validation_problem(errors: Iterable[Any]) -> Problem:
     errors = list(errors)
-    if any(error.get("type") == "json_invalid" for error in errors):
-        return Problem(
-            400, "malformed-json", "Malformed JSON", "the request body is not valid JSON"
-        )
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error") or error.get("msg")
+            detail = "the request body is not valid JSON" + (f": {reason}" if reason else "")
+            return Problem(400, "malformed-json", "Malformed JSON", detail)
     described = [
         {"location": [str(part) for part in error.get("loc", ())], "message": error.get("msg")}
         for error in errors
@@ -134,6 +135,11 @@ def problem_for(exc: Exception) -> Problem:
                 str(exc),
                 headers={"Retry-After": str(exc.retry_after_seconds)},
             )
+        case StarletteHTTPException() if exc.status_code == 400:
+            # FastAPI's answer to a body its parser gave up on without a decode error (one
+            # nested deeper than Python's recursion limit).
+            detail = f"the request body could not be parsed as JSON: {exc.detail}"
+            return Problem(400, "malformed-json", "Malformed JSON", detail)
         case StarletteHTTPException():
             title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
             return Problem(

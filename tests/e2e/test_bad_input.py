@@ -24,6 +24,10 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     return problem
 
 
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
 async def post_raw(api: httpx.AsyncClient, content: Any, content_type: str = "application/json"):
     return await api.post("/v1/tasks", content=content, headers={"Content-Type": content_type})
 
@@ -48,6 +52,8 @@ async def post_raw(api: httpx.AsyncClient, content: Any, content_type: str = "ap
         (b'{"kind": "echo", "payload": {"scores": [1, -Infinity]}}', 422, "invalid-payload"),
         (b'{"kind": "echo", "payload": {"name": "a\\u0000b"}}', 422, "invalid-payload"),
         (b'{"kind": "echo", "payload": {"k\\u0000": 1}}', 422, "invalid-payload"),
+        (b'{"kind": "echo", "payload": %b}' % nested(101), 422, "invalid-payload"),
+        (b'{"kind": "echo", "payload": %b}' % nested(2000), 400, "malformed-json"),
     ],
 )
 async def test_a_bad_submit_is_a_problem(
@@ -83,6 +89,23 @@ async def test_a_payload_postgresql_cannot_keep_is_refused_alone(
     assert [error["index"] for error in problem["errors"]] == [1]
     stored = (await api.get("/v1/tasks", params={"limit": 100})).json()["items"]
     assert sorted(task["id"] for task in stored) == sorted(a.json()["id"] for a in answers[10:])
+
+
+@pytest.mark.parametrize(
+    ("depth", "status", "slug"),
+    [(101, 422, "invalid-batch"), (900, 422, "invalid-batch"), (2000, 400, "malformed-json")],
+)
+async def test_a_batch_nested_too_deep_is_a_problem(
+    api: httpx.AsyncClient, depth: int, status: int, slug: str
+) -> None:
+    """Stored, a task nested deeper than the API can serialise would make every page that
+    shows it fail: it is refused instead, whichever parser read it."""
+    body = b'{"tasks": [{"kind": "echo"}, {"kind": "echo", "payload": %b}]}' % nested(depth)
+    response = await api.post(
+        "/v1/tasks/batch", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, status, slug)
+    assert (await api.get("/v1/tasks")).json()["items"] == []
 
 
 async def test_an_unknown_kind_lists_the_known_ones(api: httpx.AsyncClient) -> None:

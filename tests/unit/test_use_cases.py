@@ -51,6 +51,11 @@ async def not_json(payload: Any, context: Any) -> Any:
 
 
 async def unstorable_result(payload: Any, context: Any) -> Any:
+    if "depth" in payload:
+        nested: Any = []
+        for _ in range(payload["depth"] - 1):
+            nested = [nested]
+        return nested
     return {"lines": ["ok", "bad\x00byte"]}
 
 
@@ -241,6 +246,19 @@ async def test_a_result_no_storage_can_keep_fails_the_task_at_once(app: Containe
     assert failed.error.message == (
         "the result cannot be stored: result.lines[1]: a string holds the NUL character (\\u0000)"
     )
+
+
+@pytest.mark.parametrize("depth", [101, 5000])
+async def test_a_result_nested_too_deep_fails_the_task_at_once(app: Container, depth: int) -> None:
+    task = await submit(app, "unstorable", payload={"depth": depth})
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.attempts, failed.error.type) == (
+        TaskStatus.FAILED,
+        1,
+        "InvalidResult",
+    )
+    assert failed.error.message.endswith(": nested more than 100 levels deep")
 
 
 async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> None:
