@@ -15,7 +15,7 @@ status and records no event; a new attempt starts with no progress.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from attrs import define, field
@@ -83,7 +83,8 @@ class Task:
         idempotency_key: str | None = None,
         request_fingerprint: str | None = None,
     ) -> Task:
-        """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise."""
+        """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` is
+        kept in UTC: a time whose offset takes it out of the calendar there is refused."""
         if not KIND_PATTERN.match(kind):
             raise InvalidTask(
                 f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
@@ -93,6 +94,13 @@ class Task:
             raise InvalidTask("a task needs an owner")
         if not timedelta(0) < timeout <= timedelta(seconds=MAX_TIMEOUT_SECONDS):
             raise InvalidTask(f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds")
+        if run_at is not None:
+            try:
+                run_at = run_at.astimezone(UTC)
+            except OverflowError:
+                raise InvalidTask(
+                    f"run_at {run_at.isoformat()} is out of range in UTC (years 1 to 9999)"
+                ) from None
         scheduled = run_at is not None and run_at > now
         task = cls(
             id=id,

@@ -45,6 +45,8 @@ async def post_raw(api: httpx.AsyncClient, content: Any, content_type: str = "ap
         (b'{"kind": "echo", "timeout_seconds": -1}', 422, "invalid-request"),
         (b'{"kind": "echo", "run_at": "2030-01-01T00:00:00"}', 422, "invalid-request"),
         (b'{"kind": "echo", "run_at": "tomorrow"}', 422, "invalid-request"),
+        (b'{"kind": "echo", "run_at": "0001-01-01T00:00:00+14:00"}', 422, "invalid-task"),
+        (b'{"kind": "echo", "run_at": "9999-12-31T23:59:59-12:00"}', 422, "invalid-task"),
         (b'{"kind": "Not A Kind"}', 422, "unknown-kind"),
         (b'{"kind": "sleep", "payload": {"seconds": 4000}}', 422, "invalid-payload"),
         (b'{"kind": "sleep", "payload": "ten"}', 422, "invalid-payload"),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -24,6 +24,24 @@ def test_a_task_submitted_for_later_is_scheduled_and_due_at_its_time() -> None:
 
 def test_a_run_at_in_the_past_queues_at_once() -> None:
     assert make_task(run_at=T0 - timedelta(days=1)).status is TaskStatus.QUEUED
+
+
+def test_a_run_at_is_kept_in_utc() -> None:
+    run_at = datetime(2030, 1, 1, 9, 0, tzinfo=timezone(timedelta(hours=9)))
+    task = make_task(run_at=run_at)
+    assert (task.run_at, task.run_at.tzinfo) == (run_at, UTC)
+
+
+@pytest.mark.parametrize(
+    "run_at",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+        datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-12))),
+    ],
+)
+def test_a_run_at_outside_the_calendar_in_utc_is_refused(run_at: datetime) -> None:
+    with pytest.raises(InvalidTask, match="out of range in UTC"):
+        make_task(run_at=run_at)
 
 
 def test_an_illegal_transition_names_the_transition_and_the_state() -> None:
