@@ -226,9 +226,14 @@ def _parse_payload(raw: str) -> Any:
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {raw[1:]}: {exc.strerror}") from None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_a_json_number)
     except ValueError as exc:
         raise typer.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+
+
+def _not_a_json_number(constant: str) -> None:
+    """Python's ``json`` reads NaN and Infinity, which JSON has no words for."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _follow(api: Api, task: dict[str, Any]) -> dict[str, Any]:

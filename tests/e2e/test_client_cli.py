@@ -93,6 +93,14 @@ def test_a_wrong_api_key_prints_the_401_problem(server: str) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("payload", ["not json", '{"ratio": NaN}', "[Infinity]"])
+def test_a_payload_that_is_not_json_is_a_usage_error(payload: str) -> None:
+    done = cli("submit", "echo", "-p", payload, url=f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 2
+    assert "Invalid value for --payload: not JSON" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_an_unreachable_server_is_one_line_and_exit_3() -> None:
     done = cli("get", "01a207cd-be7b-757e-8750-68195414f15e", url=f"http://127.0.0.1:{free_port()}")
     assert done.returncode == 3
