@@ -22,6 +22,7 @@ from application.messages import RunTaskMessage
 from application.ports.task_repository import TaskQuery
 from application.use_cases.cancel_task import CancelTask
 from application.use_cases.get_task import GetTask
+from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.run_task import Outcome, RunTask
 from application.use_cases.submit_task import SubmitTask
 from domain.values import TaskStatus
@@ -300,6 +301,31 @@ async def test_list_pages_know_whether_more_follow(app: Container) -> None:
     second = await app.list_tasks()(TaskQuery("alice", limit=3, before=first.next_before))
     assert [t.id for t in (*first.items, *second.items)] == [t.id for t in reversed(tasks)]
     assert second.next_before is None
+
+
+@pytest.mark.parametrize("limit", [3, 1000])
+async def test_a_page_ends_early_once_its_payloads_pass_the_byte_limit(
+    app: Container, limit: int
+) -> None:
+    """Each page holds the tasks whose payloads and results fit in 1,000 bytes of JSON
+    (one task at least, however large), and the pages still give every task once, in
+    order."""
+    lengths = [300, 300, 300, 2000, 100, 100]
+    tasks = [await submit(app, payload="x" * length) for length in lengths]
+    list_tasks = ListTasksHandler(app.uow(), max_page_bytes=1000)
+    pages, before = [], None
+    while True:
+        page = await list_tasks(TaskQuery("alice", limit=limit, before=before))
+        pages.append(list(page.items))
+        if (before := page.next_before) is None:
+            break
+    assert [[len(task.payload) for task in items] for items in pages] == [
+        [100, 100],
+        [2000],
+        [300, 300, 300],
+    ]
+    listed = [task.id for items in pages for task in items]
+    assert listed == [task.id for task in reversed(tasks)]
 
 
 async def test_the_relay_publishes_pending_messages_once(app: Container) -> None:
