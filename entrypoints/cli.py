@@ -39,11 +39,25 @@ T = TypeVar("T")
 client_cli.attach(app)
 
 
+def _settings_errors(exc: ValidationError) -> str:
+    """One line per setting, named as it is set (``TASKPORT_WORKER_CONCURRENCY: ...``); the
+    value is not repeated, as it may be a secret."""
+    lines = []
+    for error in exc.errors():
+        loc = "_".join(str(part) for part in error["loc"])
+        name = f"TASKPORT_{loc.upper()}" if loc else "settings"
+        lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
 def _load() -> tuple[Settings, Container]:
     try:
         settings = Settings()
         container = create_container(settings)
-    except (ValidationError, UnsupportedUrl, KindLoadError) as exc:
+    except ValidationError as exc:
+        typer.echo(f"taskport: invalid configuration:\n{_settings_errors(exc)}", err=True)
+        raise typer.Exit(2) from exc
+    except (UnsupportedUrl, KindLoadError) as exc:
         typer.echo(f"taskport: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings)

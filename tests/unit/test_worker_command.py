@@ -32,6 +32,22 @@ def test_an_invalid_broker_option_is_a_configuration_error() -> None:
     assert "queue_type" in result.output
 
 
+def test_a_bad_setting_is_named_as_it_is_set_without_its_value() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["worker"],
+        env={"TASKPORT_WORKER_CONCURRENCY": "0", "TASKPORT_API_KEYS": "alice-secret"},
+    )
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0] == "taskport: invalid configuration:"
+    assert sorted(lines[1:]) == [
+        "TASKPORT_API_KEYS: TASKPORT_API_KEYS must look like owner:key,owner:key",
+        "TASKPORT_WORKER_CONCURRENCY: Input should be greater than or equal to 1",
+    ]
+    assert "alice-secret" not in result.output
+
+
 def test_the_api_runs_no_embedded_worker_with_rabbitmq_unless_asked() -> None:
     assert not Settings(broker_url=AMQP).runs_embedded_worker
     assert Settings(broker_url=AMQP, embedded_worker=True).runs_embedded_worker
