@@ -47,12 +47,18 @@ def unstorable(value: JsonValue, name: str) -> str | None:
     return None
 
 
+_SHOWN_STEPS = 10
+"""Steps of a path shown at most (then ``…``): the path of a value nested too deep would
+otherwise repeat a hundred of them."""
+
+
 def _where(name: str, trail: _Trail) -> str:
     steps: list[str | int] = []
     while trail is not None:
         trail, step = trail
         steps.append(step)
+    steps.reverse()
     path = name
-    for step in reversed(steps):
+    for step in steps[:_SHOWN_STEPS]:
         path += f"[{step}]" if isinstance(step, int) else f".{step}"
-    return path
+    return path + ("…" if len(steps) > _SHOWN_STEPS else "")

@@ -259,7 +259,10 @@ async def test_a_result_nested_too_deep_fails_the_task_at_once(app: Container, d
         1,
         "InvalidResult",
     )
-    assert failed.error.message.endswith(": nested more than 100 levels deep")
+    assert failed.error.message == (
+        "the result cannot be stored: result[0][0][0][0][0][0][0][0][0][0]…: "
+        "nested more than 100 levels deep"
+    )
 
 
 async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> None:
