@@ -24,6 +24,8 @@ def unstorable(value: JsonValue, name: str) -> str | None:
       writes and reads them;
     - a string or a key holding the NUL character (``\\u0000``): valid JSON, but
       PostgreSQL can keep it neither in ``jsonb`` nor in text;
+    - a string or a key holding a lone surrogate (``\\ud800``): valid JSON to Python's
+      ``json``, but not Unicode text, which UTF-8 (and so every storage) cannot encode;
     - arrays and objects nested more than ``MAX_DEPTH`` levels deep.
     """
     waiting: list[tuple[Any, _Trail, int]] = [(value, None, 0)]
@@ -32,18 +34,29 @@ def unstorable(value: JsonValue, name: str) -> str | None:
         if isinstance(item, dict | list | tuple) and depth == MAX_DEPTH:
             return f"{_where(name, trail)}: nested more than {MAX_DEPTH} levels deep"
         if isinstance(item, str):
-            if "\x00" in item:
-                return f"{_where(name, trail)}: a string holds the NUL character (\\u0000)"
+            if problem := _not_text(item):
+                return f"{_where(name, trail)}: a string holds {problem}"
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return f"{_where(name, trail)}: {item} is not a JSON number"
         elif isinstance(item, dict):
             for key, child in item.items():
-                if isinstance(key, str) and "\x00" in key:
-                    return f"{_where(name, trail)}: a key holds the NUL character (\\u0000)"
+                if isinstance(key, str) and (problem := _not_text(key)):
+                    return f"{_where(name, trail)}: a key holds {problem}"
                 waiting.append((child, (trail, key), depth + 1))
         elif isinstance(item, list | tuple):
             waiting.extend((child, (trail, index), depth + 1) for index, child in enumerate(item))
+    return None
+
+
+def _not_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "the NUL character (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "a lone surrogate, which is not Unicode text"
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,10 +67,17 @@ class RetryPolicy:
         return min(timedelta(seconds=min(seconds, self.max_delay.total_seconds())), self.max_delay)
 
 
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+"""NUL, which PostgreSQL's text cannot hold, and lone surrogates, which are not Unicode
+text at all (UTF-8 has no encoding for them)."""
+
+
 def plain_text(text: str) -> str:
-    """``text`` with every NUL character replaced by U+FFFD: a message (an exception's, a
-    handler's) may carry one, and no storage has to refuse it (PostgreSQL text cannot)."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    """``text`` with every NUL character and lone surrogate replaced by U+FFFD: a message
+    (an exception's, a handler's) may carry them, and no storage has to refuse it."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _NOT_TEXT.sub("\ufffd", text)
 
 
 @frozen

@@ -89,20 +89,21 @@ async def test_the_progress_of_a_running_task_reads_back_and_clears(storage: Any
 
 
 async def test_messages_that_came_with_nul_characters_are_stored(storage: Any) -> None:
-    """An exception's or a handler's text may hold NUL, which PostgreSQL's text refuses:
-    the task keeps the message, each NUL replaced, and the write is not refused."""
+    """An exception's or a handler's text may hold NUL, which PostgreSQL's text refuses, or
+    a lone surrogate, which UTF-8 cannot encode: the task keeps the message, each of them
+    replaced, and the write is not refused."""
     task = make_task()
     await add(storage, task)
     async with storage.unit_of_work() as uow:
         running = await uow.tasks.get(task.id)
         running.start(T0)
         running.report_progress(T0, 0.5, "half\x00way")
-        running.fail(T0, TaskError("Boom", "bad byte \x00 here", retryable=False))
+        running.fail(T0, TaskError("Boom", "bad byte \x00 here, \udc80 there", retryable=False))
         await uow.tasks.save(running)
         await uow.commit()
     stored = await get(storage, task.id)
     assert stored.status is TaskStatus.FAILED
-    assert stored.error.message == "bad byte \ufffd here"
+    assert stored.error.message == "bad byte \ufffd here, \ufffd there"
 
 
 async def test_uncommitted_changes_are_never_seen(storage: Any) -> None:

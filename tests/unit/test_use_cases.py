@@ -57,6 +57,8 @@ async def unstorable_result(payload: Any, context: Any) -> Any:
         for _ in range(payload["depth"] - 1):
             nested = [nested]
         return nested
+    if "surrogate" in payload:
+        return {"name": b"caf\xe9".decode(errors="surrogateescape")}
     return {"lines": ["ok", "bad\x00byte"]}
 
 
@@ -246,6 +248,16 @@ async def test_a_result_no_storage_can_keep_fails_the_task_at_once(app: Containe
     )
     assert failed.error.message == (
         "the result cannot be stored: result.lines[1]: a string holds the NUL character (\\u0000)"
+    )
+
+
+async def test_a_result_that_is_not_unicode_text_fails_the_task_at_once(app: Container) -> None:
+    task = await submit(app, "unstorable", payload={"surrogate": True})
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.error.type) == (TaskStatus.FAILED, "InvalidResult")
+    assert failed.error.message.endswith(
+        "result.name: a string holds a lone surrogate, which is not Unicode text"
     )
 
 
