@@ -163,6 +163,8 @@ async def test_a_chunked_body_within_the_limit_is_accepted(api: httpx.AsyncClien
         ({"limit": 1001}, 422, "invalid-request"),
         ({"limit": "many"}, 422, "invalid-request"),
         ({"status": "DONE"}, 422, "invalid-request"),
+        ({"kind": "a\x00b"}, 422, "invalid-request"),
+        ({"kind": "Not A Kind"}, 422, "invalid-request"),
         ({"cursor": "forged"}, 400, "invalid-cursor"),
     ],
 )

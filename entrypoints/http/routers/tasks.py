@@ -22,6 +22,7 @@ from application.use_cases.list_tasks import MAX_PAGE_SIZE, ListTasksHandler
 from application.use_cases.retry_task import RetryTask, RetryTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler
 from application.use_cases.submit_task_batch import SubmitTaskBatch, SubmitTaskBatchHandler
+from domain.task import KIND_PATTERN
 from domain.values import TaskStatus
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
@@ -159,7 +160,7 @@ async def get_task(
 async def list_tasks(
     owner: Owner,
     status: TaskStatus | None = None,
-    kind: Annotated[str | None, Query(max_length=100)] = None,
+    kind: Annotated[str | None, Query(pattern=KIND_PATTERN.pattern)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     list_tasks: ListTasksHandler = provided("list_tasks"),
