@@ -88,7 +88,7 @@ async def test_the_progress_of_a_running_task_reads_back_and_clears(storage: Any
     assert (await get(storage, task.id)).progress is None
 
 
-async def test_messages_that_came_with_nul_characters_are_stored(storage: Any) -> None:
+async def test_messages_with_nul_or_lone_surrogates_are_stored_replaced(storage: Any) -> None:
     """An exception's or a handler's text may hold NUL, which PostgreSQL's text refuses, or
     a lone surrogate, which UTF-8 cannot encode: the task keeps the message, each of them
     replaced, and the write is not refused."""
