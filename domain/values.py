@@ -18,6 +18,10 @@ JsonValue = Any
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_SECONDS = 24 * 3600
 MAX_PROGRESS_MESSAGE = 200
+MAX_ERROR_TYPE = 200
+MAX_ERROR_MESSAGE = 4096
+"""An error's message is kept up to this many characters (an exception's text can be a
+whole response body): longer ones are cut, ending in ``…``."""
 
 
 class TaskStatus(enum.StrEnum):
@@ -80,12 +84,25 @@ def plain_text(text: str) -> str:
     return _NOT_TEXT.sub("\ufffd", text)
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_type(text: str) -> str:
+    return _cut(plain_text(text), MAX_ERROR_TYPE)
+
+
+def _error_message(text: str) -> str:
+    return _cut(plain_text(text), MAX_ERROR_MESSAGE)
+
+
 @frozen
 class TaskError:
-    """Why an attempt failed: a short type name and a human message."""
+    """Why an attempt failed: a short type name and a human message, as plain text and cut
+    to ``MAX_ERROR_TYPE`` and ``MAX_ERROR_MESSAGE`` characters."""
 
-    type: str = field(converter=plain_text)
-    message: str = field(converter=plain_text)
+    type: str = field(converter=_error_type)
+    message: str = field(converter=_error_message)
     retryable: bool = True
 
 

@@ -106,6 +106,19 @@ async def test_messages_with_nul_or_lone_surrogates_are_stored_replaced(storage:
     assert stored.error.message == "bad byte \ufffd here, \ufffd there"
 
 
+async def test_an_error_longer_than_its_limits_is_stored_cut(storage: Any) -> None:
+    task = make_task()
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(task.id)
+        running.start(T0)
+        running.fail(T0, TaskError("E" * 500, "m" * 100_000, retryable=False))
+        await uow.tasks.save(running)
+        await uow.commit()
+    stored = await get(storage, task.id)
+    assert (len(stored.error.type), len(stored.error.message)) == (200, 4096)
+
+
 async def test_uncommitted_changes_are_never_seen(storage: Any) -> None:
     task = make_task()
     async with storage.unit_of_work() as uow:

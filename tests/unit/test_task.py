@@ -7,7 +7,7 @@ import pytest
 from domain import events
 from domain.errors import IllegalTransition, InvalidTask
 from domain.task import LEASE_GRACE
-from domain.values import RetryPolicy, TaskError, TaskStatus
+from domain.values import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, RetryPolicy, TaskError, TaskStatus
 from tests.factories import T0, make_task
 
 BOOM = TaskError("Boom", "it broke")
@@ -42,6 +42,13 @@ def test_a_run_at_is_kept_in_utc() -> None:
 def test_a_run_at_outside_the_calendar_in_utc_is_refused(run_at: datetime) -> None:
     with pytest.raises(InvalidTask, match="out of range in UTC"):
         make_task(run_at=run_at)
+
+
+def test_an_error_is_cut_to_its_limits() -> None:
+    error = TaskError("T" * 300, "m" * 10_000)
+    assert (len(error.type), len(error.message)) == (MAX_ERROR_TYPE, MAX_ERROR_MESSAGE)
+    assert error.message.endswith("m…")
+    assert TaskError("Short", "m" * MAX_ERROR_MESSAGE).message == "m" * MAX_ERROR_MESSAGE
 
 
 def test_an_illegal_transition_names_the_transition_and_the_state() -> None:
