@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from domain.values import JsonValue
+from domain.values import JsonValue, not_text
 
 MAX_DEPTH = 100
 """Arrays and objects nest at most this deep in a payload or a result: well within what the
@@ -50,14 +50,12 @@ def unstorable(value: JsonValue, name: str) -> str | None:
 
 
 def _not_text(text: str) -> str | None:
-    if "\x00" in text:
+    found = not_text(text)
+    if found is None:
+        return None
+    if found == "\x00":
         return "the NUL character (\\u0000)"
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            return "a lone surrogate, which is not Unicode text"
-    return None
+    return "a lone surrogate, which is not Unicode text"
 
 
 _SHOWN_STEPS = 10

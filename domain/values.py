@@ -76,12 +76,18 @@ _NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 text at all (UTF-8 has no encoding for them)."""
 
 
+def not_text(text: str) -> str | None:
+    """The first character of ``text`` that is no storable text (see ``_NOT_TEXT``)."""
+    if text.isascii() and "\x00" not in text:
+        return None
+    found = _NOT_TEXT.search(text)
+    return found.group() if found else None
+
+
 def plain_text(text: str) -> str:
     """``text`` with every NUL character and lone surrogate replaced by U+FFFD: a message
     (an exception's, a handler's) may carry them, and no storage has to refuse it."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return _NOT_TEXT.sub("\ufffd", text)
+    return _NOT_TEXT.sub("\ufffd", text) if not_text(text) else text
 
 
 def _cut(text: str, limit: int) -> str:
