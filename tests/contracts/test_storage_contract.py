@@ -88,34 +88,32 @@ async def test_the_progress_of_a_running_task_reads_back_and_clears(storage: Any
     assert (await get(storage, task.id)).progress is None
 
 
-async def test_messages_with_nul_or_lone_surrogates_are_stored_replaced(storage: Any) -> None:
-    """An exception's or a handler's text may hold NUL, which PostgreSQL's text refuses, or
-    a lone surrogate, which UTF-8 cannot encode: the task keeps the message, each of them
-    replaced, and the write is not refused."""
+async def failed_as_stored(storage: Any, error: TaskError, progress: str = "") -> Any:
+    """A task that started, reported ``progress`` and failed with ``error``, read back."""
     task = make_task()
     await add(storage, task)
     async with storage.unit_of_work() as uow:
         running = await uow.tasks.get(task.id)
         running.start(T0)
-        running.report_progress(T0, 0.5, "half\x00way")
-        running.fail(T0, TaskError("Boom", "bad byte \x00 here, \udc80 there", retryable=False))
+        running.report_progress(T0, 0.5, progress)
+        running.fail(T0, error)
         await uow.tasks.save(running)
         await uow.commit()
-    stored = await get(storage, task.id)
+    return await get(storage, task.id)
+
+
+async def test_messages_with_nul_or_lone_surrogates_are_stored_replaced(storage: Any) -> None:
+    """An exception's or a handler's text may hold NUL, which PostgreSQL's text refuses, or
+    a lone surrogate, which UTF-8 cannot encode: the task keeps the message, each of them
+    replaced, and the write is not refused."""
+    error = TaskError("Boom", "bad byte \x00 here, \udc80 there", retryable=False)
+    stored = await failed_as_stored(storage, error, progress="half\x00way")
     assert stored.status is TaskStatus.FAILED
     assert stored.error.message == "bad byte \ufffd here, \ufffd there"
 
 
 async def test_an_error_longer_than_its_limits_is_stored_cut(storage: Any) -> None:
-    task = make_task()
-    await add(storage, task)
-    async with storage.unit_of_work() as uow:
-        running = await uow.tasks.get(task.id)
-        running.start(T0)
-        running.fail(T0, TaskError("E" * 500, "m" * 100_000, retryable=False))
-        await uow.tasks.save(running)
-        await uow.commit()
-    stored = await get(storage, task.id)
+    stored = await failed_as_stored(storage, TaskError("E" * 500, "m" * 100_000, False))
     assert (len(stored.error.type), len(stored.error.message)) == (200, 4096)
 
 
