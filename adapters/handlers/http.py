@@ -1,11 +1,12 @@
 """The ``http`` kind: one outbound HTTP request, its answer (or a JMESPath view of it) as
 the result.
 
-Outbound calls are guarded: the URL's host must match ``allowed_hosts``, and every address
-it resolves to must be public (no loopback, private, link-local, reserved, multicast...)
-unless ``allow_private_networks``. The request then goes to the very address that was
-checked (the Host header, and SNI for https, still name the host), so a DNS answer that
-changes between the check and the connection cannot redirect it. Redirects are not followed.
+Outbound calls are guarded: the URL's host must match ``allowed_hosts`` (checked at submit,
+and again before the call), and every address it resolves to must be public (no loopback,
+private, link-local, reserved, multicast...) unless ``allow_private_networks``. The request
+then goes to the very address that was checked (the Host header, and SNI for https, still
+name the host), so a DNS answer that changes between the check and the connection cannot
+redirect it. Redirects are not followed.
 
 Connection errors, timeouts, 408, 429 and 5xx are retried (no sooner than ``Retry-After``);
 other 4xx, redirects and answers over the size limit fail without retry.
@@ -146,6 +147,10 @@ class HttpKind:
         self._config = config
         self._resolve = resolver
         self._transport = transport
+        # Loading the certificate authorities takes tens of milliseconds of CPU, on the
+        # event loop: once per process, not per call. Connections are not shared (each
+        # call has its own client), so none made for one host name serves another.
+        self._tls = httpx.create_ssl_context(trust_env=False)
 
     async def __call__(self, payload: JsonValue, context: TaskContext) -> JsonValue:
         request = HttpPayload.model_validate(payload)
@@ -189,6 +194,7 @@ class HttpKind:
             timeout=request.timeout,
             follow_redirects=False,
             trust_env=False,
+            verify=self._tls,
             transport=self._transport,
         ) as client:
             outbound = client.build_request(
@@ -271,5 +277,23 @@ def http_kind(config: HttpKindConfig) -> Kind:
         "http",
         HttpKind(config),
         "calls an allowed HTTP endpoint; the result is its answer or a JMESPath view of it",
-        HttpPayload,
+        _allowed_payload(config),
     )
+
+
+def _allowed_payload(config: HttpKindConfig) -> type[HttpPayload]:
+    """``HttpPayload`` that also refuses, at submit, a host the deployment does not allow
+    (the handler checks again before calling: the worker's settings decide then)."""
+
+    class AllowedHttpPayload(HttpPayload):
+        model_config = ConfigDict(title="HttpPayload")
+
+        @field_validator("url")
+        @classmethod
+        def _allowed_host(cls, url: str) -> str:
+            host = httpx.URL(url).raw_host.decode("ascii")
+            if not host_allowed(host, config.allowed_hosts):
+                raise ValueError(f"calls to {host} are not allowed (TASKPORT_HTTP_ALLOWED_HOSTS)")
+            return url
+
+    return AllowedHttpPayload

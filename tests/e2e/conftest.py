@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from asgi_lifespan import LifespanManager
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
+from tests.e2e.tiny_http import TinyHttpServer
 from tests.polling import eventually
 from tests.pubsub import pubsub_emulator
 from tests.rabbitmq import rabbitmq_vhost
@@ -78,3 +80,13 @@ async def wait_for_status(
 
     await eventually(reached)
     return seen
+
+
+@pytest.fixture
+async def remote() -> AsyncIterator[TinyHttpServer]:
+    """A tiny HTTP server on 127.0.0.1; tests set its routes."""
+    server = TinyHttpServer()
+    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    server.port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        yield server

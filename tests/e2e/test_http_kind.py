@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -19,60 +15,7 @@ from adapters.handlers.http import HttpKind, HttpKindConfig, host_allowed, refus
 from application.errors import PermanentFailure, RetryLater
 from application.ports.handlers import TaskContext
 from tests.e2e.conftest import ApiFactory, wait_for_status
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-class TinyHttpServer:
-    """HTTP/1.1, one request per connection; each path answers by a function of how many
-    times it was asked."""
-
-    def __init__(self) -> None:
-        self.hits: Counter[str] = Counter()
-        self.requests: list[dict[str, Any]] = []
-        self.routes: dict[str, Callable[[int], Answer]] = {}
-        self.port = 0
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            request_line, *lines = head.strip().split("\r\n")
-            method, target, _ = request_line.split(" ")
-            headers = {
-                name.strip().lower(): value.strip()
-                for name, value in (line.split(":", 1) for line in lines)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", 0)))
-            path = target.split("?", 1)[0]
-            self.hits[path] += 1
-            self.requests.append(
-                {"method": method, "target": target, "headers": headers, "body": body}
-            )
-            status, answer_headers, content = self.routes[path](self.hits[path])
-            writer.write(f"HTTP/1.1 {status} Whatever\r\n".encode())
-            for name, value in {"Connection": "close", **answer_headers}.items():
-                writer.write(f"{name}: {value}\r\n".encode())
-            writer.write(b"\r\n")
-            for start in range(0, len(content), 64 * 1024):
-                writer.write(content[start : start + 64 * 1024])
-                await writer.drain()
-        writer.close()
-
-
-def json_answer(status: int, value: Any, **headers: str) -> Answer:
-    return status, {"Content-Type": "application/json", **headers}, json.dumps(value).encode()
-
-
-@pytest.fixture
-async def remote() -> AsyncIterator[TinyHttpServer]:
-    server = TinyHttpServer()
-    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    server.port = listening.sockets[0].getsockname()[1]
-    async with listening:
-        yield server
+from tests.e2e.tiny_http import TinyHttpServer, json_answer
 
 
 async def run_http(
@@ -169,16 +112,36 @@ async def test_an_oversized_answer_is_cut_off_and_fails(
     assert "over the limit of 4096" in task["error"]["message"]
 
 
-async def test_a_host_not_allowed_is_never_called(
+async def test_a_host_not_allowed_is_refused_at_submit(
     api_factory: ApiFactory, remote: TinyHttpServer
 ) -> None:
     remote.routes["/items"] = lambda _: json_answer(200, {})
-    task = await run_http(
-        api_factory, {"url": remote.url("/items")}, http_allowed_hosts=["api.example.com"]
+    api = await api_factory(
+        http_allowed_hosts=["api.example.com"], http_allow_private_networks=True
     )
-    assert (task["status"], task["error"]["retryable"]) == ("FAILED", False)
-    assert "TASKPORT_HTTP_ALLOWED_HOSTS" in task["error"]["message"]
+    refused = await api.post(
+        "/v1/tasks", json={"kind": "http", "payload": {"url": remote.url("/items")}}
+    )
+    assert refused.status_code == 422
+    assert (
+        "calls to 127.0.0.1 are not allowed (TASKPORT_HTTP_ALLOWED_HOSTS)"
+        in (refused.json()["detail"])
+    )
     assert remote.hits["/items"] == 0
+
+
+async def test_the_handler_checks_the_host_again_before_calling() -> None:
+    """A worker whose settings allow fewer hosts than the API's refuses the call."""
+    called: list[httpx.Request] = []
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        transport=httpx.MockTransport(
+            lambda request: called.append(request) or httpx.Response(200)
+        ),
+    )
+    with pytest.raises(PermanentFailure, match="TASKPORT_HTTP_ALLOWED_HOSTS"):
+        await kind({"url": "https://other.example.com/items"}, context())
+    assert called == []
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
@@ -248,16 +211,16 @@ def test_addresses_outside_the_public_internet_are_refused(
     assert refused_address(address) == refused
 
 
-async def test_nothing_is_called_with_the_default_settings(
+async def test_no_call_is_accepted_with_the_default_settings(
     api_factory: ApiFactory, remote: TinyHttpServer
 ) -> None:
     remote.routes["/items"] = lambda _: json_answer(200, {})
     api = await api_factory()
-    created = await api.post(
+    refused = await api.post(
         "/v1/tasks", json={"kind": "http", "payload": {"url": remote.url("/items")}}
     )
-    task = await wait_for_status(api, created.json()["id"], "FAILED")
-    assert "not allowed" in task["error"]["message"]
+    assert refused.status_code == 422
+    assert "not allowed" in refused.json()["detail"]
     assert remote.hits["/items"] == 0
 
 
