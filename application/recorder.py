@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
+from application.callbacks import Callbacks
 from application.messages import messages_for
 from application.ports.clock import Clock
 from application.ports.events import EventListener
@@ -47,8 +48,10 @@ class TaskRecorder:
         clock: Clock,
         relay: RelayTrigger,
         listeners: Sequence[EventListener] = (),
+        callbacks: Callbacks | None = None,
     ) -> None:
         self._ids = ids
+        self._callbacks = callbacks
         self._clock = clock
         self._relay = relay
         self._listeners = listeners
@@ -61,8 +64,14 @@ class TaskRecorder:
         self.announce(changes)
 
     def record(self, *, added: Sequence[Task] = (), saved: Sequence[Task] = ()) -> Changes:
-        """Takes the tasks' events and makes the messages they call for."""
+        """Takes the tasks' events and makes what they call for: the deliveries of the
+        callbacks of tasks that finished (new tasks, added) and the outbox messages."""
         events = [event for task in (*added, *saved) for event in task.pull_events()]
+        if self._callbacks is not None and (
+            deliveries := self._callbacks.deliveries(saved, events)
+        ):
+            added = [*added, *deliveries]
+            events += [event for task in deliveries for event in task.pull_events()]
         return Changes(added, saved, events, messages_for(events, self._ids, self._clock.now()))
 
     async def write(self, uow: UnitOfWork, changes: Sequence[Changes]) -> None:

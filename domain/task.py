@@ -32,6 +32,7 @@ from domain.values import (
 )
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
+MAX_CALLBACK_URL_LENGTH = 2048
 LEASE_GRACE = timedelta(seconds=30)
 """How long past its timeout a running attempt is presumed alive before it counts as lost."""
 
@@ -55,6 +56,8 @@ class Task:
     run_at: datetime | None = None
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
+    callback_url: str | None = None
+    """Where the task's outcome is sent each time it finishes (see ``application.callbacks``)."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -82,6 +85,7 @@ class Task:
         run_at: datetime | None = None,
         idempotency_key: str | None = None,
         request_fingerprint: str | None = None,
+        callback_url: str | None = None,
     ) -> Task:
         """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` is
         kept in UTC: a time whose offset takes it out of the calendar there is refused."""
@@ -92,6 +96,8 @@ class Task:
             )
         if not owner:
             raise InvalidTask("a task needs an owner")
+        if callback_url is not None and not 0 < len(callback_url) <= MAX_CALLBACK_URL_LENGTH:
+            raise InvalidTask(f"callback_url must be 1-{MAX_CALLBACK_URL_LENGTH} characters")
         if not timedelta(0) < timeout <= timedelta(seconds=MAX_TIMEOUT_SECONDS):
             raise InvalidTask(f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds")
         if run_at is not None:
@@ -115,6 +121,7 @@ class Task:
             run_at=run_at,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
+            callback_url=callback_url,
         )
         task._record(events.TaskSubmitted(id, kind, now, scheduled=scheduled))
         return task

@@ -90,6 +90,9 @@ def submit(
     max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per attempt")] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
+    callback_url: Annotated[
+        str | None, typer.Option(help="POST the outcome here each time the task finishes")
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -100,6 +103,8 @@ def submit(
         body["max_attempts"] = max_attempts
     if timeout is not None:
         body["timeout_seconds"] = timeout
+    if callback_url is not None:
+        body["callback_url"] = callback_url
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     api = Api(url, api_key, as_json)
     task = api.call("POST", "/v1/tasks", json=body, headers=headers)

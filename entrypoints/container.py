@@ -17,6 +17,7 @@ from adapters.observability.prometheus import PrometheusMetrics
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import SystemClock, Uuid7Generator, new_worker_id
+from application.callbacks import Callbacks
 from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
@@ -36,6 +37,7 @@ from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import NewTasks, SubmitTaskHandler, TaskDefaults
 from application.use_cases.submit_task_batch import SubmitTaskBatchHandler
+from domain.values import RetryPolicy
 from entrypoints.settings import Settings, url_scheme
 
 if TYPE_CHECKING:
@@ -86,6 +88,13 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
         timeout=timedelta(seconds=settings.default_timeout_seconds),
         retry_base_delay=timedelta(seconds=settings.retry_base_seconds),
         retry_max_delay=timedelta(seconds=settings.retry_max_seconds),
+    )
+
+
+def _callback_backoff(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base_delay=timedelta(seconds=settings.retry_base_seconds),
+        max_delay=timedelta(seconds=settings.retry_max_seconds),
     )
 
 
@@ -157,6 +166,9 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         relay=publish_committed,
         listeners=providers.List(metrics),
+        callbacks=providers.Singleton(
+            Callbacks, ids=ids, retry_policy=providers.Callable(_callback_backoff, settings)
+        ),
     )
 
     new_tasks = providers.Singleton(

@@ -58,6 +58,7 @@ def make_task(
     timeout: timedelta = timedelta(seconds=30),
     idempotency_key: str | None = None,
     base_delay: timedelta = timedelta(seconds=1),
+    callback_url: str | None = None,
 ) -> Task:
     task = Task.submit(
         id=new_id(),
@@ -72,6 +73,7 @@ def make_task(
         run_at=run_at,
         idempotency_key=idempotency_key,
         request_fingerprint="f" * 64 if idempotency_key else None,
+        callback_url=callback_url,
     )
     task.pull_events()
     return task

@@ -8,7 +8,13 @@ from datetime import datetime, timedelta
 
 from attrs import frozen
 
-from application.errors import DuplicateIdempotencyKey, IdempotencyKeyReused, InvalidPayload
+from application.callbacks import CALLBACK_KIND, callback_request
+from application.errors import (
+    DuplicateIdempotencyKey,
+    IdempotencyKeyReused,
+    InvalidPayload,
+    UnknownKind,
+)
 from application.group_commit import GroupCommit
 from application.json_values import unstorable
 from application.ports.clock import Clock
@@ -16,6 +22,7 @@ from application.ports.handlers import HandlerRegistry
 from application.ports.ids import IdGenerator
 from application.ports.unit_of_work import UnitOfWorkFactory
 from application.recorder import TaskRecorder
+from domain.errors import InvalidTask
 from domain.task import Task
 from domain.values import JsonValue, RetryPolicy
 
@@ -39,6 +46,7 @@ class SubmitTask:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     idempotency_key: str | None = None
+    callback_url: str | None = None
 
     def fingerprint(self) -> str:
         """Identifies the request, to tell a repeat from a different request with the same key."""
@@ -49,6 +57,8 @@ class SubmitTask:
             "max_attempts": self.max_attempts,
             "timeout_seconds": self.timeout_seconds,
         }
+        if self.callback_url is not None:  # absent otherwise: earlier fingerprints still match
+            described["callback_url"] = self.callback_url
         canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -65,7 +75,8 @@ class NewTasks:
     deployment's defaults where the request is silent, a new id, the time of submission.
 
     ``build`` raises ``UnknownKind``, ``InvalidPayload`` (a payload its kind refuses, or one
-    that cannot be stored: see ``unstorable``) or ``InvalidTask``.
+    that cannot be stored: see ``unstorable``) or ``InvalidTask`` (also for a callback URL
+    that the ``http`` kind, which delivers callbacks, would not call).
     """
 
     def __init__(
@@ -80,6 +91,8 @@ class NewTasks:
         payload = self._registry.validate(command.kind, command.payload)
         if problem := unstorable(payload, "payload"):
             raise InvalidPayload(command.kind, [problem])
+        if command.callback_url is not None:
+            self._check_callback(command.callback_url)
         defaults = self._defaults
         timeout = (
             timedelta(seconds=command.timeout_seconds)
@@ -101,7 +114,20 @@ class NewTasks:
             run_at=command.run_at,
             idempotency_key=command.idempotency_key,
             request_fingerprint=command.fingerprint() if command.idempotency_key else None,
+            callback_url=command.callback_url,
         )
+
+    def _check_callback(self, url: str) -> None:
+        try:
+            self._registry.validate(CALLBACK_KIND, callback_request(url, "task.succeeded", None))
+        except UnknownKind:
+            raise InvalidTask(
+                f"callback_url: callbacks are delivered by the {CALLBACK_KIND!r} kind, "
+                "which this deployment does not have"
+            ) from None
+        except InvalidPayload as exc:
+            reasons = [error.removeprefix("url: ") for error in exc.errors]
+            raise InvalidTask(f"callback_url: {'; '.join(reasons)}") from None
 
 
 def replayed(command: SubmitTask, earlier: Task) -> Submitted:

@@ -13,7 +13,7 @@ from application.use_cases.get_stats import Stats
 from application.use_cases.list_workers import WorkerView
 from application.use_cases.submit_task import SubmitTask
 from application.use_cases.submit_task_batch import MAX_BATCH_SIZE
-from domain.task import Task
+from domain.task import MAX_CALLBACK_URL_LENGTH, Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
 
@@ -27,6 +27,16 @@ class TaskIn(BaseModel):
     )
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
     timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description=(
+            "POST the outcome here each time the task finishes, through the http kind: its "
+            "host must be allowed by TASKPORT_HTTP_ALLOWED_HOSTS"
+        ),
+        examples=["https://hooks.example.com/taskport"],
+    )
 
     def command(self, owner: str, idempotency_key: str | None) -> SubmitTask:
         return SubmitTask(
@@ -37,6 +47,7 @@ class TaskIn(BaseModel):
             max_attempts=self.max_attempts,
             timeout_seconds=self.timeout_seconds,
             idempotency_key=idempotency_key,
+            callback_url=self.callback_url,
         )
 
 
@@ -92,6 +103,9 @@ class TaskOut(BaseModel):
     worker_id: str | None = Field(
         default=None, description="the worker running the current attempt (see /v1/workers)"
     )
+    callback_url: str | None = Field(
+        default=None, description="where the outcome is POSTed each time the task finishes"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -122,6 +136,7 @@ class TaskOut(BaseModel):
             if task.progress
             else None,
             worker_id=task.worker_id,
+            callback_url=task.callback_url,
         )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from adapters.storage.sql import SqlStorage
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
+from application.messages import RunTaskMessage
 from application.ports.task_repository import TaskQuery
 from domain.errors import IllegalTransition
 from domain.task import Task
@@ -30,7 +31,11 @@ async def get(storage: Any, task_id: Any) -> Any:
 
 
 async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> None:
-    task = make_task(idempotency_key="key-1", run_at=T0 + timedelta(hours=1))
+    task = make_task(
+        idempotency_key="key-1",
+        run_at=T0 + timedelta(hours=1),
+        callback_url="https://hooks.example.com/done?token=ü",
+    )
     await add(storage, task)
     async with storage.unit_of_work() as uow:
         loaded = await uow.tasks.get(task.id)
@@ -62,10 +67,52 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         "error",
         "version",
         "worker_id",
+        "callback_url",
     ):
         assert getattr(stored, field) == getattr(loaded, field), field
     assert stored.status is TaskStatus.SCHEDULED
     assert stored.run_at.tzinfo is not None
+
+
+async def test_a_unit_saves_a_finished_task_and_adds_its_callback_delivery_together(
+    storage: Any,
+) -> None:
+    """What a finished task with a callback URL commits: its outcome, a new task (the
+    delivery) and that task's message; with a stale version, none of them."""
+    task = make_task(callback_url="https://hooks.example.com/done")
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        running = await uow.tasks.get(task.id)
+        running.start(T0)
+        await uow.tasks.save(running)
+        await uow.commit()
+
+    stale = await get(storage, task.id)
+    delivery = make_task(kind="http")
+    message = make_message(RunTaskMessage(delivery.id).encode())
+    async with storage.unit_of_work() as uow:
+        finished = await uow.tasks.get(task.id)
+        finished.succeed(T0 + timedelta(seconds=1), {"ok": True})
+        await uow.tasks.save(finished)
+        await uow.tasks.add(delivery)
+        await uow.outbox.put(message)
+        await uow.commit()
+    assert (await get(storage, task.id)).status is TaskStatus.SUCCEEDED
+    assert (await get(storage, delivery.id)).kind == "http"
+
+    stale_delivery = make_task(kind="http")
+    with pytest.raises(ConcurrencyConflict):
+        async with storage.unit_of_work() as uow:
+            await uow.tasks.track(stale)
+            stale.succeed(T0 + timedelta(seconds=2), {"ok": False})
+            await uow.tasks.save(stale)
+            await uow.tasks.add(stale_delivery)
+            await uow.outbox.put(make_message(RunTaskMessage(stale_delivery.id).encode()))
+            await uow.commit()
+    assert await get(storage, stale_delivery.id) is None
+    async with storage.unit_of_work() as uow:
+        pending = await uow.outbox.pending(10)
+    assert [found.id for found in pending] == [message.id]
 
 
 async def test_the_progress_of_a_running_task_reads_back_and_clears(storage: Any) -> None:

@@ -86,6 +86,14 @@ def test_a_task_that_fails_exits_non_zero_with_its_error(server: str) -> None:
     assert done.stdout == ""
 
 
+def test_a_callback_url_goes_with_the_task(server: str) -> None:
+    """The server allows no outbound host: the URL reached it, and was refused."""
+    done = cli("submit", "echo", "--callback-url", "https://hooks.example.com/t", url=server)
+    assert done.returncode == 1
+    assert "callback_url: " in done.stderr
+    assert "calls to hooks.example.com are not allowed" in done.stderr
+
+
 def test_a_wrong_api_key_prints_the_401_problem(server: str) -> None:
     done = cli("list", url=server, key="not-the-key")
     assert done.returncode == 1

@@ -88,6 +88,7 @@ def task_fields(task: Task) -> dict[str, Any]:
             else None
         ),
         "worker_id": task.worker_id,
+        "callback_url": task.callback_url,
         "version": task.version,
     }
 
@@ -132,6 +133,7 @@ def task_from_document(document: dict[str, Any]) -> Task:
             else None
         ),
         worker_id=document.get("worker_id"),
+        callback_url=document.get("callback_url"),
         version=document["version"],
     )
 

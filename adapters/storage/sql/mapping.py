@@ -46,12 +46,13 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "progress_message": progress.message if progress else None,
         "progress_updated_at": progress.updated_at if progress else None,
         "worker_id": task.worker_id,
+        "callback_url": task.callback_url,
     }
 
 
 def task_from_row(row: Row[Any]) -> Task:
     # By name through ``_mapping``: a Row's attribute access takes several times as long,
-    # which adds up over the 29 columns of every task read.
+    # which adds up over the 30 columns of every task read.
     values = row._mapping
     error = None
     if values["error_type"] is not None:
@@ -93,6 +94,7 @@ def task_from_row(row: Row[Any]) -> Task:
         version=values["version"],
         progress=progress,
         worker_id=values["worker_id"],
+        callback_url=values["callback_url"],
     )
 
 

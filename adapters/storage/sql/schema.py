@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -132,6 +132,7 @@ tasks = Table(
     Column("progress_message", String()),
     Column("progress_updated_at", UtcDateTime()),
     Column("worker_id", String(200)),
+    Column("callback_url", String(2048)),
     UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
