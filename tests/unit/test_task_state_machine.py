@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from domain import events
 from domain.errors import IllegalTransition, InvalidTask
 from domain.task import Task
-from domain.values import TERMINAL_STATUSES, TaskError, TaskStatus
+from domain.values import TERMINAL_STATUSES, TaskError, TaskStatus, plain_text
 from tests.factories import T0, make_task
 
 EXPECTED_EVENT = {
@@ -114,7 +114,7 @@ class TaskLifecycle(RuleBasedStateMachine):
             assert self.task.progress is not None
             assert (self.task.progress.fraction, self.task.progress.message) == (
                 fraction,
-                message,
+                plain_text(message),  # NUL and lone surrogates kept as U+FFFD
             )
 
     @rule()
