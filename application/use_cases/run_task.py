@@ -390,20 +390,34 @@ class RunTaskHandler:
         loop = asyncio.get_running_loop()
         next_progress_write = loop.time()
         while not running.done():
-            try:
-                async with self._uow() as uow:
-                    task = await uow.tasks.get(task_id)
-                    if task is None or task.cancel_requested or task.attempts != context.attempt:
-                        context.cancelled.set()
-                        running.cancel()
-                        return
-                    if loop.time() >= next_progress_write and await self._write_progress(
-                        uow, task, context
-                    ):
-                        next_progress_write = loop.time() + self._progress_interval
-            except Unavailable as exc:  # the next poll looks again; the handler runs on
-                logger.warning("task %s not checked for a cancel request: %s", task_id, exc)
+            # The watcher is cancelled once the handler ends, maybe in the middle of a look:
+            # shielded, the look still ends its unit of work by itself (a connection
+            # cancelled while going back to the pool is dropped, with an error logged).
+            look = self._look(task_id, running, context, loop.time() >= next_progress_write)
+            if await asyncio.shield(look):
+                next_progress_write = loop.time() + self._progress_interval
             await asyncio.sleep(self._cancel_poll)
+
+    async def _look(
+        self,
+        task_id: UUID,
+        running: asyncio.Future[JsonValue],
+        context: TaskContext,
+        write_progress: bool,
+    ) -> bool:
+        """One look at the stored task: stops the handler when the task was cancelled (or
+        taken over); with ``write_progress``, writes the latest progress. True when it did."""
+        try:
+            async with self._uow() as uow:
+                task = await uow.tasks.get(task_id)
+                if task is None or task.cancel_requested or task.attempts != context.attempt:
+                    context.cancelled.set()
+                    running.cancel()
+                    return False
+                return write_progress and await self._write_progress(uow, task, context)
+        except Unavailable as exc:  # the next look tries again; the handler runs on
+            logger.warning("task %s not checked for a cancel request: %s", task_id, exc)
+            return False
 
     async def _write_progress(self, uow: UnitOfWork, task: Task, context: TaskContext) -> bool:
         update = context.progress.take()
