@@ -19,9 +19,6 @@ from domain.errors import InvalidTask
 from domain.task import Task
 
 MAX_BATCH_SIZE = 1000
-ATTEMPTS = 2
-"""A concurrent request may take one of the batch's keys between its lookup and its commit;
-the second attempt finds that key taken and answers with its task."""
 
 
 @frozen
@@ -45,7 +42,11 @@ class SubmitTaskBatchHandler:
 
     async def __call__(self, command: SubmitTaskBatch) -> list[Submitted]:
         tasks = self._validated(command.items)
-        for attempt in range(1, ATTEMPTS + 1):
+        # A concurrent request may take keys of the batch between its lookup and its
+        # commit; the next attempt finds them taken and answers with their tasks. Each
+        # failed attempt found a key taken: there are at most as many as keys.
+        attempts = 1 + len({item.idempotency_key for item in command.items} - {None})
+        for attempt in range(1, attempts + 1):
             async with self._uow() as uow:
                 answers = await self._answers(uow, command.items, tasks)
                 added = [answer.task for answer in answers if answer.created]
@@ -54,7 +55,7 @@ class SubmitTaskBatchHandler:
                         await self._recorder.commit(uow, added=added)
                     return answers
                 except DuplicateIdempotencyKey:
-                    if attempt == ATTEMPTS:
+                    if attempt == attempts:
                         raise
             # The failed commit took the tasks' events: the next attempt starts afresh.
             tasks = [self._new_tasks.build(item) for item in command.items]

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.codecs import InvalidCursor
 from application.errors import (
     ConcurrencyConflict,
+    DuplicateIdempotencyKey,
     IdempotencyKeyReused,
     InvalidBatch,
     InvalidPayload,
@@ -117,6 +118,15 @@ def problem_for(exc: Exception) -> Problem:
                 str(exc),
                 task_id=str(exc.task_id),
             )
+        case DuplicateIdempotencyKey():
+            # Left only when concurrent requests kept taking the keys of this one.
+            return Problem(
+                409,
+                "concurrent-change",
+                "Changed concurrently",
+                f"{exc} by a request stored at the same time; try again",
+                headers={"Retry-After": "1"},
+            )
         case ConcurrencyConflict():
             return Problem(
                 409,
@@ -170,6 +180,7 @@ def install(app: FastAPI) -> None:
         InvalidTask,
         IllegalTransition,
         IdempotencyKeyReused,
+        DuplicateIdempotencyKey,
         ConcurrencyConflict,
         InvalidCursor,
         Unavailable,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -55,3 +56,23 @@ async def test_a_refused_batch_leaves_nothing_stored(app: Container) -> None:
     with pytest.raises(IdempotencyKeyReused):
         await app.submit_task_batch()(SubmitTaskBatch((item(1), item(2, "taken"), item(3))))
     assert await rows(app) == (1, 1)
+
+
+async def test_concurrent_batches_sharing_keys_each_get_the_one_task_of_a_key(
+    app: Container,
+) -> None:
+    """Every batch races the others for the same keys: each is answered, with the one
+    task stored under each key."""
+    keys = ["shared", "k0", "k1", "k2"]
+    batches = [
+        SubmitTaskBatch(tuple(item(k, keys[k]) for k in (0, 1 + n % 3, 1 + (n + 1) % 3)))
+        for n in range(24)
+    ]
+    answered = await asyncio.gather(*(app.submit_task_batch()(batch) for batch in batches))
+    by_key: dict[str, set[object]] = {}
+    for batch, answers in zip(batches, answered, strict=True):
+        for submitted, answer in zip(batch.items, answers, strict=True):
+            assert submitted.idempotency_key is not None
+            by_key.setdefault(submitted.idempotency_key, set()).add(answer.task.id)
+    assert {key: len(ids) for key, ids in by_key.items()} == dict.fromkeys(keys, 1)
+    assert await rows(app) == (4, 4)

@@ -117,3 +117,29 @@ async def test_a_key_taken_between_lookup_and_commit_is_answered_with_its_task(
     tasks, backlog = await stored(app)
     assert len(tasks) == 2
     assert backlog == 2  # the retried commit staged the new task's message again
+
+
+async def test_keys_taken_one_after_another_while_it_retries_are_all_answered_with_their_tasks(
+    app: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = ["k1", "k2", "k3"]
+    earlier = [await app.submit_task()(item(idempotency_key=key)) for key in keys]
+    find = MemoryTaskRepository.find_by_idempotency_keys
+    lookups = 0
+
+    async def late_lookups(self: MemoryTaskRepository, owner: str, wanted: Any) -> Any:
+        # Each attempt's lookup sees one more of the other requests' commits.
+        nonlocal lookups
+        found = await find(self, owner, wanted)
+        seen = keys[:lookups]
+        lookups += 1
+        return {key: task for key, task in found.items() if key in seen}
+
+    monkeypatch.setattr(MemoryTaskRepository, "find_by_idempotency_keys", late_lookups)
+    answers = await app.submit_task_batch()(
+        SubmitTaskBatch(tuple(item(idempotency_key=key) for key in keys))
+    )
+    assert [answer.task.id for answer in answers] == [e.task.id for e in earlier]
+    assert lookups == 4
+    tasks, _ = await stored(app)
+    assert len(tasks) == 3
