@@ -24,8 +24,12 @@ class CursorCodec:
     def decode(self, cursor: str, filters: dict[str, str | None]) -> UUID:
         try:
             data = self._serializer.loads(cursor)
+            # Signed, but maybe with a key that is known (the development default): what
+            # it holds is checked all the same.
+            if not isinstance(data, dict) or not isinstance(data.get("before"), str):
+                raise ValueError("not what a cursor holds")
             before = UUID(hex=data["before"])
-        except (BadSignature, KeyError, TypeError, ValueError) as exc:
+        except (BadSignature, ValueError) as exc:
             raise InvalidCursor("the cursor is not one this server issued") from exc
         if data.get("filters") != filters:
             raise InvalidCursor("the cursor belongs to a query with other filters")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from adapters.codecs import CursorCodec, InvalidCursor
 from adapters.system import Uuid7Generator
@@ -26,3 +27,14 @@ def test_a_cursor_round_trips_only_with_its_key_and_filters() -> None:
         CursorCodec("another secret").decode(cursor, {"status": "QUEUED", "kind": None})
     with pytest.raises(InvalidCursor):
         codec.decode("not-a-cursor", {})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"before": 123, "filters": {}}, {"before": [], "filters": {}}, {"before": "zz"}, [1], 7],
+)
+def test_a_signed_cursor_holding_something_else_is_invalid(content: object) -> None:
+    """Signed with the key (the development default is known to anyone)."""
+    forged = URLSafeSerializer("secret", salt="taskport.cursor").dumps(content)
+    with pytest.raises(InvalidCursor, match="not one this server issued"):
+        CursorCodec("secret").decode(forged, {})
