@@ -18,6 +18,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,12 @@ from application.ports.handlers import TaskContext
 from domain.values import JsonValue
 
 RETRYABLE_STATUSES = frozenset({408, 429})
+HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+"""A host name as it goes to DNS (IDNA-encoded); IP literals pass too."""
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""A token (RFC 9110)."""
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+"""Visible ASCII, spaces and tabs: no line breaks, nothing the request could not encode."""
 ERROR_SNIPPET_BYTES = 200
 
 Scalar = str | int | float | bool
@@ -75,13 +82,22 @@ class HttpPayload(BaseModel):
             raise ValueError(f"not a URL: {exc}") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http:// or https:// URL")
+        if ":" not in parsed.host and not HOST_NAME.match(parsed.raw_host.decode("ascii")):
+            raise ValueError(f"{parsed.host!r} is not a host name")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ValueError(f"port {parsed.port} is not 1-65535")
         return url
 
     @field_validator("headers")
     @classmethod
-    def _no_host_header(cls, headers: dict[str, str]) -> dict[str, str]:
-        if any(name.lower() == "host" for name in headers):
-            raise ValueError("the Host header comes from the URL")
+    def _header_fields(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a header name")
+            if not HEADER_VALUE.match(value):
+                raise ValueError(f"the value of {name} holds a character a header cannot")
+            if name.lower() == "host":
+                raise ValueError("the Host header comes from the URL")
         return headers
 
     @field_validator("transform")
@@ -92,6 +108,8 @@ class HttpPayload(BaseModel):
                 jmespath.compile(expression)
             except JMESPathError as exc:
                 raise ValueError(f"not a JMESPath expression: {exc}") from exc
+            except RecursionError:
+                raise ValueError("the JMESPath expression nests too deep") from None
         return expression
 
 
@@ -171,7 +189,12 @@ class HttpKind:
         body = _decoded(content, headers.get("content-type", ""))
         if request.transform is None:
             return {"status": status, "headers": headers, "body": body}
-        return jmespath.search(request.transform, body)
+        try:
+            return jmespath.search(request.transform, body)
+        except JMESPathError as exc:  # an unknown function, a wrong argument: never better
+            raise PermanentFailure(f"the transform failed on the answer: {exc}") from None
+        except RecursionError:
+            raise PermanentFailure("the transform nests too deep to apply") from None
 
     async def _checked_address(self, host: str, port: int) -> str:
         addresses = await self._resolve(host, port)

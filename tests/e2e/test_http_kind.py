@@ -144,6 +144,25 @@ async def test_the_handler_checks_the_host_again_before_calling() -> None:
     assert called == []
 
 
+@pytest.mark.parametrize(
+    ("transform", "answer"),
+    [("nosuchfunction(@)", {}), ("abs(@)", "text"), ("a" + "|a" * 900, {})],
+)
+async def test_a_transform_that_fails_on_the_answer_fails_the_task_for_good(
+    transform: str, answer: Any
+) -> None:
+    async def public_dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=public_dns,
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer)),
+    )
+    with pytest.raises(PermanentFailure, match="transform"):
+        await kind({"url": "https://api.example.com/", "transform": transform}, context())
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_an_allowed_host_on_a_private_address_is_refused(
     api_factory: ApiFactory, remote: TinyHttpServer, host: str
@@ -168,6 +187,13 @@ async def test_a_payload_the_http_kind_cannot_run_is_refused_at_submit(
         ({"url": "ftp://example.com/"}, "http:// or https://"),
         ({"url": "https://example.com/", "transform": "items[?"}, "JMESPath"),
         ({"url": "https://example.com/", "headers": {"Host": "evil"}}, "Host header"),
+        ({"url": "https://example.com/", "transform": "!" * 1999 + "a"}, "nests too deep"),
+        ({"url": "https://example.com/", "transform": "(" * 900 + "a" + ")" * 900}, "too deep"),
+        ({"url": "https://example.com:99999/"}, "port 99999 is not 1-65535"),
+        ({"url": "https://exa mple.com/"}, "is not a host name"),
+        ({"url": "https://example.com/", "headers": {"X-A": "1\r\nX-B: 2"}}, "cannot"),
+        ({"url": "https://example.com/", "headers": {"X-Name": "Zoë"}}, "cannot"),
+        ({"url": "https://example.com/", "headers": {"X A": "1"}}, "not a header name"),
     ]:
         refused = await api.post("/v1/tasks", json={"kind": "http", "payload": payload})
         assert refused.status_code == 422
