@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from application.ports.handlers import KindInfo
 from application.use_cases.get_stats import Stats
@@ -25,8 +25,9 @@ class TaskIn(BaseModel):
     run_at: AwareDatetime | None = Field(
         default=None, description="start no earlier than this time (with a UTC offset)"
     )
-    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
-    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    # Strict: "3", true or 3.5 is no number of attempts (pydantic would read "3" and true).
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
     callback_url: str | None = Field(
         default=None,
         min_length=1,
@@ -37,6 +38,14 @@ class TaskIn(BaseModel):
         ),
         examples=["https://hooks.example.com/taskport"],
     )
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _date_time_text(cls, value: object) -> object:
+        # pydantic would read a number as seconds since 1970.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("run_at is a date and time as text, like 2030-01-01T09:00:00Z")
+        return value
 
     def command(self, owner: str, idempotency_key: str | None) -> SubmitTask:
         return SubmitTask(
