@@ -138,11 +138,13 @@ def problem_for(exc: Exception) -> Problem:
         case InvalidCursor():
             return Problem(400, "invalid-cursor", "Invalid cursor", str(exc))
         case Unavailable():
+            # The reason names hosts, ports and driver errors: for the log, not the client.
+            logger.warning("answered 503: %s", exc)
             return Problem(
                 503,
                 "service-unavailable",
                 "Service unavailable",
-                str(exc),
+                f"the {exc.service} is unavailable; try again",
                 headers={"Retry-After": str(exc.retry_after_seconds)},
             )
         case StarletteHTTPException() if exc.status_code == 400:
