@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from entrypoints.container import Container
 from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
+from entrypoints.http.openapi import problem_responses
 from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import system, tasks, workers
 from entrypoints.webhook.router import router as webhook_router
@@ -37,6 +38,7 @@ def create_app(container: Container) -> FastAPI:
         summary="Submit tasks over HTTP, run them in workers, read their results.",
         lifespan=lifespan,
     )
+    app.openapi = problem_responses(app)  # type: ignore[method-assign]
     app.state.container = container
     app.state.owners_by_key_digest = settings.owners_by_key_digest()
     problems.install(app)

@@ -37,6 +37,12 @@ from entrypoints.http.schemas import (
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
+NOT_FOUND: dict[str, Any] = {"description": "no such task (or another owner's)"}
+NOT_NOW: dict[str, Any] = {
+    "description": "not in this state (illegal-transition), or changed at the same time "
+    "(concurrent-change)"
+}
+
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
@@ -102,7 +108,13 @@ async def submit_task(
     body: TaskIn,
     owner: Owner,
     submit: SubmitTaskHandler = provided("submit_task"),
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="a repeat of this request with the same key returns the same task",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
+        ),
+    ] = None,
 ) -> Response:
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise Problem(
@@ -130,10 +142,41 @@ router.add_api_route(
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
     route_class_override=_SubmitRoute,
+    responses={
+        200: {
+            "model": TaskOut,
+            "description": "a repeat of an earlier request with the same Idempotency-Key: "
+            "the task that request created",
+            "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+        },
+        201: {
+            "description": "the task, stored",
+            "headers": {"Location": {"description": "the task", "schema": {"type": "string"}}},
+        },
+        400: {
+            "description": "the body is not JSON (malformed-json), or the Idempotency-Key is "
+            "not 1-255 visible ASCII characters (invalid-idempotency-key)"
+        },
+        409: {
+            "description": "the Idempotency-Key holds a different request "
+            "(idempotency-key-reused), or one stored at the same time (concurrent-change)"
+        },
+    },
 )
 
 
-@router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=TaskBatchOut)
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskBatchOut,
+    responses={
+        400: {"description": "the body is not JSON (malformed-json)"},
+        409: {
+            "description": "an item's key holds a different request (idempotency-key-reused), "
+            "or one stored at the same time (concurrent-change)"
+        },
+    },
+)
 async def submit_task_batch(
     body: TaskBatchIn,
     owner: Owner,
@@ -149,14 +192,18 @@ async def submit_task_batch(
     )
 
 
-@router.get("/{task_id}", response_model=TaskOut)
+@router.get("/{task_id}", response_model=TaskOut, responses={404: NOT_FOUND})
 async def get_task(
     task_id: UUID, owner: Owner, get: GetTaskHandler = provided("get_task")
 ) -> TaskOut:
     return TaskOut.of(await get(GetTask(owner, task_id)))
 
 
-@router.get("", response_model=TaskPageOut)
+@router.get(
+    "",
+    response_model=TaskPageOut,
+    responses={400: {"description": "a cursor this server did not issue for this query"}},
+)
 async def list_tasks(
     owner: Owner,
     status: TaskStatus | None = None,
@@ -177,14 +224,14 @@ async def list_tasks(
     )
 
 
-@router.post("/{task_id}/cancel", response_model=TaskOut)
+@router.post("/{task_id}/cancel", response_model=TaskOut, responses={404: NOT_FOUND, 409: NOT_NOW})
 async def cancel_task(
     task_id: UUID, owner: Owner, cancel: CancelTaskHandler = provided("cancel_task")
 ) -> TaskOut:
     return TaskOut.of(await cancel(CancelTask(owner, task_id)))
 
 
-@router.post("/{task_id}/retry", response_model=TaskOut)
+@router.post("/{task_id}/retry", response_model=TaskOut, responses={404: NOT_FOUND, 409: NOT_NOW})
 async def retry_task(
     task_id: UUID, owner: Owner, retry: RetryTaskHandler = provided("retry_task")
 ) -> TaskOut:

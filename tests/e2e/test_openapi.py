@@ -1,0 +1,75 @@
+"""The OpenAPI document declares the errors the API answers, as the problems they are."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+
+from tests.e2e.conftest import ApiFactory
+
+
+@pytest.fixture
+async def api(api_factory: ApiFactory) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await api_factory()
+    return client
+
+
+async def document(api: httpx.AsyncClient) -> dict[str, Any]:
+    answer = await api.get("/openapi.json")
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def test_every_error_is_declared_as_a_problem(api: httpx.AsyncClient) -> None:
+    paths = (await document(api))["paths"]
+    errors = [
+        (path, method, status, response)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if int(status) >= 400
+    ]
+    assert errors
+    for path, method, status, response in errors:
+        assert list(response["content"]) == ["application/problem+json"], (path, method, status)
+        schema = response["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}, (path, method, status)
+
+
+async def test_submit_declares_what_it_answers(api: httpx.AsyncClient) -> None:
+    submit = (await document(api))["paths"]["/v1/tasks"]["post"]
+    assert set(submit["responses"]) == {
+        "200",
+        "201",
+        "400",
+        "401",
+        "409",
+        "413",
+        "415",
+        "422",
+        "503",
+    }
+    assert "Location" in submit["responses"]["201"]["headers"]
+    assert "Idempotent-Replayed" in submit["responses"]["200"]["headers"]
+    [key] = [p for p in submit["parameters"] if p["name"] == "idempotency-key"]
+    assert key["schema"]["pattern"] == r"^[\x21-\x7e]{1,255}$"
+    assert submit["security"] == [{"bearer": []}]
+
+
+async def test_answered_problems_match_the_declared_schema(api: httpx.AsyncClient) -> None:
+    problem = (await document(api))["components"]["schemas"]["Problem"]
+    answers = [
+        await api.get(f"/v1/tasks/{uuid.uuid4()}"),
+        await api.post("/v1/tasks", json={"kind": "echo", "max_attempts": 0}),
+        await api.post("/v1/tasks", content=b"{", headers={"Content-Type": "application/json"}),
+        await api.get("/v1/tasks", params={"cursor": "forged"}),
+    ]
+    assert [answer.status_code for answer in answers] == [404, 422, 400, 400]
+    for answer in answers:
+        assert answer.headers["content-type"] == "application/problem+json"
+        jsonschema.validate(answer.json(), problem)
