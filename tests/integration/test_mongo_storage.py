@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from adapters.storage.mongo import MongoStorage
 from adapters.storage.mongo import storage as mongo_storage
-from application.errors import StorageUnavailable
+from application.errors import DuplicateIdempotencyKey, StorageUnavailable
 from application.messages import RunTaskMessage
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
@@ -170,3 +170,42 @@ async def test_the_api_answers_503_while_mongodb_is_away_then_recovers(
                 return response.status_code == 200 and response.json()["status"] == "SUCCEEDED"
 
             await eventually(served_again, within=20)
+
+
+async def test_the_keys_of_tasks_taken_back_are_never_found(
+    storage: MongoStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit whose second task is refused (its key is taken) takes the first back: a
+    concurrent request looking for the first one's key meanwhile does not find it, and
+    cannot answer with a task that is about to disappear."""
+    async with storage.unit_of_work() as uow:
+        await uow.tasks.add(make_task(idempotency_key="taken"))
+        await uow.commit()
+    found_meanwhile: list[object] = []
+    delete_many = storage.tasks.delete_many
+
+    async def looked_up_first(*args: object, **kwargs: object) -> object:
+        async with storage.unit_of_work() as other:
+            found_meanwhile.append(await other.tasks.find_by_idempotency_key("alice", "fresh"))
+            found_meanwhile.append(await other.tasks.find_by_idempotency_keys("alice", ["fresh"]))
+        return await delete_many(*args, **kwargs)
+
+    monkeypatch.setattr(storage.tasks, "delete_many", looked_up_first)
+    with pytest.raises(DuplicateIdempotencyKey):
+        async with storage.unit_of_work() as uow:
+            await uow.tasks.add(make_task(idempotency_key="fresh"))
+            await uow.tasks.add(make_task(idempotency_key="taken"))
+            await uow.commit()
+    assert found_meanwhile == [None, {}]
+
+    async with storage.unit_of_work() as uow:  # a unit that got all of its tasks in
+        both = [make_task(idempotency_key="fresh"), make_task(idempotency_key="other")]
+        for task in both:
+            await uow.tasks.add(task)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        found = await uow.tasks.find_by_idempotency_keys("alice", ["fresh", "other"])
+    assert {key: task.id for key, task in found.items()} == {
+        "fresh": both[0].id,
+        "other": both[1].id,
+    }

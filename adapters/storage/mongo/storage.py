@@ -66,6 +66,12 @@ CLAIM_LEASE = timedelta(seconds=30)
 """How long a claim outlives a process that died holding it."""
 
 
+KEY_PENDING_LEASE = timedelta(seconds=30)
+"""A unit that inserts several tasks writes them one after the other, and takes them back
+when one is refused: until all are in, their idempotency keys are not found
+(``key_pending_until``), or a concurrent request could answer with a task about to be
+taken back. Should the process die in between, the keys are found once this has passed."""
+
 UNCLAIMED = 0
 """The lease of a document nobody claims: always in the past. A lease field is always
 present, so "free" is one ``$lte`` (no ``$or`` with a missing field)."""
@@ -147,9 +153,11 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
         with translated_errors():
             document = await self._tasks.find_one(
-                {"owner": owner, "idempotency_key": key}, {"_id": 1}
+                {"owner": owner, "idempotency_key": key}, {"_id": 1, "key_pending_until": 1}
             )
-        return await self.get(UUID(document["_id"])) if document is not None else None
+        if document is None or _key_pending(document):
+            return None
+        return await self.get(UUID(document["_id"]))
 
     async def find_by_idempotency_keys(
         self, owner: str, keys: Collection[str]
@@ -165,6 +173,8 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
             ]
         found = {}
         for document in documents:
+            if _key_pending(document):
+                continue
             staged = self._work.staged(UUID(document["_id"]))
             found[document["idempotency_key"]] = staged or self._loaded(document)
         return found
@@ -441,10 +451,14 @@ class MongoUnitOfWork(StagingUnitOfWork):
 
     async def _insert_added(self, messages_of: dict[UUID, list[OutboxMessage]]) -> None:
         """One ordered ``insert_many``; when a document is refused, those before it are
-        removed again, so the unit adds all of its tasks or none."""
+        removed again, so the unit adds all of its tasks or none, and their idempotency keys
+        are found only once all are in (``KEY_PENDING_LEASE``)."""
         if not self.added:
             return
         added = list(self.added.values())
+        pending: Document = {}
+        if len(added) > 1 and any(task.idempotency_key for task in added):
+            pending = {"key_pending_until": instant(datetime.now(UTC) + KEY_PENDING_LEASE)}
         documents = [
             {
                 "_id": str(task.id),
@@ -452,11 +466,17 @@ class MongoUnitOfWork(StagingUnitOfWork):
                 "claimed_until": UNCLAIMED,
                 "outbox_claimed_until": UNCLAIMED,
                 **_outbox_fields(messages_of.get(task.id, [])),
+                **pending,
             }
             for task in added
         ]
         try:
             await self.storage.tasks.insert_many(documents, ordered=True)
+            if pending:
+                await self.storage.tasks.update_many(
+                    {"_id": {"$in": [document["_id"] for document in documents]}},
+                    {"$unset": {"key_pending_until": ""}},
+                )
         except BulkWriteError as error:
             refused = (error.details.get("writeErrors") or [{}])[0]
             index = refused.get("index", len(documents))
@@ -536,6 +556,11 @@ class MongoUnitOfWork(StagingUnitOfWork):
 
     async def _release(self, collection: AsyncCollection[Document], by: str, until: str) -> None:
         await collection.update_many({by: self.token}, {"$set": {by: None, until: UNCLAIMED}})
+
+
+def _key_pending(document: Document) -> bool:
+    """Its unit may still take it back (see ``KEY_PENDING_LEASE``)."""
+    return int(document.get("key_pending_until", 0)) > instant(datetime.now(UTC))
 
 
 def _change(task: Task, messages: list[OutboxMessage]) -> Document:
