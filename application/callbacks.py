@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from attrs import evolve
+
 from application.ports.ids import IdGenerator
 from domain import events
 from domain.task import Task
@@ -46,8 +48,9 @@ def callback_request(url: str, event_type: str, body: JsonValue) -> JsonValue:
 
 
 def outcome_body(task: Task, event_type: str) -> JsonValue:
-    """What the receiver gets: the event's type and the finished task, as ``GET
-    /v1/tasks/{id}`` shows it, without its payload."""
+    """What the receiver gets: the event's type and the finished task (its id, kind,
+    status, attempts, when it was created and finished, its result or error), with the
+    field names and formats of ``GET /v1/tasks/{id}``."""
     error = task.error
     return {
         "type": event_type,
@@ -75,12 +78,7 @@ class Callbacks:
         """``retry_policy`` gives the backoff between attempts (the deployment's); a
         delivery gets ``CALLBACK_ATTEMPTS``."""
         self._ids = ids
-        self._retry_policy = RetryPolicy(
-            max_attempts=CALLBACK_ATTEMPTS,
-            base_delay=retry_policy.base_delay,
-            factor=retry_policy.factor,
-            max_delay=retry_policy.max_delay,
-        )
+        self._retry_policy = evolve(retry_policy, max_attempts=CALLBACK_ATTEMPTS)
 
     def deliveries(
         self, changed: Iterable[Task], recorded: Sequence[events.TaskEvent]
