@@ -30,6 +30,7 @@ from application.use_cases.list_workers import ListWorkersHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
 from application.use_cases.prune_outbox import PruneOutboxHandler
+from application.use_cases.prune_tasks import PruneTasksHandler
 from application.use_cases.publish_committed import PublishCommittedHandler
 from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
@@ -241,6 +242,12 @@ class Container(containers.DeclarativeContainer):
         uow=uow,
         clock=clock,
         retention=providers.Callable(_seconds, settings.provided.outbox_retention_seconds),
+    )
+    prune_tasks = providers.Singleton(
+        PruneTasksHandler,
+        uow=uow,
+        clock=clock,
+        retention=providers.Callable(_seconds, settings.provided.task_retention_seconds),
     )
     # Where the push webhook puts poison messages: the webhook serves the Pub/Sub broker only.
     dead_letters = pubsub_publisher

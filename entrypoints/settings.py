@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         description="sent outbox messages are deleted once sent this long ago",
     )
     outbox_prune_interval_seconds: float = Field(default=60, gt=0, le=3600)
+    task_retention_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="finished tasks are deleted once unchanged this long; default: kept",
+    )
     cancel_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     progress_interval_seconds: float = Field(default=1, ge=0, le=3600)
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(

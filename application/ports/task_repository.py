@@ -62,6 +62,11 @@ class TaskRepository(Protocol):
       a task is always seen with it.
     - ``stats`` counts the tasks of ``owner`` (of every owner when ``None``) by status and
       kind, and finds the creation time of the oldest QUEUED one.
+    - ``prune`` deletes up to ``limit`` finished tasks (SUCCEEDED, FAILED, CANCELLED) last
+      changed before ``finished_before``, and returns how many it deleted. Their
+      idempotency keys are free again. It takes effect at once, in a transaction of its
+      own, like ``Outbox.prune``; concurrent prunes delete each task once, and a task
+      changed meanwhile (retried by hand) is not deleted.
     """
 
     async def add(self, task: Task) -> None: ...
@@ -87,6 +92,8 @@ class TaskRepository(Protocol):
     async def due(self, now: datetime, limit: int) -> Sequence[Task]: ...
 
     async def stats(self, owner: str | None) -> TaskStats: ...
+
+    async def prune(self, finished_before: datetime, limit: int) -> int: ...
 
     async def stalled(
         self,

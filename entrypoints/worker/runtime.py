@@ -1,6 +1,7 @@
 """The background work of a Taskport process: the outbox relay, the due-task sweep, the
-recovery sweep, the outbox prune and, in a worker (or the API with the embedded worker),
-the consumer of the task queue and the worker's heartbeat in the worker registry."""
+recovery sweep, the outbox prune, the task prune (with a task retention) and, in a worker
+(or the API with the embedded worker), the consumer of the task queue and the worker's
+heartbeat in the worker registry."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from application.errors import Unavailable
 from application.ports.consumer import Delivery, DeliveryCallback
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
 from application.use_cases.prune_outbox import PRUNE_BATCH
+from application.use_cases.prune_tasks import PRUNE_BATCH as TASK_PRUNE_BATCH
 from application.use_cases.relay_outbox import RELAY_BATCH
 from entrypoints.container import Container
 from entrypoints.schema import prepare_schema
@@ -74,6 +76,10 @@ class Runtime:
             # Full batches follow each other until the backlog of old messages is gone.
             return int(await prune_pass(PRUNE_BATCH) == PRUNE_BATCH)
 
+        async def prune_tasks() -> int:
+            pruned = await self._container.prune_tasks()(TASK_PRUNE_BATCH)
+            return int(pruned == TASK_PRUNE_BATCH)
+
         promote = self._container.promote_due_tasks()
         recover = self._container.recover_stalled_tasks()
         interval = self._settings.sweep_interval_seconds
@@ -106,6 +112,13 @@ class Runtime:
                 name="statistics",
             ),
         ]
+        if self._settings.task_retention_seconds is not None:
+            self._loops.append(
+                asyncio.create_task(
+                    _repeat("task prune", prune_tasks, lambda: asyncio.sleep(prune_pause)),
+                    name="task-prune",
+                )
+            )
         if self._identity is not None:
             heartbeat = self._container.heartbeat_worker()
             self._loops.append(

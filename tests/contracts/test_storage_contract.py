@@ -540,6 +540,64 @@ async def test_prune_never_deletes_a_message_not_yet_sent(storage: Any) -> None:
         assert {m.id for m in await uow.outbox.pending(10)} == {m.id for m in waiting}
 
 
+async def prune_tasks(storage: Any, finished_before: datetime, limit: int = 100) -> int:
+    async with storage.unit_of_work() as uow:
+        return int(await uow.tasks.prune(finished_before, limit))
+
+
+async def finished(storage: Any, task: Task, how: str, at: datetime) -> Task:
+    """``task``, stored, then run to SUCCEEDED or FAILED, or CANCELLED, at ``at``."""
+    await add(storage, task)
+    async with storage.unit_of_work() as uow:
+        stored = await uow.tasks.get(task.id)
+        if how == "cancelled":
+            stored.cancel(at)
+        else:
+            stored.start(at)
+            if how == "succeeded":
+                stored.succeed(at, {"ok": True})
+            else:
+                stored.fail(at, TaskError("Boom", "no", retryable=False))
+        await uow.tasks.save(stored)
+        await uow.commit()
+    return stored
+
+
+async def test_prune_deletes_finished_tasks_unchanged_since_the_cutoff_and_frees_their_keys(
+    storage: Any,
+) -> None:
+    old = [
+        await finished(storage, make_task(idempotency_key=f"old-{how}"), how, T0)
+        for how in ("succeeded", "failed", "cancelled")
+    ]
+    recent = await finished(storage, make_task(), "succeeded", T0 + timedelta(hours=2))
+    waiting = make_task(now=T0)  # queued since T0: never pruned, however old
+    await add(storage, waiting)
+    cutoff = T0 + timedelta(hours=1)
+
+    assert [await prune_tasks(storage, cutoff, limit=2) for _ in range(3)] == [2, 1, 0]
+    for task in old:
+        assert await get(storage, task.id) is None
+    assert await get(storage, recent.id) is not None
+    assert (await get(storage, waiting.id)).status is TaskStatus.QUEUED
+    async with storage.unit_of_work() as uow:
+        assert await uow.tasks.find_by_idempotency_key("alice", "old-failed") is None
+        page = await uow.tasks.list(TaskQuery("alice", limit=10))
+    assert {task.id for task in page} == {recent.id, waiting.id}
+    await add(storage, make_task(idempotency_key="old-failed"))  # the key is free again
+
+
+async def test_concurrent_prunes_delete_each_task_once(storage: Any) -> None:
+    for _ in range(6):
+        await finished(storage, make_task(), "succeeded", T0)
+    cutoff = T0 + timedelta(hours=1)
+    pruned = await asyncio.gather(*(prune_tasks(storage, cutoff, limit=2) for _ in range(4)))
+    pruned.append(await prune_tasks(storage, cutoff))  # what they left, if any
+    assert sum(pruned) == 6  # each one counted by the prune that deleted it
+    async with storage.unit_of_work() as uow:
+        assert await uow.tasks.list(TaskQuery("alice", limit=10)) == []
+
+
 def message_about(task: Task, created_at: Any = T0) -> Any:
     return make_message(body=f'{{"task_id": "{task.id}"}}'.encode(), created_at=created_at)
 

@@ -22,7 +22,7 @@ from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
-from domain.values import TaskStatus
+from domain.values import TERMINAL_STATUSES, TaskStatus
 
 
 class MemoryStorage:
@@ -90,6 +90,19 @@ class MemoryStorage:
         for message in work.sent_messages:
             self.outbox.pop(message.id, None)
 
+    def prune(self, finished_before: datetime, limit: int) -> int:
+        finished = [
+            task
+            for task in self.tasks.values()
+            if task.status in TERMINAL_STATUSES and task.updated_at < finished_before
+        ][:limit]
+        for task in finished:
+            del self.tasks[task.id]
+            self.ids_by_owner[task.owner].remove(task.id)
+            if (key := self._key_of(task)) is not None:
+                del self.idempotency_keys[key]
+        return len(finished)
+
     @staticmethod
     def _key_of(task: Task) -> tuple[str, str] | None:
         return (task.owner, task.idempotency_key) if task.idempotency_key else None
@@ -117,6 +130,9 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
     ) -> Mapping[str, Task]:
         found = {key: await self.find_by_idempotency_key(owner, key) for key in keys}
         return {key: task for key, task in found.items() if task is not None}
+
+    async def prune(self, finished_before: datetime, limit: int) -> int:
+        return self._storage.prune(finished_before, limit)
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         ids = self._storage.ids_by_owner.get(query.owner, [])

@@ -56,7 +56,7 @@ from application.messages import RunTaskMessage
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from domain.task import Task
-from domain.values import TaskStatus
+from domain.values import TERMINAL_STATUSES, TaskStatus
 
 DUPLICATE_KEY = 11000
 
@@ -178,6 +178,26 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
             staged = self._work.staged(UUID(document["_id"]))
             found[document["idempotency_key"]] = staged or self._loaded(document)
         return found
+
+    async def prune(self, finished_before: datetime, limit: int) -> int:
+        """Found through the ``recovery_sweep`` index (status, updated_at); a document that
+        still carries outbox messages is left (it is the relay's until they are sent)."""
+        past_retention: Document = {
+            "status": {"$in": [status.value for status in TERMINAL_STATUSES]},
+            "updated_at": {"$lt": instant(finished_before)},
+        }
+        with translated_errors():
+            found = [
+                document["_id"]
+                async for document in self._tasks.find(
+                    past_retention, {"_id": 1, "outbox_count": 1}
+                ).limit(limit)
+                if not document.get("outbox_count")
+            ]
+            if not found:
+                return 0
+            deleted = await self._tasks.delete_many({**past_retention, "_id": {"$in": found}})
+        return int(deleted.deleted_count)
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         conditions: Document = {"owner": query.owner}

@@ -92,7 +92,7 @@ from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
-from domain.values import TaskStatus
+from domain.values import TERMINAL_STATUSES, TaskStatus
 
 logger = logging.getLogger("taskport.storage")
 
@@ -288,6 +288,22 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
             abandoned.append(and_(running, tasks.c.worker_id.is_not(None), ~exists(worker_alive)))
         statement = select(tasks).where(or_(*abandoned)).order_by(tasks.c.id)
         return await self._claimed(statement, limit)
+
+    async def prune(self, finished_before: datetime, limit: int) -> int:
+        """One ``DELETE``, the tasks found through ``ix_tasks_status_updated_at``; on
+        PostgreSQL it skips the rows a concurrent prune (or a retry) holds. The condition is
+        checked again on the rows deleted: a task retried meanwhile stays."""
+        past_retention = and_(
+            tasks.c.status.in_([status.value for status in TERMINAL_STATUSES]),
+            tasks.c.updated_at < finished_before,
+        )
+        found = select(tasks.c.id).where(past_retention).limit(limit)
+        if self._work.storage.is_sqlite:
+            chosen = tasks.c.id.in_(found.scalar_subquery())
+        else:
+            locked = found.with_for_update(skip_locked=True).scalar_subquery()
+            chosen = tasks.c.id == any_(func.array(locked))
+        return await self._work.storage.write_alone(delete(tasks).where(chosen, past_retention))
 
     async def _claimed(self, statement: Select[Any], limit: int) -> list[Task]:
         """The first ``limit`` rows of ``statement`` that no other unit of work claimed,
