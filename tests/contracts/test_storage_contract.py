@@ -79,14 +79,7 @@ async def test_a_unit_saves_a_finished_task_and_adds_its_callback_delivery_toget
 ) -> None:
     """What a finished task with a callback URL commits: its outcome, a new task (the
     delivery) and that task's message; with a stale version, none of them."""
-    task = make_task(callback_url="https://hooks.example.com/done")
-    await add(storage, task)
-    async with storage.unit_of_work() as uow:
-        running = await uow.tasks.get(task.id)
-        running.start(T0)
-        await uow.tasks.save(running)
-        await uow.commit()
-
+    task, _ = await _stored_and_claimed(storage)
     stale = await get(storage, task.id)
     delivery = make_task(kind="http")
     message = make_message(RunTaskMessage(delivery.id).encode())
