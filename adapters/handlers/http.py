@@ -20,6 +20,7 @@ import ipaddress
 import json
 import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -165,10 +166,17 @@ class HttpKind:
         self._config = config
         self._resolve = resolver
         self._transport = transport
-        # Loading the certificate authorities takes tens of milliseconds of CPU, on the
-        # event loop: once per process, not per call. Connections are not shared (each
-        # call has its own client), so none made for one host name serves another.
-        self._tls = httpx.create_ssl_context(trust_env=False)
+        self._tls: ssl.SSLContext | None = None
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """Loading the certificate authorities takes tens of milliseconds of CPU, on the
+        event loop, and 2 MB: once per process, at its first call, not per call (nor in a
+        process that makes none). Connections are not shared (each call has its own
+        client), so none made for one host name serves another."""
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context(trust_env=False)
+        return self._tls
 
     async def __call__(self, payload: JsonValue, context: TaskContext) -> JsonValue:
         request = HttpPayload.model_validate(payload)
@@ -217,7 +225,7 @@ class HttpKind:
             timeout=request.timeout,
             follow_redirects=False,
             trust_env=False,
-            verify=self._tls,
+            verify=self.tls,
             transport=self._transport,
         ) as client:
             outbound = client.build_request(
