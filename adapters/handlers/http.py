@@ -30,7 +30,7 @@ import httpx
 import jmespath
 from attrs import frozen
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.handlers.registry import Kind
 from application.errors import PermanentFailure, RetryLater
@@ -38,12 +38,14 @@ from application.ports.handlers import TaskContext
 from domain.values import JsonValue
 
 RETRYABLE_STATUSES = frozenset({408, 429})
-HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 """A host name as it goes to DNS (IDNA-encoded); IP literals pass too."""
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """A token (RFC 9110)."""
-HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 """Visible ASCII, spaces and tabs: no line breaks, nothing the request could not encode."""
+SET_BY_THE_CALL = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+"""Headers that frame the request: from the URL and the body, never from the payload."""
 ERROR_SNIPPET_BYTES = 200
 
 Scalar = str | int | float | bool
@@ -83,7 +85,7 @@ class HttpPayload(BaseModel):
             raise ValueError(f"not a URL: {exc}") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http:// or https:// URL")
-        if ":" not in parsed.host and not HOST_NAME.match(parsed.raw_host.decode("ascii")):
+        if ":" not in parsed.host and not HOST_NAME.fullmatch(parsed.raw_host.decode("ascii")):
             raise ValueError(f"{parsed.host!r} is not a host name")
         if parsed.port is not None and not 0 < parsed.port < 65536:
             raise ValueError(f"port {parsed.port} is not 1-65535")
@@ -93,12 +95,12 @@ class HttpPayload(BaseModel):
     @classmethod
     def _header_fields(cls, headers: dict[str, str]) -> dict[str, str]:
         for name, value in headers.items():
-            if not HEADER_NAME.match(name):
+            if not HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a header name")
-            if not HEADER_VALUE.match(value):
+            if not HEADER_VALUE.fullmatch(value):
                 raise ValueError(f"the value of {name} holds a character a header cannot")
-            if name.lower() == "host":
-                raise ValueError("the Host header comes from the URL")
+            if name.lower() in SET_BY_THE_CALL:
+                raise ValueError(f"the {name} header comes from the call itself")
         return headers
 
     @field_validator("transform")
@@ -179,7 +181,10 @@ class HttpKind:
         return self._tls
 
     async def __call__(self, payload: JsonValue, context: TaskContext) -> JsonValue:
-        request = HttpPayload.model_validate(payload)
+        try:
+            request = HttpPayload.model_validate(payload)
+        except ValidationError as exc:  # stored before a check it now fails: never sendable
+            raise PermanentFailure(f"the payload cannot be sent: {exc}") from None
         url = httpx.URL(request.url)
         host = url.raw_host.decode("ascii")
         if not host_allowed(host, self._config.allowed_hosts):
@@ -192,6 +197,8 @@ class HttpKind:
             raise RetryLater(
                 f"{host} gave no complete answer within {request.timeout:g}s"
             ) from None
+        except httpx.LocalProtocolError as exc:  # a request that cannot be sent, ever
+            raise PermanentFailure(f"the request to {host} cannot be sent: {exc}") from None
         except httpx.TransportError as exc:
             raise RetryLater(f"cannot reach {host}: {type(exc).__name__} {exc}") from None
         body = _decoded(content, headers.get("content-type", ""))
@@ -230,8 +237,8 @@ class HttpKind:
         ) as client:
             outbound = client.build_request(
                 request.method,
-                url.copy_with(host=address),
-                params=request.query,
+                # Merged into the URL's own query (``params`` would replace it).
+                url.copy_with(host=address).copy_merge_params(request.query),
                 headers={**request.headers, "Host": host_header},
                 json=request.body,
                 extensions={"sni_hostname": host} if url.scheme == "https" else {},

@@ -24,8 +24,11 @@ async def submit(api: httpx.AsyncClient, **task: Any) -> dict[str, Any]:
 
 
 async def delivered(server: TinyHttpServer, path: str, count: int = 1) -> list[dict[str, Any]]:
-    await eventually(lambda: len([r for r in server.requests if r["target"] == path]) >= count)
-    return [r for r in server.requests if r["target"] == path]
+    def to_path() -> list[dict[str, Any]]:
+        return [r for r in server.requests if r["target"].split("?")[0] == path]
+
+    await eventually(lambda: len(to_path()) >= count)
+    return to_path()
 
 
 @pytest.mark.parametrize("storage", ["memory", "sqlite"])
@@ -35,13 +38,13 @@ async def test_a_task_that_succeeds_posts_its_outcome_to_its_callback_url(
     remote.routes["/done"] = lambda _: json_answer(204, None)
     storage_url = "memory://" if storage == "memory" else f"sqlite:///{tmp_path}/t.db"
     api = await api_factory(storage_url=storage_url, **CALLS_TO_LOCALHOST)
-    url = remote.url("/done")
+    url = remote.url("/done?token=s3cret")
     task = await submit(api, kind="echo", payload={"hello": "world"}, callback_url=url)
     assert task["callback_url"] == url
     finished = await wait_for_status(api, task["id"], "SUCCEEDED")
 
     [request] = await delivered(remote, "/done")
-    assert request["method"] == "POST"
+    assert (request["method"], request["target"]) == ("POST", "/done?token=s3cret")
     assert request["headers"]["taskport-event"] == "task.succeeded"
     assert json.loads(request["body"]) == {
         "type": "task.succeeded",

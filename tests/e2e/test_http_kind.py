@@ -57,6 +57,34 @@ async def test_an_answer_is_the_result_through_its_transform(
     assert json.loads(request["body"]) == {"name": "new"}
 
 
+async def test_the_urls_own_query_is_kept_and_the_query_field_added_to_it(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/items"] = lambda _: json_answer(200, {})
+    await run_http(api_factory, {"url": remote.url("/items?token=s3cret&a=1"), "query": {"b": 2}})
+    [request] = remote.requests
+    assert request["target"] == "/items?token=s3cret&a=1&b=2"
+
+
+async def test_a_request_that_cannot_be_sent_fails_for_good() -> None:
+    async def public_dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError("Illegal header value")
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=public_dns,
+        transport=httpx.MockTransport(refuse),
+    )
+    with pytest.raises(PermanentFailure, match="cannot be sent"):
+        await kind({"url": "https://api.example.com/"}, context())
+    # Stored before the checks of today, a payload they refuse fails for good too.
+    with pytest.raises(PermanentFailure, match="cannot be sent"):
+        await kind({"url": "https://api.example.com/", "headers": {"X-A": "1\n"}}, context())
+
+
 async def test_without_a_transform_the_result_is_status_headers_and_body(
     api_factory: ApiFactory, remote: TinyHttpServer
 ) -> None:
@@ -194,6 +222,10 @@ async def test_a_payload_the_http_kind_cannot_run_is_refused_at_submit(
         ({"url": "https://example.com/", "headers": {"X-A": "1\r\nX-B: 2"}}, "cannot"),
         ({"url": "https://example.com/", "headers": {"X-Name": "Zoë"}}, "cannot"),
         ({"url": "https://example.com/", "headers": {"X A": "1"}}, "not a header name"),
+        ({"url": "https://example.com/", "headers": {"X-A\n": "1"}}, "not a header name"),
+        ({"url": "https://example.com/", "headers": {"X-A": "1\n"}}, "cannot"),
+        ({"url": "https://example.com/", "headers": {"Content-Length": "5"}}, "call itself"),
+        ({"url": "https://example.com/", "headers": {"transfer-encoding": "x"}}, "call itself"),
     ]:
         refused = await api.post("/v1/tasks", json={"kind": "http", "payload": payload})
         assert refused.status_code == 422
