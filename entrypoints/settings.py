@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "taskport-local-development-only"
 LOCAL_OWNER = "local"
+MAX_RETENTION_SECONDS = 100 * 365 * 86400
+"""A retention reaches back at most a century: the cutoff stays a date."""
 
 
 def url_scheme(url: str) -> str:
@@ -77,12 +79,14 @@ class Settings(BaseSettings):
     outbox_retention_seconds: float = Field(
         default=86400,
         gt=0,
+        le=MAX_RETENTION_SECONDS,
         description="sent outbox messages are deleted once sent this long ago",
     )
     outbox_prune_interval_seconds: float = Field(default=60, gt=0, le=3600)
     task_retention_seconds: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RETENTION_SECONDS,
         description="finished tasks are deleted once unchanged this long; default: kept",
     )
     cancel_poll_seconds: float = Field(default=0.5, gt=0, le=60)
