@@ -58,7 +58,8 @@ class Kind:
                 model = self.payload_model.model_validate(payload)
             except ValidationError as exc:
                 errors = [
-                    f"{'.'.join(map(str, error['loc'])) or 'payload'}: {error['msg']}"
+                    f"{'.'.join(map(str, error['loc'])) or 'payload'}: "
+                    + error["msg"].removeprefix("Value error, ")  # a validator's own words
                     for error in exc.errors()
                 ]
                 raise InvalidPayload(self.name, errors) from exc

@@ -157,6 +157,7 @@ async def test_a_callback_url_the_http_kind_would_not_call_is_refused_at_submit(
         assert refused.status_code == 422, refused.json()
         assert refused.headers["content-type"] == "application/problem+json"
         assert reason in json.dumps(refused.json())
+        assert "Value error" not in json.dumps(refused.json())
     assert (await api.get("/v1/tasks")).json()["items"] == []
 
 
