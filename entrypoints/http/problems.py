@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from adapters.codecs import InvalidCursor
 from application.errors import (
@@ -169,7 +170,10 @@ def install(app: FastAPI) -> None:
     """Routes every error to one problem+json answer."""
 
     async def answer(request: Request, exc: Exception) -> JSONResponse:
-        return problem_for(exc).response(request.url.path)
+        problem = problem_for(exc)
+        if problem.status == 405:
+            problem.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return problem.response(request.url.path)
 
     for error in (
         Problem,
@@ -189,3 +193,19 @@ def install(app: FastAPI) -> None:
         Exception,
     ):
         app.add_exception_handler(error, answer)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route serves on the request's path. Starlette's 405 names those
+    of the first route whose path matched only (POST for /v1/tasks, which GET serves too)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]

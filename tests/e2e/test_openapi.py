@@ -1,4 +1,5 @@
-"""The OpenAPI document declares the errors the API answers, as the problems they are."""
+"""The API describes its errors: declared in OpenAPI as the problems they are, and a 405 names
+the methods the path serves."""
 
 from __future__ import annotations
 
@@ -73,3 +74,18 @@ async def test_answered_problems_match_the_declared_schema(api: httpx.AsyncClien
     for answer in answers:
         assert answer.headers["content-type"] == "application/problem+json"
         jsonschema.validate(answer.json(), problem)
+
+
+async def test_a_method_not_allowed_names_every_method_the_path_serves(
+    api: httpx.AsyncClient,
+) -> None:
+    task = f"/v1/tasks/{uuid.uuid4()}"
+    for method, path, allowed in [
+        ("OPTIONS", "/v1/tasks", "GET, POST"),
+        ("DELETE", "/v1/tasks", "GET, POST"),
+        ("DELETE", task, "GET"),
+        ("GET", f"{task}/cancel", "POST"),
+    ]:
+        answer = await api.request(method, path)
+        assert (answer.status_code, answer.headers["allow"]) == (405, allowed), (method, path)
+        assert answer.headers["content-type"] == "application/problem+json"
