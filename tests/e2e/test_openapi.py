@@ -89,3 +89,16 @@ async def test_a_method_not_allowed_names_every_method_the_path_serves(
         answer = await api.request(method, path)
         assert (answer.status_code, answer.headers["allow"]) == (405, allowed), (method, path)
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_health_checks_answer_head_and_readiness_declares_its_503(
+    api: httpx.AsyncClient,
+) -> None:
+    for path in ("/healthz", "/readyz"):
+        answer = await api.head(path)
+        assert (answer.status_code, answer.content) == (200, b""), path
+    paths = (await document(api))["paths"]
+    ready = paths["/readyz"]["get"]["responses"]
+    assert list(ready["503"]["content"]) == ["application/problem+json"]
+    ids = [operation["operationId"] for item in paths.values() for operation in item.values()]
+    assert len(ids) == len(set(ids))  # one operation per route and method

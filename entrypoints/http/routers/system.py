@@ -21,7 +21,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz",
+    tags=["health"],
+    responses={503: {"description": "the storage or the broker does not answer (checks)"}},
+)
 async def readyz(
     check: CheckReadinessHandler = provided("check_readiness"),
 ) -> dict[str, object]:
@@ -34,6 +38,11 @@ async def readyz(
             503, "not-ready", "Not ready", detail, headers={"Retry-After": "1"}, checks=checks
         )
     return {"status": "ready", "checks": checks}
+
+
+# HEAD too, what load balancers and uptime checks often ask (one operation each in OpenAPI).
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
 
 
 @router.get("/metrics", tags=["operations"], include_in_schema=False)
