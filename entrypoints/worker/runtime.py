@@ -62,24 +62,9 @@ class Runtime:
         except BaseException:
             await storage.close()
             raise
-        relay_pass = self._container.relay_outbox()
-
-        async def relay() -> int:
-            # A pass that took fewer messages than it could found all there was: the next
-            # one waits for the next interval. Commits do not wake it: their messages go
-            # by the fast path.
-            return int(await relay_pass(RELAY_BATCH) == RELAY_BATCH)
-
-        prune_pass = self._container.prune_outbox()
-
-        async def prune() -> int:
-            # Full batches follow each other until the backlog of old messages is gone.
-            return int(await prune_pass(PRUNE_BATCH) == PRUNE_BATCH)
-
-        async def prune_tasks() -> int:
-            pruned = await self._container.prune_tasks()(TASK_PRUNE_BATCH)
-            return int(pruned == TASK_PRUNE_BATCH)
-
+        # Commits do not wake the relay: their messages go by the fast path.
+        relay = _in_batches(self._container.relay_outbox(), RELAY_BATCH)
+        prune = _in_batches(self._container.prune_outbox(), PRUNE_BATCH)
         promote = self._container.promote_due_tasks()
         recover = self._container.recover_stalled_tasks()
         interval = self._settings.sweep_interval_seconds
@@ -113,6 +98,7 @@ class Runtime:
             ),
         ]
         if self._settings.task_retention_seconds is not None:
+            prune_tasks = _in_batches(self._container.prune_tasks(), TASK_PRUNE_BATCH)
             self._loops.append(
                 asyncio.create_task(
                     _repeat("task prune", prune_tasks, lambda: asyncio.sleep(prune_pause)),
@@ -206,6 +192,17 @@ async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=0.5)
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _in_batches(run: Callable[[int], Awaitable[int]], batch: int) -> Callable[[], Awaitable[int]]:
+    """A step for ``_repeat``: one pass of ``run`` over up to ``batch`` items. A full batch
+    may have left more behind, and the next pass follows at once; a pass that found fewer
+    found all there was, and the next one waits for the pause."""
+
+    async def step() -> int:
+        return int(await run(batch) == batch)
+
+    return step
 
 
 async def _repeat(
