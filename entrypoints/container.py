@@ -93,10 +93,9 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
 
 
 def _callback_backoff(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        base_delay=timedelta(seconds=settings.retry_base_seconds),
-        max_delay=timedelta(seconds=settings.retry_max_seconds),
-    )
+    """The deployment's backoff between attempts, for callback deliveries."""
+    defaults = _task_defaults(settings)
+    return RetryPolicy(base_delay=defaults.retry_base_delay, max_delay=defaults.retry_max_delay)
 
 
 def _http_kind_config(settings: Settings) -> HttpKindConfig:
