@@ -122,6 +122,14 @@ def host_allowed(host: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(host, pattern.lower().strip()) for pattern in patterns)
 
 
+def refused_host(host: str, patterns: Sequence[str]) -> str | None:
+    """Why the deployment does not let the kind call ``host`` (see ``host_allowed``), or
+    None."""
+    if host_allowed(host, patterns):
+        return None
+    return f"calls to {host} are not allowed (TASKPORT_HTTP_ALLOWED_HOSTS)"
+
+
 def refused_address(address: str) -> str | None:
     """Why a resolved address may not be called without ALLOW_PRIVATE_NETWORKS, or None."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -187,8 +195,8 @@ class HttpKind:
             raise PermanentFailure(f"the payload cannot be sent: {exc}") from None
         url = httpx.URL(request.url)
         host = url.raw_host.decode("ascii")
-        if not host_allowed(host, self._config.allowed_hosts):
-            raise PermanentFailure(f"calls to {host} are not allowed (TASKPORT_HTTP_ALLOWED_HOSTS)")
+        if refused := refused_host(host, self._config.allowed_hosts):
+            raise PermanentFailure(refused)
         try:
             async with asyncio.timeout(request.timeout):
                 address = await self._checked_address(host, url.port or _default_port(url))
@@ -330,8 +338,8 @@ def _allowed_payload(config: HttpKindConfig) -> type[HttpPayload]:
         @classmethod
         def _allowed_host(cls, url: str) -> str:
             host = httpx.URL(url).raw_host.decode("ascii")
-            if not host_allowed(host, config.allowed_hosts):
-                raise ValueError(f"calls to {host} are not allowed (TASKPORT_HTTP_ALLOWED_HOSTS)")
+            if refused := refused_host(host, config.allowed_hosts):
+                raise ValueError(refused)
             return url
 
     return AllowedHttpPayload
