@@ -12,10 +12,11 @@ task's ``id`` and ``finished_at`` tell a repeat.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from attrs import evolve
 
+from application.outcomes import outcome_body, outcomes
 from application.ports.ids import IdGenerator
 from domain import events
 from domain.task import Task
@@ -29,12 +30,6 @@ CALLBACK_ATTEMPTS = 10
 """With the default backoff (1 s doubling up to 300 s), the last attempt comes about
 fifteen minutes after the first."""
 
-EVENT_TYPES: dict[type[events.TaskEvent], str] = {
-    events.TaskSucceeded: "task.succeeded",
-    events.TaskFailed: "task.failed",
-    events.TaskCancelled: "task.cancelled",
-}
-
 
 def callback_request(url: str, event_type: str, body: JsonValue) -> JsonValue:
     """The payload of the ``http`` task that POSTs ``body`` to ``url``."""
@@ -44,30 +39,6 @@ def callback_request(url: str, event_type: str, body: JsonValue) -> JsonValue:
         "headers": {"Taskport-Event": event_type},
         "json": body,
         "timeout": CALLBACK_CALL_SECONDS,
-    }
-
-
-def outcome_body(task: Task, event_type: str) -> JsonValue:
-    """What the receiver gets: the event's type and the finished task (its id, kind,
-    status, attempts, when it was created and finished, its result or error), with the
-    field names and formats of ``GET /v1/tasks/{id}``."""
-    error = task.error
-    return {
-        "type": event_type,
-        "task": {
-            "id": str(task.id),
-            "kind": task.kind,
-            "status": task.status.value,
-            "attempts": task.attempts,
-            "created_at": _instant(task.created_at),
-            "finished_at": _instant(task.finished_at),
-            "result": task.result,
-            "error": (
-                {"type": error.type, "message": error.message, "retryable": error.retryable}
-                if error
-                else None
-            ),
-        },
     }
 
 
@@ -85,30 +56,23 @@ class Callbacks:
     ) -> list[Task]:
         """A new delivery task for each of ``recorded`` that finished one of ``changed``
         with a callback URL."""
-        with_callback = {task.id: task for task in changed if task.callback_url is not None}
+        with_callback = [task for task in changed if task.callback_url is not None]
         if not with_callback:
             return []
-        found = []
-        for event in recorded:
-            event_type = EVENT_TYPES.get(type(event))
-            task = with_callback.get(event.task_id)
-            if event_type is None or task is None or task.callback_url is None:
-                continue
-            found.append(
-                Task.submit(
-                    id=self._ids.new_id(),
-                    owner=task.owner,
-                    kind=CALLBACK_KIND,
-                    payload=callback_request(
-                        task.callback_url, event_type, outcome_body(task, event_type)
-                    ),
-                    now=event.occurred_at,
-                    retry_policy=self._retry_policy,
-                    timeout=CALLBACK_TIMEOUT,
-                )
+        return [
+            Task.submit(
+                id=self._ids.new_id(),
+                owner=outcome.task.owner,
+                kind=CALLBACK_KIND,
+                payload=callback_request(
+                    outcome.task.callback_url,
+                    outcome.type,
+                    outcome_body(outcome.task, outcome.type),
+                ),
+                now=outcome.event.occurred_at,
+                retry_policy=self._retry_policy,
+                timeout=CALLBACK_TIMEOUT,
             )
-        return found
-
-
-def _instant(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+            for outcome in outcomes(with_callback, recorded)
+            if outcome.task.callback_url is not None
+        ]
