@@ -11,11 +11,15 @@ from attrs import frozen
 
 from application import correlation
 from application.errors import PoisonMessage
+from application.outcomes import finished_task, instant, outcomes
 from application.ports.ids import IdGenerator
 from application.ports.outbox import OutboxMessage
 from domain import events
+from domain.task import Task
 
 TASKS_TOPIC = "tasks"
+EVENTS_TOPIC = "events"
+"""Where a task's outcomes are published for other systems, when events are on."""
 
 _DISPATCHING_EVENTS = (events.TaskQueued, events.TaskRequeued)
 
@@ -61,3 +65,47 @@ def messages_for(
         if isinstance(event, _DISPATCHING_EVENTS)
         or (isinstance(event, events.TaskSubmitted) and not event.scheduled)
     ]
+
+
+@frozen
+class TaskEventMessage:
+    """An event on ``EVENTS_TOPIC``: a task finished (``type`` is ``task.succeeded``,
+    ``task.failed`` or ``task.cancelled``). Brokers route it by ``type`` and ``kind``.
+
+    Its body is the callbacks' body (the type and the finished task, see
+    ``outcome_body``) with the event's ``id``, unique per event (a subscriber drops
+    repeats by it), ``occurred_at``, and the task's ``owner``."""
+
+    type: str
+    kind: str
+    task_id: UUID
+
+    @classmethod
+    def decode(cls, body: bytes) -> TaskEventMessage:
+        try:
+            data = json.loads(body)
+            task = data["task"]
+            return cls(type=str(data["type"]), kind=str(task["kind"]), task_id=UUID(task["id"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PoisonMessage(f"not a task event: {body[:200]!r}") from exc
+
+
+def event_messages(
+    changed: Sequence[Task], recorded: Sequence[events.TaskEvent], ids: IdGenerator, now: datetime
+) -> list[OutboxMessage]:
+    """The outbox messages on ``EVENTS_TOPIC`` for the outcomes among ``recorded``."""
+    found = []
+    for outcome in outcomes(changed, recorded):
+        message_id = ids.new_id()
+        body = {
+            "id": str(message_id),
+            "type": outcome.type,
+            "occurred_at": instant(outcome.event.occurred_at),
+            "task": {**finished_task(outcome.task), "owner": outcome.task.owner},
+        }
+        found.append(
+            OutboxMessage(
+                message_id, EVENTS_TOPIC, json.dumps(body, separators=(",", ":")).encode(), now
+            )
+        )
+    return found

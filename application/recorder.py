@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from attrs import frozen
 
 from application.callbacks import Callbacks
-from application.messages import messages_for
+from application.messages import event_messages, messages_for
 from application.ports.clock import Clock
 from application.ports.events import EventListener
 from application.ports.ids import IdGenerator
@@ -49,8 +49,12 @@ class TaskRecorder:
         relay: RelayTrigger,
         listeners: Sequence[EventListener] = (),
         callbacks: Callbacks | None = None,
+        publish_events: bool = False,
     ) -> None:
+        """With ``publish_events``, each outcome of a task (it succeeded, failed or was
+        cancelled) also goes to the outbox as a ``TaskEventMessage``."""
         self._ids = ids
+        self._publish_events = publish_events
         self._callbacks = callbacks
         self._clock = clock
         self._relay = relay
@@ -67,12 +71,18 @@ class TaskRecorder:
         """Takes the tasks' events and makes what they call for: the deliveries of the
         callbacks of tasks that finished (new tasks, added) and the outbox messages."""
         events = [event for task in (*added, *saved) for event in task.pull_events()]
+        now = self._clock.now()
+        outcome_events = (
+            event_messages(saved, events, self._ids, now) if self._publish_events else []
+        )
         if self._callbacks is not None and (
             deliveries := self._callbacks.deliveries(saved, events)
         ):
             added = [*added, *deliveries]
             events += [event for task in deliveries for event in task.pull_events()]
-        return Changes(added, saved, events, messages_for(events, self._ids, self._clock.now()))
+        return Changes(
+            added, saved, events, [*messages_for(events, self._ids, now), *outcome_events]
+        )
 
     async def write(self, uow: UnitOfWork, changes: Sequence[Changes]) -> None:
         """Stages every change in ``uow`` and commits it; hands the messages to the relay."""

@@ -61,16 +61,16 @@ def _mongo_storage(url: str) -> MongoStorage:
     return MongoStorage.from_url(url)
 
 
-def _pubsub_publisher(url: str, create: bool) -> PubSubPublisher:
+def _pubsub_publisher(url: str, create: bool, events: bool) -> PubSubPublisher:
     from adapters.brokers.pubsub import PubSubPublisher
 
-    return PubSubPublisher.from_url(url, create)
+    return PubSubPublisher.from_url(url, create, events)
 
 
-def _pubsub_consumer(url: str, create: bool) -> PubSubConsumer:
+def _pubsub_consumer(url: str, create: bool, events: bool) -> PubSubConsumer:
     from adapters.brokers.pubsub import PubSubConsumer
 
-    return PubSubConsumer.from_url(url, create)
+    return PubSubConsumer.from_url(url, create, events)
 
 
 def _push_authenticator(**options: Any) -> PushAuthenticator:
@@ -130,10 +130,16 @@ class Container(containers.DeclarativeContainer):
     )
     rabbitmq_consumer = providers.Singleton(RabbitMqConsumer.from_url, settings.provided.broker_url)
     pubsub_publisher = providers.Singleton(
-        _pubsub_publisher, settings.provided.broker_url, settings.provided.pubsub_create
+        _pubsub_publisher,
+        settings.provided.broker_url,
+        settings.provided.pubsub_create,
+        settings.provided.publish_events,
     )
     pubsub_consumer = providers.Singleton(
-        _pubsub_consumer, settings.provided.broker_url, settings.provided.pubsub_create
+        _pubsub_consumer,
+        settings.provided.broker_url,
+        settings.provided.pubsub_create,
+        settings.provided.publish_events,
     )
     publisher = providers.Selector(
         broker_scheme,
@@ -169,6 +175,7 @@ class Container(containers.DeclarativeContainer):
         callbacks=providers.Singleton(
             Callbacks, ids=ids, retry_policy=providers.Callable(_callback_backoff, settings)
         ),
+        publish_events=settings.provided.publish_events,
     )
 
     new_tasks = providers.Singleton(

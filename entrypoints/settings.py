@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         default="memory://",
         description="memory://, amqp://user:password@host/vhost or pubsub://PROJECT_ID",
     )
+    publish_events: bool = Field(
+        default=False,
+        description="publish each task's outcome (succeeded, failed, cancelled) on the "
+        "broker for other systems: RabbitMQ's <prefix>.events exchange or the Pub/Sub "
+        "events topic",
+    )
     pubsub_create: bool = Field(
         default=False,
         description="create the Pub/Sub topics and subscriptions at start (dev, emulator)",
@@ -173,6 +179,11 @@ class Settings(BaseSettings):
         if self.lost_after_seconds <= self.heartbeat_seconds:
             raise ValueError(
                 "TASKPORT_WORKER_LOST_AFTER_SECONDS must be longer than TASKPORT_HEARTBEAT_SECONDS"
+            )
+        if self.in_process_broker and self.publish_events:
+            raise ValueError(
+                "TASKPORT_PUBLISH_EVENTS needs a broker other systems can subscribe to "
+                "(amqp:// or pubsub://), not the in-process queue"
             )
         if self.in_process_broker and self.embedded_worker is False:
             raise ValueError(

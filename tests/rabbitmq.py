@@ -94,3 +94,47 @@ async def read_messages(url: str, queue: str) -> list[tuple[bytes, dict[str, Any
             connection.close()
 
     return await asyncio.to_thread(read)
+
+
+def listen(url: str, exchange: str, binding_key: str) -> str:
+    """A queue of its own bound to the topic ``exchange`` (declared as Taskport declares
+    it) with ``binding_key``, as a subscriber of task events makes one; returns its name."""
+    queue = f"listener-{uuid.uuid4().hex[:10]}"
+    connection = pika.BlockingConnection(pika.URLParameters(url.split("?", 1)[0]))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, exchange, routing_key=binding_key)
+    finally:
+        connection.close()
+    return queue
+
+
+async def read_events(url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
+    """The task events waiting in ``queue``, taken: each body with its routing key, its
+    AMQP type and headers."""
+
+    def read() -> list[tuple[bytes, dict[str, Any]]]:
+        connection = pika.BlockingConnection(pika.URLParameters(url.split("?", 1)[0]))
+        try:
+            channel = connection.channel()
+            events = []
+            while True:
+                method, properties, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return events
+                events.append(
+                    (
+                        body,
+                        {
+                            "routing_key": method.routing_key,
+                            "type": properties.type,
+                            **(properties.headers or {}),
+                        },
+                    )
+                )
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(read)

@@ -15,8 +15,14 @@ from adapters.storage.memory import MemoryStorage
 from adapters.storage.mongo import MongoStorage
 from adapters.storage.sql import SqlStorage
 from tests.databases import emptied, migrated_sqlite
-from tests.pubsub import new_project, pubsub_emulator, pull_all  # noqa: F401 (a fixture)
-from tests.rabbitmq import broker_url, rabbitmq_vhost, read_queue  # noqa: F401 (a fixture)
+from tests.pubsub import new_project, pubsub_emulator, pull_all, subscribe  # noqa: F401
+from tests.rabbitmq import (  # noqa: F401 (a fixture)
+    broker_url,
+    listen,
+    rabbitmq_vhost,
+    read_events,
+    read_queue,
+)
 
 STORAGES = ["memory", "sqlite", "postgresql", "mongo"]
 BROKERS = ["memory", "rabbitmq", "rabbitmq-classic", "pubsub"]
@@ -37,19 +43,26 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     await store.close()
 
 
+Heard = list[tuple[bytes, dict[str, str]]]
+
+
 class BrokerUnderTest:
     """A broker as the contract suite sees it: a publisher, fresh consumers of the task
-    queue, and a view of the dead-letter destination."""
+    queue, a view of the dead-letter destination and, where other systems can subscribe
+    to task events, what a subscriber of every event heard so far (each body with its
+    ``type``, ``kind`` and ``task_id`` as the broker tells them)."""
 
     def __init__(
         self,
         publisher: Any,
         make_consumer: Callable[[], Any],
         dead_letters: Callable[[], Awaitable[list[bytes]]],
+        events_heard: Callable[[], Awaitable[Heard]] | None = None,
     ) -> None:
         self.publisher = publisher
         self.make_consumer = make_consumer
         self.dead_letters = dead_letters
+        self.events_heard = events_heard
 
 
 @pytest.fixture(params=BROKERS)
@@ -64,7 +77,7 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTes
         await memory.close()
     elif request.param == "pubsub":
         request.getfixturevalue("pubsub_emulator")
-        async for under_test in _pubsub(PubSubOptions(new_project(), create=True)):
+        async for under_test in _pubsub(PubSubOptions(new_project(), create=True, events=True)):
             yield under_test
     else:
         queue_type = "classic" if request.param.endswith("classic") else "quorum"
@@ -84,7 +97,16 @@ async def _rabbitmq(options: RabbitMqOptions) -> AsyncIterator[BrokerUnderTest]:
     async def dead_letters() -> list[bytes]:
         return await read_queue(options.url, options.topology.dead_letter_queue)
 
-    yield BrokerUnderTest(publisher, make_consumer, dead_letters)
+    listener = await asyncio.to_thread(listen, options.url, options.topology.events_exchange, "#")
+    heard: Heard = []
+
+    async def events_heard() -> Heard:
+        for body, route in await read_events(options.url, listener):
+            assert route["routing_key"] == f"{route['type']}.{route['kind']}"
+            heard.append((body, {name: route[name] for name in ("type", "kind", "task_id")}))
+        return heard
+
+    yield BrokerUnderTest(publisher, make_consumer, dead_letters, events_heard)
     for consumer in consumers:
         await consumer.close()
     await publisher.close()
@@ -104,7 +126,18 @@ async def _pubsub(options: PubSubOptions) -> AsyncIterator[BrokerUnderTest]:
         dead.extend(received.message.data for received in pulled)
         return dead
 
-    yield BrokerUnderTest(publisher, make_consumer, dead_letters)
+    listener = await asyncio.to_thread(subscribe, options.events_topic_path)
+    heard: Heard = []
+
+    async def events_heard() -> Heard:
+        for received in await asyncio.to_thread(pull_all, listener):
+            attributes = received.message.attributes
+            heard.append(
+                (received.message.data, {n: attributes[n] for n in ("type", "kind", "task_id")})
+            )
+        return heard
+
+    yield BrokerUnderTest(publisher, make_consumer, dead_letters, events_heard)
     for consumer in consumers:
         await consumer.close()
     await publisher.close()

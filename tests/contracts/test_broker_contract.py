@@ -7,9 +7,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from adapters.system import Uuid7Generator
+from application.messages import event_messages
+from domain.values import TaskError
 from tests.consuming import consuming
 from tests.contracts.conftest import BrokerUnderTest
-from tests.factories import make_message
+from tests.factories import T0, make_message, make_task
 from tests.polling import eventually
 
 
@@ -168,3 +171,52 @@ async def test_stop_returns_and_leaves_unsettled_messages_for_later(
 
 async def test_health_check_answers(broker: BrokerUnderTest) -> None:
     await broker.publisher.check()
+
+
+async def test_task_events_reach_their_subscribers_and_never_the_task_queue(
+    broker: BrokerUnderTest,
+) -> None:
+    finished = {
+        "succeeded": make_task(kind="resize"),
+        "failed": make_task(kind="mail.send", max_attempts=1),
+    }
+    finished["succeeded"].start(T0)
+    finished["succeeded"].succeed(T0, {"ok": True})
+    finished["failed"].start(T0)
+    finished["failed"].fail(T0, TaskError("Boom", "no"))
+    events = event_messages(
+        list(finished.values()),
+        [event for task in finished.values() for event in task.pull_events()],
+        Uuid7Generator(),
+        T0,
+    )
+    task_message = make_message(body(1))
+    await broker.publisher.publish([events[0], task_message, events[1]])
+
+    received: list[bytes] = []
+
+    async def ack(delivery: Any) -> None:
+        received.append(delivery.body)
+        await delivery.ack()
+
+    async with consuming(broker.make_consumer(), ack):
+        await eventually(lambda: received == [body(1)])
+    if broker.events_heard is None:
+        return  # the in-process queue: no other system can subscribe to events
+    heard = broker.events_heard
+
+    async def both_heard() -> bool:
+        return len(await heard()) >= 2
+
+    await eventually(both_heard)
+    assert sorted(await heard()) == sorted(
+        (
+            event.body,
+            {
+                "type": f"task.{status}",
+                "kind": finished[status].kind,
+                "task_id": str(finished[status].id),
+            },
+        )
+        for event, status in zip(events, finished, strict=True)
+    )

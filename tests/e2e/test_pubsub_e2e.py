@@ -5,6 +5,7 @@ pulls."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from adapters.brokers.pubsub import PubSubOptions
 from adapters.brokers.pubsub.publisher import REASON_ATTRIBUTE
 from tests.e2e.server import ServerProcess, free_port, taskport
 from tests.polling import eventually
-from tests.pubsub import new_project, pull_all
+from tests.pubsub import new_project, pull_all, subscribe
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +142,45 @@ async def test_a_poison_push_is_pushed_again_until_the_dead_letter_topic_takes_i
     held = pubsub_emulator.state.subscriptions[options.subscription_path]
     await eventually(lambda: answered(204) == 1 and not held.ready and not held.leased)
     subscriber.close()
+
+
+async def test_the_webhook_publishes_each_outcome_on_the_events_topic(
+    pubsub_emulator: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/webhook/pubsub"
+    options = PubSubOptions.from_url(
+        f"pubsub://{new_project()}?subscription=taskport-tasks-push&push_endpoint={endpoint}"
+    )
+    listener = subscribe(options.events_topic_path)
+    env = {
+        **pubsub_env(
+            tmp_path,
+            f"pubsub://{options.project}?subscription=taskport-tasks-push&push_endpoint={endpoint}",
+            pubsub_emulator,
+        ),
+        "TASKPORT_PUBLISH_EVENTS": "true",
+    }
+    server = ServerProcess(env, tmp_path / "serve.log", port)
+    processes.append(server)
+    await server.start()
+    task = await run_echo(server.base_url)
+    heard: list[Any] = []
+
+    async def event_heard() -> bool:
+        heard.extend(await asyncio.to_thread(pull_all, listener))
+        return bool(heard)
+
+    await eventually(event_heard, within=30, interval=0.05)
+    [event] = heard
+    body = json.loads(event.message.data)
+    assert (body["type"], body["task"]["id"], body["task"]["result"]) == (
+        "task.succeeded",
+        task["id"],
+        {"via": "ps"},
+    )
+    assert {name: event.message.attributes[name] for name in ("type", "kind", "task_id")} == {
+        "type": "task.succeeded",
+        "kind": "echo",
+        "task_id": task["id"],
+    }

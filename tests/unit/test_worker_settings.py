@@ -1,4 +1,4 @@
-"""The heartbeat settings of workers."""
+"""The settings of workers: heartbeats, retentions, events."""
 
 from __future__ import annotations
 
@@ -28,3 +28,9 @@ def test_a_retention_is_positive_and_at_most_a_century(name: str, seconds: float
     """Past a century, the prune's cutoff would fall outside the calendar at every pass."""
     with pytest.raises(ValidationError):
         Settings(**{name: seconds})
+
+
+def test_events_are_refused_on_the_in_process_queue_no_other_system_hears() -> None:
+    with pytest.raises(ValidationError, match="TASKPORT_PUBLISH_EVENTS needs a broker"):
+        Settings(publish_events=True)
+    assert Settings(publish_events=True, broker_url="amqp://localhost/").publish_events

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from attrs import define
 
-from application.messages import TASKS_TOPIC
+from application.messages import EVENTS_TOPIC, TASKS_TOPIC
 from application.ports.consumer import DeliveryCallback
 from application.ports.outbox import OutboxMessage
 
@@ -59,7 +59,9 @@ class MemoryDelivery:
 
 
 class MemoryBroker:
-    """Publisher and consumer of the task topic within this process."""
+    """Publisher and consumer of the task topic within this process. Task events, which
+    only other systems would hear, are dropped (``TASKPORT_PUBLISH_EVENTS`` refuses this
+    broker; a deployment that had another one may leave some in its outbox)."""
 
     name = "broker"
 
@@ -78,6 +80,8 @@ class MemoryBroker:
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         for message in messages:
+            if message.topic == EVENTS_TOPIC:
+                continue  # no other system can subscribe within this process
             if message.topic != self._topic:
                 raise ValueError(
                     f"this broker carries topic {self._topic!r}, not {message.topic!r}"

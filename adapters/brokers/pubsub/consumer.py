@@ -99,8 +99,8 @@ class PubSubConsumer:
         return self._options.subscription_path
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False) -> PubSubConsumer:
-        return cls(PubSubOptions.from_url(url, create))
+    def from_url(cls, url: str, create: bool = False, events: bool = False) -> PubSubConsumer:
+        return cls(PubSubOptions.from_url(url, create, events))
 
     def _subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._client is None:

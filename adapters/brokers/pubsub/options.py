@@ -9,6 +9,7 @@ from attrs import frozen
 
 DEFAULT_TOPIC = "taskport-tasks"
 DEFAULT_DEAD_LETTER_TOPIC = "taskport-dead-letters"
+DEFAULT_EVENTS_TOPIC = "taskport-events"
 # Pub/Sub accepts 5..100; the worker dead-letters a message after 100 deliveries itself.
 DEFAULT_MAX_DELIVERY_ATTEMPTS = 100
 
@@ -18,7 +19,9 @@ class PubSubOptions:
     """``pubsub://PROJECT_ID`` with optional query options:
 
     - ``topic`` (``taskport-tasks``), ``subscription`` (``<topic>-worker``),
-      ``dead_letter_topic`` (``taskport-dead-letters``; its subscription has the same name);
+      ``dead_letter_topic`` (``taskport-dead-letters``; its subscription has the same name),
+      ``events_topic`` (``taskport-events``: task events, when ``events`` is on, i.e.
+      ``TASKPORT_PUBLISH_EVENTS=true``; subscribers make their own subscriptions);
     - for provisioning (``create``, or ``TASKPORT_PUBSUB_CREATE=true``):
       ``max_delivery_attempts`` (5..100, default 100), ``ack_deadline`` (seconds, 10..600,
       default 60), ``min_backoff`` / ``max_backoff`` (seconds, the retry policy, default
@@ -29,6 +32,8 @@ class PubSubOptions:
     topic: str = DEFAULT_TOPIC
     subscription: str = f"{DEFAULT_TOPIC}-worker"
     dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC
+    events_topic: str = DEFAULT_EVENTS_TOPIC
+    events: bool = False
     create: bool = False
     max_delivery_attempts: int = DEFAULT_MAX_DELIVERY_ATTEMPTS
     ack_deadline_seconds: int = 60
@@ -37,7 +42,7 @@ class PubSubOptions:
     push_endpoint: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False) -> PubSubOptions:
+    def from_url(cls, url: str, create: bool = False, events: bool = False) -> PubSubOptions:
         parts = urlsplit(url)
         if parts.scheme != "pubsub":
             raise ValueError(f"not a pubsub:// URL: {url!r}")
@@ -49,6 +54,7 @@ class PubSubOptions:
             "topic",
             "subscription",
             "dead_letter_topic",
+            "events_topic",
             "create",
             "max_delivery_attempts",
             "ack_deadline",
@@ -65,6 +71,8 @@ class PubSubOptions:
             topic=topic,
             subscription=query.get("subscription", f"{topic}-worker"),
             dead_letter_topic=query.get("dead_letter_topic", DEFAULT_DEAD_LETTER_TOPIC),
+            events_topic=query.get("events_topic", DEFAULT_EVENTS_TOPIC),
+            events=events,
             create=create or query.get("create", "").lower() in ("1", "true", "yes"),
             max_delivery_attempts=int(
                 query.get("max_delivery_attempts", DEFAULT_MAX_DELIVERY_ATTEMPTS)
@@ -86,10 +94,16 @@ class PubSubOptions:
             raise ValueError("need 0 <= min_backoff <= max_backoff <= 600 seconds")
         if self.dead_letter_topic == self.topic:
             raise ValueError("the dead-letter topic must differ from the task topic")
+        if self.events_topic in (self.topic, self.dead_letter_topic):
+            raise ValueError("the events topic must differ from the task and dead-letter topics")
 
     @property
     def topic_path(self) -> str:
         return f"projects/{self.project}/topics/{self.topic}"
+
+    @property
+    def events_topic_path(self) -> str:
+        return f"projects/{self.project}/topics/{self.events_topic}"
 
     @property
     def subscription_path(self) -> str:

@@ -14,7 +14,7 @@ from google.cloud import pubsub_v1
 from adapters.brokers.pubsub.options import PubSubOptions
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, Provisioner, call, describe
 from application.errors import BrokerUnavailable
-from application.messages import TASKS_TOPIC
+from application.messages import EVENTS_TOPIC, TASKS_TOPIC, TaskEventMessage
 from application.ports.outbox import OutboxMessage
 
 # The attribute carrying the outbox id; Pub/Sub assigns its own message ids.
@@ -60,9 +60,10 @@ def dead_letter_attributes(
 
 
 class PubSubPublisher:
-    """Publishes to the task topic; ``publish`` hands the whole batch to the client, then
-    waits (without blocking the event loop) until every message's future resolved. Also the
-    ``DeadLetters`` of Pub/Sub: ``put`` publishes to the dead-letter topic."""
+    """Publishes to the task topic, and task events to the events topic; ``publish`` hands
+    the whole batch to the client, then waits (without blocking the event loop) until every
+    message's future resolved. Also the ``DeadLetters`` of Pub/Sub: ``put`` publishes to the
+    dead-letter topic."""
 
     name = "broker"
 
@@ -76,8 +77,8 @@ class PubSubPublisher:
         self._in_flight: set[futures.Future[str]] = set()
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False) -> PubSubPublisher:
-        return cls(PubSubOptions.from_url(url, create))
+    def from_url(cls, url: str, create: bool = False, events: bool = False) -> PubSubPublisher:
+        return cls(PubSubOptions.from_url(url, create, events))
 
     def _publisher(self) -> pubsub_v1.PublisherClient:
         if self._client is None:
@@ -103,28 +104,31 @@ class PubSubPublisher:
         return client
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        for message in messages:
-            if message.topic != TASKS_TOPIC:
-                raise ValueError(
-                    f"this broker carries topic {TASKS_TOPIC!r}, not {message.topic!r}"
-                )
-        if not messages:
+        routed = [self._route(message) for message in messages]
+        if not routed:
             return
         client = await self._ready()
         try:
             pending = [
-                self._track(
-                    client.publish(
-                        self._options.topic_path,
-                        message.body,
-                        **{MESSAGE_ID_ATTRIBUTE: str(message.id)},
-                    )
-                )
-                for message in messages
+                self._track(client.publish(topic, message.body, **attributes))
+                for message, (topic, attributes) in zip(messages, routed, strict=True)
             ]
         except (google_errors.GoogleAPIError, RuntimeError) as exc:
             raise BrokerUnavailable(f"cannot publish: {describe(exc)}") from exc
         await all_published(pending, self._timeout)
+
+    def _route(self, message: OutboxMessage) -> tuple[str, dict[str, str]]:
+        """The topic and attributes of ``message``: a task message goes to the task topic,
+        a task event to the events topic with its ``type``, ``kind`` and ``task_id`` (for
+        subscriptions' filters)."""
+        attributes = {MESSAGE_ID_ATTRIBUTE: str(message.id)}
+        if message.topic == TASKS_TOPIC:
+            return self._options.topic_path, attributes
+        if message.topic == EVENTS_TOPIC:
+            event = TaskEventMessage.decode(message.body)
+            attributes.update(type=event.type, kind=event.kind, task_id=str(event.task_id))
+            return self._options.events_topic_path, attributes
+        raise ValueError(f"this broker carries no topic {message.topic!r}")
 
     def _track(self, published: futures.Future[str]) -> asyncio.Future[str]:
         """The publish future as an awaitable; ``close`` waits for the ones still open."""
@@ -148,13 +152,19 @@ class PubSubPublisher:
         await all_published([self._track(published)], self._timeout)
 
     async def check(self) -> None:
+        """The task topic exists, and the events topic when events are on: otherwise every
+        publish of their messages would fail until someone created it."""
         client = await self._ready()
-        await call(
-            lambda: client.get_topic(
-                topic=self._options.topic_path, timeout=RPC_TIMEOUT_SECONDS, retry=None
-            ),
-            f"topic {self._options.topic_path}",
-        )
+        topics = [self._options.topic_path]
+        if self._options.events:
+            topics.append(self._options.events_topic_path)
+        for topic in topics:
+            await call(
+                lambda topic=topic: client.get_topic(
+                    topic=topic, timeout=RPC_TIMEOUT_SECONDS, retry=None
+                ),
+                f"topic {topic}",
+            )
 
     async def close(self) -> None:
         client, self._client = self._client, None

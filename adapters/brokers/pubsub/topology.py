@@ -28,9 +28,13 @@ def provision(
     publisher: pubsub_v1.PublisherClient,
     subscriber: pubsub_v1.SubscriberClient,
 ) -> None:
-    """Creates the task topic, the dead-letter topic and its subscription, and the task
-    subscription with its dead-letter and retry policies; whatever exists is kept as is."""
-    for topic in (options.topic_path, options.dead_letter_topic_path):
+    """Creates the task topic, the dead-letter topic and its subscription, the task
+    subscription with its dead-letter and retry policies, and the events topic when events
+    are on; whatever exists is kept as is."""
+    topics = [options.topic_path, options.dead_letter_topic_path]
+    if options.events:
+        topics.append(options.events_topic_path)
+    for topic in topics:
         _create(lambda topic=topic: publisher.create_topic(name=topic, timeout=RPC_TIMEOUT_SECONDS))
     _create(
         lambda: subscriber.create_subscription(

@@ -101,8 +101,10 @@ class Connector:
 
 
 async def declare(session: AmqpSession, topology: Topology) -> None:
-    """Declares Taskport's queues; declaring them again with the same arguments is a no-op."""
+    """Declares Taskport's queues and its events exchange; declaring them again with the same
+    arguments is a no-op."""
     tasks = topology.queue_for(TASKS_TOPIC)
+    await session.declare_exchange(topology.events_exchange, "topic")
     await session.declare_queue(tasks, {"x-queue-type": topology.queue_type})
     await session.declare_queue(topology.dead_letter_queue, {"x-queue-type": topology.queue_type})
     for tier in topology.delay_tiers:

@@ -26,8 +26,10 @@ DELAY_TIERS = (
 class Topology:
     """The queues of one Taskport deployment, all named after ``prefix``.
 
-    Delayed redelivery needs no plugin: each delay tier is a queue whose messages expire
-    after the tier's TTL and are dead-lettered back to the task queue.
+    Task events (``TASKPORT_PUBLISH_EVENTS``) go to a topic exchange, which subscribers bind
+    their own queues to. Delayed redelivery needs no plugin: each delay tier is a queue
+    whose messages expire after the tier's TTL and are dead-lettered back to the task
+    queue.
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -36,6 +38,11 @@ class Topology:
 
     def queue_for(self, topic: str) -> str:
         return f"{self.prefix}.{topic}"
+
+    @property
+    def events_exchange(self) -> str:
+        """The topic exchange task events go to, routed by ``<type>.<kind>``."""
+        return f"{self.prefix}.events"
 
     @property
     def dead_letter_queue(self) -> str:

@@ -9,7 +9,7 @@ from pika.spec import PERSISTENT_DELIVERY_MODE, BasicProperties
 from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions
 from adapters.brokers.rabbitmq.session import all_confirmed
-from application.messages import TASKS_TOPIC
+from application.messages import EVENTS_TOPIC, TASKS_TOPIC, TaskEventMessage
 from application.ports.outbox import OutboxMessage
 
 # How long a publish waits for a connection that is being opened; while RabbitMQ is down
@@ -18,8 +18,9 @@ CONNECT_WAIT_SECONDS = 1.0
 
 
 class RabbitMqPublisher:
-    """Publishes persistent messages to the task queue; ``publish`` sends the whole batch,
-    then waits until RabbitMQ confirmed every message."""
+    """Publishes persistent messages to the task queue, and task events to the events
+    exchange; ``publish`` sends the whole batch, then waits until RabbitMQ confirmed every
+    message."""
 
     name = "broker"
 
@@ -32,27 +33,37 @@ class RabbitMqPublisher:
         return cls(RabbitMqOptions.from_url(url))
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        for message in messages:
-            if message.topic != TASKS_TOPIC:
-                raise ValueError(
-                    f"this broker carries topic {TASKS_TOPIC!r}, not {message.topic!r}"
-                )
-        if not messages:
+        routed = [self._route(message) for message in messages]
+        if not routed:
             return
         session = await self._connector.session(wait=CONNECT_WAIT_SECONDS)
-        confirmations = [
-            session.publish(
-                self._topology.queue_for(message.topic),
-                message.body,
-                BasicProperties(
-                    message_id=str(message.id),
-                    delivery_mode=PERSISTENT_DELIVERY_MODE,
-                    content_type="application/json",
-                ),
+        await all_confirmed([session.publish(*route) for route in routed])
+
+    def _route(self, message: OutboxMessage) -> tuple[str, bytes, BasicProperties, str, bool]:
+        """The arguments of ``AmqpSession.publish`` for ``message``: a task message goes to
+        the task queue (returned if it cannot be routed there), a task event to the events
+        exchange with the routing key ``<type>.<kind>`` (dropped by RabbitMQ when no queue
+        is bound to hear it)."""
+        if message.topic == TASKS_TOPIC:
+            properties = BasicProperties(
+                message_id=str(message.id),
+                delivery_mode=PERSISTENT_DELIVERY_MODE,
+                content_type="application/json",
             )
-            for message in messages
-        ]
-        await all_confirmed(confirmations)
+            return self._topology.queue_for(TASKS_TOPIC), message.body, properties, "", True
+        if message.topic == EVENTS_TOPIC:
+            event = TaskEventMessage.decode(message.body)
+            properties = BasicProperties(
+                message_id=str(message.id),
+                delivery_mode=PERSISTENT_DELIVERY_MODE,
+                content_type="application/json",
+                type=event.type,
+                timestamp=int(message.created_at.timestamp()),
+                headers={"task_id": str(event.task_id), "kind": event.kind},
+            )
+            routing_key = f"{event.type}.{event.kind}"
+            return routing_key, message.body, properties, self._topology.events_exchange, False
+        raise ValueError(f"this broker carries no topic {message.topic!r}")
 
     async def check(self) -> None:
         await self._connector.session(wait=CONNECT_WAIT_SECONDS)

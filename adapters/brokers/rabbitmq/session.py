@@ -109,6 +109,14 @@ class AmqpSession:
             )
         )
 
+    async def declare_exchange(self, name: str, exchange_type: str) -> None:
+        channel = self.channel
+        await self._rpc(
+            lambda done: channel.exchange_declare(
+                name, exchange_type=exchange_type, durable=True, callback=done
+            )
+        )
+
     async def qos(self, prefetch: int) -> None:
         channel = self.channel
         await self._rpc(lambda done: channel.basic_qos(prefetch_count=prefetch, callback=done))
@@ -128,12 +136,20 @@ class AmqpSession:
         channel = self.channel
         await self._rpc(lambda done: channel.basic_cancel(consumer_tag, callback=done))
 
-    def publish(self, queue: str, body: bytes, properties: BasicProperties) -> asyncio.Future[None]:
-        """Publishes without waiting; the future completes when the broker confirms the
-        message and fails with ``BrokerUnavailable`` on a nack, a return or a lost channel."""
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        properties: BasicProperties,
+        exchange: str = "",
+        mandatory: bool = True,
+    ) -> asyncio.Future[None]:
+        """Publishes without waiting (to the queue ``routing_key`` names, by default); the
+        future completes when the broker confirms the message and fails with
+        ``BrokerUnavailable`` on a nack, a return (when ``mandatory``) or a lost channel."""
         channel = self.channel
         try:
-            channel.basic_publish("", queue, body, properties, mandatory=True)
+            channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
         except AMQPError as exc:
             raise BrokerUnavailable(f"cannot publish: {exc!r}") from exc
         self._published += 1
