@@ -109,3 +109,13 @@ def event_messages(
             )
         )
     return found
+
+
+def task_named_by(message: OutboxMessage) -> UUID | None:
+    """The task a message is about: the one it asks to run, or the one whose outcome it
+    tells; ``None`` for a body that is neither."""
+    decode = TaskEventMessage.decode if message.topic == EVENTS_TOPIC else RunTaskMessage.decode
+    try:
+        return decode(message.body).task_id
+    except PoisonMessage:
+        return None

@@ -13,8 +13,9 @@ from asgi_lifespan import LifespanManager
 
 from adapters.storage.mongo import MongoStorage
 from adapters.storage.mongo import storage as mongo_storage
+from adapters.system import Uuid7Generator
 from application.errors import DuplicateIdempotencyKey, StorageUnavailable
-from application.messages import RunTaskMessage
+from application.messages import RunTaskMessage, TaskEventMessage, event_messages
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
@@ -78,6 +79,31 @@ async def test_each_message_of_a_sweep_rides_in_its_own_task(storage: MongoStora
     async for document in storage.tasks.find({}):
         (body,) = [fields["body"] for fields in document["outbox"].values()]
         assert RunTaskMessage.decode(bytes(body)).task_id.hex == document["_id"].replace("-", "")
+
+
+async def test_the_event_of_each_outcome_rides_in_the_task_it_finished(
+    storage: MongoStorage,
+) -> None:
+    """Written with the outcome in one document write: never an outcome without its event."""
+    tasks = [make_task() for _ in range(3)]
+    async with storage.unit_of_work() as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        finished = list((await uow.tasks.get_many([task.id for task in tasks])).values())
+        for task in finished:
+            task.start(T0)
+            task.succeed(T0, {"ok": True})
+            await uow.tasks.save(task)
+        recorded = [event for task in finished for event in task.pull_events()]
+        for message in reversed(event_messages(finished, recorded, Uuid7Generator(), T0)):
+            await uow.outbox.put(message)
+        await uow.commit()
+    assert await storage.outbox.count_documents({}) == 0
+    async for document in storage.tasks.find({}):
+        (body,) = [fields["body"] for fields in document["outbox"].values()]
+        assert str(TaskEventMessage.decode(bytes(body)).task_id) == document["_id"]
 
 
 async def test_a_message_stays_pending_when_it_arrives_while_the_relay_holds_the_task(

@@ -51,8 +51,8 @@ from adapters.storage.mongo.mapping import (
 )
 from adapters.storage.mongo.workers import MongoWorkerRegistry
 from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
-from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey, PoisonMessage
-from application.messages import RunTaskMessage
+from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
+from application.messages import task_named_by
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from domain.task import Task
@@ -447,7 +447,7 @@ class MongoUnitOfWork(StagingUnitOfWork):
         messages_of: dict[UUID, list[OutboxMessage]] = {}
         standalone = []
         for message in self.new_messages:
-            home = _task_named_by(message)
+            home = task_named_by(message)
             if home not in written:
                 home = written[0] if len(written) == 1 else None
             if home is None:
@@ -538,7 +538,7 @@ class MongoUnitOfWork(StagingUnitOfWork):
         for message in self.sent_messages:
             home = self.message_homes.get(message.id)
             if home is None:
-                named = _task_named_by(message)
+                named = task_named_by(message)
                 home = str(named) if named is not None else None
             if home is None:
                 standalone.append(str(message.id))
@@ -601,10 +601,3 @@ def _outbox_fields(messages: Iterable[OutboxMessage]) -> Document:
         "outbox_count": len(listed),
         "outbox_since": min(instant(m.created_at) for m in listed),
     }
-
-
-def _task_named_by(message: OutboxMessage) -> UUID | None:
-    try:
-        return RunTaskMessage.decode(message.body).task_id
-    except PoisonMessage:
-        return None
