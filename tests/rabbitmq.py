@@ -76,20 +76,28 @@ async def read_queue(url: str, queue: str) -> list[bytes]:
 
 
 async def read_messages(url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
-    """The bodies and headers waiting in ``queue``, left in place (read in a thread of its
-    own: a blocking connection never runs on the event loop)."""
+    """The bodies and headers waiting in ``queue``, left in place."""
+    return [
+        (body, dict(properties.headers or {}))
+        for _, properties, body in await _get_all(url, queue, take=False)
+    ]
 
-    def read() -> list[tuple[bytes, dict[str, Any]]]:
-        parameters = pika.URLParameters(url.split("?", 1)[0])
-        connection = pika.BlockingConnection(parameters)
+
+async def _get_all(url: str, queue: str, take: bool) -> list[tuple[Any, Any, bytes]]:
+    """Every message waiting in ``queue`` (method, properties, body), taken or left in
+    place; read in a thread of its own: a blocking connection never runs on the event
+    loop."""
+
+    def read() -> list[tuple[Any, Any, bytes]]:
+        connection = pika.BlockingConnection(pika.URLParameters(url.split("?", 1)[0]))
         try:
             channel = connection.channel()
             messages = []
             while True:
-                _, properties, body = channel.basic_get(queue, auto_ack=False)
-                if body is None:
+                method, properties, body = channel.basic_get(queue, auto_ack=take)
+                if method is None:
                     return messages
-                messages.append((body, dict(properties.headers or {})))
+                messages.append((method, properties, body))
         finally:
             connection.close()
 
@@ -114,27 +122,14 @@ def listen(url: str, exchange: str, binding_key: str) -> str:
 async def read_events(url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
     """The task events waiting in ``queue``, taken: each body with its routing key, its
     AMQP type and headers."""
-
-    def read() -> list[tuple[bytes, dict[str, Any]]]:
-        connection = pika.BlockingConnection(pika.URLParameters(url.split("?", 1)[0]))
-        try:
-            channel = connection.channel()
-            events = []
-            while True:
-                method, properties, body = channel.basic_get(queue, auto_ack=True)
-                if method is None:
-                    return events
-                events.append(
-                    (
-                        body,
-                        {
-                            "routing_key": method.routing_key,
-                            "type": properties.type,
-                            **(properties.headers or {}),
-                        },
-                    )
-                )
-        finally:
-            connection.close()
-
-    return await asyncio.to_thread(read)
+    return [
+        (
+            body,
+            {
+                "routing_key": method.routing_key,
+                "type": properties.type,
+                **(properties.headers or {}),
+            },
+        )
+        for method, properties, body in await _get_all(url, queue, take=True)
+    ]

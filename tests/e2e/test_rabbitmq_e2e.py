@@ -15,6 +15,7 @@ from adapters.brokers.rabbitmq import RabbitMqOptions
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
+from tests.e2e.conftest import ApiFactory
 from tests.polling import eventually
 from tests.rabbitmq import broker_url, listen, read_events
 
@@ -58,21 +59,16 @@ async def test_readiness_reports_the_broker_ready(client: httpx.AsyncClient) -> 
     assert response.json()["checks"]["broker"] is None
 
 
-async def test_task_outcomes_are_published_on_the_events_exchange(rabbitmq_vhost: str) -> None:
+async def test_task_outcomes_are_published_on_the_events_exchange(
+    rabbitmq_vhost: str, api_factory: ApiFactory
+) -> None:
     url = broker_url(rabbitmq_vhost)
     exchange = RabbitMqOptions.from_url(url).topology.events_exchange
     everything = await asyncio.to_thread(listen, url, exchange, "#")
     failures = await asyncio.to_thread(listen, url, exchange, "task.failed.#")
-    settings = Settings(
-        storage_url="memory://", broker_url=url, embedded_worker=True, publish_events=True
-    )
-    app = create_app(create_container(settings))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://taskport"
-        ) as client,
-    ):
+    async with await api_factory(
+        broker_url=url, embedded_worker=True, publish_events=True
+    ) as client:
         echoed = (await client.post("/v1/tasks", json={"kind": "echo", "payload": 1})).json()
         failed = (
             await client.post(
