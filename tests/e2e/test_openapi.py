@@ -1,5 +1,5 @@
 """The API describes its errors: declared in OpenAPI as the problems they are, and a 405 names
-the methods the path serves."""
+the methods the path serves; every GET answers HEAD."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.e2e.conftest import ApiFactory
+from tests.e2e.conftest import ApiFactory, wait_for_status
+
+PROBLEM_JSON = "application/problem+json"
 
 
 @pytest.fixture
@@ -81,10 +83,13 @@ async def test_a_method_not_allowed_names_every_method_the_path_serves(
 ) -> None:
     task = f"/v1/tasks/{uuid.uuid4()}"
     for method, path, allowed in [
-        ("OPTIONS", "/v1/tasks", "GET, POST"),
-        ("DELETE", "/v1/tasks", "GET, POST"),
-        ("DELETE", task, "GET"),
+        ("OPTIONS", "/v1/tasks", "GET, HEAD, POST"),
+        ("DELETE", "/v1/tasks", "GET, HEAD, POST"),
+        ("DELETE", task, "GET, HEAD"),
         ("GET", f"{task}/cancel", "POST"),
+        ("HEAD", f"{task}/retry", "POST"),
+        ("POST", "/v1/stats", "GET, HEAD"),
+        ("PUT", "/healthz", "GET, HEAD"),
     ]:
         answer = await api.request(method, path)
         assert (answer.status_code, answer.headers["allow"]) == (405, allowed), (method, path)
@@ -102,3 +107,50 @@ async def test_the_health_checks_answer_head_and_readiness_declares_its_503(
     assert list(ready["503"]["content"]) == ["application/problem+json"]
     ids = [operation["operationId"] for item in paths.values() for operation in item.values()]
     assert len(ids) == len(set(ids))  # one operation per route and method
+
+
+async def test_every_get_route_answers_head_with_its_status_and_headers(
+    api: httpx.AsyncClient,
+) -> None:
+    task_id = (await api.post("/v1/tasks", json={"kind": "echo"})).json()["id"]
+    await wait_for_status(api, task_id, "SUCCEEDED")
+    items = (await document(api))["paths"]
+    assert not [path for path, item in items.items() if "head" in item]  # the GET describes it
+    paths = [path for path, item in items.items() if "get" in item]
+    assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/stats", "/v1/workers"} <= set(paths)
+    for path in [*paths, "/metrics", "/openapi.json"]:
+        url = path.format(task_id=task_id)
+        got, head = await api.get(url), await api.head(url)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        # The length of a document read a moment apart (metrics, heartbeats) may differ.
+        assert int(head.headers["content-length"]) > 0, path
+        assert _lasting(head.headers) == _lasting(got.headers), path
+
+
+async def test_head_is_authenticated_and_answers_the_problems_of_get(
+    api_factory: ApiFactory,
+) -> None:
+    api = await api_factory(api_keys={"alice": "alice-key"})
+    alice = {"Authorization": "Bearer alice-key"}
+    unknown = f"/v1/tasks/{uuid.uuid4()}"
+    for path, headers, status in [
+        (unknown, {}, 401),
+        ("/v1/tasks", {}, 401),
+        ("/v1/stats", {"Authorization": "Bearer mallory-key"}, 401),
+        (unknown, alice, 404),
+        ("/v1/tasks?limit=0", alice, 422),
+    ]:
+        got = await api.get(path, headers=headers)
+        head = await api.head(path, headers=headers)
+        assert (got.status_code, head.status_code, head.content) == (status, status, b""), path
+        assert head.headers["content-type"] == PROBLEM_JSON, path
+        assert _lasting(head.headers) == _lasting(got.headers), path
+
+
+def _lasting(headers: httpx.Headers) -> dict[str, str]:
+    """The headers an answer repeats: not its request id, nor its length."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name not in ("x-request-id", "content-length")
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +40,20 @@ async def test_the_server_runs_a_task_over_tcp(server: str) -> None:
             return task["status"] == "SUCCEEDED" and task["result"] == {"over": "tcp"}
 
         await eventually(succeeded)
+
+
+async def test_a_head_over_tcp_has_the_length_of_the_get_and_no_body(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server) as client:
+        length = len((await client.get("/v1/kinds")).content)
+    url = httpx.URL(server)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(b"HEAD /v1/kinds HTTP/1.1\r\nHost: taskport\r\nConnection: close\r\n\r\n")
+    answer = await reader.read()  # until the server closes the connection
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert f"content-length: {length}\r\n".encode() in head.lower() + b"\r\n", head
+    assert body == b""
 
 
 @pytest.mark.parametrize(

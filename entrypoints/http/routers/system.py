@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from application.ports.handlers import HandlerRegistry
@@ -10,9 +10,10 @@ from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.get_stats import GetStatsHandler
 from entrypoints.http.dependencies import Owner, container_of, provided
 from entrypoints.http.problems import Problem
+from entrypoints.http.routing import Router
 from entrypoints.http.schemas import KindOut, KindsOut, StatsOut
 
-router = APIRouter()
+router = Router()
 
 
 @router.get("/healthz", tags=["health"])
@@ -38,11 +39,6 @@ async def readyz(
             503, "not-ready", "Not ready", detail, headers={"Retry-After": "1"}, checks=checks
         )
     return {"status": "ready", "checks": checks}
-
-
-# HEAD too, what load balancers and uptime checks often ask (one operation each in OpenAPI).
-router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
-router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
 
 
 @router.get("/metrics", tags=["operations"], include_in_schema=False)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from domain.task import KIND_PATTERN
 from domain.values import TaskStatus
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
+from entrypoints.http.routing import Router
 from entrypoints.http.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     TaskBatchIn,
@@ -35,7 +36,7 @@ from entrypoints.http.schemas import (
     TaskPageOut,
 )
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = Router(prefix="/v1/tasks", tags=["tasks"])
 
 NOT_FOUND: dict[str, Any] = {"description": "no such task (or another owner's)"}
 NOT_NOW: dict[str, Any] = {

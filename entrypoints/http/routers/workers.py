@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from application.use_cases.list_workers import ListWorkersHandler
 from entrypoints.http.dependencies import Owner, provided
+from entrypoints.http.routing import Router
 from entrypoints.http.schemas import WorkerOut, WorkersOut
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"])
+router = Router(prefix="/v1/workers", tags=["workers"])
 
 
 @router.get("", response_model=WorkersOut)
