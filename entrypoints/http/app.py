@@ -42,7 +42,10 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.state.owners_by_key_digest = settings.owners_by_key_digest()
     problems.install(app)
+    # The last added runs first. Unexpected errors are caught within the request's context
+    # (its id), around the body guard (whose own exception passes through the routes to it).
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(problems.UnexpectedErrors)
     app.add_middleware(RequestContext, metrics=container.metrics())
     if settings.cors_origins:
         app.add_middleware(

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.codecs import InvalidCursor
 from application.errors import (
@@ -162,8 +163,45 @@ def problem_for(exc: Exception) -> Problem:
                 str(exc.detail),
                 headers=dict(exc.headers or {}),
             )
-    logger.exception("unhandled error", exc_info=exc)
+    # Logged where it is caught: by UnexpectedErrors, or outside it by the server.
+    return _internal_error()
+
+
+def _internal_error() -> Problem:
     return Problem(500, "internal-error", "Internal error", "the server failed to answer")
+
+
+class UnexpectedErrors:
+    """Pure ASGI middleware: an exception no handler answered is logged here, once, with its
+    traceback and the request id, and answered as a problem+json 500.
+
+    FastAPI gives a handler for ``Exception`` to Starlette's ServerErrorMiddleware, which
+    answers outside every middleware of the app (no request id, no CORS headers), then
+    raises the exception again for the server, which logs it a second time. Errors caught
+    here never reach it. Once the answer has started there is no 500 to give: the error is
+    logged, and the server ends the unfinished answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if not started:
+                await _internal_error().response(scope["path"])(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import signal
 from pathlib import Path
 
 import httpx
+import pytest
+import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ApiFactory, wait_for_status
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.http.dependencies import authenticate
+from entrypoints.observability import CorrelationFilter
+from entrypoints.settings import Settings
+from tests.e2e.conftest import FAST, ApiFactory, wait_for_status
 from tests.e2e.server import ServerProcess, free_port, taskport
 from tests.polling import eventually
 from tests.rabbitmq import broker_url
@@ -101,6 +110,38 @@ async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path)
     assert about_task["TaskSubmitted"]["request_id"] == "req-42"
     assert about_task["TaskSucceeded"]["request_id"] == "req-42"
     assert all({"time", "level", "name", "message"} <= set(line) for line in lines)
+
+
+async def test_an_unexpected_error_is_logged_once_with_its_traceback_and_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Under uvicorn, as served: the server logs nothing more about it."""
+
+    async def broken() -> str:
+        raise RuntimeError("the owner lookup broke")
+
+    app = create_app(create_container(Settings(**FAST)))
+    app.dependency_overrides[authenticate] = broken
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    caplog.handler.addFilter(CorrelationFilter())
+    try:
+        await eventually(lambda: server.started)
+        with caplog.at_level(logging.WARNING):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                answer = await client.get("/v1/stats", headers={"X-Request-ID": "req-500"})
+    finally:
+        server.should_exit = True
+        await serving
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["type"] == "/problems/internal-error"
+    assert answer.headers["x-request-id"] == "req-500"
+    [logged] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert logged.exc_info is not None
+    assert str(logged.exc_info[1]) == "the owner lookup broke"
+    assert getattr(logged, "request_id", None) == "req-500"
 
 
 async def test_a_worker_serves_metrics_on_its_own_port(rabbitmq_vhost: str, tmp_path: Path) -> None:
