@@ -150,8 +150,8 @@ def problem_for(exc: Exception) -> Problem:
                 headers={"Retry-After": str(exc.retry_after_seconds)},
             )
         case StarletteHTTPException() if exc.status_code == 400:
-            # FastAPI's answer to a body its parser gave up on without a decode error (one
-            # nested deeper than Python's recursion limit).
+            # FastAPI's answer to a body it failed to read without a decode error (routes
+            # read JSON with routing.read_json, whose every refusal is one).
             detail = f"the request body could not be parsed as JSON: {exc.detail}"
             return Problem(400, "malformed-json", "Malformed JSON", detail)
         case StarletteHTTPException():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -10,9 +11,7 @@ from uuid import UUID
 
 from fastapi import Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from pydantic_core import from_json
 
 from adapters.codecs import CursorCodec
 from application.ports.task_repository import TaskQuery
@@ -26,7 +25,7 @@ from domain.task import KIND_PATTERN
 from domain.values import TaskStatus
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
-from entrypoints.http.routing import Router
+from entrypoints.http.routing import JsonRoute, Router, read_json
 from entrypoints.http.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     TaskBatchIn,
@@ -47,14 +46,14 @@ NOT_NOW: dict[str, Any] = {
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
-class _SubmitRoute(APIRoute):
+class _SubmitRoute(JsonRoute):
     """``POST /v1/tasks``, the busiest route, without FastAPI's generic request solving.
 
     The endpoint's signature still declares the operation (body, header, responses in
     OpenAPI), and the endpoint still does the work; its arguments are read here directly:
-    the body parsed and validated by pydantic-core, the owner and the use case without a
-    dependency graph. Errors come in FastAPI's order: malformed JSON, then authentication,
-    then validation.
+    the body read by ``read_json`` and validated as FastAPI validates it, the owner and the
+    use case without a dependency graph. Errors come in FastAPI's order and words:
+    malformed JSON, then authentication, then validation.
 
     An application that overrides dependencies (``app.dependency_overrides``: its own
     authentication, a test's fake) gets FastAPI's generic solving instead, which honours
@@ -78,18 +77,18 @@ class _SubmitRoute(APIRoute):
                 return await solved(request)
             body = await request.body()
             try:
-                parsed = from_json(body) if body else None
-            except ValueError as exc:
+                parsed = read_json(body) if body else None
+            except json.JSONDecodeError as exc:
                 raise RequestValidationError(
-                    [{"type": "json_invalid", "loc": ("body",), "msg": str(exc)}]
+                    [{"type": "json_invalid", "loc": ("body",), "msg": exc.msg}]
                 ) from exc
             owner = await authenticate(request)
-            if parsed is None:
+            if not body:
                 raise RequestValidationError(
                     [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
                 )
             try:
-                task = TaskIn.model_validate(parsed)
+                task = TaskIn.model_validate(parsed, from_attributes=True)  # as FastAPI does
             except ValidationError as exc:
                 raise RequestValidationError(
                     [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
