@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -79,16 +80,20 @@ def serve(
     import uvicorn
 
     from entrypoints.http.app import create_app
+    from entrypoints.http.server import Server
 
     settings, container = _load()
     _prepare_schema_or_exit(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(container),
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         log_config=None,
+        # Requests still open after the grace period are cancelled.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
+    Server(config, stopping=container.completions().close).run()
 
 
 def _prepare_schema_or_exit(settings: Settings) -> None:

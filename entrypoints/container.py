@@ -18,6 +18,7 @@ from adapters.storage.memory import MemoryStorage
 from adapters.storage.sql import SqlStorage
 from adapters.system import SystemClock, Uuid7Generator, new_worker_id
 from application.callbacks import Callbacks
+from application.completions import Completions
 from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
@@ -165,13 +166,14 @@ class Container(containers.DeclarativeContainer):
     uow = storage.provided.unit_of_work
     worker_registry = storage.provided.workers.call()
     metrics = providers.Singleton(PrometheusMetrics)
+    completions = providers.Singleton(Completions)
     publish_committed = providers.Singleton(PublishCommittedHandler, uow=uow, publisher=publisher)
     recorder = providers.Singleton(
         TaskRecorder,
         ids=ids,
         clock=clock,
         relay=publish_committed,
-        listeners=providers.List(metrics),
+        listeners=providers.List(metrics, completions),
         callbacks=providers.Singleton(
             Callbacks, ids=ids, retry_policy=providers.Callable(_callback_backoff, settings)
         ),
@@ -196,7 +198,7 @@ class Container(containers.DeclarativeContainer):
     submit_task_batch = providers.Singleton(
         SubmitTaskBatchHandler, uow=uow, new_tasks=new_tasks, recorder=recorder
     )
-    get_task = providers.Singleton(GetTaskHandler, uow=uow)
+    get_task = providers.Singleton(GetTaskHandler, uow=uow, completions=completions)
     get_stats = providers.Singleton(GetStatsHandler, uow=uow, clock=clock)
     list_tasks = providers.Singleton(ListTasksHandler, uow=uow)
     cancel_task = providers.Singleton(CancelTaskHandler, uow=uow, recorder=recorder, clock=clock)

@@ -72,6 +72,11 @@ class PrometheusMetrics:
             ["method", "route"],
             registry=registry,
         )
+        self.http_in_progress = Gauge(
+            "taskport_http_requests_in_progress",
+            "HTTP requests being answered (reads waiting for their task included)",
+            registry=registry,
+        )
         self.tasks = Gauge(
             "taskport_tasks",
             "Stored tasks by status and kind",
@@ -112,7 +117,12 @@ class PrometheusMetrics:
                     self._child(self.cancelled, event.kind).inc()
             self._time_attempt(event)
 
+    def http_started(self) -> None:
+        self.http_in_progress.inc()
+
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """A request answered (or given up): counted, timed, and no longer in progress."""
+        self.http_in_progress.dec()
         self._child(self.http_requests, method, route, str(status)).inc()
         self._child(self.http_seconds, method, route).observe(seconds)
 

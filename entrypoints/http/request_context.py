@@ -29,6 +29,7 @@ class RequestContext:
         token = correlation.request_id.set(request_id)
         status = 500
         started = time.perf_counter()
+        self.metrics.http_started()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status

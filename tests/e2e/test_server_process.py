@@ -82,3 +82,35 @@ def test_a_misconfigured_process_refuses_to_start(
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 2
     assert message in output.decode()
+
+
+async def test_a_stopping_server_answers_a_waiting_read_at_once(tmp_path: Path) -> None:
+    """With the task as it is, before the grace period (here longer than the test's deadline)
+    would cut the request."""
+    process = ServerProcess(
+        {
+            "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
+            "TASKPORT_SHUTDOWN_GRACE_SECONDS": "60",
+        },
+        tmp_path / "serve.log",
+    )
+    await process.start()
+    try:
+        async with httpx.AsyncClient(base_url=process.base_url, timeout=90) as client:
+            later = {"kind": "echo", "payload": 1, "run_at": "2999-01-01T00:00:00Z"}
+            task_id = (await client.post("/v1/tasks", json=later)).json()["id"]
+            waiting = asyncio.create_task(client.get(f"/v1/tasks/{task_id}?wait=60"))
+
+            async def read_waiting() -> bool:  # this request, and the waiting one
+                metrics = (await client.get("/metrics")).text
+                return "taskport_http_requests_in_progress 2.0" in metrics
+
+            await eventually(read_waiting)
+            process.terminate()
+            answer = await asyncio.wait_for(waiting, 15)
+            assert answer.status_code == 200
+            assert answer.json()["status"] == "SCHEDULED"
+            await eventually(lambda: process.returncode() is not None, within=15)
+    finally:
+        process.stop()
+    assert "Application shutdown complete" in process.log.read_text()

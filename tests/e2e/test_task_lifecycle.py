@@ -29,6 +29,18 @@ async def test_an_echo_task_succeeds_with_its_payload_as_result(api: httpx.Async
     assert done["started_at"] <= done["finished_at"]
 
 
+async def test_a_read_may_wait_for_the_task_to_finish(api: httpx.AsyncClient) -> None:
+    response = await submit(api, {"kind": "sleep", "payload": {"seconds": 0.2}})
+    task_id = response.json()["id"]
+    waited = await api.get(f"/v1/tasks/{task_id}", params={"wait": 30})
+    assert waited.status_code == 200
+    assert waited.json()["status"] == "SUCCEEDED"
+    for wait in ("-1", "60.5", "nan", "inf", "soon"):
+        refused = await api.get(f"/v1/tasks/{task_id}", params={"wait": wait})
+        assert refused.status_code == 422, wait
+        assert refused.headers["content-type"] == "application/problem+json"
+
+
 async def test_a_failing_task_ends_failed_after_its_attempts(api: httpx.AsyncClient) -> None:
     response = await submit(
         api, {"kind": "fail", "payload": {"message": "boom"}, "max_attempts": 2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -308,6 +309,46 @@ async def test_another_owners_task_is_not_found(app: Container) -> None:
     task = await submit(app)
     with pytest.raises(TaskNotFound):
         await app.get_task()(GetTask("mallory", task.id))
+
+
+async def test_a_wait_ends_as_soon_as_the_task_finishes_in_this_process(
+    app: Container, gate: Gate
+) -> None:
+    task = await submit(app, "gate")
+    waiting = asyncio.create_task(app.get_task()(GetTask("alice", task.id, timedelta(seconds=60))))
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    assert not waiting.done()
+    gate.opened.set()
+    finished = await asyncio.wait_for(waiting, 5)  # not after the next read, up to a second
+    assert (finished.status, finished.result) == (TaskStatus.SUCCEEDED, {"ran": 1})
+    await running
+
+
+async def test_a_wait_reads_again_for_a_task_finished_elsewhere(app: Container) -> None:
+    task = await submit(app)
+    waiting = asyncio.create_task(app.get_task()(GetTask("alice", task.id, timedelta(seconds=60))))
+    async with app.uow()() as uow:  # as another process would: nobody here hears of it
+        elsewhere = await uow.tasks.get(task.id)
+        elsewhere.cancel(app.clock().now())
+        await uow.tasks.save(elsewhere)
+        await uow.commit()
+    assert (await asyncio.wait_for(waiting, 5)).status is TaskStatus.CANCELLED
+
+
+async def test_a_wait_answers_the_unfinished_task_once_it_is_over(app: Container) -> None:
+    task = await submit(app)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    unfinished = await app.get_task()(GetTask("alice", task.id, timedelta(seconds=0.3)))
+    assert unfinished.status is TaskStatus.QUEUED
+    assert loop.time() - started >= 0.3
+
+
+@pytest.mark.parametrize("seconds", [-1, 61])
+def test_a_wait_lasts_at_most_a_minute(seconds: float) -> None:
+    with pytest.raises(ValueError, match="0 to 60 seconds"):
+        GetTask("alice", uuid.uuid4(), timedelta(seconds=seconds))
 
 
 async def test_list_pages_know_whether_more_follow(app: Container) -> None:

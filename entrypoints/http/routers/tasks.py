@@ -6,6 +6,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from adapters.codecs import CursorCodec
 from application.ports.task_repository import TaskQuery
 from application.use_cases.cancel_task import CancelTask, CancelTaskHandler
-from application.use_cases.get_task import GetTask, GetTaskHandler
+from application.use_cases.get_task import MAX_WAIT, GetTask, GetTaskHandler
 from application.use_cases.list_tasks import MAX_PAGE_SIZE, ListTasksHandler
 from application.use_cases.retry_task import RetryTask, RetryTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler
@@ -194,9 +195,20 @@ async def submit_task_batch(
 
 @router.get("/{task_id}", response_model=TaskOut, responses={404: NOT_FOUND})
 async def get_task(
-    task_id: UUID, owner: Owner, get: GetTaskHandler = provided("get_task")
+    task_id: UUID,
+    owner: Owner,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT.total_seconds(),
+            description="seconds to wait for the task to finish (SUCCEEDED, FAILED or "
+            "CANCELLED) before answering with it as it is then",
+        ),
+    ] = 0,
+    get: GetTaskHandler = provided("get_task"),
 ) -> TaskOut:
-    return TaskOut.of(await get(GetTask(owner, task_id)))
+    return TaskOut.of(await get(GetTask(owner, task_id, timedelta(seconds=wait))))
 
 
 @router.get(
