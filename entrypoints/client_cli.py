@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,8 @@ from rich.text import Text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+FOLLOW_WAIT = 1
+"""Seconds one read of ``--wait`` waits on the server for the task to end."""
 API_REFUSED, UNREACHABLE = 1, 3
 
 Url = Annotated[
@@ -242,14 +243,13 @@ def _not_a_json_number(constant: str) -> None:
 
 
 def _follow(api: Api, task: dict[str, Any]) -> dict[str, Any]:
-    """Polls the task until it ends, with a progress bar on stderr."""
-    pause = 0.1
+    """Reads the task until it ends, with a progress bar on stderr: each read waits on the
+    server up to a second for the end (``?wait=``), so the bar moves every second and the
+    end shows as it comes."""
     with _progress_bar() as bar:
         line = bar.add_task(task["status"], total=1.0)
         while task["status"] not in TERMINAL:
-            time.sleep(pause)
-            pause = min(pause * 1.5, 1.0)
-            task = api.call("GET", f"/v1/tasks/{task['id']}")
+            task = api.call("GET", f"/v1/tasks/{task['id']}", params={"wait": FOLLOW_WAIT})
             progress = task.get("progress") or {}
             label = f"{task['status']} {progress.get('message', '')}".strip()
             bar.update(line, completed=progress.get("fraction", 0), description=label)
