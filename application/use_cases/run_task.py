@@ -210,6 +210,9 @@ class RunTaskHandler:
         unavailable, the outcome is written again (after waits that double) as long as the
         claim's lease lasts, rather than given up and the attempt run again."""
         delay = self._write_retry_delay
+        # Read now: a batch applies the outcome to ``claimed``, which ends its lease there.
+        lease_ends = claimed.lease_expires_at
+        assert lease_ends is not None
         # A result goes with the results of other runs first (``_record_batch``).
         batched = (
             _Outcome(claimed, outcome, progress)
@@ -226,8 +229,7 @@ class RunTaskHandler:
                 # Read first: a write that failed may have committed all the same.
                 return await self._record(claimed, outcome, progress)
             except Unavailable as exc:
-                assert claimed.lease_expires_at is not None
-                if self._clock.now() + delay >= claimed.lease_expires_at:
+                if self._clock.now() + delay >= lease_ends:
                     raise
                 logger.warning(
                     "outcome of task %s not written (%s): trying again in %.1fs",

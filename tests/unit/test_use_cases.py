@@ -505,27 +505,49 @@ async def test_a_delivery_is_nacked_while_storage_is_down(app: Container) -> Non
 
 class Outage:
     """Makes the storage of ``app`` unavailable while ``down`` is set; counts the units of
-    work refused. Installed before the use cases are built (they keep the factory)."""
+    work refused. Installed before the use cases are built (they keep the factory).
 
-    def __init__(self, app: Container) -> None:
+    A unit of work is refused as it opens, or (``at_commit``) only as it commits: after the
+    use case changed the tasks it writes, as when the connection drops mid-write."""
+
+    def __init__(self, app: Container, at_commit: bool = False) -> None:
         storage = app.storage()
         self.down = False
         self.refused = 0
         factory = storage.unit_of_work
 
+        def refuse() -> None:
+            self.refused += 1
+            raise StorageUnavailable("connection refused")
+
         def unit_of_work() -> Any:
-            if self.down:
-                self.refused += 1
-                raise StorageUnavailable("connection refused")
-            return factory()
+            if self.down and not at_commit:
+                refuse()
+            uow = factory()
+            commit = uow.commit
+
+            async def commit_unless_down() -> None:
+                if self.down:
+                    refuse()
+                await commit()
+
+            uow.commit = commit_unless_down
+            return uow
 
         storage.unit_of_work = unit_of_work  # type: ignore[method-assign]
 
 
-async def finished_in_an_outage(app: Container, gate: Gate) -> tuple[Outage, Any, Any]:
+@pytest.fixture(params=["refused-at-open", "refused-at-commit"])
+def at_commit(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "refused-at-commit")
+
+
+async def finished_in_an_outage(
+    app: Container, gate: Gate, at_commit: bool
+) -> tuple[Outage, Any, Any]:
     """A gate task whose handler finishes while storage is down: the outage, the task and
     its run (under way)."""
-    outage = Outage(app)
+    outage = Outage(app, at_commit)
     app.run_task.add_kwargs(write_retry_delay=timedelta(milliseconds=1))
     task = await submit(app, "gate", timeout_seconds=60)
     running = asyncio.create_task(run(app, task.id))
@@ -536,9 +558,9 @@ async def finished_in_an_outage(app: Container, gate: Gate) -> tuple[Outage, Any
 
 
 async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
-    app: Container, gate: Gate
+    app: Container, gate: Gate, at_commit: bool
 ) -> None:
-    outage, task, running = await finished_in_an_outage(app, gate)
+    outage, task, running = await finished_in_an_outage(app, gate, at_commit)
     await eventually(lambda: outage.refused >= 3)
     assert not running.done()
     outage.down = False
@@ -548,9 +570,9 @@ async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
 
 
 async def test_an_outcome_unwritten_when_the_lease_ends_is_given_up(
-    app: Container, gate: Gate, clock: FakeClock
+    app: Container, gate: Gate, clock: FakeClock, at_commit: bool
 ) -> None:
-    outage, _, running = await finished_in_an_outage(app, gate)
+    outage, _, running = await finished_in_an_outage(app, gate, at_commit)
     await eventually(lambda: outage.refused >= 1)
     clock.advance(hours=1)
     with pytest.raises(StorageUnavailable):
