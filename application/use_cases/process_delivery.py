@@ -14,6 +14,11 @@ from application.use_cases.run_task import Outcome, RunTask, RunTaskHandler
 logger = logging.getLogger("taskport.worker")
 
 UNEXPECTED_ERROR_DELAY = timedelta(seconds=5)
+OUTAGE_MAX_DELAY = timedelta(seconds=30)
+"""The longest wait before a delivery comes again while storage or broker is unavailable:
+the delay doubles with each delivery from the one the outage suggests, up to this. A
+two-minute outage costs a message about eight deliveries, not a hundred (the limit that
+makes it poison), and work resumes at most this long after the outage ends."""
 
 
 class ProcessDeliveryHandler:
@@ -21,7 +26,8 @@ class ProcessDeliveryHandler:
 
     - undecodable, unknown task, or delivered more than ``max_deliveries`` times: rejected
       to the dead-letter destination, so a poison message never blocks the queue;
-    - storage or broker unavailable: nacked, delivered again after the suggested delay;
+    - storage or broker unavailable: nacked, delivered again after a delay that doubles
+      with each delivery, from the one suggested up to ``OUTAGE_MAX_DELAY``;
     - task held by another worker: nacked until that worker's lease ends;
     - otherwise acked, after the task's new state is committed.
     """
@@ -44,8 +50,11 @@ class ProcessDeliveryHandler:
         try:
             result = await self._run_task(RunTask(message.task_id))
         except Unavailable as exc:
-            logger.warning("will retry task %s: %s", message.task_id, exc)
-            await delivery.nack(timedelta(seconds=exc.retry_after_seconds))
+            delay = _outage_delay(delivery.delivery_count, exc.retry_after_seconds)
+            logger.warning(
+                "will retry task %s in %gs: %s", message.task_id, delay.total_seconds(), exc
+            )
+            await delivery.nack(delay)
             return
         except Exception:
             logger.exception("unexpected error running task %s", message.task_id)
@@ -62,3 +71,9 @@ class ProcessDeliveryHandler:
     async def _dead_letter(delivery: Delivery, reason: str) -> None:
         logger.error("dead-lettering message %s: %s", delivery.message_id, reason)
         await delivery.reject(reason)
+
+
+def _outage_delay(delivery_count: int, suggested_seconds: float) -> timedelta:
+    suggested = timedelta(seconds=suggested_seconds)
+    doubled = suggested * (1 << min(max(delivery_count - 1, 0), 16))
+    return max(suggested, min(doubled, OUTAGE_MAX_DELAY))

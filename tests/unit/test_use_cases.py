@@ -491,16 +491,23 @@ async def test_deliveries_are_settled_by_what_running_them_found(app: Container)
     assert too_often.settled[0] == "reject"
 
 
-async def test_a_delivery_is_nacked_while_storage_is_down(app: Container) -> None:
+async def test_a_delivery_is_nacked_while_storage_is_down_later_each_time(
+    app: Container,
+) -> None:
     task = await submit(app)
 
     def down() -> Any:
-        raise StorageUnavailable("connection refused", retry_after_seconds=3)
+        raise StorageUnavailable("connection refused", retry_after_seconds=1)
 
     app.storage().unit_of_work = down  # type: ignore[method-assign]
-    delivery = FakeDelivery(RunTaskMessage(task.id).encode())
-    await app.process_delivery()(delivery)
-    assert delivery.settled == ("nack", timedelta(seconds=3))
+    delays = []
+    for count in range(1, 11):
+        delivery = FakeDelivery(RunTaskMessage(task.id).encode(), delivery_count=count)
+        await app.process_delivery()(delivery)
+        assert delivery.settled is not None and delivery.settled[0] == "nack"
+        delays.append(delivery.settled[1].total_seconds())
+    # Two minutes of outage are eight deliveries, far from the 100 that make a poison message.
+    assert delays == [1, 2, 4, 8, 16, 30, 30, 30, 30, 30]
 
 
 class Outage:
