@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +20,14 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +35,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 FOLLOW_WAIT = 1
 """Seconds one read of ``--wait`` waits on the server for the task to end."""
+FOLLOW_UNREACHABLE_SECONDS = 60
+"""How long ``--wait`` keeps trying a server it cannot reach (one restarting)."""
 API_REFUSED, UNREACHABLE = 1, 3
 
 Url = Annotated[
@@ -49,20 +60,38 @@ class Api:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._url = url.rstrip("/")
         self._as_json = as_json
-        self._client = httpx.Client(base_url=self._url, headers=headers, timeout=30)
+        try:
+            self._client = httpx.Client(base_url=self._url, headers=headers, timeout=30)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise typer.BadParameter(f"not a server URL: {exc}", param_hint="--url") from None
 
     def call(self, method: str, path: str, **arguments: Any) -> Any:
         try:
-            response = self._client.request(method, path, **arguments)
+            response = self.request(method, path, **arguments)
         except httpx.TransportError as exc:
-            err.print(f"taskport: cannot reach {self._url}: {exc or type(exc).__name__}")
-            raise typer.Exit(UNREACHABLE) from None
-        except httpx.InvalidURL as exc:
-            err.print(f"taskport: invalid server URL {self._url!r}: {exc}")
-            raise typer.Exit(UNREACHABLE) from None
+            self.unreachable(exc)
+        return self.answer(response)
+
+    def request(self, method: str, path: str, **arguments: Any) -> httpx.Response:
+        """The answer, or ``httpx.TransportError`` when the server cannot be reached."""
+        try:
+            return self._client.request(method, path, **arguments)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise typer.BadParameter(f"not a server URL: {exc}", param_hint="--url") from None
+
+    def unreachable(self, exc: httpx.TransportError) -> NoReturn:
+        err.print(f"taskport: cannot reach {self._url}: {exc or type(exc).__name__}")
+        raise typer.Exit(UNREACHABLE) from None
+
+    def answer(self, response: httpx.Response) -> Any:
+        """The JSON of a successful answer; a refusal is shown and ends the command."""
         if response.is_error:
             self._refused(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            err.print(f"taskport: {self._url} answered without JSON: is it a Taskport server?")
+            raise typer.Exit(UNREACHABLE) from None
 
     def _refused(self, response: httpx.Response) -> NoReturn:
         try:
@@ -126,8 +155,11 @@ def submit(
         raise typer.Exit(API_REFUSED)
 
 
+TaskId = Annotated[uuid.UUID, typer.Argument(metavar="ID", help="the task's id")]
+
+
 def get(
-    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    task_id: TaskId,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -176,7 +208,7 @@ def list_tasks(
 
 
 def cancel(
-    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    task_id: TaskId,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -186,7 +218,7 @@ def cancel(
 
 
 def retry(
-    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    task_id: TaskId,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -245,11 +277,12 @@ def _not_a_json_number(constant: str) -> None:
 def _follow(api: Api, task: dict[str, Any]) -> dict[str, Any]:
     """Reads the task until it ends, with a progress bar on stderr: each read waits on the
     server up to a second for the end (``?wait=``), so the bar moves every second and the
-    end shows as it comes."""
-    with _progress_bar() as bar:
+    end shows as it comes. A server that cannot be reached for a while (restarting) is
+    tried again for up to ``FOLLOW_UNREACHABLE_SECONDS``."""
+    with _progress_bar(task["id"]) as bar:
         line = bar.add_task(task["status"], total=1.0)
         while task["status"] not in TERMINAL:
-            task = api.call("GET", f"/v1/tasks/{task['id']}", params={"wait": FOLLOW_WAIT})
+            task = _read_following(api, task["id"], bar, line)
             progress = task.get("progress") or {}
             label = f"{task['status']} {progress.get('message', '')}".strip()
             bar.update(line, completed=progress.get("fraction", 0), description=label)
@@ -260,8 +293,24 @@ def _follow(api: Api, task: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
+def _read_following(api: Api, task_id: str, bar: Progress, line: TaskID) -> dict[str, Any]:
+    unreachable_until: float | None = None
+    while True:
+        try:
+            response = api.request("GET", f"/v1/tasks/{task_id}", params={"wait": FOLLOW_WAIT})
+        except httpx.TransportError as exc:
+            unreachable_until = unreachable_until or time.monotonic() + FOLLOW_UNREACHABLE_SECONDS
+            if time.monotonic() > unreachable_until:
+                api.unreachable(exc)
+            bar.update(line, description=f"server unreachable ({type(exc).__name__}), retrying")
+            time.sleep(1)
+            continue
+        task: dict[str, Any] = api.answer(response)
+        return task
+
+
 @contextmanager
-def _progress_bar() -> Iterator[Progress]:
+def _progress_bar(task_id: str) -> Iterator[Progress]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -272,7 +321,10 @@ def _progress_bar() -> Iterator[Progress]:
         with Progress(*columns, console=err, transient=False) as bar:
             yield bar
     except KeyboardInterrupt:
-        err.print("taskport: stopped waiting; the task goes on (taskport get ID to look again)")
+        err.print(
+            f"taskport: stopped waiting; task {task_id} goes on "
+            f"(taskport get {task_id} to look again)"
+        )
         raise typer.Exit(130) from None
 
 

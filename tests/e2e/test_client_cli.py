@@ -149,7 +149,7 @@ def test_get_list_cancel_retry_and_workers(server: str) -> None:
     assert run("cancel", task_id)[0] == 0
 
     code, output = run("retry", "not-a-uuid")
-    assert code == 1 and "Error 422" in output
+    assert code == 2 and "Invalid value for 'ID'" in output
 
     code, output = run("workers")
     assert code == 0 and "alive" in output, output

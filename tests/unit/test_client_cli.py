@@ -1,0 +1,122 @@
+"""The client commands facing servers that misbehave, and arguments that are not what they
+should be: a message and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from entrypoints import client_cli
+from entrypoints.cli import app
+
+TASK_ID = "01a207cd-be7b-757e-8750-68195414f15e"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def serving(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], list[str]]:
+    """Makes the commands talk to ``handler`` instead of the network; returns the paths
+    asked, in order."""
+    real_client = httpx.Client
+
+    def install(handler: Handler) -> list[str]:
+        asked: list[str] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            asked.append(str(request.url.copy_with(query=None)).split("taskport", 1)[-1])
+            return handler(request)
+
+        def client(**options: Any) -> httpx.Client:
+            return real_client(transport=httpx.MockTransport(answer), **options)
+
+        monkeypatch.setattr(client_cli.httpx, "Client", client)
+        return asked
+
+    return install
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(app, [*args, "--url", "http://taskport"])
+
+
+@pytest.mark.parametrize("task_id", ["../../healthz", "not-a-uuid", "01a2/cancel"])
+@pytest.mark.parametrize("command", ["get", "cancel", "retry"])
+def test_a_task_id_that_is_not_one_is_a_usage_error_and_asks_nothing(
+    serving: Any, command: str, task_id: str
+) -> None:
+    asked = serving(lambda request: httpx.Response(200, json={}))
+    result = run(command, task_id)
+    assert result.exit_code == 2
+    assert "Invalid value for 'ID'" in result.output
+    assert asked == []
+
+
+def test_a_server_url_that_cannot_be_one_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["list", "--url", "http://[::1"])
+    assert result.exit_code == 2
+    assert "Invalid value for --url" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_server_answering_without_json_is_one_line_and_exit_3(serving: Any) -> None:
+    serving(lambda request: httpx.Response(200, text="<html>hello</html>"))
+    result = run("list")
+    assert result.exit_code == 3
+    assert "answered without JSON: is it a Taskport server?" in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_waiting_rides_out_a_server_restart(serving: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_cli.time, "sleep", lambda seconds: None)
+    reads = iter(["down", "down", "RUNNING", "down", "SUCCEEDED"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"id": TASK_ID, "status": "QUEUED"})
+        state = next(reads)
+        if state == "down":
+            raise httpx.ConnectError("connection refused", request=request)
+        assert request.url.params["wait"] == str(client_cli.FOLLOW_WAIT)
+        body = {"id": TASK_ID, "status": state, "attempts": 1, "result": {"ok": True}}
+        return httpx.Response(200, json=body)
+
+    asked = serving(handler)
+    result = run("submit", "echo", "--wait")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"ok": True}
+    assert asked == ["/v1/tasks"] + [f"/v1/tasks/{TASK_ID}"] * 5
+
+
+def test_waiting_gives_up_on_a_server_gone_for_good(
+    serving: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(client_cli.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(client_cli.time, "monotonic", lambda: float(next(clock)))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"id": TASK_ID, "status": "QUEUED"})
+        raise httpx.ConnectError("connection refused", request=request)
+
+    serving(handler)
+    result = run("submit", "echo", "--wait")
+    assert result.exit_code == 3
+    assert "cannot reach http://taskport" in result.output
+
+
+def test_stopping_a_wait_names_the_task_that_goes_on(serving: Any) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"id": TASK_ID, "status": "QUEUED"})
+        raise KeyboardInterrupt
+
+    serving(handler)
+    result = run("submit", "echo", "--wait")
+    assert result.exit_code == 130
+    assert f"task {TASK_ID} goes on (taskport get {TASK_ID} to look again)" in result.output
