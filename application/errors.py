@@ -91,6 +91,11 @@ class StorageUnavailable(Unavailable):
         super().__init__("storage", reason, retry_after_seconds)
 
 
+class StorageRefused(StorageUnavailable):
+    """The database answered, but refuses this deployment: no such database, no such user,
+    a wrong password. Waiting does not help; the settings must change."""
+
+
 class BrokerUnavailable(Unavailable):
     def __init__(self, reason: str, retry_after_seconds: int = 1) -> None:
         super().__init__("broker", reason, retry_after_seconds)

@@ -141,7 +141,7 @@ def worker() -> None:
     try:
         with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
             runner.run(_work(container))
-    except PendingMigrations as exc:
+    except (PendingMigrations, StorageUnavailable) as exc:
         typer.echo(f"taskport: {exc}", err=True)
         raise typer.Exit(1) from exc
 

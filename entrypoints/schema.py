@@ -10,12 +10,13 @@ from tenacity import (
     before_sleep_log,
     retry,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_delay,
     wait_exponential,
 )
 
 from adapters.storage.sql import SqlStorage
-from application.errors import StorageUnavailable
+from application.errors import StorageRefused, StorageUnavailable
 from entrypoints.settings import Settings, url_scheme
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("taskport.schema")
 
 STARTUP_WAIT_SECONDS = 30
+# A database still starting is waited for; one that refuses the settings is not.
+_WHILE_STARTING = retry_if_exception_type(StorageUnavailable) & retry_if_not_exception_type(
+    StorageRefused
+)
 
 
 class PendingMigrations(RuntimeError):
@@ -44,7 +49,7 @@ async def prepare_schema(storage: object, settings: Settings) -> None:
 
 
 @retry(
-    retry=retry_if_exception_type(StorageUnavailable),
+    retry=_WHILE_STARTING,
     stop=stop_after_delay(STARTUP_WAIT_SECONDS),
     wait=wait_exponential(multiplier=0.2, max=5),
     before_sleep=before_sleep_log(logger, logging.WARNING),
@@ -55,7 +60,7 @@ async def _create_indexes(storage: MongoStorage) -> None:
 
 
 @retry(
-    retry=retry_if_exception_type(StorageUnavailable),
+    retry=_WHILE_STARTING,
     stop=stop_after_delay(STARTUP_WAIT_SECONDS),
     wait=wait_exponential(multiplier=0.2, max=5),
     before_sleep=before_sleep_log(logger, logging.WARNING),

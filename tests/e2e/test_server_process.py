@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.server import ServerProcess, taskport
 from tests.polling import eventually
+from tests.rabbitmq import broker_url
 
 
 @pytest.fixture
@@ -114,3 +115,24 @@ async def test_a_stopping_server_answers_a_waiting_read_at_once(tmp_path: Path) 
     finally:
         process.stop()
     assert "Application shutdown complete" in process.log.read_text()
+
+
+@pytest.mark.parametrize("args", [("serve",), ("worker",), ("db", "upgrade")])
+@pytest.mark.parametrize(
+    ("storage_url", "refusal"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/taskport_no_such_db", "does not exist"),
+        ("postgresql://taskport_no_such_user@127.0.0.1:5432/test", "does not exist"),
+    ],
+)
+def test_a_database_refusing_the_settings_is_one_line_at_once(
+    args: tuple[str, ...], storage_url: str, refusal: str, rabbitmq_vhost: str
+) -> None:
+    """Not waited for as a database still starting (30 s), and no traceback."""
+    env = {"TASKPORT_STORAGE_URL": storage_url, "TASKPORT_BROKER_URL": broker_url(rabbitmq_vhost)}
+    process = taskport(*args, env=env)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 1
+    lines = output.decode().strip().splitlines()
+    assert lines[-1].startswith("taskport: storage is unavailable: ") and refusal in lines[-1]
+    assert "Traceback" not in output.decode()

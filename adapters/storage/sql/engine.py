@@ -13,7 +13,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from application.errors import StorageUnavailable
+from application.errors import StorageRefused, StorageUnavailable
 
 logger = logging.getLogger("taskport.storage")
 
@@ -93,7 +93,8 @@ _UNAVAILABLE = (OSError, TimeoutError, exc.OperationalError, exc.InterfaceError,
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """Driver and connection errors become ``StorageUnavailable``.
+    """Driver and connection errors become ``StorageUnavailable`` (``StorageRefused`` when
+    the database refuses the settings).
 
     Integrity errors are left to the caller, which knows what they mean.
     """
@@ -101,11 +102,13 @@ def translated_errors() -> Iterator[None]:
         yield
     except exc.IntegrityError:
         raise
-    except _UNAVAILABLE as error:
-        raise StorageUnavailable(_reason(error)) from error
     except exc.DBAPIError as error:
-        if not error.connection_invalidated:
+        if _refuses_deployment(error):
+            raise StorageRefused(_reason(error)) from error
+        if not (isinstance(error, _UNAVAILABLE) or error.connection_invalidated):
             logger.error("unexpected database error", exc_info=error)
+        raise StorageUnavailable(_reason(error)) from error
+    except _UNAVAILABLE as error:
         raise StorageUnavailable(_reason(error)) from error
     except exc.SQLAlchemyError as error:
         logger.error("unexpected database error", exc_info=error)
@@ -114,6 +117,14 @@ def translated_errors() -> Iterator[None]:
         if _is_driver_error(error):
             raise StorageUnavailable(_reason(error)) from error
         raise
+
+
+def _refuses_deployment(error: exc.DBAPIError) -> bool:
+    """PostgreSQL refused the connection for what the settings name: a user or password
+    (SQLSTATE class 28) or a database (3D000) it does not know."""
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(original.__cause__, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("28") or state == "3D000")
 
 
 def _is_driver_error(error: Exception) -> bool:
