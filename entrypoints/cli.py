@@ -160,14 +160,19 @@ async def _work(container: Container) -> None:
     settings = container.settings()
     if settings.metrics_port:
         try:
-            start_http_server(settings.metrics_port, registry=container.metrics().registry)
+            start_http_server(
+                settings.metrics_port,
+                addr=settings.metrics_host,
+                registry=container.metrics().registry,
+            )
         except OSError as exc:
             # Several workers on one host: only the first gets the port. The others run
             # on, without /metrics, rather than not at all.
             logging.getLogger("taskport.worker").warning(
-                "no /metrics for this worker: port %d: %s (set TASKPORT_METRICS_PORT)",
+                "no /metrics for this worker: %s port %d: %s (set TASKPORT_METRICS_PORT)",
+                settings.metrics_host,
                 settings.metrics_port,
-                exc.strerror,
+                exc.strerror or exc,
             )
     runtime = Runtime(container, consume=True)
     stopping = asyncio.Event()

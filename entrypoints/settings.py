@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         default=9100, ge=0, le=65535, description="a worker's /metrics port; 0 turns it off"
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="the address a worker's /metrics listens on: 0.0.0.0 for a scraper on "
+        "another host (the metrics are not authenticated)",
+    )
     stats_interval_seconds: float = Field(default=15, gt=0, le=3600)
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)

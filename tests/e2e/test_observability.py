@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
@@ -171,6 +172,14 @@ async def test_a_worker_serves_metrics_on_its_own_port(rabbitmq_vhost: str, tmp_
         await eventually(one_found_the_port_taken, within=30)
         # ... and runs on without /metrics.
         assert all(worker.poll() is None for worker in workers)
+        # Unauthenticated: on the loopback address unless TASKPORT_METRICS_HOST says otherwise.
+        listening = [
+            connection.laddr
+            for worker in workers
+            for connection in psutil.Process(worker.pid).net_connections(kind="tcp")
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        ]
+        assert [address.ip for address in listening] == ["127.0.0.1"]
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
