@@ -26,7 +26,8 @@ RUN groupadd --system --gid 10001 taskport \
 COPY --from=build --chown=taskport:taskport /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    TASKPORT_STORAGE_URL=sqlite:////data/taskport.db
+    TASKPORT_STORAGE_URL=sqlite:////data/taskport.db \
+    TASKPORT_METRICS_HOST=0.0.0.0
 WORKDIR /app
 USER taskport
 VOLUME ["/data"]
