@@ -22,6 +22,9 @@ EVENTS_TOPIC = "events"
 """Where a task's outcomes are published for other systems, when events are on."""
 
 _DISPATCHING_EVENTS = (events.TaskQueued, events.TaskRequeued)
+# What reading a body that is not the message expected raises: json.loads raises
+# RecursionError for JSON nested deeper than Python recurses, ValueError for the rest.
+_UNDECODABLE = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
 
 @frozen
@@ -47,7 +50,7 @@ class RunTaskMessage:
                 task_id=UUID(data["task_id"]),
                 request_id=request if isinstance(request, str) else None,
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except _UNDECODABLE as exc:
             raise PoisonMessage(f"not a run-task message: {body[:200]!r}") from exc
 
 
@@ -86,7 +89,7 @@ class TaskEventMessage:
             data = json.loads(body)
             task = data["task"]
             return cls(type=str(data["type"]), kind=str(task["kind"]), task_id=UUID(task["id"]))
-        except (ValueError, TypeError, KeyError) as exc:
+        except _UNDECODABLE as exc:
             raise PoisonMessage(f"not a task event: {body[:200]!r}") from exc
 
 

@@ -182,6 +182,12 @@ async def dead_lettered(broker_url: str) -> list[pubsub_v1.types.PubsubMessage]:
             "not a run-task message",
         ),
         (
+            "nested too deep",
+            envelope(b"[" * 1200 + b"]" * 1200),
+            b"[" * 1200 + b"]" * 1200,
+            "not a run-task message",
+        ),
+        (
             "unknown task",
             run_task_envelope(UNKNOWN_TASK),
             json.dumps({"task_id": UNKNOWN_TASK}).encode(),

@@ -109,7 +109,18 @@ async def test_an_event_message_tells_its_type_kind_and_task() -> None:
     )
 
 
-@pytest.mark.parametrize("body", [b"", b"[]", b'{"type": "task.failed"}', b'{"task": 1}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b'{"type": "task.failed"}',
+        b'{"task": 1}',
+        b'{"type": "task.failed", "task": {"kind": "echo", "id": 7}}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    ],
+)
 def test_a_body_that_is_no_task_event_is_a_poison_message(body: bytes) -> None:
     with pytest.raises(PoisonMessage):
         TaskEventMessage.decode(body)

@@ -491,6 +491,13 @@ async def test_deliveries_are_settled_by_what_running_them_found(app: Container)
     assert too_often.settled[0] == "reject"
 
 
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000])
+async def test_a_body_nested_too_deep_to_read_is_dead_lettered(app: Container, body: bytes) -> None:
+    delivery = FakeDelivery(body)
+    await app.process_delivery()(delivery)
+    assert delivery.settled == ("reject", f"not a run-task message: {body[:200]!r}")
+
+
 async def test_a_delivery_is_nacked_while_storage_is_down_later_each_time(
     app: Container,
 ) -> None:
