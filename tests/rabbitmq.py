@@ -70,6 +70,22 @@ def broker_url(vhost: str, queue_type: str = "quorum") -> str:
     return f"amqp://guest:guest@{HOST}:{PORT}/{vhost}?prefix={prefix}&queue_type={queue_type}"
 
 
+async def publish(
+    url: str, queue: str, body: bytes, headers: dict[str, Any], message_id: str
+) -> None:
+    """Publishes one message to ``queue`` as any AMQP client may, headers and all."""
+
+    def send() -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(url.split("?", 1)[0]))
+        try:
+            properties = pika.BasicProperties(message_id=message_id, headers=headers)
+            connection.channel().basic_publish("", queue, body, properties)
+        finally:
+            connection.close()
+
+    await asyncio.to_thread(send)
+
+
 async def read_queue(url: str, queue: str) -> list[bytes]:
     """The bodies waiting in ``queue``, left in place."""
     return [body for body, _ in await read_messages(url, queue)]

@@ -37,6 +37,10 @@ class Consumer(Protocol):
     ``prefetch`` deliveries unsettled at once. Each delivery is awaited in its own task,
     so deliveries run concurrently up to ``prefetch``. ``stop`` stops taking new messages
     and returns once ``consume`` has returned; unsettled deliveries are redelivered.
+
+    A message whose broker metadata the consumer cannot read (headers that no Taskport
+    process wrote) never reaches the callback: the consumer logs it and moves it to the
+    dead-letter destination itself.
     """
 
     async def consume(self, callback: DeliveryCallback, prefetch: int) -> None: ...

@@ -1,19 +1,74 @@
 """What the broker contract cannot show on its own: counts on classic queues, delays
-longer than the longest delay tier, the reason a message was dead-lettered."""
+longer than the longest delay tier, the reason a message was dead-lettered, and what a
+worker does with messages that any AMQP client may publish to the task queue."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from attrs import evolve
 
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitMqPublisher
+from application.messages import RunTaskMessage
+from application.use_cases.get_task import GetTask
+from application.use_cases.submit_task import SubmitTask
+from domain.values import TaskStatus
+from entrypoints.container import create_container
+from entrypoints.settings import Settings
 from tests.consuming import consuming
 from tests.factories import make_message
 from tests.polling import eventually
-from tests.rabbitmq import broker_url, read_messages
+from tests.rabbitmq import broker_url, publish, read_messages
+
+REASON = "x-taskport-dead-letter-reason"
+UNKNOWN_TASK = RunTaskMessage(uuid.UUID(int=1)).encode()
+HOSTILE = [
+    pytest.param(b"[" * 5000 + b"]" * 5000, {}, "not a run-task message: b'[[[", id="lists"),
+    pytest.param(
+        b'{"a":' * 5000 + b"1" + b"}" * 5000, {}, "not a run-task message: b'{", id="objects"
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        {"x-taskport-due-ms": "soon"},
+        "header x-taskport-due-ms is not a time: 'soon'",
+        id="due-text",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        {"x-taskport-due-ms": "1" + "0" * 30},
+        "header x-taskport-due-ms is not a time: '1000000",
+        id="due-digits",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        {"x-taskport-due-ms": 2**63 - 1},
+        f"header x-taskport-due-ms is not a time: {2**63 - 1}",
+        id="due-past-the-calendar",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        {"x-taskport-deliveries": "many"},
+        "header x-taskport-deliveries is not a count: 'many'",
+        id="deliveries-text",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        {"x-taskport-deliveries": -1},
+        "header x-taskport-deliveries is not a count: -1",
+        id="deliveries-negative",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        {"x-delivery-count": "many"},
+        "header x-delivery-count is not a count: 'many'",
+        id="quorum-count-text",
+    ),
+]
 
 
 async def test_a_classic_queue_counts_every_redelivery(rabbitmq_vhost: str) -> None:
@@ -115,3 +170,44 @@ async def test_acks_sent_together_never_ack_a_delivery_still_in_hand(rabbitmq_vh
         await publisher.close()
     queue = options.topology.queue_for("tasks")
     assert [body for body, _ in await read_messages(options.url, queue)] == [b"message 2"]
+
+
+@pytest.mark.parametrize(("body", "headers", "reason"), HOSTILE)
+async def test_a_hostile_message_is_dead_lettered_once_and_the_next_task_runs(
+    rabbitmq_vhost: str,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    headers: dict[str, Any],
+    reason: str,
+) -> None:
+    options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))
+    tasks_queue = options.topology.queue_for("tasks")
+    app = create_container(Settings(storage_url="memory://", broker_url="memory://"))
+    task = (await app.submit_task()(SubmitTask(owner="local", kind="echo", payload=1))).task
+    publisher = RabbitMqPublisher(options)
+    await publisher.check()  # the queues exist
+    await publisher.close()
+    await publish(options.url, tasks_queue, body, headers, message_id="hostile")
+    await publish(options.url, tasks_queue, RunTaskMessage(task.id).encode(), {}, "valid")
+
+    async def succeeded() -> bool:
+        found = await app.get_task()(GetTask("local", task.id))
+        return found.status is TaskStatus.SUCCEEDED
+
+    dead: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def dead_lettered() -> bool:
+        dead[:] = await read_messages(options.url, options.topology.dead_letter_queue)
+        return bool(dead)
+
+    with caplog.at_level(logging.INFO):
+        async with consuming(RabbitMqConsumer(options), app.process_delivery()):
+            await eventually(succeeded)
+            await eventually(dead_lettered)
+    [(dead_body, dead_headers)] = dead
+    assert dead_body == body
+    assert dead_headers["x-taskport-dead-letter-reason"].startswith(reason)
+    assert await read_messages(options.url, tasks_queue) == []  # nothing left unsettled
+    told = [record.getMessage() for record in caplog.records if "hostile" in record.getMessage()]
+    assert told == [f"dead-lettering message hostile: {dead_headers[REASON]}"]
+    assert not [record for record in caplog.records if "reconnecting" in record.getMessage()]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import reprlib
 import time
-from collections.abc import Coroutine
-from datetime import timedelta
+from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pika.channel import Channel
@@ -23,13 +24,23 @@ from application.ports.consumer import DeliveryCallback
 logger = logging.getLogger("taskport.rabbitmq")
 
 CHECK_WAIT_SECONDS = 1.0
-OWN = "x-taskport-"
 # Deliveries before a republish: classic queues count nothing, quorum queues restart at 0.
 DELIVERIES_HEADER = "x-taskport-deliveries"
 # Not to be handled before this time (epoch ms): set when a delay exceeds the longest tier.
 DUE_HEADER = "x-taskport-due-ms"
 REASON_HEADER = "x-taskport-dead-letter-reason"
 QUORUM_COUNT_HEADER = "x-delivery-count"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The times a datetime holds, in epoch ms: a due time outside them is no time at all.
+DUE_MS_RANGE = tuple(
+    (instant.replace(tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
+    for instant in (datetime.min, datetime.max)
+)
+
+
+class UnreadableHeader(Exception):
+    """A header the consumer reads holds something other than what Taskport (or RabbitMQ)
+    puts there: whoever published the message put it there."""
 
 
 class RabbitMqDelivery:
@@ -47,18 +58,31 @@ class RabbitMqDelivery:
         self._topology = topology
         self._tag: int = method.delivery_tag
         session.delivered(self._tag)
-        self._headers: dict[str, Any] = dict(properties.headers or {})
-        self._settled = False
-        self.message_id = properties.message_id or ""
+        self.settled = False
+        self.message_id = _text(properties.message_id)
         self.body = body
-        self.delivery_count = _delivery_count(self._headers, method.redelivered)
-        # A classic queue only flags a redelivery; it does not count how many there were.
-        self.uncounted = method.redelivered and QUORUM_COUNT_HEADER not in self._headers
+        self.unreadable: str | None = None
+        """Why the headers make the message one that can never be processed, if they do."""
+        headers = properties.headers or {}
+        try:
+            self._earlier = _count(headers, DELIVERIES_HEADER)
+            returns = _count(headers, QUORUM_COUNT_HEADER)
+            self._due_ms = _due_ms(headers)
+        except UnreadableHeader as exc:
+            self.unreadable = str(exc)
+            self._earlier, returns, self._due_ms = None, None, None
+        earlier = self._earlier or 0
+        if returns is not None:  # quorum queues count the returns of this copy
+            self.delivery_count = earlier + returns + 1
+        else:  # a classic queue only flags a redelivery; it does not count how many
+            self.delivery_count = earlier + (2 if method.redelivered else 1)
+        self.uncounted = method.redelivered and returns is None
 
     @property
     def due_in(self) -> timedelta:
-        due = self._headers.get(DUE_HEADER)
-        return timedelta(milliseconds=int(due) - _now_ms()) if due else timedelta(0)
+        if self._due_ms is None:
+            return timedelta(0)
+        return EPOCH + timedelta(milliseconds=self._due_ms) - datetime.now(UTC)
 
     async def ack(self) -> None:
         self._settle()
@@ -91,8 +115,14 @@ class RabbitMqDelivery:
         await self._move(self._delay_queue(self.due_in), self._own_headers())
 
     def _own_headers(self) -> dict[str, Any]:
-        # RabbitMQ's own headers (x-death, x-delivery-count) belong to the copy they came on.
-        return {key: value for key, value in self._headers.items() if key.startswith(OWN)}
+        """Taskport's headers of this copy, as read; RabbitMQ's own (x-death,
+        x-delivery-count) belong to the copy they came on."""
+        own: dict[str, Any] = {}
+        if self._earlier is not None:
+            own[DELIVERIES_HEADER] = self._earlier
+        if self._due_ms is not None:
+            own[DUE_HEADER] = self._due_ms
+        return own
 
     def _delay_queue(self, delay: timedelta) -> str:
         if delay <= timedelta(0):
@@ -117,9 +147,9 @@ class RabbitMqDelivery:
         self._session.settle(self._tag)
 
     def _settle(self) -> None:
-        if self._settled:
+        if self.settled:
             raise RuntimeError(f"delivery of message {self.message_id} was already settled")
-        self._settled = True
+        self.settled = True
 
 
 class RabbitMqConsumer:
@@ -200,7 +230,12 @@ class RabbitMqConsumer:
     @staticmethod
     async def _handle(callback: DeliveryCallback, delivery: RabbitMqDelivery) -> None:
         try:
-            if delivery.due_in > timedelta(0):
+            if delivery.unreadable is not None:
+                logger.error(
+                    "dead-lettering message %s: %s", delivery.message_id, delivery.unreadable
+                )
+                await delivery.reject(delivery.unreadable)
+            elif delivery.due_in > timedelta(0):
                 await delivery.postpone()
             elif delivery.uncounted:
                 await delivery.recount()
@@ -225,11 +260,32 @@ class RabbitMqConsumer:
         await self._connector.close()
 
 
-def _delivery_count(headers: dict[str, Any], redelivered: bool) -> int:
-    earlier = int(headers.get(DELIVERIES_HEADER, 0))
-    if QUORUM_COUNT_HEADER in headers:  # quorum queues count the returns of this copy
-        return earlier + int(headers[QUORUM_COUNT_HEADER]) + 1
-    return earlier + (2 if redelivered else 1)
+def _count(headers: Mapping[str, Any], name: str) -> int | None:
+    """The count in the header ``name``; ``None`` without one."""
+    if name not in headers:
+        return None
+    count = headers[name]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise UnreadableHeader(f"header {name} is not a count: {reprlib.repr(count)}")
+    return count
+
+
+def _due_ms(headers: Mapping[str, Any]) -> int | None:
+    """The time in ``DUE_HEADER`` (epoch ms); ``None`` without one."""
+    if DUE_HEADER not in headers:
+        return None
+    due = headers[DUE_HEADER]
+    earliest, latest = DUE_MS_RANGE
+    if not isinstance(due, int) or isinstance(due, bool) or not earliest <= due <= latest:
+        raise UnreadableHeader(f"header {DUE_HEADER} is not a time: {reprlib.repr(due)}")
+    return due
+
+
+def _text(message_id: str | bytes | None) -> str:
+    """A message id as text: pika hands over one that is not UTF-8 as bytes."""
+    if isinstance(message_id, bytes):
+        return message_id.decode("utf-8", "backslashreplace")
+    return message_id or ""
 
 
 def _now_ms() -> int:
