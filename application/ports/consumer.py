@@ -29,6 +29,9 @@ class Delivery(Protocol):
 
 DeliveryCallback = Callable[[Delivery], Awaitable[None]]
 
+FAILED_DELIVERY_DELAY = timedelta(seconds=5)
+"""How long a consumer waits before delivering again a message whose callback raised."""
+
 
 class Consumer(Protocol):
     """Delivers messages of the task topic to a callback.
@@ -38,6 +41,8 @@ class Consumer(Protocol):
     so deliveries run concurrently up to ``prefetch``. ``stop`` stops taking new messages
     and returns once ``consume`` has returned; unsettled deliveries are redelivered.
 
+    A callback that raises is a bug: the consumer logs the error with its traceback and,
+    if the delivery is still unsettled, delivers it again after ``FAILED_DELIVERY_DELAY``.
     A message whose broker metadata the consumer cannot read (headers that no Taskport
     process wrote) never reaches the callback: the consumer logs it and moves it to the
     dead-letter destination itself.

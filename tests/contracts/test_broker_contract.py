@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from adapters.system import Uuid7Generator
 from application.messages import event_messages
+from application.ports.consumer import FAILED_DELIVERY_DELAY
 from domain.values import TaskError
 from tests.consuming import consuming
 from tests.contracts.conftest import BrokerUnderTest
@@ -114,6 +118,29 @@ async def test_a_rejected_message_goes_to_dead_letters_and_the_queue_keeps_flowi
             return dead == [b"poison"]
 
         await eventually(dead_arrived)
+
+
+async def test_a_delivery_whose_callback_raised_is_logged_and_delivered_again(
+    broker: BrokerUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[int] = []
+
+    async def fail_first(delivery: Any) -> None:
+        seen.append(delivery.delivery_count)
+        if delivery.delivery_count == 1:
+            raise RuntimeError("a bug in the callback")
+        await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(1))])
+    with caplog.at_level(logging.ERROR):
+        async with consuming(broker.make_consumer(), fail_first):
+            await eventually(
+                lambda: len(seen) == 2, within=FAILED_DELIVERY_DELAY.total_seconds() + 10
+            )
+    assert seen == [1, 2]
+    [failure] = [record for record in caplog.records if record.exc_info]
+    assert failure.exc_info is not None
+    assert str(failure.exc_info[1]) == "a bug in the callback"
 
 
 async def test_no_more_than_prefetch_deliveries_are_unsettled_at_once(

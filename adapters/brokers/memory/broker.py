@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
 from attrs import define
 
 from application.messages import EVENTS_TOPIC, TASKS_TOPIC
-from application.ports.consumer import DeliveryCallback
+from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
 from application.ports.outbox import OutboxMessage
+
+logger = logging.getLogger("taskport.memory")
 
 
 @define
@@ -130,7 +133,7 @@ class MemoryBroker:
                     break
                 envelope.delivery_count += 1
                 delivery = MemoryDelivery(self, envelope)
-                handling = asyncio.create_task(callback(delivery))
+                handling = asyncio.create_task(_handle(callback, delivery))
                 running[handling] = delivery
                 handling.add_done_callback(lambda done: (running.pop(done), slots.release()))
             if running:
@@ -160,3 +163,12 @@ class MemoryBroker:
         if consuming is not None and consuming is not asyncio.current_task():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(consuming)
+
+
+async def _handle(callback: DeliveryCallback, delivery: MemoryDelivery) -> None:
+    try:
+        await callback(delivery)
+    except Exception:
+        logger.exception("delivery of message %s failed", delivery.message_id)
+        if not delivery.settled:
+            await delivery.nack(FAILED_DELIVERY_DELAY)

@@ -22,7 +22,7 @@ from adapters.brokers.pubsub.publisher import (
 )
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe
 from application.errors import BrokerUnavailable
-from application.ports.consumer import DeliveryCallback
+from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
 
 logger = logging.getLogger("taskport.pubsub")
 
@@ -204,6 +204,9 @@ class PubSubConsumer:
             await callback(delivery)
         except Exception:
             logger.exception("delivery of message %s failed", delivery.message_id)
+            if not delivery.settled:
+                with contextlib.suppress(BrokerUnavailable):
+                    await delivery.nack(FAILED_DELIVERY_DELAY)
         if not delivery.settled:
             delivery.settled = True
             await self.modify_deadline(delivery._message, 0)

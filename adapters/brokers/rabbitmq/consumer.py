@@ -19,7 +19,7 @@ from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
 from adapters.brokers.rabbitmq.session import AmqpSession, all_confirmed
 from application.errors import BrokerUnavailable
 from application.messages import TASKS_TOPIC
-from application.ports.consumer import DeliveryCallback
+from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
 
 logger = logging.getLogger("taskport.rabbitmq")
 
@@ -245,6 +245,9 @@ class RabbitMqConsumer:
             logger.warning("message %s left for redelivery: %s", delivery.message_id, exc)
         except Exception:
             logger.exception("delivery of message %s failed", delivery.message_id)
+            if not delivery.settled:
+                with contextlib.suppress(BrokerUnavailable):
+                    await delivery.nack(FAILED_DELIVERY_DELAY)
 
     async def stop(self) -> None:
         self._stopping.set()
