@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
+from application.errors import BrokerUnavailable
 from tests.consuming import consuming
 from tests.factories import make_message
 from tests.polling import eventually
@@ -47,3 +48,42 @@ async def test_a_rejected_message_is_dead_lettered_with_its_source() -> None:
     assert copy.attributes["taskport_source_subscription"] == options.subscription_path
     assert copy.attributes["taskport_delivery_attempt"] == "1"
     assert copy.attributes["taskport_dead_letter_reason"] == "cannot decode"
+
+
+@pytest.mark.usefixtures("pubsub_emulator")
+async def test_a_message_whose_copy_was_refused_is_handed_back_and_rejected_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    options = PubSubOptions(new_project(), create=True)
+    publisher, consumer = PubSubPublisher(options), PubSubConsumer(options)
+    put = consumer.dead_letters.put
+    refused: list[str] = []
+
+    async def refuse_the_first(body: bytes, attributes: Any, reason: str) -> None:
+        if not refused:
+            refused.append(reason)
+            raise BrokerUnavailable("the dead-letter topic is unreachable")
+        await put(body, attributes, reason)
+
+    monkeypatch.setattr(consumer.dead_letters, "put", refuse_the_first)
+    attempts: list[int] = []
+
+    async def reject(delivery: Any) -> None:
+        attempts.append(delivery.delivery_count)
+        await delivery.reject("cannot decode")
+
+    await publisher.publish([make_message(b"poison")])
+    dead: list[Any] = []
+
+    async def dead_lettered() -> bool:
+        dead.extend(await asyncio.to_thread(pull_all, options.dead_letter_subscription_path))
+        return bool(dead)
+
+    try:
+        async with consuming(consumer, reject):
+            await eventually(dead_lettered)
+    finally:
+        await consumer.close()
+        await publisher.close()
+    assert attempts == [1, 2]
+    assert [copy.message.data for copy in dead] == [b"poison"]

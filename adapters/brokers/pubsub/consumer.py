@@ -59,7 +59,9 @@ class PubSubDelivery:
         await self._consumer.modify_deadline(self._message, seconds)
 
     async def reject(self, reason: str) -> None:
-        """Publishes a copy to the dead-letter topic (with the reason), then acks."""
+        """Publishes a copy to the dead-letter topic (with the reason), then acks; if the
+        copy cannot be published, hands the message back to Pub/Sub and raises
+        ``BrokerUnavailable``."""
         self._settle()
         message = self._message
         attributes = dead_letter_attributes(
@@ -68,7 +70,13 @@ class PubSubDelivery:
             self._consumer.subscription,
             message.delivery_attempt,
         )
-        await self._consumer.dead_letters.put(self.body, attributes, reason)
+        try:
+            await self._consumer.dead_letters.put(self.body, attributes, reason)
+        except BrokerUnavailable:
+            # Not on the dead-letter topic: back to Pub/Sub rather than leased for a day.
+            with contextlib.suppress(BrokerUnavailable):
+                await self._consumer.modify_deadline(self._message, 0)
+            raise
         await self._consumer.acknowledge(self._message)
 
     def _settle(self) -> None:
@@ -202,6 +210,8 @@ class PubSubConsumer:
     async def _handle(self, callback: DeliveryCallback, delivery: PubSubDelivery) -> None:
         try:
             await callback(delivery)
+        except BrokerUnavailable as exc:
+            logger.warning("message %s left for redelivery: %s", delivery.message_id, exc)
         except Exception:
             logger.exception("delivery of message %s failed", delivery.message_id)
             if not delivery.settled:
