@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -70,15 +71,39 @@ def broker_url(vhost: str, queue_type: str = "quorum") -> str:
     return f"amqp://guest:guest@{HOST}:{PORT}/{vhost}?prefix={prefix}&queue_type={queue_type}"
 
 
+class RawHeaders(pika.BasicProperties):
+    """A message id and a field table sent byte for byte as given: what another client may
+    send, where pika would refuse to encode the values."""
+
+    def __init__(self, message_id: str, table: bytes) -> None:
+        super().__init__(message_id=message_id)
+        self.table = table
+
+    def encode(self) -> list[bytes]:
+        message_id = self.message_id.encode()
+        flags = self.FLAG_HEADERS | self.FLAG_MESSAGE_ID
+        return [
+            struct.pack(">HI", flags, len(self.table)),
+            self.table,
+            struct.pack("B", len(message_id)),
+            message_id,
+        ]
+
+
 async def publish(
-    url: str, queue: str, body: bytes, headers: dict[str, Any], message_id: str
+    url: str, queue: str, body: bytes, headers: dict[str, Any] | bytes, message_id: str
 ) -> None:
-    """Publishes one message to ``queue`` as any AMQP client may, headers and all."""
+    """Publishes one message to ``queue`` as any AMQP client may, with ``headers`` as pika
+    encodes them or, given bytes, a field table as encoded there."""
 
     def send() -> None:
         connection = pika.BlockingConnection(pika.URLParameters(url.split("?", 1)[0]))
         try:
-            properties = pika.BasicProperties(message_id=message_id, headers=headers)
+            properties = (
+                RawHeaders(message_id, headers)
+                if isinstance(headers, bytes)
+                else pika.BasicProperties(message_id=message_id, headers=headers)
+            )
             connection.channel().basic_publish("", queue, body, properties)
         finally:
             connection.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,22 @@ from tests.polling import eventually
 from tests.rabbitmq import broker_url, publish, read_messages
 
 REASON = "x-taskport-dead-letter-reason"
+
+
+def field(kind: bytes, value: bytes, name: bytes = b"x") -> bytes:
+    """One entry of an AMQP field table: its name, its type octet, its value."""
+    return struct.pack("B", len(name)) + name + kind + value
+
+
+def nested(kind: bytes, depth: int) -> bytes:
+    """A field table holding a table (``F``) or an array (``A``) ``depth`` levels deep."""
+    value = struct.pack(">I", 0)
+    for _ in range(depth):
+        inner = field(kind, value, b"") if kind == b"F" else kind + value
+        value = struct.pack(">I", len(inner)) + inner
+    return field(kind, value)
+
+
 UNKNOWN_TASK = RunTaskMessage(uuid.UUID(int=1)).encode()
 HOSTILE = [
     pytest.param(b"[" * 5000 + b"]" * 5000, {}, "not a run-task message: b'[[[", id="lists"),
@@ -67,6 +84,24 @@ HOSTILE = [
         {"x-delivery-count": "many"},
         "header x-delivery-count is not a count: 'many'",
         id="quorum-count-text",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        field(b"T", struct.pack(">Q", 2**63)),
+        "headers cannot be read: OverflowError",
+        id="timestamp-past-the-calendar",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        nested(b"F", 3000),
+        "headers cannot be read: RecursionError",
+        id="tables",
+    ),
+    pytest.param(
+        UNKNOWN_TASK,
+        nested(b"A", 3000),
+        "headers cannot be read: RecursionError",
+        id="arrays",
     ),
 ]
 
@@ -177,7 +212,7 @@ async def test_a_hostile_message_is_dead_lettered_once_and_the_next_task_runs(
     rabbitmq_vhost: str,
     caplog: pytest.LogCaptureFixture,
     body: bytes,
-    headers: dict[str, Any],
+    headers: dict[str, Any] | bytes,
     reason: str,
 ) -> None:
     options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))

@@ -16,7 +16,7 @@ from pika.spec import PERSISTENT_DELIVERY_MODE, Basic, BasicProperties
 
 from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
-from adapters.brokers.rabbitmq.session import AmqpSession, all_confirmed
+from adapters.brokers.rabbitmq.session import AmqpSession, UndecodableHeaders, all_confirmed
 from application.errors import BrokerUnavailable
 from application.messages import TASKS_TOPIC
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
@@ -65,6 +65,8 @@ class RabbitMqDelivery:
         """Why the headers make the message one that can never be processed, if they do."""
         headers = properties.headers or {}
         try:
+            if isinstance(properties.headers, UndecodableHeaders):
+                raise UnreadableHeader(f"headers cannot be read: {properties.headers.reason}")
             self._earlier = _count(headers, DELIVERIES_HEADER)
             returns = _count(headers, QUORUM_COUNT_HEADER)
             self._due_ms = _due_ms(headers)
