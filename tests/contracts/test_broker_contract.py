@@ -94,6 +94,31 @@ async def test_unsettled_messages_are_redelivered_when_the_consumer_dies(
     assert redelivered[0][1] >= 2
 
 
+async def test_a_cancelled_consumer_returns_once_its_callbacks_have_ended(
+    broker: BrokerUnderTest,
+) -> None:
+    """As a worker whose grace period is over: every callback sees its cancellation through
+    (hands its task back, which takes a while) before ``consume`` returns."""
+    started: list[bytes] = []
+    handed_back: list[bytes] = []
+
+    async def hand_back_when_cancelled(delivery: Any) -> None:
+        started.append(delivery.body)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)
+            handed_back.append(delivery.body)
+            raise
+
+    await broker.publisher.publish([make_message(body(i)) for i in range(3)])
+    consuming = asyncio.create_task(broker.make_consumer().consume(hand_back_when_cancelled, 10))
+    await eventually(lambda: len(started) == 3)
+    consuming.cancel()
+    await asyncio.gather(consuming, return_exceptions=True)
+    assert sorted(handed_back) == sorted(started)
+
+
 async def test_a_rejected_message_goes_to_dead_letters_and_the_queue_keeps_flowing(
     broker: BrokerUnderTest,
 ) -> None:

@@ -139,8 +139,13 @@ class MemoryBroker:
             if running:
                 await asyncio.wait(running)
         finally:
-            for handling, delivery in list(running.items()):
+            # Cancelled (the grace period is over): the callbacks see their cancellation
+            # through (a worker hands its tasks back) before this returns.
+            deliveries = list(running.values())
+            for handling in running:
                 handling.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            for delivery in deliveries:
                 if not delivery.settled:
                     self.enqueue(delivery._envelope)
             self._consuming = None
