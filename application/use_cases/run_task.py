@@ -178,9 +178,29 @@ class RunTaskHandler:
                 await self._release(claimed)
                 raise
             # The last report the throttle held back is written with the outcome.
-            return await self._write_outcome(claimed, outcome, context.progress.take())
+            return await self._finish(claimed, outcome, context.progress.take())
         finally:
             self._uncount(claimed.id)
+
+    async def _finish(
+        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None
+    ) -> RunResult:
+        """Writes how the attempt ended, to the end even if the worker starts shutting down
+        meanwhile (the handler has run: its outcome is not thrown away), then lets the
+        cancellation go on."""
+        writing = asyncio.ensure_future(self._write_outcome(claimed, outcome, progress))
+        try:
+            return await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.shield(writing)
+            except Exception as exc:
+                logger.warning(
+                    "outcome of task %s not written (%s): it stays RUNNING until its lease ends",
+                    claimed.id,
+                    exc,
+                )
+            raise
 
     async def _hand_back(self, claiming: asyncio.Future[Task | RunResult | _Unwritten]) -> None:
         """The worker is shutting down while this delivery's claim is being written: a task

@@ -81,10 +81,18 @@ def container_for(clock: FakeClock, **settings: Any) -> Container:
 
 @pytest.fixture
 def app(gate: Gate, clock: FakeClock) -> Container:
+    return app_for(gate, clock)
+
+
+def app_for(gate: Gate, clock: FakeClock, **settings: Any) -> Container:
     """Messages stay in the outbox until a test runs the relay's sweep, which takes them
     however young they are."""
     container = container_for(
-        clock, cancel_poll_seconds=0.01, retry_base_seconds=10, relay_sweep_after_seconds=0
+        clock,
+        cancel_poll_seconds=0.01,
+        retry_base_seconds=10,
+        relay_sweep_after_seconds=0,
+        **settings,
     )
     container.publish_committed.override(providers.Object(HeldRelay()))
     container.registry.override(
@@ -676,6 +684,57 @@ async def test_a_worker_shutting_down_hands_its_task_back(app: Container, gate: 
     gate.opened.set()
     await run(app, task.id)
     assert (await status_of(app, task.id)).status is TaskStatus.SUCCEEDED
+
+
+class SlowToWrite:
+    """Makes each commit of ``app``'s storage take a while once ``slow`` is set, as on a
+    disk (``slow_commits`` counts those begun), and notes the statuses and attempts of the
+    stored tasks as the storage closes. Installed before the use cases are built, as they
+    keep the storage's methods."""
+
+    def __init__(self, app: Container) -> None:
+        self.slow = False
+        self.slow_commits = 0
+        self.at_close: list[list[tuple[TaskStatus, int]]] = []
+        storage = app.storage()
+        factory, close = storage.unit_of_work, storage.close
+
+        def unit_of_work() -> Any:
+            uow = factory()
+            commit = uow.commit
+
+            async def slow_commit() -> None:
+                if self.slow:
+                    self.slow_commits += 1
+                    await asyncio.sleep(0.05)
+                await commit()
+
+            uow.commit = slow_commit
+            return uow
+
+        async def close_noting_the_tasks() -> None:
+            self.at_close.append([(task.status, task.attempts) for task in storage.tasks.values()])
+            await close()
+
+        storage.unit_of_work = unit_of_work  # type: ignore[method-assign]
+        storage.close = close_noting_the_tasks  # type: ignore[method-assign]
+
+
+async def test_a_worker_shutting_down_as_it_writes_an_outcome_still_records_it(
+    app: Container, gate: Gate
+) -> None:
+    storage = SlowToWrite(app)
+    task = await submit(app, "gate", max_attempts=1)
+    running = asyncio.create_task(run(app, task.id))
+    await asyncio.wait_for(gate.started.wait(), 5)
+    storage.slow = True
+    gate.opened.set()
+    await eventually(lambda: storage.slow_commits == 1)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    done = await status_of(app, task.id)
+    assert (done.status, done.result, done.attempts) == (TaskStatus.SUCCEEDED, {"ran": 1}, 1)
 
 
 async def test_a_worker_shutting_down_while_claiming_hands_the_task_back(
