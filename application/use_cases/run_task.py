@@ -148,8 +148,27 @@ class RunTaskHandler:
         self._outcomes: Batcher[_Outcome, RunResult | _Unwritten] = Batcher(
             self._record_batch, MAX_BATCH, BATCHES
         )
+        self._in_progress = 0
+        self._none_in_progress = asyncio.Event()
+        self._none_in_progress.set()
 
     async def __call__(self, command: RunTask) -> RunResult:
+        self._in_progress += 1
+        self._none_in_progress.clear()
+        try:
+            return await self._run(command)
+        finally:
+            self._in_progress -= 1
+            if not self._in_progress:
+                self._none_in_progress.set()
+
+    async def drain(self) -> None:
+        """Returns once no run is in progress. A run cancelled as its process stops goes on
+        until it has handed its task back (or written the outcome its handler had): the
+        process waits for that before it closes the storage."""
+        await self._none_in_progress.wait()
+
+    async def _run(self, command: RunTask) -> RunResult:
         claiming = self._claims.put(command.task_id)
         try:
             # Shielded: a claim the batch commits after all is handed back, not dropped.

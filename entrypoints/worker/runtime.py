@@ -147,10 +147,13 @@ class Runtime:
         # The heartbeat goes on through the grace period: a worker finishing its tasks is
         # not lost.
         await _cancel_until_done(self._loops)
-        # Messages being published after their commit are marked sent before the storage
-        # closes (else the next sweep publishes them again), within the grace period.
+        # Before the storage closes, within the grace period: the runs the shutdown cancelled
+        # (the consumer's, and the Pub/Sub pushes whose requests the server cut) hand their
+        # tasks back or write the outcomes they had, and the messages being published after
+        # their commit are marked sent (else the next sweep publishes them again).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+                await self._container.run_task().drain()
                 await self._container.publish_committed().drain()
         if self._identity is not None:
             try:

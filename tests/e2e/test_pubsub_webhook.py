@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -58,6 +58,20 @@ def signer() -> TestSigner:
     return TestSigner()
 
 
+class RunTaskStub:
+    """Stands in for the run-task use case: ``answer`` runs every task, and nothing is left
+    in progress when the application stops."""
+
+    def __init__(self, answer: Callable[[Any], Awaitable[RunResult]]) -> None:
+        self._answer = answer
+
+    async def __call__(self, command: Any) -> RunResult:
+        return await self._answer(command)
+
+    async def drain(self) -> None:
+        return None
+
+
 @pytest.fixture
 async def start(pubsub_emulator: Any, signer: TestSigner) -> AsyncIterator[Start]:
     """Starts the API with the Pub/Sub broker and no worker: tasks run only when pushed.
@@ -79,7 +93,7 @@ async def start(pubsub_emulator: Any, signer: TestSigner) -> AsyncIterator[Start
             providers.Object(certificates or CertificatesRequest(signer))
         )
         if run_task is not None:
-            container.run_task.override(providers.Object(run_task))
+            container.run_task.override(providers.Object(RunTaskStub(run_task)))
         manager = LifespanManager(create_app(container))
         await manager.__aenter__()
         managers.append(manager)

@@ -737,6 +737,29 @@ async def test_a_worker_shutting_down_as_it_writes_an_outcome_still_records_it(
     assert (done.status, done.result, done.attempts) == (TaskStatus.SUCCEEDED, {"ran": 1}, 1)
 
 
+async def test_a_stopping_api_lets_the_pushes_it_cut_hand_their_tasks_back(
+    app: Container, gate: Gate
+) -> None:
+    """The server cancels the Pub/Sub pushes still open after the grace period, then stops
+    the application: their tasks are QUEUED again before the storage closes."""
+    from entrypoints.worker.runtime import Runtime
+
+    storage = SlowToWrite(app)
+    runtime = Runtime(app, consume=False)
+    await runtime.start()
+    try:
+        task = await submit(app, "gate", max_attempts=1)
+        pushed = asyncio.create_task(run(app, task.id))
+        await asyncio.wait_for(gate.started.wait(), 5)
+    finally:
+        storage.slow = True
+        pushed.cancel()
+        await runtime.stop()
+    assert storage.at_close == [[(TaskStatus.QUEUED, 0)]]
+    with pytest.raises(asyncio.CancelledError):
+        await pushed
+
+
 async def test_a_worker_shutting_down_while_claiming_hands_the_task_back(
     app: Container,
 ) -> None:
