@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.server import ServerProcess, taskport
 from tests.polling import eventually
+from tests.pubsub import new_project
 from tests.rabbitmq import broker_url
 
 
@@ -83,6 +87,113 @@ def test_a_misconfigured_process_refuses_to_start(
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 2
     assert message in output.decode()
+
+
+async def test_a_stopping_server_hands_back_every_task_it_has_not_finished(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while several tasks run past the grace period: each one is QUEUED again with
+    its attempt not counted, so the next start runs it as attempt 1 of 1, to success."""
+    settings = {
+        "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
+        "TASKPORT_SHUTDOWN_GRACE_SECONDS": "0.5",
+    }
+    longer_than_the_grace = {"kind": "sleep", "payload": {"seconds": 4}, "max_attempts": 1}
+    stopping = ServerProcess(settings, tmp_path / "stopping.log")
+    await stopping.start()
+    try:
+        async with httpx.AsyncClient(base_url=stopping.base_url) as client:
+            ids = [
+                (await client.post("/v1/tasks", json=longer_than_the_grace)).json()["id"]
+                for _ in range(8)
+            ]
+
+            async def all_running() -> bool:
+                statuses = [(await client.get(f"/v1/tasks/{id_}")).json()["status"] for id_ in ids]
+                return statuses == ["RUNNING"] * len(ids)
+
+            await eventually(all_running)
+            stopping.terminate()
+            await eventually(lambda: stopping.returncode() is not None, within=15)
+    finally:
+        stopping.stop()
+    assert "Application shutdown complete" in stopping.log.read_text()
+
+    again = ServerProcess(settings, tmp_path / "again.log")
+    await again.start()
+    try:
+        async with httpx.AsyncClient(base_url=again.base_url) as client:
+            tasks: list[dict[str, Any]] = []
+
+            async def all_finished() -> bool:
+                tasks[:] = [(await client.get(f"/v1/tasks/{id_}")).json() for id_ in ids]
+                return all(task["status"] in ("SUCCEEDED", "FAILED") for task in tasks)
+
+            await eventually(all_finished, within=30)
+    finally:
+        again.stop()
+    outcomes = [(task["status"], task["attempts"], task["error"]) for task in tasks]
+    assert outcomes == [("SUCCEEDED", 1, None)] * len(ids)
+
+
+async def test_a_stopping_server_hands_back_the_tasks_of_the_pushes_it_cuts(
+    tmp_path: Path, pubsub_emulator: Any
+) -> None:
+    """Pub/Sub pushes still running when the grace period ends: the server cuts them, and
+    each task is QUEUED again, its attempt not counted, before the server exits."""
+    settings = {
+        "TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}",
+        "TASKPORT_BROKER_URL": f"pubsub://{new_project()}",
+        "TASKPORT_PUBSUB_CREATE": "true",
+        "TASKPORT_SHUTDOWN_GRACE_SECONDS": "0.5",
+        # The API's own sweep would fail a pushed run as lost at its next pass: the run's
+        # worker id is in no registry.
+        "TASKPORT_RECOVERY_INTERVAL_SECONDS": "3600",
+    }
+    longer_than_the_grace = {"kind": "sleep", "payload": {"seconds": 60}, "max_attempts": 1}
+    stopping = ServerProcess(settings, tmp_path / "stopping.log")
+    await stopping.start()
+    try:
+        async with httpx.AsyncClient(base_url=stopping.base_url, timeout=30) as client:
+            ids = [
+                (await client.post("/v1/tasks", json=longer_than_the_grace)).json()["id"]
+                for _ in range(8)
+            ]
+            pushes = [
+                asyncio.create_task(client.post("/webhook/pubsub", json=push_of(id_)))
+                for id_ in ids
+            ]
+
+            async def all_running() -> bool:
+                statuses = [(await client.get(f"/v1/tasks/{id_}")).json()["status"] for id_ in ids]
+                return statuses == ["RUNNING"] * len(ids)
+
+            await eventually(all_running)
+            stopping.terminate()
+            await asyncio.gather(*pushes, return_exceptions=True)
+            await eventually(lambda: stopping.returncode() is not None, within=15)
+    finally:
+        stopping.stop()
+    assert "Application shutdown complete" in stopping.log.read_text()
+
+    again = ServerProcess(settings, tmp_path / "again.log")
+    await again.start()
+    try:
+        async with httpx.AsyncClient(base_url=again.base_url) as client:
+            tasks = [(await client.get(f"/v1/tasks/{id_}")).json() for id_ in ids]
+    finally:
+        again.stop()
+    assert [(task["status"], task["attempts"]) for task in tasks] == [("QUEUED", 0)] * len(ids)
+
+
+def push_of(task_id: str) -> dict[str, Any]:
+    """The body of a Pub/Sub push of the message that runs ``task_id``."""
+    data = base64.b64encode(json.dumps({"task_id": task_id}).encode()).decode()
+    return {
+        "message": {"data": data, "messageId": task_id, "publishTime": "2026-01-01T00:00:00Z"},
+        "subscription": "projects/taskport-local/subscriptions/taskport-tasks-push",
+        "deliveryAttempt": 1,
+    }
 
 
 async def test_a_stopping_server_answers_a_waiting_read_at_once(tmp_path: Path) -> None:

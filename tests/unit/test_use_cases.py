@@ -737,6 +737,32 @@ async def test_a_worker_shutting_down_as_it_writes_an_outcome_still_records_it(
     assert (done.status, done.result, done.attempts) == (TaskStatus.SUCCEEDED, {"ran": 1}, 1)
 
 
+async def test_a_stopping_worker_hands_its_tasks_back_before_its_storage_closes(
+    gate: Gate, clock: FakeClock
+) -> None:
+    """Several tasks still running when the grace period ends: by the time the storage
+    closes, each one is QUEUED again, its attempt not counted; it runs again as attempt 1
+    of 1."""
+    from entrypoints.worker.runtime import Runtime
+
+    app = app_for(gate, clock, shutdown_grace_seconds=0.1)
+    storage = SlowToWrite(app)
+    runtime = Runtime(app, consume=True)
+    await runtime.start()
+    try:
+        tasks = [await submit(app, "gate", max_attempts=1) for _ in range(4)]
+        await eventually(lambda: gate.runs == 4)
+    finally:
+        storage.slow = True
+        await runtime.stop()
+    assert storage.at_close == [[(TaskStatus.QUEUED, 0)] * 4]
+    gate.opened.set()
+    for task in tasks:
+        await run(app, task.id)
+    done = [await status_of(app, task.id) for task in tasks]
+    assert [(task.status, task.attempts) for task in done] == [(TaskStatus.SUCCEEDED, 1)] * 4
+
+
 async def test_a_stopping_api_lets_the_pushes_it_cut_hand_their_tasks_back(
     app: Container, gate: Gate
 ) -> None:
