@@ -14,6 +14,7 @@ from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.openapi import problem_responses
 from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import system, tasks, workers
+from entrypoints.settings import url_scheme
 from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
@@ -25,7 +26,12 @@ def create_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(container, consume=settings.runs_embedded_worker)
+        runtime = Runtime(
+            container,
+            consume=settings.runs_embedded_worker,
+            # Pub/Sub may push tasks to the webhook: the process runs them as a worker.
+            runs_pushes=url_scheme(settings.broker_url) == "pubsub",
+        )
         await runtime.start()
         try:
             yield

@@ -31,9 +31,14 @@ class Runtime:
     """Starts and stops the loops; ``stop`` lets running tasks finish within the grace
     period, then hands the rest back to the broker for redelivery."""
 
-    def __init__(self, container: Container, *, consume: bool) -> None:
+    def __init__(self, container: Container, *, consume: bool, runs_pushes: bool = False) -> None:
+        """``consume``: take the task queue's messages. ``runs_pushes``: run the tasks
+        Pub/Sub pushes to this process's webhook. Either makes the process a worker, listed
+        in the registry with a heartbeat: the recovery sweep takes a task run by a worker
+        it does not know for an abandoned one."""
         self._container = container
         self._consume = consume
+        self._registers = consume or runs_pushes
         self._settings = container.settings()
         self._loops: list[asyncio.Task[None]] = []
         self._consuming: asyncio.Task[None] | None = None
@@ -48,7 +53,7 @@ class Runtime:
         storage = self._container.storage()
         try:
             await prepare_schema(storage, self._settings)
-            if self._consume:
+            if self._registers:
                 # Registered before it claims a task: the recovery sweep takes the tasks of
                 # a worker it does not know as abandoned.
                 self._identity = WorkerIdentity(
@@ -111,6 +116,7 @@ class Runtime:
                 asyncio.create_task(self._beat(heartbeat, self._identity), name="heartbeat")
             )
             logger.info("worker %s registered", self._identity.id)
+        if self._consume:
             consumer = self._container.consumer()
             self._consuming = asyncio.create_task(
                 consumer.consume(

@@ -184,3 +184,31 @@ async def test_the_webhook_publishes_each_outcome_on_the_events_topic(
         "kind": "echo",
         "task_id": task["id"],
     }
+
+
+async def test_a_long_push_is_not_taken_for_an_abandoned_run_by_the_recovery_sweep(
+    pubsub_emulator: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    """The server running pushes is a worker in the registry, heartbeat and all: its own
+    recovery sweep (here every half second, a worker lost after two) leaves their tasks be."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/webhook/pubsub"
+    url = f"pubsub://{new_project()}?subscription=taskport-tasks-push&push_endpoint={endpoint}"
+    env = {
+        **pubsub_env(tmp_path, url, pubsub_emulator),
+        "TASKPORT_RECOVERY_INTERVAL_SECONDS": "0.5",
+        "TASKPORT_HEARTBEAT_SECONDS": "0.5",
+        "TASKPORT_WORKER_LOST_AFTER_SECONDS": "2",
+    }
+    server = ServerProcess(env, tmp_path / "serve.log", port)
+    processes.append(server)
+    await server.start()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        submitted = await client.post(
+            "/v1/tasks", json={"kind": "sleep", "payload": {"seconds": 4}, "max_attempts": 1}
+        )
+        task_id = submitted.json()["id"]
+        task = (await client.get(f"/v1/tasks/{task_id}", params={"wait": 30})).json()
+        workers = (await client.get("/v1/workers")).json()["items"]
+    assert (task["status"], task["attempts"], task["error"]) == ("SUCCEEDED", 1, None)
+    assert [worker["status"] for worker in workers] == ["alive"]

@@ -146,9 +146,6 @@ async def test_a_stopping_server_hands_back_the_tasks_of_the_pushes_it_cuts(
         "TASKPORT_BROKER_URL": f"pubsub://{new_project()}",
         "TASKPORT_PUBSUB_CREATE": "true",
         "TASKPORT_SHUTDOWN_GRACE_SECONDS": "0.5",
-        # The API's own sweep would fail a pushed run as lost at its next pass: the run's
-        # worker id is in no registry.
-        "TASKPORT_RECOVERY_INTERVAL_SECONDS": "3600",
     }
     longer_than_the_grace = {"kind": "sleep", "payload": {"seconds": 60}, "max_attempts": 1}
     stopping = ServerProcess(settings, tmp_path / "stopping.log")
