@@ -108,11 +108,7 @@ async def test_a_stopping_server_hands_back_every_task_it_has_not_finished(
                 for _ in range(8)
             ]
 
-            async def all_running() -> bool:
-                statuses = [(await client.get(f"/v1/tasks/{id_}")).json()["status"] for id_ in ids]
-                return statuses == ["RUNNING"] * len(ids)
-
-            await eventually(all_running)
+            await eventually(lambda: all_running(client, ids))
             stopping.terminate()
             await eventually(lambda: stopping.returncode() is not None, within=15)
     finally:
@@ -161,11 +157,7 @@ async def test_a_stopping_server_hands_back_the_tasks_of_the_pushes_it_cuts(
                 for id_ in ids
             ]
 
-            async def all_running() -> bool:
-                statuses = [(await client.get(f"/v1/tasks/{id_}")).json()["status"] for id_ in ids]
-                return statuses == ["RUNNING"] * len(ids)
-
-            await eventually(all_running)
+            await eventually(lambda: all_running(client, ids))
             stopping.terminate()
             await asyncio.gather(*pushes, return_exceptions=True)
             await eventually(lambda: stopping.returncode() is not None, within=15)
@@ -244,3 +236,8 @@ def test_a_database_refusing_the_settings_is_one_line_at_once(
     lines = output.decode().strip().splitlines()
     assert lines[-1].startswith("taskport: storage is unavailable: ") and refusal in lines[-1]
     assert "Traceback" not in output.decode()
+
+
+async def all_running(client: httpx.AsyncClient, ids: list[str]) -> bool:
+    statuses = [(await client.get(f"/v1/tasks/{id_}")).json()["status"] for id_ in ids]
+    return statuses == ["RUNNING"] * len(ids)
