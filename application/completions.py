@@ -7,9 +7,8 @@ import asyncio
 from collections.abc import Sequence
 from uuid import UUID
 
+from application.outcomes import EVENT_TYPES
 from domain import events
-
-FINISHING_EVENTS = (events.TaskSucceeded, events.TaskFailed, events.TaskCancelled)
 
 
 class Completions:
@@ -29,8 +28,10 @@ class Completions:
                 woken.set()
 
     def committed(self, recorded: Sequence[events.TaskEvent]) -> None:
+        if not self._waiting:  # a worker's every commit, with no read waiting here
+            return
         for event in recorded:
-            if isinstance(event, FINISHING_EVENTS):
+            if type(event) in EVENT_TYPES:  # an outcome
                 for finished in self._waiting.get(event.task_id, ()):
                     finished.set()
 
