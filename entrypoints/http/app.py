@@ -14,7 +14,6 @@ from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.openapi import problem_responses
 from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import system, tasks, workers
-from entrypoints.settings import url_scheme
 from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
@@ -23,6 +22,7 @@ def create_app(container: Container) -> FastAPI:
     """The API over ``container``; the lifespan starts the relay, the sweep and, when
     configured, the embedded worker. Nothing connects before the app starts."""
     settings = container.settings()
+    serves_pushes = container.broker_scheme() == "pubsub"  # only Pub/Sub pushes its messages
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,7 +30,7 @@ def create_app(container: Container) -> FastAPI:
             container,
             consume=settings.runs_embedded_worker,
             # Pub/Sub may push tasks to the webhook: the process runs them as a worker.
-            runs_pushes=url_scheme(settings.broker_url) == "pubsub",
+            runs_pushes=serves_pushes,
         )
         await runtime.start()
         try:
@@ -64,6 +64,6 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(workers.router)
     app.include_router(system.router)
-    if container.broker_scheme() == "pubsub":  # only Pub/Sub pushes its messages
+    if serves_pushes:
         app.include_router(webhook_router)
     return app
