@@ -10,6 +10,7 @@ import pytest
 
 from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
 from application.errors import BrokerUnavailable
+from application.ports.outbox import OutboxMessage
 from tests.consuming import consuming
 from tests.factories import make_message
 from tests.polling import eventually
@@ -27,19 +28,7 @@ async def test_a_rejected_message_is_dead_lettered_with_its_source() -> None:
         await delivery.reject("cannot decode")
 
     poison = make_message(b"poison")
-    await publisher.publish([poison])
-    dead: list[Any] = []
-
-    async def dead_lettered() -> bool:
-        dead.extend(await asyncio.to_thread(pull_all, options.dead_letter_subscription_path))
-        return bool(dead)
-
-    try:
-        async with consuming(consumer, reject):
-            await eventually(dead_lettered)
-    finally:
-        await consumer.close()
-        await publisher.close()
+    dead = await dead_letters_of(options, publisher, consumer, poison, reject)
     copy = dead[0].message
     source_id = copy.attributes["taskport_source_message_id"]
     assert (copy.data, rejected) == (b"poison", [str(poison.id)])
@@ -72,7 +61,21 @@ async def test_a_message_whose_copy_was_refused_is_handed_back_and_rejected_agai
         attempts.append(delivery.delivery_count)
         await delivery.reject("cannot decode")
 
-    await publisher.publish([make_message(b"poison")])
+    dead = await dead_letters_of(options, publisher, consumer, make_message(b"poison"), reject)
+    assert attempts == [1, 2]
+    assert [copy.message.data for copy in dead] == [b"poison"]
+
+
+async def dead_letters_of(
+    options: PubSubOptions,
+    publisher: PubSubPublisher,
+    consumer: PubSubConsumer,
+    message: OutboxMessage,
+    callback: Any,
+) -> list[Any]:
+    """Publishes ``message``, consumes with ``callback`` until the dead-letter topic holds
+    a copy, and returns what it holds then; closes the consumer and the publisher."""
+    await publisher.publish([message])
     dead: list[Any] = []
 
     async def dead_lettered() -> bool:
@@ -80,10 +83,9 @@ async def test_a_message_whose_copy_was_refused_is_handed_back_and_rejected_agai
         return bool(dead)
 
     try:
-        async with consuming(consumer, reject):
+        async with consuming(consumer, callback):
             await eventually(dead_lettered)
     finally:
         await consumer.close()
         await publisher.close()
-    assert attempts == [1, 2]
-    assert [copy.message.data for copy in dead] == [b"poison"]
+    return dead
