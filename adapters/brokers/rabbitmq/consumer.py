@@ -84,7 +84,7 @@ class RabbitMqDelivery:
     def due_in(self) -> timedelta:
         if self._due_ms is None:
             return timedelta(0)
-        return EPOCH + timedelta(milliseconds=self._due_ms) - datetime.now(UTC)
+        return timedelta(milliseconds=self._due_ms - _now_ms())
 
     async def ack(self) -> None:
         self._settle()
