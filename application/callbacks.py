@@ -6,7 +6,8 @@ and added in the transaction that records the outcome: no outcome is committed w
 delivery, which is then stored, dispatched and retried like any task (the receiver down,
 or answering 408, 429 or 5xx), and stays visible through the API, to be retried by hand,
 once its attempts run out. A receiver may get a delivery more than once; the finished
-task's ``id`` and ``finished_at`` tell a repeat.
+task's ``id`` and ``finished_at`` tell a repeat. A delivery's payload says it is one
+(``callback``), which a submitted task cannot: the ``http`` kind signs those alone.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ CALLBACK_ATTEMPTS = 10
 fifteen minutes after the first."""
 
 
-def callback_request(url: str, event_type: str, body: JsonValue) -> JsonValue:
-    """The payload of the ``http`` task that POSTs ``body`` to ``url``."""
+def callback_request(url: str, event_type: str, body: JsonValue) -> dict[str, JsonValue]:
+    """The payload of an ``http`` task that POSTs ``body`` to ``url`` as a callback would,
+    as a client could submit it."""
     return {
         "method": "POST",
         "url": url,
@@ -64,11 +66,14 @@ class Callbacks:
                 id=self._ids.new_id(),
                 owner=outcome.task.owner,
                 kind=CALLBACK_KIND,
-                payload=callback_request(
-                    outcome.task.callback_url,
-                    outcome.type,
-                    outcome_body(outcome.task, outcome.type),
-                ),
+                payload={
+                    **callback_request(
+                        outcome.task.callback_url,
+                        outcome.type,
+                        outcome_body(outcome.task, outcome.type),
+                    ),
+                    "callback": True,
+                },
                 now=outcome.event.occurred_at,
                 retry_policy=self._retry_policy,
                 timeout=CALLBACK_TIMEOUT,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,7 +23,7 @@ from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
 from entrypoints.observability import configure_logging, init_sentry
 from entrypoints.schema import PendingMigrations, prepare_schema
-from entrypoints.settings import Settings, url_scheme
+from entrypoints.settings import WEBHOOK_SECRET_PREFIX, Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
 
 PIKA_CONNECTION_LOGGERS = (
@@ -238,6 +240,13 @@ def _on_sql_storage(step: Callable[[SqlStorage], Awaitable[T]]) -> T:
     except StorageUnavailable as exc:
         typer.echo(f"taskport: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+@app.command("callback-secret")
+def callback_secret() -> None:
+    """Print a new secret for TASKPORT_CALLBACK_SECRETS (32 random bytes, Standard Webhooks
+    format)."""
+    typer.echo(WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 def main() -> None:

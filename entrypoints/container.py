@@ -104,6 +104,7 @@ def _http_kind_config(settings: Settings) -> HttpKindConfig:
         allowed_hosts=tuple(settings.http_allowed_hosts),
         allow_private_networks=settings.http_allow_private_networks,
         max_response_bytes=settings.http_max_response_bytes,
+        callback_secrets=tuple(secret.get_secret_value() for secret in settings.callback_secrets),
     )
 
 

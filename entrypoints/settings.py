@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -13,6 +15,22 @@ DEV_SECRET_KEY = "taskport-local-development-only"
 LOCAL_OWNER = "local"
 MAX_RETENTION_SECONDS = 100 * 365 * 86400
 """A retention reaches back at most a century: the cutoff stays a date."""
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def webhook_secret_valid(secret: str) -> bool:
+    """A Standard Webhooks secret: ``whsec_`` and the base64 of 24 to 64 bytes."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return False
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except binascii.Error:
+        return False
+    return 24 <= len(key) <= 64
+
+
+def _secret_text(secret: object) -> str:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
 
 
 def url_scheme(url: str) -> str:
@@ -103,6 +121,11 @@ class Settings(BaseSettings):
     )
     http_allow_private_networks: bool = False
     http_max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    callback_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Standard Webhooks secrets (whsec_...) that sign callback deliveries, "
+        "comma-separated: each signs, so a new one can be added before the old is removed",
+    )
     handler_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="modules with user task kinds: mod.a,mod.b"
     )
@@ -149,6 +172,21 @@ class Settings(BaseSettings):
                 raise ValueError("TASKPORT_API_KEYS must look like owner:key,owner:key")
             pairs[owner.strip()] = key.strip()
         return pairs
+
+    @field_validator("callback_secrets", mode="before")
+    @classmethod
+    def _parse_callback_secrets(cls, value: object) -> object:
+        secrets = value.split(",") if isinstance(value, str) else value
+        if not isinstance(secrets, list):
+            return value
+        parsed = [text for secret in secrets if (text := _secret_text(secret).strip())]
+        for secret in parsed:
+            if not webhook_secret_valid(secret):
+                raise ValueError(
+                    "TASKPORT_CALLBACK_SECRETS must be whsec_ followed by the base64 of 24 to "
+                    "64 random bytes, comma-separated (taskport callback-secret makes one)"
+                )
+        return parsed
 
     @field_validator("cors_origins", "handler_modules", "http_allowed_hosts", mode="before")
     @classmethod

@@ -10,6 +10,12 @@ redirect it. Redirects are not followed.
 
 Connection errors, timeouts, 408, 429 and 5xx are retried (no sooner than ``Retry-After``);
 other 4xx, redirects and answers over the size limit fail without retry.
+
+The deliveries of callbacks (``callback`` in the payload, which only Taskport sets) are
+signed as Standard Webhooks (https://www.standardwebhooks.com) with the deployment's
+callback secrets: ``webhook-id`` (the delivery task's id, the same on every attempt),
+``webhook-timestamp`` (the attempt's) and ``webhook-signature`` (one per secret, for
+rotating them), over the body exactly as sent.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import jmespath
 from attrs import frozen
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from standardwebhooks import Webhook
 
 from adapters.handlers.registry import Kind
 from application.errors import PermanentFailure, RetryLater
@@ -59,6 +66,9 @@ class HttpKindConfig:
     allow_private_networks: bool = False
     max_response_bytes: int = 1024 * 1024
     max_retry_after: timedelta = timedelta(hours=1)
+    callback_secrets: tuple[str, ...] = ()
+    """Standard Webhooks secrets (``whsec_`` and base64) that sign callback deliveries; none
+    sends them unsigned."""
 
 
 class HttpPayload(BaseModel):
@@ -74,6 +84,11 @@ class HttpPayload(BaseModel):
         default=None,
         max_length=2000,
         description="JMESPath expression applied to the response body; its value is the result",
+    )
+    callback: bool = Field(
+        default=False,
+        description="set by Taskport on the deliveries of callbacks, which it signs; "
+        "refused at submit",
     )
 
     @field_validator("url")
@@ -177,6 +192,7 @@ class HttpKind:
         self._resolve = resolver
         self._transport = transport
         self._tls: ssl.SSLContext | None = None
+        self._signers = [Webhook(secret) for secret in config.callback_secrets]
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -200,7 +216,9 @@ class HttpKind:
         try:
             async with asyncio.timeout(request.timeout):
                 address = await self._checked_address(host, url.port or _default_port(url))
-                status, headers, content = await self._call(request, url, host, address)
+                status, headers, content = await self._call(
+                    request, url, host, address, str(context.task_id)
+                )
         except TimeoutError:
             raise RetryLater(
                 f"{host} gave no complete answer within {request.timeout:g}s"
@@ -233,9 +251,17 @@ class HttpKind:
         return addresses[0]
 
     async def _call(
-        self, request: HttpPayload, url: httpx.URL, host: str, address: str
+        self, request: HttpPayload, url: httpx.URL, host: str, address: str, task_id: str
     ) -> tuple[int, dict[str, str], bytes]:
         host_header = url.netloc.decode("ascii")  # host[:port], an IPv6 address in brackets
+        headers = {**request.headers, "Host": host_header}
+        body = None
+        if request.body is not None:
+            body = _json_bytes(request.body)
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
+        if request.callback and self._signers:
+            headers.update(self._signature(task_id, body or b""))
         async with httpx.AsyncClient(
             timeout=request.timeout,
             follow_redirects=False,
@@ -247,8 +273,8 @@ class HttpKind:
                 request.method,
                 # Merged into the URL's own query (``params`` would replace it).
                 url.copy_with(host=address).copy_merge_params(request.query),
-                headers={**request.headers, "Host": host_header},
-                json=request.body,
+                headers=headers,
+                content=body,
                 extensions={"sni_hostname": host} if url.scheme == "https" else {},
             )
             response = await client.send(outbound, stream=True)
@@ -261,6 +287,18 @@ class HttpKind:
         for name in headers:
             headers[name] = ", ".join(response.headers.get_list(name))
         return response.status_code, headers, content
+
+    def _signature(self, message_id: str, body: bytes) -> dict[str, str]:
+        """The Standard Webhooks headers of a callback delivery sent now."""
+        seconds = int(datetime.now(UTC).timestamp())
+        sent_at = datetime.fromtimestamp(seconds, UTC)
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(seconds),
+            "webhook-signature": " ".join(
+                signer.sign(message_id, sent_at, body) for signer in self._signers
+            ),
+        }
 
     def _check_status(self, response: httpx.Response, host: str) -> None:
         status = response.status_code
@@ -306,6 +344,11 @@ def _default_port(url: httpx.URL) -> int:
     return 443 if url.scheme == "https" else 80
 
 
+def _json_bytes(body: JsonValue) -> bytes:
+    """A JSON body as httpx would encode it; built here so a signature covers these bytes."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _decoded(content: bytes, content_type: str) -> Any:
     """JSON when the answer is JSON, else text (None for no body)."""
     if not content:
@@ -341,5 +384,12 @@ def _allowed_payload(config: HttpKindConfig) -> type[HttpPayload]:
             if refused := refused_host(host, config.allowed_hosts):
                 raise ValueError(refused)
             return url
+
+        @field_validator("callback")
+        @classmethod
+        def _not_submitted(cls, callback: bool) -> bool:
+            if callback:
+                raise ValueError("only Taskport sets it, on the deliveries of callbacks")
+            return callback
 
     return AllowedHttpPayload

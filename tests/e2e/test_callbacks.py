@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.e2e.conftest import ApiFactory, wait_for_status
 from tests.e2e.tiny_http import TinyHttpServer, json_answer
@@ -171,3 +173,53 @@ async def test_a_repeat_with_another_callback_url_is_another_request(
     assert (await api.post("/v1/tasks", json=task, headers=headers)).status_code == 200
     other = {**task, "callback_url": "http://127.0.0.1:9/b"}
     assert (await api.post("/v1/tasks", json=other, headers=headers)).status_code == 409
+
+
+OLD_SECRET = "whsec_" + "A" * 43 + "="  # 32 bytes
+NEW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 27 bytes
+
+
+async def test_with_callback_secrets_a_delivery_is_signed_by_each_on_every_attempt(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/signed"] = lambda hit: json_answer(503 if hit == 1 else 200, {})
+    api = await api_factory(callback_secrets=f"{OLD_SECRET}, {NEW_SECRET}", **CALLS_TO_LOCALHOST)
+    task = await submit(api, kind="echo", payload={"é": 1}, callback_url=remote.url("/signed"))
+    first, second = await delivered(remote, "/signed", 2)
+    [delivery] = (await api.get("/v1/tasks", params={"kind": "http"})).json()["items"]
+    for request in (first, second):
+        headers = request["headers"]
+        # The id stays the delivery's on every attempt, so a receiver drops a repeat by it.
+        assert headers["webhook-id"] == delivery["id"]
+        for secret in (OLD_SECRET, NEW_SECRET):
+            verified = Webhook(secret).verify(request["body"], headers)
+            assert verified["task"]["id"] == task["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "B" * 43 + "=").verify(first["body"], first["headers"])
+
+
+async def test_without_callback_secrets_a_delivery_is_not_signed(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/plain"] = lambda _: json_answer(200, {})
+    api = await api_factory(**CALLS_TO_LOCALHOST)
+    await submit(api, kind="echo", payload={}, callback_url=remote.url("/plain"))
+    [request] = await delivered(remote, "/plain")
+    assert not [name for name in request["headers"] if name.startswith("webhook-")]
+
+
+async def test_an_http_task_cannot_pass_for_a_callback_delivery_to_be_signed(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    remote.routes["/own"] = lambda _: json_answer(200, {})
+    api = await api_factory(callback_secrets=OLD_SECRET, **CALLS_TO_LOCALHOST)
+    call = {"method": "POST", "url": remote.url("/own"), "json": {"type": "task.succeeded"}}
+    refused = await api.post(
+        "/v1/tasks", json={"kind": "http", "payload": {**call, "callback": True}}
+    )
+    assert refused.status_code == 422
+    assert "only Taskport sets it" in refused.json()["detail"]
+    # An http task of a client's own is sent as it is, unsigned.
+    await submit(api, kind="http", payload=call)
+    [request] = await delivered(remote, "/own")
+    assert "webhook-signature" not in request["headers"]

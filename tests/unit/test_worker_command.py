@@ -51,3 +51,22 @@ def test_a_bad_setting_is_named_as_it_is_set_without_its_value() -> None:
 def test_the_api_runs_no_embedded_worker_with_rabbitmq_unless_asked() -> None:
     assert not Settings(broker_url=AMQP).runs_embedded_worker
     assert Settings(broker_url=AMQP, embedded_worker=True).runs_embedded_worker
+
+
+def test_callback_secret_prints_a_secret_the_settings_take() -> None:
+    made = CliRunner().invoke(app, ["callback-secret"])
+    assert made.exit_code == 0
+    secret = made.output.strip()
+    assert secret.startswith("whsec_")
+    assert Settings(callback_secrets=secret).callback_secrets[0].get_secret_value() == secret
+
+
+def test_a_callback_secret_not_in_the_standard_format_is_refused_unrepeated() -> None:
+    short = "whsec_" + "A" * 20  # 15 bytes
+    for secret in ("s3cret-of-mine", short, "whsec_not base64!"):
+        result = CliRunner().invoke(app, ["worker"], env={"TASKPORT_CALLBACK_SECRETS": f"{secret}"})
+        assert result.exit_code == 2
+        assert "TASKPORT_CALLBACK_SECRETS: TASKPORT_CALLBACK_SECRETS must be whsec_" in (
+            result.output
+        )
+        assert secret not in result.output
