@@ -76,6 +76,8 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level)
     # One line per outbound HTTP call is noise at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic names each of its plugins as it loads them, seven lines at every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # uvicorn's loggers go through the same handler, so every line has one format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
