@@ -17,6 +17,18 @@ class TaskNotFound(ApplicationError):
         super().__init__(f"task {task_id} does not exist")
 
 
+class ScheduleNotFound(ApplicationError):
+    def __init__(self, schedule_id: UUID) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(f"schedule {schedule_id} does not exist")
+
+
+class ScheduleNameTaken(ApplicationError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a schedule named {name!r} exists already")
+
+
 class ConcurrencyConflict(ApplicationError):
     """The task changed since it was read; the caller may read it again and retry."""
 

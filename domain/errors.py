@@ -19,3 +19,7 @@ class IllegalTransition(DomainError):
 
 class InvalidTask(DomainError):
     """A task was described with values the domain does not accept."""
+
+
+class InvalidSchedule(DomainError):
+    """A schedule was described with values the domain does not accept."""

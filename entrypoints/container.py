@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 from adapters.brokers.memory import MemoryBroker
 from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqPublisher
 from adapters.codecs import CursorCodec
+from adapters.cron import CronRecurrence
 from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.http import HttpKindConfig, http_kind
 from adapters.handlers.loader import build_registry
@@ -23,11 +24,13 @@ from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
+from application.use_cases.create_schedule import CreateScheduleHandler
 from application.use_cases.get_stats import GetStatsHandler
 from application.use_cases.get_task import GetTaskHandler
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, SignOffWorkerHandler
 from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.list_workers import ListWorkersHandler
+from application.use_cases.manage_schedules import ManageSchedules
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
 from application.use_cases.prune_outbox import PruneOutboxHandler
@@ -36,6 +39,7 @@ from application.use_cases.publish_committed import PublishCommittedHandler
 from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
+from application.use_cases.run_due_schedules import RunDueSchedulesHandler
 from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import NewTasks, SubmitTaskHandler, TaskDefaults
 from application.use_cases.submit_task_batch import SubmitTaskBatchHandler
@@ -257,6 +261,26 @@ class Container(containers.DeclarativeContainer):
         uow=uow,
         clock=clock,
         retention=providers.Callable(_seconds, settings.provided.task_retention_seconds),
+    )
+    schedules = storage.provided.schedules.call()
+    recurrence = providers.Singleton(CronRecurrence)
+    create_schedule = providers.Singleton(
+        CreateScheduleHandler,
+        schedules=schedules,
+        new_tasks=new_tasks,
+        recurrence=recurrence,
+        clock=clock,
+        ids=ids,
+    )
+    manage_schedules = providers.Singleton(
+        ManageSchedules, schedules=schedules, recurrence=recurrence, clock=clock
+    )
+    run_due_schedules = providers.Singleton(
+        RunDueSchedulesHandler,
+        schedules=schedules,
+        submit=submit_task,
+        recurrence=recurrence,
+        clock=clock,
     )
     # Where the push webhook puts poison messages: the webhook serves the Pub/Sub broker only.
     dead_letters = pubsub_publisher

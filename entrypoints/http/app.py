@@ -13,7 +13,7 @@ from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.openapi import problem_responses
 from entrypoints.http.request_context import RequestContext
-from entrypoints.http.routers import system, tasks, workers
+from entrypoints.http.routers import schedules, system, tasks, workers
 from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
@@ -62,6 +62,7 @@ def create_app(container: Container) -> FastAPI:
             expose_headers=["Location", "Idempotent-Replayed"],
         )
     app.include_router(tasks.router)
+    app.include_router(schedules.router)
     app.include_router(workers.router)
     app.include_router(system.router)
     if serves_pushes:

@@ -20,11 +20,13 @@ from application.errors import (
     IdempotencyKeyReused,
     InvalidBatch,
     InvalidPayload,
+    ScheduleNameTaken,
+    ScheduleNotFound,
     TaskNotFound,
     Unavailable,
     UnknownKind,
 )
-from domain.errors import IllegalTransition, InvalidTask
+from domain.errors import IllegalTransition, InvalidSchedule, InvalidTask
 
 logger = logging.getLogger("taskport.http")
 
@@ -94,6 +96,12 @@ def problem_for(exc: Exception) -> Problem:
             return _validation_problem(exc.errors())
         case TaskNotFound():
             return Problem(404, "task-not-found", "Task not found", str(exc))
+        case ScheduleNotFound():
+            return Problem(404, "schedule-not-found", "Schedule not found", str(exc))
+        case ScheduleNameTaken():
+            return Problem(409, "schedule-name-taken", "Schedule name taken", str(exc))
+        case InvalidSchedule():
+            return Problem(422, "invalid-schedule", "Invalid schedule", str(exc))
         case UnknownKind():
             return Problem(
                 422, "unknown-kind", "Unknown task kind", str(exc), known_kinds=exc.known
@@ -218,6 +226,9 @@ def install(app: FastAPI) -> None:
         RequestValidationError,
         StarletteHTTPException,
         TaskNotFound,
+        ScheduleNotFound,
+        ScheduleNameTaken,
+        InvalidSchedule,
         UnknownKind,
         InvalidPayload,
         InvalidBatch,

@@ -9,10 +9,18 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from application.ports.handlers import KindInfo
+from application.use_cases.create_schedule import CreateSchedule
 from application.use_cases.get_stats import Stats
 from application.use_cases.list_workers import WorkerView
 from application.use_cases.submit_task import SubmitTask
 from application.use_cases.submit_task_batch import MAX_BATCH_SIZE
+from domain.schedule import (
+    MAX_CRON_LENGTH,
+    MAX_TIMEZONE_LENGTH,
+    SCHEDULE_NAME_PATTERN,
+    Schedule,
+    TaskTemplate,
+)
 from domain.task import MAX_CALLBACK_URL_LENGTH, Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
@@ -236,3 +244,96 @@ class WorkerOut(BaseModel):
 
 class WorkersOut(BaseModel):
     items: list[WorkerOut]
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(
+        min_length=1,
+        max_length=MAX_CRON_LENGTH,
+        description="minute hour day-of-month month day-of-week, or @hourly, @daily, "
+        "@weekly, @monthly, @yearly",
+        examples=["0 3 * * *"],
+    )
+    timezone: str = Field(
+        default="UTC",
+        min_length=1,
+        max_length=MAX_TIMEZONE_LENGTH,
+        description="the IANA time zone the cron expression is read in",
+        examples=["Europe/Paris"],
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=f"^{SCHEDULE_NAME_PATTERN.pattern}$",
+        description="unique among the owner's schedules: a second one is a 409",
+        examples=["nightly-report"],
+    )
+    paused: bool = False
+    kind: str = Field(min_length=1, max_length=100, examples=["echo"])
+    payload: Any = Field(default_factory=dict, examples=[{"hello": "world"}])
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
+    callback_url: str | None = Field(default=None, min_length=1, max_length=MAX_CALLBACK_URL_LENGTH)
+
+    def command(self, owner: str) -> CreateSchedule:
+        return CreateSchedule(
+            owner=owner,
+            cron=self.cron,
+            timezone=self.timezone,
+            name=self.name,
+            paused=self.paused,
+            task=TaskTemplate(
+                kind=self.kind,
+                payload=self.payload,
+                max_attempts=self.max_attempts,
+                timeout_seconds=self.timeout_seconds,
+                callback_url=self.callback_url,
+            ),
+        )
+
+
+class ScheduleOut(BaseModel):
+    id: UUID
+    name: str | None
+    cron: str
+    timezone: str
+    paused: bool
+    next_run_at: datetime = Field(description="when its next task is submitted (UTC)")
+    last_run_at: datetime | None = Field(description="the time of its latest task")
+    last_task_id: UUID | None
+    kind: str
+    payload: Any
+    max_attempts: int | None
+    timeout_seconds: float | None
+    callback_url: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleOut:
+        task = schedule.task
+        return cls(
+            id=schedule.id,
+            name=schedule.name,
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            paused=schedule.paused,
+            next_run_at=schedule.next_run_at,
+            last_run_at=schedule.last_run_at,
+            last_task_id=schedule.last_task_id,
+            kind=task.kind,
+            payload=task.payload,
+            max_attempts=task.max_attempts,
+            timeout_seconds=task.timeout_seconds,
+            callback_url=task.callback_url,
+            created_at=schedule.created_at,
+            updated_at=schedule.updated_at,
+        )
+
+
+class SchedulePageOut(BaseModel):
+    items: list[ScheduleOut]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )

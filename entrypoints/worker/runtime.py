@@ -19,6 +19,7 @@ from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, Worke
 from application.use_cases.prune_outbox import PRUNE_BATCH
 from application.use_cases.prune_tasks import PRUNE_BATCH as TASK_PRUNE_BATCH
 from application.use_cases.relay_outbox import RELAY_BATCH
+from application.use_cases.run_due_schedules import SCHEDULE_BATCH
 from entrypoints.container import Container
 from entrypoints.schema import prepare_schema
 
@@ -71,6 +72,7 @@ class Runtime:
         relay = _in_batches(self._container.relay_outbox(), RELAY_BATCH)
         prune = _in_batches(self._container.prune_outbox(), PRUNE_BATCH)
         promote = self._container.promote_due_tasks()
+        run_schedules = _in_batches(self._container.run_due_schedules(), SCHEDULE_BATCH)
         recover = self._container.recover_stalled_tasks()
         interval = self._settings.sweep_interval_seconds
         if self._settings.in_process_broker:
@@ -88,6 +90,10 @@ class Runtime:
             ),
             asyncio.create_task(
                 _repeat("due-task sweep", promote, lambda: asyncio.sleep(interval)), name="sweep"
+            ),
+            asyncio.create_task(
+                _repeat("schedule sweep", run_schedules, lambda: asyncio.sleep(interval)),
+                name="schedules",
             ),
             asyncio.create_task(
                 _repeat("recovery sweep", recover, lambda: asyncio.sleep(recovery_pause)),

@@ -114,12 +114,14 @@ async def test_every_get_route_answers_head_with_its_status_and_headers(
 ) -> None:
     task_id = (await api.post("/v1/tasks", json={"kind": "echo"})).json()["id"]
     await wait_for_status(api, task_id, "SUCCEEDED")
+    schedule = {"cron": "@daily", "kind": "echo"}
+    schedule_id = (await api.post("/v1/schedules", json=schedule)).json()["id"]
     items = (await document(api))["paths"]
     assert not [path for path, item in items.items() if "head" in item]  # the GET describes it
     paths = [path for path, item in items.items() if "get" in item]
     assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/stats", "/v1/workers"} <= set(paths)
     for path in [*paths, "/metrics", "/openapi.json"]:
-        url = path.format(task_id=task_id)
+        url = path.format(task_id=task_id, schedule_id=schedule_id)
         got, head = await api.get(url), await api.head(url)
         assert (head.status_code, head.content) == (got.status_code, b""), path
         # The length of a document read a moment apart (metrics, heartbeats) may differ.

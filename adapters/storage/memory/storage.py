@@ -16,11 +16,13 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
+from adapters.storage.memory.schedules import MemorySchedules
 from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork, UnitClaims
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from application.ports.worker_registry import WorkerRecord
+from domain.schedule import Schedule
 from domain.task import Task
 from domain.values import TERMINAL_STATUSES, TaskStatus
 
@@ -39,12 +41,16 @@ class MemoryStorage:
         self.claimed_tasks: set[UUID] = set()
         self.claimed_messages: set[UUID] = set()
         self.workers_by_id: dict[str, WorkerRecord] = {}
+        self.schedules_by_id: dict[UUID, Schedule] = {}
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
 
     def workers(self) -> MemoryWorkerRegistry:
         return MemoryWorkerRegistry(self)
+
+    def schedules(self) -> MemorySchedules:
+        return MemorySchedules(self)
 
     def is_lost(self, worker_id: str | None, lost_before: datetime | None) -> bool:
         if worker_id is None or lost_before is None:

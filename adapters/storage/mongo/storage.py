@@ -49,6 +49,7 @@ from adapters.storage.mongo.mapping import (
     task_fields,
     task_from_document,
 )
+from adapters.storage.mongo.schedules import SCHEDULE_INDEXES, MongoSchedules
 from adapters.storage.mongo.workers import MongoWorkerRegistry
 from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
@@ -102,6 +103,7 @@ class MongoStorage:
         self.tasks: AsyncCollection[Document] = database["tasks"]
         self.outbox: AsyncCollection[Document] = database["outbox"]
         self.workers_collection: AsyncCollection[Document] = database["workers"]
+        self.schedules_collection: AsyncCollection[Document] = database["schedules"]
 
     @classmethod
     def from_url(cls, url: str) -> MongoStorage:
@@ -113,6 +115,9 @@ class MongoStorage:
 
     def workers(self) -> MongoWorkerRegistry:
         return MongoWorkerRegistry(self.workers_collection)
+
+    def schedules(self) -> MongoSchedules:
+        return MongoSchedules(self.schedules_collection)
 
     async def check(self) -> None:
         with translated_errors():
@@ -126,6 +131,7 @@ class MongoStorage:
             await self.tasks.create_indexes(task_indexes(id_in_compound))
             await self.outbox.create_indexes(OUTBOX_INDEXES)
             await self.workers_collection.create_indexes(WORKER_INDEXES)
+            await self.schedules_collection.create_indexes(SCHEDULE_INDEXES)
 
     async def close(self) -> None:
         await self.client.close()

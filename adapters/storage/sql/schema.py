@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -176,4 +176,28 @@ workers = Table(
     Column("last_heartbeat", UtcDateTime(), nullable=False),
     Column("concurrency", Integer, nullable=False),
     Column("running", Integer, nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("name", String(100)),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("payload", json_type()),
+    Column("max_attempts", Integer),
+    Column("timeout_seconds", Double()),
+    Column("callback_url", String(2048)),
+    Column("paused", Boolean(), nullable=False),
+    Column("next_run_at", UtcDateTime(), nullable=False),
+    Column("last_run_at", UtcDateTime()),
+    Column("last_task_id", Uuid()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("owner", "name", name="uq_schedules_owner_name"),
+    Index("ix_schedules_owner_id", "owner", "id"),
+    Index("ix_schedules_paused_next_run_at", "paused", "next_run_at"),
 )

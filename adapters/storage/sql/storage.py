@@ -79,6 +79,7 @@ from adapters.storage.sql.mapping import (
     worker_from_row,
     worker_to_row,
 )
+from adapters.storage.sql.schedules import SqlSchedules
 from adapters.storage.sql.schema import (
     ALEMBIC_VERSION,
     SCHEMA_REVISION,
@@ -131,6 +132,9 @@ class SqlStorage:
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
+
+    def schedules(self) -> SqlSchedules:
+        return SqlSchedules(self)
 
     def workers(self) -> SqlWorkerRegistry:
         return SqlWorkerRegistry(self)

@@ -1,0 +1,78 @@
+"""Create a schedule: check what its tasks will be and when, store it."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from application.ports.clock import Clock
+from application.ports.ids import IdGenerator
+from application.ports.schedules import Recurrence, ScheduleRepository
+from application.use_cases.submit_task import NewTasks, SubmitTask
+from domain.schedule import Schedule, TaskTemplate
+
+
+@frozen
+class CreateSchedule:
+    owner: str
+    cron: str
+    task: TaskTemplate
+    timezone: str = "UTC"
+    name: str | None = None
+    paused: bool = False
+
+
+def task_of(owner: str, template: TaskTemplate, key: str | None = None) -> SubmitTask:
+    """The submit request of one of a schedule's tasks."""
+    return SubmitTask(
+        owner=owner,
+        kind=template.kind,
+        payload=template.payload,
+        max_attempts=template.max_attempts,
+        timeout_seconds=template.timeout_seconds,
+        callback_url=template.callback_url,
+        idempotency_key=key,
+    )
+
+
+class CreateScheduleHandler:
+    """Raises what a submit of its task would (``UnknownKind``, ``InvalidPayload``,
+    ``InvalidTask``), ``InvalidSchedule`` for a cron expression or time zone ``Recurrence``
+    cannot read, and ``ScheduleNameTaken``."""
+
+    def __init__(
+        self,
+        schedules: ScheduleRepository,
+        new_tasks: NewTasks,
+        recurrence: Recurrence,
+        clock: Clock,
+        ids: IdGenerator,
+    ) -> None:
+        self._schedules = schedules
+        self._new_tasks = new_tasks
+        self._recurrence = recurrence
+        self._clock = clock
+        self._ids = ids
+
+    async def __call__(self, command: CreateSchedule) -> Schedule:
+        # Checked as a submit checks it, so that each of its tasks will be accepted.
+        checked = self._new_tasks.build(task_of(command.owner, command.task))
+        now = self._clock.now()
+        schedule = Schedule.create(
+            id=self._ids.new_id(),
+            owner=command.owner,
+            cron=command.cron,
+            timezone=command.timezone,
+            task=TaskTemplate(
+                kind=command.task.kind,
+                payload=checked.payload,
+                max_attempts=command.task.max_attempts,
+                timeout_seconds=command.task.timeout_seconds,
+                callback_url=command.task.callback_url,
+            ),
+            first_run_at=self._recurrence.next_after(command.cron, command.timezone, now),
+            now=now,
+            name=command.name,
+            paused=command.paused,
+        )
+        await self._schedules.add(schedule)
+        return schedule

@@ -1,0 +1,188 @@
+"""Schedules on the in-memory adapters, wired by the real container with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from dependency_injector import providers
+
+from adapters.handlers.builtin import BUILTIN_KINDS
+from adapters.handlers.registry import KindRegistry
+from adapters.storage.memory.schedules import MemorySchedules
+from application.errors import InvalidPayload, StorageUnavailable, UnknownKind
+from application.ports.task_repository import TaskQuery
+from application.use_cases.create_schedule import CreateSchedule
+from domain.errors import InvalidSchedule, InvalidTask
+from domain.schedule import Schedule, TaskTemplate
+from entrypoints.container import Container, create_container
+from entrypoints.settings import Settings
+from tests.factories import FakeClock, HeldRelay
+
+# A Monday, 12:00 UTC (13:00 in Paris).
+MONDAY_NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(MONDAY_NOON)
+
+
+@pytest.fixture
+def app(clock: FakeClock) -> Container:
+    container = create_container(Settings(storage_url="memory://"))
+    container.clock.override(providers.Object(clock))
+    container.publish_committed.override(providers.Object(HeldRelay()))
+    return container
+
+
+async def create(app: Container, cron: str = "*/5 * * * *", **fields: Any) -> Schedule:
+    task = TaskTemplate(kind=fields.pop("kind", "echo"), payload=fields.pop("payload", {"n": 1}))
+    return await app.create_schedule()(
+        CreateSchedule(owner="alice", cron=cron, task=task, **fields)
+    )
+
+
+async def tasks_of(app: Container) -> list[Any]:
+    async with app.uow()() as uow:
+        return list(await uow.tasks.list(TaskQuery(owner="alice", limit=100)))
+
+
+async def test_a_schedule_is_first_due_at_its_next_time_in_its_time_zone(app: Container) -> None:
+    daily = await create(app, "0 9 * * 1-5", timezone="Europe/Paris", name="standup")
+    # Tuesday 09:00 in Paris is 08:00 UTC in winter.
+    assert daily.next_run_at == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+    assert (await create(app, "@hourly")).next_run_at == MONDAY_NOON + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"cron": "* * * * * *"}, InvalidSchedule),  # seconds are not a unit
+        ({"cron": "0 0 31 2 *"}, InvalidSchedule),
+        ({"cron": "every day"}, InvalidSchedule),
+        ({"timezone": "Mars/Olympus"}, InvalidSchedule),
+        ({"name": "Nightly Report"}, InvalidSchedule),
+        ({"kind": "nope"}, UnknownKind),
+        ({"kind": "sleep", "payload": {"seconds": -1}}, InvalidPayload),
+    ],
+)
+async def test_a_schedule_whose_tasks_or_times_could_not_be_is_refused(
+    app: Container, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await create(app, **fields)
+    assert list(await app.schedules().list("alice", 10)) == []
+
+
+async def test_a_callback_the_http_kind_would_refuse_is_refused(app: Container) -> None:
+    task = TaskTemplate(kind="echo", payload={}, callback_url="http://10.0.0.1/hook")
+    with pytest.raises(InvalidTask, match="callback_url"):
+        await app.create_schedule()(CreateSchedule("alice", "@daily", task))
+
+
+async def test_a_due_schedule_submits_one_task_and_moves_on(
+    app: Container, clock: FakeClock
+) -> None:
+    schedule = await create(app, payload={"report": "sales"})
+    sweep = app.run_due_schedules()
+    assert await sweep() == 0
+    clock.advance(minutes=5)
+    assert await sweep() == 1
+    [task] = await tasks_of(app)
+    assert (task.kind, task.payload, task.owner) == ("echo", {"report": "sales"}, "alice")
+    assert task.idempotency_key == f"schedule:{schedule.id}:20260105T120500Z"
+    moved = await app.manage_schedules().get("alice", schedule.id)
+    assert (moved.last_run_at, moved.last_task_id) == (clock.now(), task.id)
+    assert moved.next_run_at == clock.now() + timedelta(minutes=5)
+    assert await sweep() == 0
+
+
+async def test_sweeps_racing_on_one_occurrence_submit_one_task(
+    app: Container, clock: FakeClock
+) -> None:
+    await create(app)
+    clock.advance(minutes=5)
+    sweep = app.run_due_schedules()
+    assert sum(await asyncio.gather(sweep(), sweep(), sweep())) == 1
+    assert len(await tasks_of(app)) == 1
+
+
+async def test_a_sweep_stopped_after_the_submit_submits_no_second_task(
+    app: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedule = await create(app)
+    clock.advance(minutes=5)
+
+    async def outage(*args: Any) -> bool:
+        raise StorageUnavailable("down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(MemorySchedules, "ran", outage)
+        with pytest.raises(StorageUnavailable):
+            await app.run_due_schedules()()
+    assert await app.run_due_schedules()() == 1
+    [task] = await tasks_of(app)
+    assert (await app.manage_schedules().get("alice", schedule.id)).last_task_id == task.id
+
+
+async def test_times_missed_while_nothing_ran_make_one_task(
+    app: Container, clock: FakeClock
+) -> None:
+    schedule = await create(app)
+    clock.advance(hours=2, minutes=1)
+    assert await app.run_due_schedules()() == 1
+    [task] = await tasks_of(app)
+    assert task.idempotency_key.endswith("T120500Z")  # the first time missed
+    moved = await app.manage_schedules().get("alice", schedule.id)
+    assert moved.next_run_at == MONDAY_NOON + timedelta(hours=2, minutes=5)
+
+
+async def test_a_paused_schedule_submits_nothing_and_resumes_from_now(
+    app: Container, clock: FakeClock
+) -> None:
+    schedule = await create(app)
+    manage = app.manage_schedules()
+    assert (await manage.pause("alice", schedule.id)).paused
+    clock.advance(minutes=30)
+    assert await app.run_due_schedules()() == 0
+    resumed = await manage.resume("alice", schedule.id)
+    assert not resumed.paused
+    assert resumed.next_run_at == clock.now() + timedelta(minutes=5)
+    assert await tasks_of(app) == []
+
+
+async def test_a_schedule_whose_kind_is_gone_logs_and_moves_on(
+    app: Container, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedule = await create(app, kind="predict", payload={"features": {"x": 1}})
+    app.registry.override(
+        providers.Singleton(KindRegistry, [k for k in BUILTIN_KINDS if k.name != "predict"])
+    )
+    app.new_tasks.reset()
+    app.submit_task.reset()
+    app.run_due_schedules.reset()
+    clock.advance(minutes=5)
+    with caplog.at_level(logging.WARNING, "taskport.schedules"):
+        assert await app.run_due_schedules()() == 1
+    assert f"schedule {schedule.id}: no task for" in caplog.text
+    assert await tasks_of(app) == []
+    moved = await app.manage_schedules().get("alice", schedule.id)
+    assert (moved.next_run_at, moved.last_task_id) == (clock.now() + timedelta(minutes=5), None)
+
+
+async def test_a_schedule_whose_time_zone_cannot_be_read_is_paused(
+    app: Container, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedule = await create(app)
+    stored = app.storage().schedules_by_id[schedule.id]
+    stored.timezone = "Gone/Away"
+    clock.advance(minutes=5)
+    with caplog.at_level(logging.ERROR, "taskport.schedules"):
+        assert await app.run_due_schedules()() == 0
+    assert "paused" in caplog.text
+    assert (await app.manage_schedules().get("alice", schedule.id)).paused
+    assert len(await tasks_of(app)) == 1  # the time that had come still got its task
