@@ -22,6 +22,7 @@ from application.errors import StorageUnavailable
 from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
 from entrypoints.observability import configure_logging, init_sentry
+from entrypoints.schedule_cli import schedules
 from entrypoints.schema import PendingMigrations, prepare_schema
 from entrypoints.settings import WEBHOOK_SECRET_PREFIX, Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
@@ -40,6 +41,7 @@ app.add_typer(db, name="db")
 
 T = TypeVar("T")
 client_cli.attach(app)
+app.add_typer(schedules, name="schedule")
 
 
 def _settings_errors(exc: ValidationError) -> str:

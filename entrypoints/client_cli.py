@@ -1,4 +1,5 @@
-"""``taskport submit | get | list | cancel | retry | workers``: the API from a terminal.
+"""``taskport submit | get | list | cancel | retry | workers``: the API from a terminal
+(``taskport schedule ...`` is in ``schedule_cli``).
 
 Human output by default, ``--json`` for scripts. The server and the key come from
 ``--url`` / ``--api-key`` or ``TASKPORT_URL`` / ``TASKPORT_API_KEY``. Exit status: 0 when
@@ -87,6 +88,8 @@ class Api:
         """The JSON of a successful answer; a refusal is shown and ends the command."""
         if response.is_error:
             self._refused(response)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError:
@@ -128,7 +131,7 @@ def submit(
     as_json: AsJson = False,
 ) -> None:
     """Submit a task; with --wait, show its progress and exit 0 only if it succeeded."""
-    body: dict[str, Any] = {"kind": kind, "payload": _parse_payload(payload)}
+    body: dict[str, Any] = {"kind": kind, "payload": parse_payload(payload)}
     if max_attempts is not None:
         body["max_attempts"] = max_attempts
     if timeout is not None:
@@ -257,7 +260,7 @@ def attach(app: typer.Typer) -> None:
         app.command(name)(command)
 
 
-def _parse_payload(raw: str) -> Any:
+def parse_payload(raw: str) -> Any:
     if raw.startswith("@"):
         try:
             raw = Path(raw[1:]).read_text()

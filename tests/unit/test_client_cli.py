@@ -120,3 +120,56 @@ def test_stopping_a_wait_names_the_task_that_goes_on(serving: Any) -> None:
     result = run("submit", "echo", "--wait")
     assert result.exit_code == 130
     assert f"task {TASK_ID} goes on (taskport get {TASK_ID} to look again)" in result.output
+
+
+def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) -> None:
+    sent: list[Any] = []
+    schedule = {
+        "id": TASK_ID,
+        "name": "nightly",
+        "cron": "0 3 * * *",
+        "timezone": "Europe/Paris",
+        "paused": False,
+        "next_run_at": "2026-12-08T02:00:00Z",
+        "last_run_at": None,
+        "last_task_id": None,
+        "kind": "echo",
+        "payload": {"a": 1},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        sent.append(json.loads(request.content))
+        return httpx.Response(201, json=schedule)
+
+    asked = serving(handler)
+    added = run(
+        "schedule",
+        "add",
+        "echo",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Paris",
+        "--name",
+        "nightly",
+        "-p",
+        '{"a": 1}',
+    )
+    assert added.exit_code == 0, added.output
+    assert sent == [
+        {
+            "kind": "echo",
+            "cron": "0 3 * * *",
+            "timezone": "Europe/Paris",
+            "payload": {"a": 1},
+            "paused": False,
+            "name": "nightly",
+        }
+    ]
+    assert "2026-12-08 02:00:00 UTC" in added.output
+    deleted = run("schedule", "delete", TASK_ID)
+    assert deleted.exit_code == 0, deleted.output
+    assert f"deleted schedule {TASK_ID}" in deleted.output
+    assert asked == ["/v1/schedules", f"/v1/schedules/{TASK_ID}"]
