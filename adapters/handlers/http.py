@@ -330,8 +330,15 @@ class HttpKind:
         if not value:
             return None
         value = value.strip()
-        if value.isdigit():
-            wait = timedelta(seconds=int(value))
+        if value.isascii() and value.isdigit():
+            seconds = value.lstrip("0") or "0"
+            # Ten digits and more (over 30 years) is past any cap: int() refuses numbers of
+            # over 4,300 digits, and timedelta those of over 999,999,999 days.
+            wait = (
+                self._config.max_retry_after
+                if len(seconds) > 9
+                else timedelta(seconds=int(seconds))
+            )
         else:
             try:
                 wait = parsedate_to_datetime(value) - datetime.now(UTC)

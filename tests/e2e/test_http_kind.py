@@ -352,7 +352,11 @@ async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
         ("an HTTP date 10 minutes ahead", "about 10m"),
         ("in a while", None),
         ("999999", timedelta(hours=1)),
+        ("99999999999999999999", timedelta(hours=1)),
+        ("9" * 5000, timedelta(hours=1)),
+        ("\u00b2", None),
     ],
+    ids=["seconds", "date", "words", "over-the-cap", "past-timedelta", "past-int", "superscript"],
 )
 async def test_a_429_asks_for_a_retry_after_its_retry_after(
     retry_after: str, expected: timedelta | str | None
@@ -370,7 +374,8 @@ async def test_a_429_asks_for_a_retry_after_its_retry_after(
         HttpKindConfig(allowed_hosts=("api.example.com",)),
         resolver=dns,
         transport=httpx.MockTransport(
-            lambda request: httpx.Response(429, headers={"Retry-After": retry_after})
+            # As bytes, the way they come over the wire (UTF-8 for the superscript).
+            lambda request: httpx.Response(429, headers={"Retry-After": retry_after.encode()})
         ),
     )
     with pytest.raises(RetryLater, match="429") as raised:
