@@ -100,8 +100,11 @@ class HttpPayload(BaseModel):
             raise ValueError(f"not a URL: {exc}") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http:// or https:// URL")
-        if ":" not in parsed.host and not HOST_NAME.fullmatch(parsed.raw_host.decode("ascii")):
-            raise ValueError(f"{parsed.host!r} is not a host name")
+        if ":" not in parsed.host and not _host_name(parsed.raw_host.decode("ascii")):
+            raise ValueError(
+                f"{parsed.host!r} is not a host name (labels of 1 to 63 characters, "
+                "253 in all, of letters, digits, '-' and '_')"
+            )
         if parsed.port is not None and not 0 < parsed.port < 65536:
             raise ValueError(f"port {parsed.port} is not 1-65535")
         return url
@@ -129,6 +132,17 @@ class HttpPayload(BaseModel):
             except RecursionError:
                 raise ValueError("the JMESPath expression nests too deep") from None
         return expression
+
+
+def _host_name(host: str) -> bool:
+    """Whether DNS can be asked for ``host``: its labels are not empty and hold at most 63
+    characters, 253 in all (the resolver refuses others on every attempt)."""
+    name = host.removesuffix(".")
+    return (
+        HOST_NAME.fullmatch(name) is not None
+        and len(name) <= 253
+        and all(0 < len(label) <= 63 for label in name.split("."))
+    )
 
 
 def host_allowed(host: str, patterns: Sequence[str]) -> bool:

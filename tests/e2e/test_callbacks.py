@@ -142,6 +142,7 @@ async def test_a_task_retried_by_hand_posts_its_outcome_each_time_it_finishes(
         ("ftp://127.0.0.1/hook", CALLS_TO_LOCALHOST, "http:// or https://"),
         ("/relative", CALLS_TO_LOCALHOST, "http:// or https://"),
         ("http://127.0.0.1/" + "x" * 2048, CALLS_TO_LOCALHOST, "at most 2048 characters"),
+        ("http://hooks..example.com/", {"http_allowed_hosts": ["*"]}, "is not a host name"),
     ],
 )
 async def test_a_callback_url_the_http_kind_would_not_call_is_refused_at_submit(
