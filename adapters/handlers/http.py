@@ -9,7 +9,8 @@ name the host), so a DNS answer that changes between the check and the connectio
 redirect it. Redirects are not followed.
 
 Connection errors, timeouts, 408, 429 and 5xx are retried (no sooner than ``Retry-After``);
-other 4xx, redirects and answers over the size limit fail without retry.
+other 4xx, redirects, answers over the size limit (counted as decoded) and answers in an
+encoding other than gzip or deflate fail without retry.
 
 The deliveries of callbacks (``callback`` in the payload, which only Taskport sets) are
 signed as Standard Webhooks (https://www.standardwebhooks.com) with the deployment's
@@ -27,6 +28,7 @@ import json
 import re
 import socket
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -54,6 +56,12 @@ HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 SET_BY_THE_CALL = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 """Headers that frame the request: from the URL and the body, never from the payload."""
 ERROR_SNIPPET_BYTES = 200
+ACCEPT_ENCODING = "gzip, deflate"
+"""The encodings the kind asks for (unless the payload's headers say otherwise), whatever
+decoders are installed: it reads no other."""
+ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""The encodings the kind decodes, with zlib, stopping at the size limit. (httpx decodes each
+chunk it receives whole: 64 KiB of gzip can be 64 MiB, a few bytes of brotli gigabytes.)"""
 
 Scalar = str | int | float | bool
 
@@ -268,11 +276,13 @@ class HttpKind:
         self, request: HttpPayload, url: httpx.URL, host: str, address: str, task_id: str
     ) -> tuple[int, dict[str, str], bytes]:
         host_header = url.netloc.decode("ascii")  # host[:port], an IPv6 address in brackets
-        headers = {**request.headers, "Host": host_header}
+        headers = httpx.Headers({"Accept-Encoding": ACCEPT_ENCODING})
+        headers.update(request.headers)  # the payload's own, whatever their case, replace it
+        headers["Host"] = host_header
         body = None
         if request.body is not None:
             body = _json_bytes(request.body)
-            if not any(name.lower() == "content-type" for name in headers):
+            if "content-type" not in headers:
                 headers["Content-Type"] = "application/json"
         if request.callback and self._signers:
             headers.update(self._signature(task_id, body or b""))
@@ -331,13 +341,31 @@ class HttpKind:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise PermanentFailure(f"{host} answered {declared} bytes, over the limit of {limit}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            decoder = None
+        elif encoding in ZLIB_WBITS:
+            decoder = zlib.decompressobj(ZLIB_WBITS[encoding])
+        else:
+            raise PermanentFailure(
+                f"{host} answered in the {encoding} encoding, which the http kind does not "
+                f"read (it asks for {ACCEPT_ENCODING})"
+            )
         received = bytearray()
-        async for chunk in response.aiter_bytes():
-            received += chunk
-            if len(received) > limit:
-                raise PermanentFailure(
-                    f"the answer of {host} is over the limit of {limit} bytes; stopped reading"
+        try:
+            async for chunk in response.aiter_raw():
+                # At most one byte past the limit: enough to tell the answer is over it.
+                received += (
+                    decoder.decompress(chunk, limit + 1 - len(received)) if decoder else chunk
                 )
+                if len(received) > limit:
+                    raise PermanentFailure(
+                        f"the answer of {host} is over the limit of {limit} bytes; stopped reading"
+                    )
+        except zlib.error as exc:
+            raise PermanentFailure(
+                f"the {encoding} answer of {host} cannot be decoded: {exc}"
+            ) from None
         return bytes(received)
 
     def _retry_after(self, value: str | None) -> timedelta | None:

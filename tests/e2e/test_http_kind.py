@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -140,6 +144,72 @@ async def test_an_oversized_answer_is_cut_off_and_fails(
     assert "over the limit of 4096" in task["error"]["message"]
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_answer_is_cut_off_at_the_limit_as_it_is_decoded(
+    encoding: str,
+) -> None:
+    """64 MiB of zeros, 64 KiB on the wire: decoded only up to the limit, never held whole."""
+    compress = gzip.compress if encoding == "gzip" else zlib.compress
+    answers = {
+        "/small": compress(b'{"ok": true}'),
+        "/bomb": compress(bytes(64 * 1024 * 1024)),
+    }
+
+    async def public_dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=public_dns,
+        transport=httpx.MockTransport(
+            lambda request: streamed(
+                200,
+                {"Content-Encoding": encoding, "Content-Type": "application/json"},
+                answers[request.url.path],
+            )
+        ),
+    )
+    small = await kind({"url": "https://api.example.com/small"}, context())
+    assert small["body"] == {"ok": True}
+    tracemalloc.start()
+    try:
+        with pytest.raises(PermanentFailure, match="over the limit of 1048576 bytes"):
+            await kind({"url": "https://api.example.com/bomb"}, context())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024
+
+
+async def test_an_answer_in_an_encoding_the_kind_does_not_read_fails_for_good() -> None:
+    """Brotli (or zstd) has no bound on what a few bytes decode to: the kind asks for gzip
+    or deflate, whatever decoders are installed, and reads no other."""
+    seen: list[httpx.Request] = []
+
+    async def public_dns(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("api.example.com",)),
+        resolver=public_dns,
+        transport=httpx.MockTransport(
+            lambda request: (
+                seen.append(request)
+                or streamed(200, {"Content-Encoding": "br"}, b"\x0b\x02\x80hello\x03")
+            )
+        ),
+    )
+    with pytest.raises(PermanentFailure, match="answered in the br encoding"):
+        await kind({"url": "https://api.example.com/"}, context())
+    assert seen[0].headers["accept-encoding"] == "gzip, deflate"
+    # The payload may ask for an encoding of its own: it replaces the kind's.
+    with pytest.raises(PermanentFailure, match="answered in the br encoding"):
+        await kind(
+            {"url": "https://api.example.com/", "headers": {"accept-encoding": "br"}}, context()
+        )
+    assert seen[1].headers.get_list("accept-encoding") == ["br"]
+
+
 async def test_a_host_not_allowed_is_refused_at_submit(
     api_factory: ApiFactory, remote: TinyHttpServer
 ) -> None:
@@ -185,7 +255,9 @@ async def test_a_transform_that_fails_on_the_answer_fails_the_task_for_good(
     kind = HttpKind(
         HttpKindConfig(allowed_hosts=("api.example.com",)),
         resolver=public_dns,
-        transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer)),
+        transport=httpx.MockTransport(
+            lambda request: streamed(200, {"Content-Type": "application/json"}, json.dumps(answer))
+        ),
     )
     with pytest.raises(PermanentFailure, match="transform"):
         await kind({"url": "https://api.example.com/", "transform": transform}, context())
@@ -291,7 +363,7 @@ async def test_the_call_goes_to_the_checked_address_with_the_host_name_for_tls()
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"ok": True})
+        return streamed(200, {"Content-Type": "application/json"}, b'{"ok": true}')
 
     lookups: list[str] = []
 
@@ -334,6 +406,23 @@ def context() -> TaskContext:
     return TaskContext(task_id=uuid4(), owner="alice", kind="http", attempt=1, max_attempts=3)
 
 
+class _Sent(httpx.AsyncByteStream):
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+def streamed(
+    status: int, headers: dict[str, str] | None = None, body: bytes | str = b""
+) -> httpx.Response:
+    """An answer whose body is read as it comes, as from the network (``httpx.Response``
+    reads a ``content=`` at once, decoded, and the kind reads the bytes as sent)."""
+    raw = body.encode() if isinstance(body, str) else body
+    return httpx.Response(status, headers=headers, stream=_Sent(raw))
+
+
 async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
     seen: list[httpx.Request] = []
 
@@ -343,7 +432,7 @@ async def test_an_ipv6_host_keeps_its_brackets_in_the_host_header() -> None:
     kind = HttpKind(
         HttpKindConfig(allowed_hosts=("2606:4700::1111",)),
         resolver=dns,
-        transport=httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(204)),
+        transport=httpx.MockTransport(lambda request: seen.append(request) or streamed(204)),
     )
     await kind({"url": "https://[2606:4700::1111]:8443/x"}, context())
     assert seen[0].headers["host"] == "[2606:4700::1111]:8443"
