@@ -43,6 +43,7 @@ from standardwebhooks import Webhook
 
 from adapters.handlers.registry import Kind
 from application.errors import PermanentFailure, RetryLater
+from application.json_values import unstorable
 from application.ports.handlers import TaskContext
 from domain.values import JsonValue
 
@@ -251,6 +252,8 @@ class HttpKind:
             raise RetryLater(f"cannot reach {host}: {type(exc).__name__} {exc}") from None
         body = _decoded(content, headers.get("content-type", ""))
         if request.transform is None:
+            if unstorable(body, "body"):  # NaN, a NUL, nested past 100 levels: kept as text
+                body = _text(content)
             return {"status": status, "headers": headers, "body": body}
         try:
             return jmespath.search(request.transform, body)
@@ -405,9 +408,15 @@ def _decoded(content: bytes, content_type: str) -> Any:
     if "json" in content_type.lower():
         try:
             return json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past what Python reads
             pass
-    return content.decode("utf-8", errors="replace")
+    return _text(content)
+
+
+def _text(content: bytes) -> str:
+    """The answer as text that can be stored: a byte that is not UTF-8, and the NUL
+    character, as U+FFFD."""
+    return content.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def http_kind(config: HttpKindConfig) -> Kind:

@@ -99,6 +99,28 @@ async def test_without_a_transform_the_result_is_status_headers_and_body(
     assert task["result"]["headers"]["content-type"] == "text/plain"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "content", "body"),
+    [
+        ("application/json", b"[" * 5000 + b"]" * 5000, "[" * 5000 + "]" * 5000),
+        ("application/json", b"[" * 101 + b"]" * 101, "[" * 101 + "]" * 101),
+        ("application/json", b'{"a": NaN}', '{"a": NaN}'),
+        ("application/json", b'{"a": "\\u0000"}', '{"a": "\\u0000"}'),
+        ("text/plain", b"a\x00b\xff", "a\ufffdb\ufffd"),
+    ],
+    ids=["nested-past-python", "nested-past-100", "nan", "nul-in-json", "nul-in-text"],
+)
+async def test_an_answer_a_result_cannot_hold_as_json_is_its_text(
+    api_factory: ApiFactory, remote: TinyHttpServer, content_type: str, content: bytes, body: str
+) -> None:
+    """The call succeeded: its answer is the result, as text where JSON would not be stored
+    (a NUL, like a byte that is not UTF-8, as U+FFFD), never a failure or a retry."""
+    remote.routes["/odd"] = lambda _: (200, {"Content-Type": content_type}, content)
+    task = await run_http(api_factory, {"url": remote.url("/odd")})
+    assert (task["status"], task["attempts"]) == ("SUCCEEDED", 1), task["error"]
+    assert task["result"]["body"] == body
+
+
 async def test_a_503_is_retried_no_sooner_than_its_retry_after(
     api_factory: ApiFactory, remote: TinyHttpServer
 ) -> None:
