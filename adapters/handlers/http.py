@@ -128,7 +128,9 @@ class HttpPayload(BaseModel):
                 raise ValueError(f"the value of {name} holds a character a header cannot")
             if name.lower() in SET_BY_THE_CALL:
                 raise ValueError(f"the {name} header comes from the call itself")
-        return headers
+        # Spaces and tabs around a value are not part of it (RFC 9110, 5.5), and a request
+        # that carries them cannot be sent.
+        return {name: value.strip(" \t") for name, value in headers.items()}
 
     @field_validator("transform")
     @classmethod

@@ -89,6 +89,20 @@ async def test_a_request_that_cannot_be_sent_fails_for_good() -> None:
         await kind({"url": "https://api.example.com/", "headers": {"X-A": "1\n"}}, context())
 
 
+async def test_spaces_around_a_header_value_are_not_part_of_it(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    """As in HTTP itself (RFC 9110, 5.5), where a request may not even carry them."""
+    remote.routes["/items"] = lambda _: json_answer(200, {})
+    task = await run_http(
+        api_factory, {"url": remote.url("/items"), "headers": {"X-Trace": " t1\t", "X-Empty": "  "}}
+    )
+    assert (task["status"], task["error"]) == ("SUCCEEDED", None)
+    assert task["payload"]["headers"] == {"X-Trace": "t1", "X-Empty": ""}
+    [request] = remote.requests
+    assert (request["headers"]["x-trace"], request["headers"]["x-empty"]) == ("t1", "")
+
+
 async def test_without_a_transform_the_result_is_status_headers_and_body(
     api_factory: ApiFactory, remote: TinyHttpServer
 ) -> None:
