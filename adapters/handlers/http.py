@@ -4,9 +4,9 @@ the result.
 Outbound calls are guarded: the URL's host must match ``allowed_hosts`` (checked at submit,
 and again before the call), and every address it resolves to must be public (no loopback,
 private, link-local, reserved, multicast...) unless ``allow_private_networks``. The request
-then goes to the very address that was checked (the Host header, and SNI for https, still
-name the host), so a DNS answer that changes between the check and the connection cannot
-redirect it. Redirects are not followed.
+then goes to an address that was checked, the first that takes the connection (the Host
+header, and SNI for https, still name the host), so a DNS answer that changes between the
+check and the connection cannot redirect it. Redirects are not followed.
 
 Connection errors, timeouts, 408, 429 and 5xx are retried (no sooner than ``Retry-After``);
 other 4xx, redirects, answers over the size limit (counted as decoded) and answers in an
@@ -240,9 +240,9 @@ class HttpKind:
             raise PermanentFailure(refused)
         try:
             async with asyncio.timeout(request.timeout):
-                address = await self._checked_address(host, url.port or _default_port(url))
-                status, headers, content = await self._call(
-                    request, url, host, address, str(context.task_id)
+                addresses = await self._checked_addresses(host, url.port or _default_port(url))
+                status, headers, content = await self._call_first_reachable(
+                    request, url, host, addresses, str(context.task_id)
                 )
         except TimeoutError:
             raise RetryLater(
@@ -264,7 +264,7 @@ class HttpKind:
         except RecursionError:
             raise PermanentFailure("the transform nests too deep to apply") from None
 
-    async def _checked_address(self, host: str, port: int) -> str:
+    async def _checked_addresses(self, host: str, port: int) -> list[str]:
         addresses = await self._resolve(host, port)
         if not addresses:
             raise RetryLater(f"{host} resolves to no address")
@@ -275,7 +275,19 @@ class HttpKind:
                         f"{host} resolves to {address}, a {reason} address; calls to private "
                         "networks are refused (TASKPORT_HTTP_ALLOW_PRIVATE_NETWORKS)"
                     )
-        return addresses[0]
+        return addresses
+
+    async def _call_first_reachable(
+        self, request: HttpPayload, url: httpx.URL, host: str, addresses: list[str], task_id: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The call to the first of ``addresses`` that takes the connection (a host on IPv6
+        and IPv4 may listen on one only); nothing was sent to those that refused it."""
+        for address in addresses[:-1]:
+            try:
+                return await self._call(request, url, host, address, task_id)
+            except httpx.ConnectError:
+                continue
+        return await self._call(request, url, host, addresses[-1], task_id)
 
     async def _call(
         self, request: HttpPayload, url: httpx.URL, host: str, address: str, task_id: str

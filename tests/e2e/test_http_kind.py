@@ -425,6 +425,25 @@ async def test_the_call_goes_to_the_checked_address_with_the_host_name_for_tls()
     assert lookups == ["api.example.com"]  # resolved once: nothing to rebind
 
 
+async def test_a_call_goes_to_the_next_checked_address_when_one_refuses_to_connect(
+    remote: TinyHttpServer,
+) -> None:
+    """``localhost`` is ::1 and 127.0.0.1 on many systems, a receiver often on IPv4 alone."""
+    remote.routes["/hook"] = lambda _: json_answer(200, {"ok": True})
+
+    async def dual_stack(host: str, port: int) -> list[str]:
+        return ["::1", "127.0.0.1"]  # nothing listens on [::1] at the remote's port
+
+    kind = HttpKind(
+        HttpKindConfig(allowed_hosts=("hooks.example.com",), allow_private_networks=True),
+        resolver=dual_stack,
+    )
+    result = await kind({"url": f"http://hooks.example.com:{remote.port}/hook"}, context())
+    assert result["body"] == {"ok": True}
+    [request] = remote.requests
+    assert request["headers"]["host"] == f"hooks.example.com:{remote.port}"
+
+
 async def test_a_host_with_any_private_address_is_refused() -> None:
     async def split_dns(host: str, port: int) -> list[str]:
         return ["93.184.215.14", "10.0.0.7"]
