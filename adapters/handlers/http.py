@@ -35,6 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
+import idna
 import jmespath
 from attrs import frozen
 from jmespath.exceptions import JMESPathError
@@ -157,9 +158,25 @@ def _host_name(host: str) -> bool:
 
 
 def host_allowed(host: str, patterns: Sequence[str]) -> bool:
-    """``*.example.org`` matches any subdomain of example.org (not example.org itself)."""
+    """``*.example.org`` matches any subdomain of example.org (not example.org itself). A
+    pattern may name a host in Unicode (``bücher.example``): the URL's host, as it goes to
+    DNS, is its IDNA form."""
     host = host.lower().rstrip(".")
-    return any(fnmatch.fnmatchcase(host, pattern.lower().strip()) for pattern in patterns)
+    return any(fnmatch.fnmatchcase(host, _ascii_pattern(pattern)) for pattern in patterns)
+
+
+def _ascii_pattern(pattern: str) -> str:
+    pattern = pattern.strip().lower()
+    if pattern.isascii():
+        return pattern
+    return ".".join(map(_ascii_label, pattern.split(".")))
+
+
+def _ascii_label(label: str) -> str:
+    try:
+        return label if label.isascii() else idna.encode(label, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return label  # matches no host a URL can name
 
 
 def refused_host(host: str, patterns: Sequence[str]) -> str | None:

@@ -359,6 +359,14 @@ def test_allowed_host_patterns(host: str, allowed: bool) -> None:
     assert host_allowed(host, ["api.example.com", "*.example.org"]) is allowed
 
 
+def test_a_pattern_in_unicode_allows_the_host_as_a_url_names_it() -> None:
+    url_host = httpx.URL("https://Bücher.example/").raw_host.decode("ascii")
+    assert url_host == "xn--bcher-kva.example"
+    assert host_allowed(url_host, ["bücher.example"])
+    assert host_allowed("shop.xn--bcher-kva.example", [" *.BÜCHER.example "])
+    assert not host_allowed(url_host, ["bucher.example", "b\u00fccher..example"])
+
+
 @pytest.mark.parametrize(
     ("address", "refused"),
     [
