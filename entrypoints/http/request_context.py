@@ -44,5 +44,6 @@ class RequestContext:
         finally:
             correlation.request_id.reset(token)
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            # The path as the API describes it: without a parameter's convertor.
+            path = getattr(route, "path_format", None) or "unmatched"
             self.metrics.observe_http(scope["method"], path, status, time.perf_counter() - started)

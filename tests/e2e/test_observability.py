@@ -69,6 +69,10 @@ async def test_metrics_count_tasks_and_requests(api_factory: ApiFactory) -> None
     assert (
         value("taskport_http_requests_total", method="POST", route="/v1/tasks", status="422") == 1
     )
+    # A route is named by its path as the API describes it.
+    assert value(
+        "taskport_http_requests_total", method="GET", route="/v1/tasks/{task_id}", status="200"
+    )
     assert value("taskport_tasks", status="SUCCEEDED", kind="echo") == 3
     assert value("taskport_queue_lag_seconds") == 0
     assert value("taskport_outbox_backlog") == 0

@@ -13,6 +13,7 @@ from uuid import UUID
 from fastapi import Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from adapters.codecs import CursorCodec
 from application.ports.task_repository import TaskQuery
@@ -45,6 +46,16 @@ NOT_NOW: dict[str, Any] = {
 }
 
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
+class _TaskIdSegment(StringConvertor):
+    """A path segment that may be a task id: any but ``batch``, the batch route's, so that
+    a GET of /v1/tasks/batch is that route's 405 (Allow: POST), not a 422 for a bad id."""
+
+    regex = r"(?!batch\Z)[^/]+"
+
+
+register_url_convertor("task_id", _TaskIdSegment())
 
 
 class _SubmitRoute(JsonRoute):
@@ -193,7 +204,7 @@ async def submit_task_batch(
     )
 
 
-@router.get("/{task_id}", response_model=TaskOut, responses={404: NOT_FOUND})
+@router.get("/{task_id:task_id}", response_model=TaskOut, responses={404: NOT_FOUND})
 async def get_task(
     task_id: UUID,
     owner: Owner,
