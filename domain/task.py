@@ -32,6 +32,8 @@ from domain.values import (
 )
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
+"""A kind's name, anchored as JSON Schema and pydantic read a pattern (``$``: the end of the
+text). Python's ``$`` also matches before a final newline: match it with ``fullmatch``."""
 MAX_CALLBACK_URL_LENGTH = 2048
 LEASE_GRACE = timedelta(seconds=30)
 """How long past its timeout a running attempt is presumed alive before it counts as lost."""
@@ -89,7 +91,7 @@ class Task:
     ) -> Task:
         """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` is
         kept in UTC: a time whose offset takes it out of the calendar there is refused."""
-        if not KIND_PATTERN.match(kind):
+        if not KIND_PATTERN.fullmatch(kind):
             raise InvalidTask(
                 f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
                 "starting with a letter"

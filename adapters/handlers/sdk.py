@@ -62,7 +62,7 @@ def task_kind(
     description: str = "",
 ) -> Callable[[F], F]:
     """Marks ``function(payload, context)`` as the handler of the task kind ``name``."""
-    if not KIND_PATTERN.match(name):
+    if not KIND_PATTERN.fullmatch(name):
         raise ValueError(
             f"task kind name {name!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
             "starting with a letter"

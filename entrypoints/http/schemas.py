@@ -69,7 +69,8 @@ class TaskIn(BaseModel):
 
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
-"""1-255 visible ASCII characters, in the Idempotency-Key header as in a batch item."""
+"""1-255 visible ASCII characters, in the Idempotency-Key header as in a batch item (matched
+with ``fullmatch`` in Python, whose ``$`` also matches before a final newline)."""
 
 
 class TaskBatchItemIn(TaskIn):

@@ -242,7 +242,7 @@ async def test_retrying_a_task_that_has_not_failed_is_a_conflict(api: httpx.Asyn
     assert_problem(await api.post(f"/v1/tasks/{task['id']}/retry"), 409, "illegal-transition")
 
 
-@pytest.mark.parametrize("key", [b"x" * 256, b"has space", "ünïcode".encode()])
+@pytest.mark.parametrize("key", [b"x" * 256, b"has space", "ünïcode".encode(), b"key\n"])
 async def test_a_bad_idempotency_key_is_a_problem(api: httpx.AsyncClient, key: bytes) -> None:
     response = await api.post(
         "/v1/tasks",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.handlers.loader import KindLoadError
+from adapters.handlers.sdk import task_kind
 from entrypoints.container import create_container
 from entrypoints.settings import Settings
 from tests.e2e.conftest import ApiFactory, wait_for_status
@@ -116,6 +117,12 @@ async def test_a_payload_breaking_the_schema_of_its_kind_is_refused_at_submit(
     assert problem["type"] == "/problems/invalid-payload"
     assert any(complaint in error for error in problem["errors"]), problem
     assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
+@pytest.mark.parametrize("name", ["Shout", "shout\n", "x" * 101])
+def test_a_kind_name_the_api_would_refuse_is_refused_at_once(name: str) -> None:
+    with pytest.raises(ValueError, match="must be 1-100 characters"):
+        task_kind(name)
 
 
 def test_a_kind_named_like_a_builtin_stops_the_start(on_path: Path) -> None:

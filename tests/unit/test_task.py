@@ -146,7 +146,15 @@ def test_a_clock_that_goes_backwards_never_rewinds_the_task() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "timeout"),
-    [("", 10), ("Upper", 10), ("x" * 101, 10), ("has space", 10), ("echo", 0), ("echo", 10**6)],
+    [
+        ("", 10),
+        ("Upper", 10),
+        ("x" * 101, 10),
+        ("has space", 10),
+        ("echo\n", 10),
+        ("echo", 0),
+        ("echo", 10**6),
+    ],
 )
 def test_invalid_tasks_are_refused(kind: str, timeout: int) -> None:
     with pytest.raises(InvalidTask):

@@ -128,7 +128,7 @@ async def submit_task(
         ),
     ] = None,
 ) -> Response:
-    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise Problem(
             400,
             "invalid-idempotency-key",
