@@ -45,10 +45,9 @@ class RunTaskMessage:
     def decode(cls, body: bytes) -> RunTaskMessage:
         try:
             data = json.loads(body)
-            request = data.get("request_id")
             return cls(
                 task_id=UUID(data["task_id"]),
-                request_id=request if isinstance(request, str) else None,
+                request_id=correlation.fit_request_id(data.get("request_id")),
             )
         except _UNDECODABLE as exc:
             raise PoisonMessage(f"not a run-task message: {body[:200]!r}") from exc

@@ -4,15 +4,12 @@ is sane, else a new one), echoed in the response, and HTTP metrics by route and 
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.observability.prometheus import PrometheusMetrics
 from application import correlation
-
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContext:
@@ -25,7 +22,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.match(given) else os.urandom(16).hex()
+        request_id = correlation.fit_request_id(given) or os.urandom(16).hex()
         token = correlation.request_id.set(request_id)
         status = 500
         started = time.perf_counter()

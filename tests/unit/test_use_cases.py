@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -504,6 +505,19 @@ async def test_a_body_nested_too_deep_to_read_is_dead_lettered(app: Container, b
     delivery = FakeDelivery(body)
     await app.process_delivery()(delivery)
     assert delivery.settled == ("reject", f"not a run-task message: {body[:200]!r}")
+
+
+@pytest.mark.parametrize("given", ["r" * 129, "two\nlines", "req-42\n", "", "with space", 42])
+def test_a_run_message_drops_a_request_id_unfit_for_the_logs(given: object) -> None:
+    task_id = uuid.uuid4()
+    body = json.dumps({"task_id": str(task_id), "request_id": given}).encode()
+    assert RunTaskMessage.decode(body) == RunTaskMessage(task_id, None)
+
+
+def test_a_run_message_keeps_the_request_id_of_its_submit() -> None:
+    task_id = uuid.uuid4()
+    body = RunTaskMessage(task_id, "req-42:a.b_C").encode()
+    assert RunTaskMessage.decode(body) == RunTaskMessage(task_id, "req-42:a.b_C")
 
 
 async def test_a_delivery_is_nacked_while_storage_is_down_later_each_time(
