@@ -146,13 +146,18 @@ class Runtime:
         return 0
 
     async def stop(self) -> None:
+        grace = self._settings.shutdown_grace_seconds
         if self._consuming is not None:
             consumer = self._container.consumer()
             try:
-                async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+                async with asyncio.timeout(grace):
                     await consumer.stop()
             except TimeoutError:
-                logger.warning("tasks still running after the grace period are handed back")
+                logger.warning(
+                    "tasks still running after the grace period of %gs are handed back: %d",
+                    grace,
+                    self._running,
+                )
             self._consuming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consuming
@@ -163,10 +168,17 @@ class Runtime:
         # (the consumer's, and the Pub/Sub pushes whose requests the server cut) hand their
         # tasks back or write the outcomes they had, and the messages being published after
         # their commit are marked sent (else the next sweep publishes them again).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+        try:
+            async with asyncio.timeout(grace):
                 await self._container.run_task().drain()
                 await self._container.publish_committed().drain()
+        except TimeoutError:
+            logger.warning(
+                "writes still under way %gs after the grace period are cut: tasks not yet "
+                "handed back are left to the recovery sweep, messages not yet marked sent "
+                "to the relay sweep",
+                grace,
+            )
         if self._identity is not None:
             try:
                 await self._container.sign_off_worker()(self._identity)

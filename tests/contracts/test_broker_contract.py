@@ -221,6 +221,30 @@ async def test_stop_returns_and_leaves_unsettled_messages_for_later(
         await eventually(lambda: later == [body(2)])
 
 
+async def test_a_stop_its_caller_gives_up_on_ends_with_the_callers_cancellation(
+    broker: BrokerUnderTest,
+) -> None:
+    """As a worker whose grace period is over while a callback still runs: its wait for
+    ``stop`` ends with its timeout (which it reports), and the consumer goes on until the
+    worker cancels it."""
+    seen = asyncio.Event()
+
+    async def hold(delivery: Any) -> None:
+        seen.set()
+        await asyncio.Event().wait()
+
+    await broker.publisher.publish([make_message(body(1))])
+    consumer = broker.make_consumer()
+    running = asyncio.create_task(consumer.consume(hold, 1))
+    await asyncio.wait_for(seen.wait(), 10)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await consumer.stop()
+    assert not running.done()
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
 async def test_health_check_answers(broker: BrokerUnderTest) -> None:
     await broker.publisher.check()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -670,7 +671,9 @@ async def test_a_duplicate_claimed_in_another_batch_at_once_waits_for_the_first(
     assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 1)
 
 
-async def test_the_embedded_worker_runs_submitted_tasks(app: Container) -> None:
+async def test_the_embedded_worker_runs_submitted_tasks(
+    app: Container, caplog: pytest.LogCaptureFixture
+) -> None:
     from entrypoints.worker.runtime import Runtime
 
     runtime = Runtime(app, consume=True)
@@ -683,7 +686,9 @@ async def test_the_embedded_worker_runs_submitted_tasks(app: Container) -> None:
 
         await eventually(succeeded)
     finally:
+        caplog.set_level(logging.WARNING, "taskport.runtime")
         await runtime.stop()
+    assert not caplog.records  # nothing was running: nothing is handed back
 
 
 async def test_a_worker_shutting_down_hands_its_task_back(app: Container, gate: Gate) -> None:
@@ -752,11 +757,11 @@ async def test_a_worker_shutting_down_as_it_writes_an_outcome_still_records_it(
 
 
 async def test_a_stopping_worker_hands_its_tasks_back_before_its_storage_closes(
-    gate: Gate, clock: FakeClock
+    gate: Gate, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Several tasks still running when the grace period ends: by the time the storage
     closes, each one is QUEUED again, its attempt not counted; it runs again as attempt 1
-    of 1."""
+    of 1. The worker says how many it hands back."""
     from entrypoints.worker.runtime import Runtime
 
     app = app_for(gate, clock, shutdown_grace_seconds=0.1)
@@ -768,8 +773,12 @@ async def test_a_stopping_worker_hands_its_tasks_back_before_its_storage_closes(
         await eventually(lambda: gate.runs == 4)
     finally:
         storage.slow = True
+        caplog.set_level(logging.WARNING, "taskport.runtime")
         await runtime.stop()
     assert storage.at_close == [[(TaskStatus.QUEUED, 0)] * 4]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "tasks still running after the grace period of 0.1s are handed back: 4")
+    ]
     gate.opened.set()
     for task in tasks:
         await run(app, task.id)
@@ -798,6 +807,51 @@ async def test_a_stopping_api_lets_the_pushes_it_cut_hand_their_tasks_back(
     assert storage.at_close == [[(TaskStatus.QUEUED, 0)]]
     with pytest.raises(asyncio.CancelledError):
         await pushed
+
+
+async def test_a_stopping_api_says_when_a_cut_push_has_not_handed_its_task_back_in_time(
+    gate: Gate, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hand-back of a push the server cut cannot commit (the storage hangs): the
+    shutdown stops waiting for it after the grace period, and says so."""
+    from entrypoints.worker.runtime import Runtime
+
+    app = app_for(gate, clock, shutdown_grace_seconds=0.1)
+    storage = app.storage()
+    factory = storage.unit_of_work
+    hanging = asyncio.Event()
+    released = asyncio.Event()
+
+    def unit_of_work() -> Any:
+        uow = factory()
+        commit = uow.commit
+
+        async def commit_unless_hanging() -> None:
+            if hanging.is_set():
+                await released.wait()
+            await commit()
+
+        uow.commit = commit_unless_hanging
+        return uow
+
+    storage.unit_of_work = unit_of_work  # type: ignore[method-assign]
+    runtime = Runtime(app, consume=False)
+    await runtime.start()
+    try:
+        task = await submit(app, "gate", max_attempts=1)
+        pushed = asyncio.create_task(run(app, task.id))
+        await asyncio.wait_for(gate.started.wait(), 5)
+    finally:
+        hanging.set()
+        pushed.cancel()
+        caplog.set_level(logging.WARNING, "taskport.runtime")
+        await runtime.stop()
+    released.set()
+    await asyncio.gather(pushed, return_exceptions=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "writes still under way 0.1s after the grace period are cut: tasks not yet handed "
+        "back are left to the recovery sweep, messages not yet marked sent to the relay sweep"
+    ]
 
 
 async def test_a_worker_shutting_down_while_claiming_hands_the_task_back(

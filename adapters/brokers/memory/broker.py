@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -166,8 +165,9 @@ class MemoryBroker:
         self._stopping.set()
         consuming = self._consuming
         if consuming is not None and consuming is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(consuming)
+            # However consuming ends; a cancellation of this wait (the caller's grace period
+            # is over) goes through to the caller, and consuming goes on.
+            await asyncio.wait({consuming})
 
 
 async def _handle(callback: DeliveryCallback, delivery: MemoryDelivery) -> None:

@@ -255,8 +255,9 @@ class RabbitMqConsumer:
         self._stopping.set()
         consuming = self._consuming
         if consuming is not None and consuming is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(consuming)
+            # However consuming ends; a cancellation of this wait (the caller's grace period
+            # is over) goes through to the caller, and consuming goes on.
+            await asyncio.wait({consuming})
 
     async def check(self) -> None:
         await self._connector.session(wait=CHECK_WAIT_SECONDS)
