@@ -5,9 +5,10 @@ same use case as the worker, and the answer tells Pub/Sub whether to deliver it 
   cancelled, a duplicate push); and for a poison message in a well-formed envelope
   (``data`` not base64, not a run-task message, an unknown task, delivered too often)
   once a copy is on the dead-letter topic, so that it is never pushed again;
-- 503 + Retry-After: storage unavailable, the task is held by another attempt, or a poison
-  message's copy could not be put on the dead-letter topic; Pub/Sub pushes it again after
-  its retry backoff;
+- 503 + Retry-After: storage unavailable, the task is held by another attempt, a poison
+  message's copy could not be put on the dead-letter topic, or the server cut the push as
+  it stopped (its run hands the task back); Pub/Sub pushes it again after its retry
+  backoff;
 - 400: the body is not JSON, or not a push envelope (no ``message``, ``messageId`` or
   ``subscription``, wrong types): Pub/Sub never sends that, so it is a client's error;
 - 401 / 403: missing / invalid OIDC token (``TASKPORT_PUSH_AUTH=oidc``);
@@ -16,6 +17,7 @@ same use case as the worker, and the answer tells Pub/Sub whether to deliver it 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Mapping
@@ -61,7 +63,10 @@ async def pubsub_push(
     if (envelope.delivery_attempt or 1) > MAX_DELIVERIES:
         reason = f"delivered {envelope.delivery_attempt} times"
         return await _dead_letter(dead_letters, envelope, reason)
-    result = await run_task(RunTask(run.task_id))  # Unavailable: 503 from the problem mapping
+    try:
+        result = await run_task(RunTask(run.task_id))  # Unavailable: 503 from the mapping
+    except asyncio.CancelledError:
+        raise _cut(envelope, run) from None
     if result.outcome is Outcome.UNKNOWN_TASK:
         return await _dead_letter(dead_letters, envelope, f"unknown task {run.task_id}")
     if result.outcome is Outcome.BUSY:
@@ -74,6 +79,28 @@ async def pubsub_push(
             headers={"Retry-After": str(seconds)},
         )
     return Response(status_code=204)
+
+
+def _cut(envelope: PushEnvelope, run: RunTaskMessage) -> Problem:
+    """The server cut the push as it stopped (its grace period was over): the run has seen
+    its cancellation through, handing its task back. The push ends with a 503 for Pub/Sub
+    to push it again, and one line in the log, not the server's traceback of a cancelled
+    request."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # answered: the cancellation ends here
+    logger.warning(
+        "push of message %s (task %s) cut by the shutdown; Pub/Sub will push it again",
+        envelope.message.message_id,
+        run.task_id,
+    )
+    return Problem(
+        503,
+        "shutting-down",
+        "Shutting down",
+        f"the server stopped while running task {run.task_id}; push it again later",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _parse(body: bytes) -> PushEnvelope:

@@ -159,11 +159,18 @@ async def test_a_stopping_server_hands_back_the_tasks_of_the_pushes_it_cuts(
 
             await eventually(lambda: all_running(client, ids))
             stopping.terminate()
-            await asyncio.gather(*pushes, return_exceptions=True)
+            answers = await asyncio.gather(*pushes)
             await eventually(lambda: stopping.returncode() is not None, within=15)
     finally:
         stopping.stop()
-    assert "Application shutdown complete" in stopping.log.read_text()
+    # Each cut push is answered 503 (Pub/Sub pushes it again) and logged in one line.
+    assert [answer.status_code for answer in answers] == [503] * len(ids)
+    log = stopping.log.read_text()
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log
+    cut = [line for line in log.splitlines() if "cut by the shutdown" in line]
+    assert sorted(id_ for id_ in ids if any(id_ in line for line in cut)) == sorted(ids)
+    assert len(cut) == len(ids)
 
     again = ServerProcess(settings, tmp_path / "again.log")
     await again.start()
