@@ -162,6 +162,11 @@ class RunTaskHandler:
             if not self._in_progress:
                 self._none_in_progress.set()
 
+    @property
+    def in_progress(self) -> int:
+        """The runs in progress in this process: of deliveries, and of Pub/Sub pushes."""
+        return self._in_progress
+
     async def drain(self) -> None:
         """Returns once no run is in progress. A run cancelled as its process stops goes on
         until it has handed its task back (or written the outcome its handler had): the

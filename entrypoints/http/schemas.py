@@ -225,7 +225,9 @@ class WorkerOut(BaseModel):
     started_at: datetime
     last_heartbeat: datetime
     concurrency: int
-    running: int = Field(description="deliveries in hand at the last heartbeat")
+    running: int = Field(
+        description="tasks it was running at its last heartbeat (from the queue or pushed)"
+    )
     status: Literal["alive", "lost"]
 
     @classmethod

@@ -14,7 +14,6 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from application.errors import Unavailable
-from application.ports.consumer import Delivery, DeliveryCallback
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
 from application.use_cases.prune_outbox import PRUNE_BATCH
 from application.use_cases.prune_tasks import PRUNE_BATCH as TASK_PRUNE_BATCH
@@ -44,7 +43,6 @@ class Runtime:
         self._loops: list[asyncio.Task[None]] = []
         self._consuming: asyncio.Task[None] | None = None
         self._identity: WorkerIdentity | None = None
-        self._running = 0
 
     @property
     def worker_id(self) -> str | None:
@@ -126,8 +124,7 @@ class Runtime:
             consumer = self._container.consumer()
             self._consuming = asyncio.create_task(
                 consumer.consume(
-                    self._counted(self._container.process_delivery()),
-                    self._settings.worker_concurrency,
+                    self._container.process_delivery(), self._settings.worker_concurrency
                 ),
                 name="consumer",
             )
@@ -156,7 +153,7 @@ class Runtime:
                 logger.warning(
                     "tasks still running after the grace period of %gs are handed back: %d",
                     grace,
-                    self._running,
+                    self._container.run_task().in_progress,
                 )
             self._consuming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,24 +187,14 @@ class Runtime:
         await self._container.storage().close()
 
     async def _beat(self, heartbeat: HeartbeatWorkerHandler, identity: WorkerIdentity) -> None:
+        # The tasks running here: those of the queue's deliveries and of Pub/Sub's pushes.
+        run_task = self._container.run_task()
         while True:
             await asyncio.sleep(self._settings.heartbeat_seconds)
             try:
-                await heartbeat(identity, self._running)
+                await heartbeat(identity, run_task.in_progress)
             except Exception as exc:
                 logger.warning("heartbeat of worker %s failed: %s", identity.id, exc)
-
-    def _counted(self, callback: DeliveryCallback) -> DeliveryCallback:
-        """``callback``, keeping count of the deliveries in hand for the heartbeat."""
-
-        async def counted(delivery: Delivery) -> None:
-            self._running += 1
-            try:
-                await callback(delivery)
-            finally:
-                self._running -= 1
-
-        return counted
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:

@@ -62,6 +62,8 @@ class RunTaskStub:
     """Stands in for the run-task use case: ``answer`` runs every task, and nothing is left
     in progress when the application stops."""
 
+    in_progress = 0
+
     def __init__(self, answer: Callable[[Any], Awaitable[RunResult]]) -> None:
         self._answer = answer
 
@@ -122,6 +124,29 @@ async def test_a_pushed_message_runs_its_task_and_answers_204(start: Start, path
     task = (await client.get(f"/v1/tasks/{task_id}")).json()
     assert task["status"] == "SUCCEEDED"
     assert task["result"] == {"hi": 1}
+
+
+async def test_the_heartbeat_counts_the_pushes_running(start: Start) -> None:
+    """The server running pushes is a worker: ``running`` in GET /v1/workers is the number
+    of pushes it is running at its last heartbeat."""
+    client = await start(heartbeat_seconds=0.05)
+    submitted = await client.post(
+        "/v1/tasks", json={"kind": "sleep", "payload": {"seconds": 60}, "max_attempts": 1}
+    )
+    task_id = submitted.json()["id"]
+    pushed = asyncio.create_task(client.post("/webhook/pubsub", json=run_task_envelope(task_id)))
+    try:
+        await wait_for_status(client, task_id, "RUNNING")
+
+        async def counted(running: int) -> bool:
+            (worker,) = (await client.get("/v1/workers")).json()["items"]
+            return bool(worker["running"] == running)
+
+        await eventually(lambda: counted(1))
+    finally:
+        pushed.cancel()
+        await asyncio.gather(pushed, return_exceptions=True)
+    await eventually(lambda: counted(0))
 
 
 async def test_a_duplicate_push_never_produces_a_second_result(start: Start) -> None:
