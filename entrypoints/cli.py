@@ -10,7 +10,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from prometheus_client import start_http_server
@@ -26,6 +26,9 @@ from entrypoints.schedule_cli import schedules
 from entrypoints.schema import PendingMigrations, prepare_schema
 from entrypoints.settings import WEBHOOK_SECRET_PREFIX, Settings, url_scheme
 from entrypoints.worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from adapters.storage.mongo import MongoStorage
 
 PIKA_CONNECTION_LOGGERS = (
     "pika.adapters.base_connection",
@@ -101,13 +104,21 @@ def serve(
 
 
 def _prepare_schema_or_exit(settings: Settings) -> None:
-    """Migrates (or refuses an outdated schema) before the server starts, so a refusal is
-    one line, not a failed application start-up."""
-    if url_scheme(settings.storage_url) not in ("sqlite", "postgresql"):
+    """Migrates (or refuses an outdated schema), or creates MongoDB's indexes, before the
+    server starts, so a refusal, or a database still unreachable after the wait, is one
+    line, not a failed application start-up."""
+    scheme = url_scheme(settings.storage_url)
+    if scheme not in ("sqlite", "postgresql", "mongodb"):
         return
 
     async def prepare() -> None:
-        storage = SqlStorage.from_url(settings.storage_url)
+        storage: SqlStorage | MongoStorage
+        if scheme == "mongodb":
+            from adapters.storage.mongo import MongoStorage  # imported only when chosen
+
+            storage = MongoStorage.from_url(settings.storage_url)
+        else:
+            storage = SqlStorage.from_url(settings.storage_url)
         try:
             await prepare_schema(storage, settings)
         finally:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import ServerProcess, taskport
+from tests.e2e.server import ServerProcess, free_port, taskport
 from tests.polling import eventually
 from tests.pubsub import new_project
 from tests.rabbitmq import broker_url
@@ -87,6 +87,19 @@ def test_a_misconfigured_process_refuses_to_start(
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 2
     assert message in output.decode()
+
+
+def test_serve_gives_up_on_a_mongodb_it_cannot_reach_with_one_line() -> None:
+    """After its wait for a database still starting (30 s), as it does on PostgreSQL and as
+    ``taskport worker`` does: not with the traceback of a failed application start-up."""
+    nothing_there = f"mongodb://127.0.0.1:{free_port()}/taskport"
+    process = taskport(
+        "serve", "--port", str(free_port()), env={"TASKPORT_STORAGE_URL": nothing_there}
+    )
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 1
+    assert "Traceback" not in output.decode()
+    assert output.decode().splitlines()[-1].startswith("taskport: storage is unavailable: ")
 
 
 async def test_a_stopping_server_hands_back_every_task_it_has_not_finished(
