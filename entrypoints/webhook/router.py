@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from adapters.brokers.pubsub.publisher import dead_letter_attributes
+from application import correlation
 from application.errors import BrokerUnavailable, PoisonMessage
 from application.messages import RunTaskMessage
 from application.ports.dead_letters import DeadLetters
@@ -60,6 +61,11 @@ async def pubsub_push(
         run = RunTaskMessage.decode(message.decoded_data())
     except (ValueError, PoisonMessage) as exc:
         return await _dead_letter(dead_letters, envelope, str(exc))
+    # As in a worker: the run's lines name the request that submitted the task (the
+    # push's own request id stays on its answer).
+    if run.request_id is not None:
+        correlation.request_id.set(run.request_id)
+    correlation.task_id.set(str(run.task_id))
     if (envelope.delivery_attempt or 1) > MAX_DELIVERIES:
         reason = f"delivered {envelope.delivery_attempt} times"
         return await _dead_letter(dead_letters, envelope, reason)

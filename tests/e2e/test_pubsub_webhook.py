@@ -19,6 +19,7 @@ from google.cloud import pubsub_v1
 
 from adapters.brokers.pubsub import PubSubOptions
 from adapters.brokers.pubsub.publisher import REASON_ATTRIBUTE
+from application import correlation
 from application.errors import StorageUnavailable
 from application.use_cases.run_task import Outcome, RunResult
 from entrypoints.container import create_container
@@ -124,6 +125,23 @@ async def test_a_pushed_message_runs_its_task_and_answers_204(start: Start, path
     task = (await client.get(f"/v1/tasks/{task_id}")).json()
     assert task["status"] == "SUCCEEDED"
     assert task["result"] == {"hi": 1}
+
+
+async def test_a_push_runs_under_the_request_and_the_task_it_carries(start: Start) -> None:
+    """Log lines of a pushed run name the request that submitted the task, as a worker's do."""
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def run(command: Any) -> RunResult:
+        seen.append((correlation.request_id.get(), correlation.task_id.get()))
+        return RunResult(Outcome.RAN)
+
+    client = await start(run_task=run)
+    task_id = str(new_id())
+    message = json.dumps({"task_id": task_id, "request_id": "req-from-submit"}).encode()
+    pushed = await client.post("/webhook/pubsub", json=envelope(message, deliveryAttempt=1))
+    assert pushed.status_code == 204
+    assert pushed.headers["x-request-id"] != "req-from-submit"  # the push's own request
+    assert seen == [("req-from-submit", task_id)]
 
 
 async def test_the_heartbeat_counts_the_pushes_running(start: Start) -> None:
