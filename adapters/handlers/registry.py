@@ -11,7 +11,17 @@ from pydantic import BaseModel, ValidationError
 
 from application.errors import InvalidPayload, UnknownKind
 from application.ports.handlers import KindInfo, TaskHandler
+from domain.task import KIND_PATTERN
 from domain.values import JsonValue
+
+
+def check_kind_name(name: str) -> None:
+    """Raises ``ValueError`` for a name no task could have (``KIND_PATTERN``)."""
+    if not KIND_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"task kind name {name!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
+            "starting with a letter"
+        )
 
 
 class KindConflict(ValueError):
@@ -39,6 +49,7 @@ class Kind:
     )
 
     def __attrs_post_init__(self) -> None:
+        check_kind_name(self.name)  # else every submit of it would be refused
         if self.payload_model is not None and self.payload_schema is not None:
             raise ValueError(f"task kind {self.name!r} has both a payload model and a schema")
         if self.payload_schema is not None:

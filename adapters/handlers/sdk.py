@@ -35,10 +35,9 @@ from typing import Any, TypeVar
 from attrs import frozen
 from pydantic import BaseModel
 
-from adapters.handlers.registry import Kind
+from adapters.handlers.registry import Kind, check_kind_name
 from application.errors import PermanentFailure, RetryLater
 from application.ports.handlers import TaskContext, TaskHandler
-from domain.task import KIND_PATTERN
 from domain.values import JsonValue
 
 __all__ = ["PermanentFailure", "RetryLater", "TaskContext", "is_task_kind", "task_kind"]
@@ -62,11 +61,7 @@ def task_kind(
     description: str = "",
 ) -> Callable[[F], F]:
     """Marks ``function(payload, context)`` as the handler of the task kind ``name``."""
-    if not KIND_PATTERN.fullmatch(name):
-        raise ValueError(
-            f"task kind name {name!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
-            "starting with a letter"
-        )
+    check_kind_name(name)
     is_model = isinstance(payload, type) and issubclass(payload, BaseModel)
     if payload is not None and not is_model and not isinstance(payload, Mapping):
         raise TypeError(f"payload of kind {name!r} must be a pydantic model or a JSON Schema dict")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.handlers.loader import KindLoadError
+from adapters.handlers.registry import Kind
 from adapters.handlers.sdk import task_kind
 from entrypoints.container import create_container
 from entrypoints.settings import Settings
@@ -123,6 +124,12 @@ async def test_a_payload_breaking_the_schema_of_its_kind_is_refused_at_submit(
 def test_a_kind_name_the_api_would_refuse_is_refused_at_once(name: str) -> None:
     with pytest.raises(ValueError, match="must be 1-100 characters"):
         task_kind(name)
+
+    async def handler(payload: object, context: object) -> object:
+        return payload
+
+    with pytest.raises(ValueError, match="must be 1-100 characters"):
+        Kind(name, handler)
 
 
 def test_a_kind_named_like_a_builtin_stops_the_start(on_path: Path) -> None:
