@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from pymongo.errors import OperationFailure
 
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.mongo import MongoStorage
+from adapters.storage.mongo.client import translated_errors
 from adapters.storage.sql import SqlStorage
 from adapters.storage.sql.engine import async_url
+from application.errors import StorageRefused, StorageUnavailable
 from entrypoints.container import create_container
 from entrypoints.settings import Settings
 
@@ -65,3 +68,12 @@ async def test_a_mongodb_url_names_the_database_and_srv_urls_are_accepted() -> N
     assert storage.tasks.full_name == "orders.tasks"
     await storage.close()
     create_container(Settings(storage_url="mongodb+srv://cluster.example.com/orders"))
+
+
+@pytest.mark.parametrize(("code", "refused"), [(18, True), (13, True), (11600, False)])
+def test_mongodb_refusing_the_settings_is_told_from_an_outage(code: int, refused: bool) -> None:
+    """A wrong password (18) or a user without rights (13) stops the process at once, as on
+    PostgreSQL; other failed operations are retried."""
+    with pytest.raises(StorageUnavailable) as raised, translated_errors():
+        raise OperationFailure("Authentication failed.", code=code)
+    assert isinstance(raised.value, StorageRefused) is refused

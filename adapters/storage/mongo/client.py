@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
-from application.errors import StorageUnavailable
+from application.errors import StorageRefused, StorageUnavailable
 
 logger = logging.getLogger("taskport.storage")
 
@@ -24,6 +24,10 @@ CONNECT_TIMEOUT_MS = 3000
 SOCKET_TIMEOUT_MS = 30000
 
 Document = dict[str, Any]
+
+REFUSING_CODES = frozenset({13, 18})
+"""Unauthorized, AuthenticationFailed: the server answered, and refuses these settings
+(a wrong user or password, a user without rights on the database)."""
 
 
 def create_client(url: str) -> AsyncMongoClient[Document]:
@@ -82,12 +86,18 @@ WORKER_INDEXES = [IndexModel([("started_at", DESCENDING)], name="workers_by_star
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """Driver errors become ``StorageUnavailable``; duplicate keys are left to the caller,
+    """Driver errors become ``StorageUnavailable`` (``StorageRefused`` when the server
+    refuses the settings: waiting does not help); duplicate keys are left to the caller,
     which knows what they mean."""
     try:
         yield
     except DuplicateKeyError:
         raise
+    except OperationFailure as error:
+        if error.code in REFUSING_CODES:
+            raise StorageRefused(_reason(error)) from error
+        logger.error("unexpected MongoDB error", exc_info=error)
+        raise StorageUnavailable(_reason(error)) from error
     except ConnectionFailure as error:
         raise StorageUnavailable(_reason(error)) from error
     except PyMongoError as error:
