@@ -29,6 +29,12 @@ class ScheduleNameTaken(ApplicationError):
         super().__init__(f"a schedule named {name!r} exists already")
 
 
+class TooManySchedules(ApplicationError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"an owner has at most {limit} schedules; delete one first")
+
+
 class ConcurrencyConflict(ApplicationError):
     """The task changed since it was read; the caller may read it again and retry."""
 

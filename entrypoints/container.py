@@ -271,6 +271,7 @@ class Container(containers.DeclarativeContainer):
         recurrence=recurrence,
         clock=clock,
         ids=ids,
+        max_per_owner=settings.provided.max_schedules_per_owner,
     )
     manage_schedules = providers.Singleton(
         ManageSchedules, schedules=schedules, recurrence=recurrence, clock=clock

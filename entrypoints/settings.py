@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     )
     http_allow_private_networks: bool = False
     http_max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_schedules_per_owner: int = Field(default=1000, ge=1, le=1_000_000)
     callback_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Standard Webhooks secrets (whsec_...) that sign callback deliveries, "

@@ -17,6 +17,7 @@ class ScheduleRepository(Protocol):
     - ``add`` raises ``ScheduleNameTaken`` when the owner has a schedule of that name.
     - ``get`` is scoped to an owner: another owner's schedule is ``None``.
     - ``list`` pages by id, newest first, after the schedule ``before`` when given.
+    - ``count`` is how many schedules the owner has.
     - ``delete`` returns whether the owner's schedule existed.
     - ``pause`` and ``resume`` change the owner's schedule and return it as it is then
       (``None`` when there is none). ``resume`` of a paused schedule makes it next due at
@@ -37,6 +38,8 @@ class ScheduleRepository(Protocol):
     async def list(
         self, owner: str, limit: int, before: UUID | None = None
     ) -> Sequence[Schedule]: ...
+
+    async def count(self, owner: str) -> int: ...
 
     async def delete(self, owner: str, schedule_id: UUID) -> bool: ...
 

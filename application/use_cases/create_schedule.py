@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from application.errors import TooManySchedules
 from application.ports.clock import Clock
 from application.ports.ids import IdGenerator
 from application.ports.schedules import Recurrence, ScheduleRepository
@@ -34,10 +35,14 @@ def task_of(owner: str, template: TaskTemplate, key: str | None = None) -> Submi
     )
 
 
+MAX_SCHEDULES_PER_OWNER = 1000
+
+
 class CreateScheduleHandler:
     """Raises what a submit of its task would (``UnknownKind``, ``InvalidPayload``,
     ``InvalidTask``), ``InvalidSchedule`` for a cron expression or time zone ``Recurrence``
-    cannot read, and ``ScheduleNameTaken``."""
+    cannot read, ``ScheduleNameTaken``, and ``TooManySchedules`` past ``max_per_owner``
+    (creates racing at the limit may pass it by a few)."""
 
     def __init__(
         self,
@@ -46,7 +51,9 @@ class CreateScheduleHandler:
         recurrence: Recurrence,
         clock: Clock,
         ids: IdGenerator,
+        max_per_owner: int = MAX_SCHEDULES_PER_OWNER,
     ) -> None:
+        self._max_per_owner = max_per_owner
         self._schedules = schedules
         self._new_tasks = new_tasks
         self._recurrence = recurrence
@@ -56,6 +63,8 @@ class CreateScheduleHandler:
     async def __call__(self, command: CreateSchedule) -> Schedule:
         # Checked as a submit checks it, so that each of its tasks will be accepted.
         checked = self._new_tasks.build(task_of(command.owner, command.task))
+        if await self._schedules.count(command.owner) >= self._max_per_owner:
+            raise TooManySchedules(self._max_per_owner)
         now = self._clock.now()
         schedule = Schedule.create(
             id=self._ids.new_id(),

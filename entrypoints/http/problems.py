@@ -23,6 +23,7 @@ from application.errors import (
     ScheduleNameTaken,
     ScheduleNotFound,
     TaskNotFound,
+    TooManySchedules,
     Unavailable,
     UnknownKind,
 )
@@ -100,6 +101,8 @@ def problem_for(exc: Exception) -> Problem:
             return Problem(404, "schedule-not-found", "Schedule not found", str(exc))
         case ScheduleNameTaken():
             return Problem(409, "schedule-name-taken", "Schedule name taken", str(exc))
+        case TooManySchedules():
+            return Problem(409, "too-many-schedules", "Too many schedules", str(exc))
         case InvalidSchedule():
             return Problem(422, "invalid-schedule", "Invalid schedule", str(exc))
         case UnknownKind():
@@ -228,6 +231,7 @@ def install(app: FastAPI) -> None:
         TaskNotFound,
         ScheduleNotFound,
         ScheduleNameTaken,
+        TooManySchedules,
         InvalidSchedule,
         UnknownKind,
         InvalidPayload,

@@ -80,6 +80,14 @@ async def test_list_pages_newest_first_for_one_owner(storage: Any) -> None:
     assert [one.id for one in rest] == newest_first[3:]
 
 
+async def test_count_is_of_one_owner(storage: Any) -> None:
+    schedules = storage.schedules()
+    assert await schedules.count("alice") == 0
+    for one in (schedule(), schedule(), schedule("bob")):
+        await schedules.add(one)
+    assert (await schedules.count("alice"), await schedules.count("bob")) == (2, 1)
+
+
 async def test_delete_removes_the_owners_schedule_only(storage: Any) -> None:
     schedules = storage.schedules()
     one = schedule()

@@ -118,3 +118,15 @@ async def test_a_due_schedule_submits_its_task_which_runs(
     assert task["result"] == {"report": "sales"}
     tasks = (await api.get("/v1/tasks", headers=ALICE)).json()["items"]
     assert [found["id"] for found in tasks] == [moved["last_task_id"]]
+
+
+async def test_an_owner_has_at_most_the_schedules_of_the_limit(api_factory: ApiFactory) -> None:
+    api = await api_factory(api_keys="alice:key-a,bob:key-b", max_schedules_per_owner=2)
+    first = await created(api)
+    await created(api)
+    refused = await api.post("/v1/schedules", json=NIGHTLY, headers=ALICE)
+    assert refused.status_code == 409
+    assert refused.json()["type"].endswith("too-many-schedules")
+    assert (await api.post("/v1/schedules", json=NIGHTLY, headers=BOB)).status_code == 201
+    await api.delete(f"/v1/schedules/{first['id']}", headers=ALICE)
+    await created(api)

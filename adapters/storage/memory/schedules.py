@@ -43,6 +43,9 @@ class MemorySchedules:
         )
         return [copy.copy(schedule) for schedule in owned[:limit]]
 
+    async def count(self, owner: str) -> int:
+        return sum(schedule.owner == owner for schedule in self._stored.values())
+
     async def delete(self, owner: str, schedule_id: UUID) -> bool:
         if self._owned(owner, schedule_id) is None:
             return False

@@ -55,6 +55,10 @@ class MongoSchedules:
             cursor = self._schedules.find(query).sort("_id", DESCENDING).limit(limit)
             return [_from_document(document) async for document in cursor]
 
+    async def count(self, owner: str) -> int:
+        with translated_errors():
+            return await self._schedules.count_documents({"owner": owner})
+
     async def delete(self, owner: str, schedule_id: UUID) -> bool:
         with translated_errors():
             result = await self._schedules.delete_one(_owned(owner, schedule_id))

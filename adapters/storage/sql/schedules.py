@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Row, and_, delete, exc, insert, select, update
+from sqlalchemy import Row, and_, delete, exc, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
 from adapters.storage.sql.engine import translated_errors
@@ -40,6 +40,11 @@ class SqlSchedules:
             statement = statement.where(schedules.c.id < before)
         rows = await self._read(statement.order_by(schedules.c.id.desc()).limit(limit))
         return [_from_row(row) for row in rows]
+
+    async def count(self, owner: str) -> int:
+        statement = select(func.count()).select_from(schedules).where(schedules.c.owner == owner)
+        rows = await self._read(statement)
+        return int(rows[0][0])
 
     async def delete(self, owner: str, schedule_id: UUID) -> bool:
         return (
