@@ -579,7 +579,9 @@ def _checked_result(result: JsonValue) -> _AttemptOutcome:
         message = f"the result cannot be stored: {problem}"
         return _Failed(TaskError("InvalidResult", message, retryable=False))
     try:
-        size = len(json.dumps(result, allow_nan=False))
+        # Its bytes in UTF-8, as it is stored and served: escaped, a character outside ASCII
+        # would count up to six times over.
+        size = len(json.dumps(result, allow_nan=False, ensure_ascii=False).encode())
     except (TypeError, ValueError) as exc:
         message = f"the result is not JSON: {exc}"
         return _Failed(TaskError("InvalidResult", message, retryable=False))

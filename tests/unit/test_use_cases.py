@@ -288,6 +288,22 @@ async def test_a_result_nested_too_deep_fails_the_task_at_once(app: Container, d
     )
 
 
+async def test_a_result_is_measured_in_the_bytes_of_its_json(app: Container) -> None:
+    # 500,000 "é" are 1,000,002 bytes of JSON in UTF-8, under the limit of 1 MiB; escaped
+    # as \u00e9 they would be three times as many.
+    under = await submit(app, payload="é" * 500_000)
+    over = await submit(app, payload="é" * 600_000)
+    await run(app, under.id)
+    await run(app, over.id)
+    assert (await status_of(app, under.id)).status is TaskStatus.SUCCEEDED
+    failed = await status_of(app, over.id)
+    assert (failed.status, failed.error.type, failed.error.message) == (
+        TaskStatus.FAILED,
+        "ResultTooLarge",
+        "the result is 1200002 bytes, over the limit of 1048576",
+    )
+
+
 async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> None:
     command = SubmitTask("alice", "echo", {"a": 1}, idempotency_key="k1")
     first = await app.submit_task()(command)
