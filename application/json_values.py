@@ -3,6 +3,7 @@ on every storage."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -12,6 +13,14 @@ MAX_DEPTH = 100
 """Arrays and objects nest at most this deep in a payload or a result: well within what the
 JSON parsers and serializers on the way accept (pydantic-core's parser about 200 levels,
 its serializer 255), so a stored task can always be served back."""
+
+
+def json_size(value: JsonValue) -> int:
+    """The bytes of ``value``'s JSON in UTF-8, as it is stored and served (escaped, a
+    character outside ASCII would count up to six times over). Raises ``TypeError`` or
+    ``ValueError`` for a value that is not JSON."""
+    return len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode())
+
 
 _Trail = tuple["_Trail", str | int] | None
 """Where a value sits: its parent's trail and its key or index (``None`` at the top)."""

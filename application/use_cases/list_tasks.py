@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from uuid import UUID
 
 from attrs import frozen
 
+from application.json_values import json_size
 from application.ports.task_repository import TaskQuery
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from domain.task import Task
@@ -74,4 +74,4 @@ async def _read(
 
 
 def _bytes(task: Task) -> int:
-    return len(json.dumps(task.payload)) + len(json.dumps(task.result))
+    return json_size(task.payload) + json_size(task.result)

@@ -26,7 +26,6 @@ import asyncio
 import collections
 import contextlib
 import enum
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from attrs import frozen
 
 from application.batching import Batcher, Request
 from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater, Unavailable
-from application.json_values import unstorable
+from application.json_values import json_size, unstorable
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -579,9 +578,7 @@ def _checked_result(result: JsonValue) -> _AttemptOutcome:
         message = f"the result cannot be stored: {problem}"
         return _Failed(TaskError("InvalidResult", message, retryable=False))
     try:
-        # Its bytes in UTF-8, as it is stored and served: escaped, a character outside ASCII
-        # would count up to six times over.
-        size = len(json.dumps(result, allow_nan=False, ensure_ascii=False).encode())
+        size = json_size(result)
     except (TypeError, ValueError) as exc:
         message = f"the result is not JSON: {exc}"
         return _Failed(TaskError("InvalidResult", message, retryable=False))

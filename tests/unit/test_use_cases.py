@@ -410,6 +410,15 @@ async def test_a_page_ends_early_once_its_payloads_pass_the_byte_limit(
     assert listed == [task.id for task in reversed(tasks)]
 
 
+async def test_a_page_counts_the_bytes_of_its_json_in_utf8(app: Container) -> None:
+    # 150 "é" are 302 bytes of JSON (902 escaped as \u00e9): three such payloads, and
+    # their results of null, fit in 1,000 bytes.
+    for _ in range(3):
+        await submit(app, payload="é" * 150)
+    page = await ListTasksHandler(app.uow(), max_page_bytes=1000)(TaskQuery("alice", limit=10))
+    assert (len(page.items), page.next_before) == (3, None)
+
+
 async def test_the_relay_publishes_pending_messages_once(app: Container) -> None:
     await submit(app)
     await submit(app)
