@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     embedded_worker: bool | None = Field(
         default=None, description="run the worker in the API process; default: on for memory://"
     )
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, description="owner:key,owner:key"
+    api_keys: Annotated[list[tuple[str, str]], NoDecode] = Field(
+        default_factory=list,
+        description="owner:key,owner:key; an owner may have several keys (while one is replaced)",
     )
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -164,14 +165,16 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
+        if isinstance(value, dict):  # {owner: key}, one key per owner
+            return list(value.items())
         if not isinstance(value, str):
             return value
-        pairs: dict[str, str] = {}
+        pairs: list[tuple[str, str]] = []
         for item in filter(None, (part.strip() for part in value.split(","))):
             owner, sep, key = item.partition(":")
             if not sep or not owner.strip() or not key.strip():
                 raise ValueError("TASKPORT_API_KEYS must look like owner:key,owner:key")
-            pairs[owner.strip()] = key.strip()
+            pairs.append((owner.strip(), key.strip()))
         return pairs
 
     @field_validator("callback_secrets", mode="before")
@@ -217,7 +220,7 @@ class Settings(BaseSettings):
                 "TASKPORT_PUSH_AUTH=oidc needs TASKPORT_PUSH_AUDIENCE and "
                 "TASKPORT_PUSH_SERVICE_ACCOUNT"
             )
-        if len(set(self.api_keys.values())) != len(self.api_keys):
+        if len({key for _, key in self.api_keys}) != len(set(self.api_keys)):
             raise ValueError("TASKPORT_API_KEYS gives the same key to two owners")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("TASKPORT_RETRY_MAX_SECONDS must be >= TASKPORT_RETRY_BASE_SECONDS")
@@ -270,6 +273,4 @@ class Settings(BaseSettings):
 
     def owners_by_key_digest(self) -> dict[str, str]:
         """API keys are looked up by their SHA-256, never compared as plain strings."""
-        return {
-            hashlib.sha256(key.encode()).hexdigest(): owner for owner, key in self.api_keys.items()
-        }
+        return {hashlib.sha256(key.encode()).hexdigest(): owner for owner, key in self.api_keys}

@@ -131,6 +131,18 @@ async def test_owners_see_only_their_own_tasks(api_factory: ApiFactory) -> None:
     assert wrong.status_code == 401
 
 
+async def test_an_owner_named_twice_has_both_keys(api_factory: ApiFactory) -> None:
+    """Two keys of one owner, as while a key is replaced: both are the owner's."""
+    api = await api_factory(api_keys="alice:old-key,alice:new-key,bob:key-b")
+    created = await api.post(
+        "/v1/tasks", json={"kind": "echo"}, headers={"Authorization": "Bearer old-key"}
+    )
+    assert created.status_code == 201
+    task_id = created.json()["id"]
+    read = await api.get(f"/v1/tasks/{task_id}", headers={"Authorization": "Bearer new-key"})
+    assert read.status_code == 200
+
+
 async def test_an_authentication_override_decides_the_owner_on_every_route(
     api_factory: ApiFactory,
 ) -> None:
