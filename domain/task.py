@@ -137,6 +137,15 @@ class Task:
     def is_due(self, now: datetime) -> bool:
         return self.status is TaskStatus.SCHEDULED and (self.run_at is None or self.run_at <= now)
 
+    @property
+    def due_since(self) -> datetime:
+        """Since when a QUEUED task waits for a worker: the later of its creation and its
+        ``run_at``, which a retry (after its backoff or by hand) and a hand-back set to the
+        time the task is queued again."""
+        if self.run_at is None:
+            return self.created_at
+        return max(self.created_at, self.run_at)
+
     def lease_expired(self, now: datetime) -> bool:
         return (
             self.status is TaskStatus.RUNNING
@@ -186,6 +195,7 @@ class Task:
             return
         self.status = TaskStatus.QUEUED
         self.attempts -= 1
+        self.run_at = now
         self.lease_expires_at = None
         self.worker_id = None
         self.progress = None
@@ -280,7 +290,7 @@ class Task:
         self.attempts = 0
         self.result = None
         self.error = None
-        self.run_at = None
+        self.run_at = now
         self.started_at = None
         self.finished_at = None
         self.cancel_requested = False

@@ -85,7 +85,7 @@ class PrometheusMetrics:
         )
         self.queue_lag = Gauge(
             "taskport_queue_lag_seconds",
-            "Age of the oldest QUEUED task (0 when none waits)",
+            "How long the oldest QUEUED task has waited since it was due (0 when none waits)",
             registry=registry,
         )
         self.outbox_backlog = Gauge(

@@ -696,6 +696,17 @@ async def test_stats_count_by_status_and_kind_and_find_the_oldest_queued(storage
     assert backlog == 1
 
 
+async def test_a_queued_task_has_waited_since_it_was_due(storage: Any) -> None:
+    """A task queued when its run_at came has waited since then, not since it was created."""
+    scheduled = make_task(now=T0 - timedelta(hours=2), run_at=T0 - timedelta(hours=1))
+    scheduled.enqueue(T0 - timedelta(hours=1))
+    at_once = make_task(now=T0 - timedelta(minutes=90), run_at=T0 - timedelta(hours=3))
+    await add(storage, scheduled, at_once)
+    async with storage.unit_of_work() as uow:
+        stats = await uow.tasks.stats(None)
+    assert stats.oldest_queued_at == at_once.created_at
+
+
 async def test_the_worker_of_a_running_task_reads_back_and_clears(storage: Any) -> None:
     task = make_task()
     await add(storage, task)

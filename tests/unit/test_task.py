@@ -130,6 +130,19 @@ def test_a_manual_retry_gives_a_fresh_set_of_attempts() -> None:
     assert task.attempts == 1
 
 
+def test_a_task_queued_again_by_hand_or_handed_back_is_due_from_then() -> None:
+    """A queued task has waited since the later of its creation and its run_at."""
+    retried = make_task(max_attempts=1)
+    retried.start(T0)
+    retried.fail(T0, BOOM)
+    retried.retry(T0 + timedelta(days=1))
+    assert retried.run_at == T0 + timedelta(days=1)
+    handed_back = make_task()
+    handed_back.start(T0)
+    handed_back.release(T0 + timedelta(minutes=10))
+    assert handed_back.run_at == T0 + timedelta(minutes=10)
+
+
 def test_the_lease_of_a_running_attempt_ends_after_its_timeout_and_grace() -> None:
     task = make_task(timeout=timedelta(seconds=10))
     task.start(T0)

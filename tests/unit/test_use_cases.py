@@ -26,6 +26,7 @@ from application.ports.task_repository import TaskQuery
 from application.use_cases.cancel_task import CancelTask
 from application.use_cases.get_task import GetTask
 from application.use_cases.list_tasks import ListTasksHandler
+from application.use_cases.retry_task import RetryTask
 from application.use_cases.run_task import Outcome, RunTask
 from application.use_cases.submit_task import SubmitTask
 from domain.values import TaskStatus
@@ -176,6 +177,23 @@ async def test_a_failing_task_is_retried_after_its_backoff_then_fails(
         2,
         "boom",
     )
+
+
+async def test_the_queue_age_counts_from_when_a_task_was_due(
+    app: Container, clock: FakeClock
+) -> None:
+    """A task scheduled an hour ahead and queued when its time came, and a failed one
+    retried by hand an hour later, have just started to wait."""
+    scheduled = await submit(app, run_at=clock.now() + timedelta(hours=1))
+    failed = await submit(app, "fail", payload={}, max_attempts=1)
+    await run(app, failed.id)
+    clock.advance(seconds=3600)
+    assert await app.promote_due_tasks()() == 1
+    await app.retry_task()(RetryTask("alice", failed.id))
+    queued = {task.id for task in (await app.list_tasks()(TaskQuery("alice", limit=10))).items}
+    assert queued == {scheduled.id, failed.id}
+    stats = await app.get_stats()("alice")
+    assert stats.oldest_queued_age == timedelta(0)
 
 
 async def test_a_duplicate_delivery_of_a_running_task_waits_for_its_lease(

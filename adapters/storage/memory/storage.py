@@ -174,8 +174,8 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
             if owner is not None and task.owner != owner:
                 continue
             counts[task.status, task.kind] += 1
-            if task.status is TaskStatus.QUEUED and (oldest is None or task.created_at < oldest):
-                oldest = task.created_at
+            if task.status is TaskStatus.QUEUED and (oldest is None or task.due_since < oldest):
+                oldest = task.due_since
         return TaskStats(counts=dict(counts), oldest_queued_at=oldest)
 
     async def stalled(

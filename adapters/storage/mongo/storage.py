@@ -257,19 +257,24 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
             {"$project": {"key": {"$concat": ["$status", "|", "$kind"]}}},
             {"$group": {"_id": "$key", "count": {"$sum": 1}}},
         ]
-        queued = {**match, "status": TaskStatus.QUEUED.value}
+        # Task.due_since: the later of created_at and run_at (a null run_at is less than
+        # any number).
+        later = {"$cond": [{"$gt": ["$run_at", "$created_at"]}, "$run_at", "$created_at"]}
+        oldest_due = [
+            {"$match": {**match, "status": TaskStatus.QUEUED.value}},
+            {"$project": {"since": later}},
+            {"$group": {"_id": None, "since": {"$min": "$since"}}},
+        ]
         with translated_errors():
             rows = [row async for row in await self._tasks.aggregate(grouped)]
-            oldest = await self._tasks.find_one(
-                queued, {"created_at": 1}, sort=[("created_at", ASCENDING)]
-            )
+            oldest = [row async for row in await self._tasks.aggregate(oldest_due)]
         counts = {}
         for row in rows:
             status, kind = row["_id"].split("|", 1)
             counts[TaskStatus(status), kind] = int(row["count"])
         return TaskStats(
             counts=counts,
-            oldest_queued_at=parse_instant(oldest["created_at"]) if oldest else None,
+            oldest_queued_at=parse_instant(oldest[0]["since"]) if oldest else None,
         )
 
     async def _workers_alive_since(self, since: datetime) -> Sequence[str | None]:

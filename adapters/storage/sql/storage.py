@@ -56,6 +56,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     delete,
     exc,
     exists,
@@ -259,9 +260,11 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         counted = select(tasks.c.status, tasks.c.kind, func.count()).group_by(
             tasks.c.status, tasks.c.kind
         )
-        oldest = select(func.min(tasks.c.created_at)).where(
-            tasks.c.status == TaskStatus.QUEUED.value
+        # Task.due_since: the later of created_at and run_at (NULL compares false).
+        due_since = case(
+            (tasks.c.run_at > tasks.c.created_at, tasks.c.run_at), else_=tasks.c.created_at
         )
+        oldest = select(func.min(due_since)).where(tasks.c.status == TaskStatus.QUEUED.value)
         if owner is not None:
             counted = counted.where(tasks.c.owner == owner)
             oldest = oldest.where(tasks.c.owner == owner)

@@ -55,6 +55,6 @@ async def list_kinds(owner: Owner, registry: HandlerRegistry = provided("registr
 
 @router.get("/v1/stats", response_model=StatsOut, tags=["operations"])
 async def stats(owner: Owner, get_stats: GetStatsHandler = provided("get_stats")) -> StatsOut:
-    """The caller's tasks by status and kind, the age of the oldest queued one, and the
-    outbox backlog."""
+    """The caller's tasks by status and kind, how long the oldest queued one has waited since
+    it was due, and the outbox backlog."""
     return StatsOut.of(await get_stats(owner))
