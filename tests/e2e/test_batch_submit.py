@@ -89,6 +89,16 @@ async def test_a_key_used_for_a_different_request_refuses_the_whole_batch(
     assert await stored_ids(api) == before
 
 
+async def test_an_idempotency_key_header_on_a_batch_is_refused(api: httpx.AsyncClient) -> None:
+    """A batch takes a key per item: the header, which would make no repeat of the batch
+    safe, is refused rather than ignored."""
+    body = batch({"kind": "echo", "payload": {"n": 1}})
+    response = await api.post("/v1/tasks/batch", json=body, headers={"Idempotency-Key": "b1"})
+    problem = assert_problem(response, 400, "invalid-idempotency-key")
+    assert "idempotency_key" in problem["detail"]
+    assert await stored_ids(api) == []
+
+
 def _items(count: int) -> list[dict[str, Any]]:
     return [{"kind": "echo"} for _ in range(count)]
 

@@ -182,7 +182,11 @@ router.add_api_route(
     status_code=status.HTTP_201_CREATED,
     response_model=TaskBatchOut,
     responses={
-        400: {"description": "the body is not JSON (malformed-json)"},
+        400: {
+            "description": "the body is not JSON (malformed-json), or an Idempotency-Key "
+            "header came with it: a batch takes an idempotency_key per item "
+            "(invalid-idempotency-key)"
+        },
         409: {
             "description": "an item's key holds a different request (idempotency-key-reused), "
             "or one stored at the same time (concurrent-change)"
@@ -193,7 +197,16 @@ async def submit_task_batch(
     body: TaskBatchIn,
     owner: Owner,
     submit: SubmitTaskBatchHandler = provided("submit_task_batch"),
+    idempotency_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
+    if idempotency_key is not None:
+        # Ignored, it would let a client repeat the batch in the belief that it is safe.
+        raise Problem(
+            400,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
+            "a batch takes an idempotency_key in each item, not the Idempotency-Key header",
+        )
     commands = tuple(item.command(owner, item.idempotency_key) for item in body.tasks)
     submitted = await submit(SubmitTaskBatch(commands))
     # Encoded once: the declared response model is for the API description only, and a
