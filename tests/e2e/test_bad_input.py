@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from logging import ERROR
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
 from entrypoints.http.dependencies import authenticate
-from tests.e2e.conftest import ApiFactory
+from entrypoints.settings import Settings
+from tests.e2e.conftest import FAST, ApiFactory
 
 PROBLEM = "application/problem+json"
 
@@ -197,6 +202,42 @@ async def test_a_chunked_body_within_the_limit_is_accepted(api: httpx.AsyncClien
         yield b'"payload": {"small": true}}'
 
     assert (await post_raw(api, chunks())).status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks", "/v1/tasks/batch"])
+async def test_a_client_gone_before_the_end_of_its_body_is_no_server_error(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client hangs up in the middle of its body: nobody is answered, and it is not
+    logged or counted as an error of the server."""
+    sent: list[Any] = []
+    messages = iter([{"type": "http.request", "body": b'{"kind": "ec', "more_body": True}])
+
+    async def receive() -> Any:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("taskport", 80),
+    }
+    app = create_app(create_container(Settings(**FAST)))
+    async with LifespanManager(app) as manager:
+        await manager.app(scope, receive, send)
+    assert [message["status"] for message in sent[:1]] == [400]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= ERROR] == []
 
 
 @pytest.mark.parametrize(
