@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -160,6 +161,11 @@ def problem_for(exc: Exception) -> Problem:
                 f"the {exc.service} is unavailable; try again",
                 headers={"Retry-After": str(exc.retry_after_seconds)},
             )
+        case ClientDisconnect():
+            # Answered to nobody; 499 (nginx's "client closed request") in logs and metrics.
+            return Problem(
+                499, "client-closed-request", "Client closed request", "the client hung up"
+            )
         case StarletteHTTPException() if exc.status_code == 400:
             # FastAPI's answer to a body it failed to read without a decode error (routes
             # read JSON with routing.read_json, whose every refusal is one).
@@ -243,6 +249,7 @@ def install(app: FastAPI) -> None:
         ConcurrencyConflict,
         InvalidCursor,
         Unavailable,
+        ClientDisconnect,
         Exception,
     ):
         app.add_exception_handler(error, answer)

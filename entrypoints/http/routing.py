@@ -3,13 +3,17 @@ request bodies read as JSON one way on every route."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from pydantic_core import from_json
+from starlette.requests import ClientDisconnect
+
+T = TypeVar("T")
 
 
 def read_json(body: bytes) -> Any:
@@ -21,6 +25,25 @@ def read_json(body: bytes) -> Any:
     except ValueError as exc:
         # The reason names the line and column; the error has no position of its own.
         raise json.JSONDecodeError(str(exc), body.decode("utf-8", "replace"), 0) from exc
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """The result of ``work``, which is cancelled (and ``ClientDisconnect`` raised) if the
+    client hangs up first: a read waiting for its task would go on for nobody."""
+
+    async def hang_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    working, watching = asyncio.ensure_future(work), asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        working.cancel()
+    if not working.done() or working.cancelled():
+        raise ClientDisconnect
+    return working.result()
 
 
 class JsonRequest(Request):

@@ -82,6 +82,27 @@ async def wait_for_status(
     return seen
 
 
+def http_scope(
+    method: str, path: str, query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> dict[str, Any]:
+    """The ASGI scope of a request, for a test that plays the server itself (sends its own
+    ``receive`` messages: a client that hangs up)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("taskport", 80),
+    }
+
+
 @pytest.fixture
 async def remote() -> AsyncIterator[TinyHttpServer]:
     """A tiny HTTP server on 127.0.0.1; tests set its routes."""

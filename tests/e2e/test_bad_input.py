@@ -15,7 +15,7 @@ from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.http.dependencies import authenticate
 from entrypoints.settings import Settings
-from tests.e2e.conftest import FAST, ApiFactory
+from tests.e2e.conftest import FAST, ApiFactory, http_scope
 
 PROBLEM = "application/problem+json"
 
@@ -219,20 +219,8 @@ async def test_a_client_gone_before_the_end_of_its_body_is_no_server_error(
     async def send(message: Any) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("taskport", 80),
-    }
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    scope = http_scope("POST", path, headers=headers)
     app = create_app(create_container(Settings(**FAST)))
     async with LifespanManager(app) as manager:
         await manager.app(scope, receive, send)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from logging import ERROR
+from typing import Annotated, Any
 
 import httpx
+import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import Header
 
+from entrypoints.container import create_container
+from entrypoints.http.app import create_app
 from entrypoints.http.dependencies import authenticate
-from tests.e2e.conftest import ApiFactory, wait_for_status
+from entrypoints.settings import Settings
+from tests.e2e.conftest import FAST, ApiFactory, http_scope, wait_for_status
+from tests.polling import eventually
 
 
 async def submit(api: httpx.AsyncClient, body: dict, **headers: str) -> httpx.Response:
@@ -39,6 +46,33 @@ async def test_a_read_may_wait_for_the_task_to_finish(api: httpx.AsyncClient) ->
         refused = await api.get(f"/v1/tasks/{task_id}", params={"wait": wait})
         assert refused.status_code == 422, wait
         assert refused.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_read_waiting_for_its_task_ends_when_its_client_hangs_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nobody is left to answer: the read stops waiting (and reading the task again), and
+    counts as 499, the client's doing, not an error of the server."""
+    app = create_app(create_container(Settings(**FAST)))
+    async with LifespanManager(app) as manager:
+        api = httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t")
+        created = await submit(api, {"kind": "echo", "run_at": "2100-01-01T00:00:00Z"})
+        path = f"/v1/tasks/{created.json()['id']}"
+        sent: list[Any] = []
+        messages = iter([{"type": "http.request", "body": b""}])
+
+        async def receive() -> Any:
+            return next(messages, {"type": "http.disconnect"})
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        reading = asyncio.create_task(
+            manager.app(http_scope("GET", path, b"wait=60"), receive, send)
+        )
+        await eventually(reading.done)
+    assert [message["status"] for message in sent[:1]] == [499]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= ERROR] == []
 
 
 async def test_a_failing_task_ends_failed_after_its_attempts(api: httpx.AsyncClient) -> None:

@@ -28,7 +28,7 @@ from domain.task import KIND_PATTERN
 from domain.values import TaskStatus
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
-from entrypoints.http.routing import JsonRoute, Router, read_json
+from entrypoints.http.routing import JsonRoute, Router, read_json, unless_disconnected
 from entrypoints.http.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     TaskBatchIn,
@@ -224,6 +224,7 @@ async def submit_task_batch(
 
 @router.get("/{task_id:task_id}", response_model=TaskOut, responses={404: NOT_FOUND})
 async def get_task(
+    request: Request,
     task_id: UUID,
     owner: Owner,
     wait: Annotated[
@@ -237,7 +238,8 @@ async def get_task(
     ] = 0,
     get: GetTaskHandler = provided("get_task"),
 ) -> TaskOut:
-    return TaskOut.of(await get(GetTask(owner, task_id, timedelta(seconds=wait))))
+    read = get(GetTask(owner, task_id, timedelta(seconds=wait)))
+    return TaskOut.of(await (unless_disconnected(request, read) if wait else read))
 
 
 @router.get(
