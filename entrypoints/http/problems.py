@@ -166,6 +166,9 @@ def problem_for(exc: Exception) -> Problem:
             return Problem(
                 499, "client-closed-request", "Client closed request", "the client hung up"
             )
+        case StarletteHTTPException() if isinstance(exc.__cause__, ClientDisconnect):
+            # FastAPI's answer to a body that never came whole.
+            return problem_for(exc.__cause__)
         case StarletteHTTPException() if exc.status_code == 400:
             # FastAPI's answer to a body it failed to read without a decode error (routes
             # read JSON with routing.read_json, whose every refusal is one).

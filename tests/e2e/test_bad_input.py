@@ -224,7 +224,7 @@ async def test_a_client_gone_before_the_end_of_its_body_is_no_server_error(
     app = create_app(create_container(Settings(**FAST)))
     async with LifespanManager(app) as manager:
         await manager.app(scope, receive, send)
-    assert [message["status"] for message in sent[:1]] == [400]
+    assert [message["status"] for message in sent[:1]] == [499]
     assert [record.getMessage() for record in caplog.records if record.levelno >= ERROR] == []
 
 

@@ -10,11 +10,10 @@ from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Header, HTTPException, Query, Request, Response, status
+from fastapi import Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.convertors import StringConvertor, register_url_convertor
-from starlette.requests import ClientDisconnect
 
 from adapters.codecs import CursorCodec
 from application.ports.task_repository import TaskQuery
@@ -88,11 +87,7 @@ class _SubmitRoute(JsonRoute):
         async def handle(request: Request) -> Response:
             if getattr(request.app, "dependency_overrides", None):
                 return await solved(request)
-            try:
-                body = await request.body()
-            except ClientDisconnect as exc:
-                # FastAPI's answer (to a client that is gone), not an error of the server.
-                raise HTTPException(400, "There was an error parsing the body") from exc
+            body = await request.body()
             try:
                 parsed = read_json(body) if body else None
             except json.JSONDecodeError as exc:
