@@ -58,8 +58,8 @@ def create_app(container: Container) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-            expose_headers=["Location", "Idempotent-Replayed"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["Location", "Idempotent-Replayed", "Retry-After", "X-Request-ID"],
         )
     app.include_router(tasks.router)
     app.include_router(schedules.router)

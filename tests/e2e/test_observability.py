@@ -87,6 +87,25 @@ async def test_a_request_id_is_echoed_or_made(api_factory: ApiFactory) -> None:
         assert made.headers["x-request-id"] not in ("", bad), bad
 
 
+async def test_a_browser_may_send_and_read_the_request_id(api_factory: ApiFactory) -> None:
+    """With CORS origins set, a page of one of them may send X-Request-ID and read it back,
+    as it may read Retry-After (on a 409 or 503)."""
+    api = await api_factory(cors_origins="https://app.example")
+    origin = {"Origin": "https://app.example"}
+    preflight = await api.options(
+        "/v1/tasks",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-request-id",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    answer = await api.get("/healthz", headers={**origin, "X-Request-ID": "page-1"})
+    exposed = answer.headers["access-control-expose-headers"].lower().split(", ")
+    assert {"x-request-id", "retry-after"} <= set(exposed)
+
+
 async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path) -> None:
     server = ServerProcess(
         {
