@@ -335,24 +335,31 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(task))
         return
+    print_fields(
+        {
+            "id": task["id"],
+            "kind": task["kind"],
+            "status": task["status"]
+            + (" (cancel requested)" if task.get("cancel_requested") else ""),
+            "attempts": f"{task['attempts']}/{task['max_attempts']}",
+            "created": task["created_at"],
+            "run at": task.get("run_at"),
+            "finished": task.get("finished_at"),
+            "progress": _progress_text(task) or None,
+            "payload": json.dumps(task["payload"]),
+            "result": json.dumps(task["result"]) if task["status"] == "SUCCEEDED" else None,
+            "error": f"{task['error']['type']}: {task['error']['message']}"
+            if task.get("error")
+            else None,
+        }
+    )
+
+
+def print_fields(rows: dict[str, Any]) -> None:
+    """One line per field that has a value: its name in bold, then the value."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    rows = {
-        "id": task["id"],
-        "kind": task["kind"],
-        "status": task["status"] + (" (cancel requested)" if task.get("cancel_requested") else ""),
-        "attempts": f"{task['attempts']}/{task['max_attempts']}",
-        "created": task["created_at"],
-        "run at": task.get("run_at"),
-        "finished": task.get("finished_at"),
-        "progress": _progress_text(task) or None,
-        "payload": json.dumps(task["payload"]),
-        "result": json.dumps(task["result"]) if task["status"] == "SUCCEEDED" else None,
-        "error": f"{task['error']['type']}: {task['error']['message']}"
-        if task.get("error")
-        else None,
-    }
     for name, value in rows.items():
         if value is not None:
             table.add_row(name, Text(str(value)))

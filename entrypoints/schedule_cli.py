@@ -20,6 +20,7 @@ from entrypoints.client_cli import (
     err,
     out,
     parse_payload,
+    print_fields,
 )
 
 schedules = typer.Typer(help="Recurring tasks, submitted at the times of a cron expression.")
@@ -132,24 +133,19 @@ def _print(schedule: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(schedule))
         return
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    rows = {
-        "id": schedule["id"],
-        "name": schedule["name"],
-        "cron": f"{schedule['cron']} ({schedule['timezone']})",
-        "paused": _yes(schedule["paused"]) if schedule["paused"] else None,
-        "next run": _when(schedule["next_run_at"]) + " UTC",
-        "last run": schedule["last_run_at"] and _when(schedule["last_run_at"]) + " UTC",
-        "last task": schedule["last_task_id"],
-        "kind": schedule["kind"],
-        "payload": json.dumps(schedule["payload"]),
-    }
-    for name, value in rows.items():
-        if value is not None:
-            table.add_row(name, Text(str(value)))
-    out.print(table)
+    print_fields(
+        {
+            "id": schedule["id"],
+            "name": schedule["name"],
+            "cron": f"{schedule['cron']} ({schedule['timezone']})",
+            "paused": _yes(schedule["paused"]) if schedule["paused"] else None,
+            "next run": _when(schedule["next_run_at"]) + " UTC",
+            "last run": schedule["last_run_at"] and _when(schedule["last_run_at"]) + " UTC",
+            "last task": schedule["last_task_id"],
+            "kind": schedule["kind"],
+            "payload": json.dumps(schedule["payload"]),
+        }
+    )
 
 
 def _when(instant: str) -> str:
