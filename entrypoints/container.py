@@ -299,8 +299,9 @@ class Container(containers.DeclarativeContainer):
 
 
 def create_container(settings: Settings) -> Container:
-    """A container for these settings; refuses URLs naming no known adapter, and task kinds
-    that cannot be loaded (``KindLoadError``): the registry is built here, at start."""
+    """A container for these settings; refuses URLs naming no known adapter or that their
+    adapter cannot read, and task kinds that cannot be loaded (``KindLoadError``): the
+    storage, the publisher and the registry are built here, at start."""
     for setting, url, selector in (
         ("TASKPORT_STORAGE_URL", settings.storage_url, Container.storage),
         ("TASKPORT_BROKER_URL", settings.broker_url, Container.publisher),
@@ -312,9 +313,13 @@ def create_container(settings: Settings) -> Container:
                 f"{setting} names an unsupported scheme {scheme!r}; supported: {supported}"
             )
     container = Container(settings=settings)
-    try:
-        container.publisher()
-    except ValueError as exc:
-        raise UnsupportedUrl(f"TASKPORT_BROKER_URL is invalid: {exc}") from exc
+    for setting, adapter in (
+        ("TASKPORT_STORAGE_URL", container.storage),
+        ("TASKPORT_BROKER_URL", container.publisher),
+    ):
+        try:
+            adapter()  # built from its URL, which nothing connects to yet
+        except ValueError as exc:
+            raise UnsupportedUrl(f"{setting} is invalid: {exc}") from exc
     container.registry()
     return container

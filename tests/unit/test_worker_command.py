@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
@@ -30,6 +31,29 @@ def test_an_invalid_broker_option_is_a_configuration_error() -> None:
     )
     assert result.exit_code == 2
     assert "queue_type" in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mongodb://db:27017/a%20b",
+        "mongodb://db:99999/tasks",
+        "mongodb://",
+        "mongodb+srv://db:27017/tasks",
+        "postgresql://taskport:s3cret@db:port/tasks",
+        "postgresql:garbage",
+        "postgresql+nodriver://db/tasks",
+    ],
+)
+def test_a_storage_url_its_driver_cannot_read_is_a_configuration_error(url: str) -> None:
+    result = CliRunner().invoke(
+        app, ["worker"], env={"TASKPORT_STORAGE_URL": url, "TASKPORT_BROKER_URL": AMQP}
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "taskport: invalid configuration:"
+    assert lines[1].startswith("TASKPORT_STORAGE_URL is invalid: ")
+    assert "s3cret" not in result.output
 
 
 def test_a_bad_setting_is_named_as_it_is_set_without_its_value() -> None:

@@ -11,7 +11,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from application.errors import StorageRefused, StorageUnavailable
 
@@ -32,7 +38,8 @@ REFUSING_CODES = frozenset({13, 18})
 
 def create_client(url: str) -> AsyncMongoClient[Document]:
     """``mongodb://host:port/database`` or ``mongodb+srv://...``; connects on first use.
-    Timeouts given in the URL (``?serverSelectionTimeoutMS=...``) win over the defaults."""
+    Timeouts given in the URL (``?serverSelectionTimeoutMS=...``) win over the defaults.
+    ``ValueError`` for a URL PyMongo cannot read."""
     given = {name.lower() for name in parse_qs(urlsplit(url).query)}
     defaults: dict[str, Any] = {
         "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
@@ -43,7 +50,11 @@ def create_client(url: str) -> AsyncMongoClient[Document]:
     options: dict[str, Any] = {
         name: value for name, value in defaults.items() if name.lower() not in given
     }
-    return AsyncMongoClient(url, uuidRepresentation="standard", **options)
+    try:
+        return AsyncMongoClient(url, uuidRepresentation="standard", **options)
+    except (ConfigurationError, ValueError) as error:
+        # A URL the driver cannot read is a setting to correct, not a server to wait for.
+        raise ValueError(str(error)) from error
 
 
 def database_of(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:

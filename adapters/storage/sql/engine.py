@@ -48,8 +48,16 @@ def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
     work: the first statement that finds the database gone fails (``StorageUnavailable``),
     and SQLAlchemy then discards every connection opened before, so the next units
     reconnect by themselves once the database is back.
+
+    ``ValueError`` for a URL SQLAlchemy cannot read, or whose driver it does not have.
     """
-    parsed = async_url(url)
+    try:
+        return _engine(async_url(url), pool_size)
+    except exc.ArgumentError as error:
+        raise ValueError(str(error)) from error
+
+
+def _engine(parsed: URL, pool_size: int) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, pool_size)
     return create_async_engine(
