@@ -258,6 +258,24 @@ def test_a_database_refusing_the_settings_is_one_line_at_once(
     assert "Traceback" not in output.decode()
 
 
+@pytest.mark.parametrize("args", [("worker",)])
+def test_a_mongodb_refusing_the_login_is_one_line_at_once(
+    args: tuple[str, ...], mongo_refusing_logins: str, rabbitmq_vhost: str
+) -> None:
+    """A wrong user or password is not waited for as a server still starting (30 s)."""
+    env = {
+        "TASKPORT_STORAGE_URL": mongo_refusing_logins,
+        "TASKPORT_BROKER_URL": broker_url(rabbitmq_vhost),
+    }
+    process = taskport(*args, env=env)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 1
+    lines = output.decode().strip().splitlines()
+    assert lines[-1].startswith("taskport: storage is unavailable: ")
+    assert "Authentication failed" in lines[-1]
+    assert "Traceback" not in output.decode()
+
+
 async def all_running(client: httpx.AsyncClient, ids: list[str]) -> bool:
     statuses = [(await client.get(f"/v1/tasks/{id_}")).json()["status"] for id_ in ids]
     return statuses == ["RUNNING"] * len(ids)
