@@ -258,7 +258,7 @@ def test_a_database_refusing_the_settings_is_one_line_at_once(
     assert "Traceback" not in output.decode()
 
 
-@pytest.mark.parametrize("args", [("worker",)])
+@pytest.mark.parametrize("args", [("serve",), ("worker",)])
 def test_a_mongodb_refusing_the_login_is_one_line_at_once(
     args: tuple[str, ...], mongo_refusing_logins: str, rabbitmq_vhost: str
 ) -> None:
