@@ -3,6 +3,7 @@ reporting progress while they run."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -96,6 +97,38 @@ async def test_kinds_of_an_entry_point_and_of_a_handler_module_run(
         "thumbnails.resize": {"thumbnail": "cat.png@64x48", "attempt": 1},
         "thumbnails.palette": {"palette": ["#000000", "#ffffff"]},
     }
+
+
+async def test_as_many_plain_function_handlers_run_at_once_as_the_worker_concurrency(
+    api_factory: ApiFactory, on_path: Path
+) -> None:
+    """Each in a thread of its own: more of them than asyncio gives its default executor,
+    which would leave the others waiting, their time limit running."""
+    together = min(32, (os.cpu_count() or 1) + 4) + 2
+    module = write_module(
+        on_path,
+        "user_kinds_together",
+        f"""
+        import threading
+
+        from adapters.handlers.sdk import task_kind
+
+        ALL_IN = threading.Barrier({together})
+
+        @task_kind("together")
+        def together(payload, context):
+            ALL_IN.wait(timeout=8)  # passes once all of them run at the same time
+            return "together"
+        """,
+    )
+    api = await api_factory(handler_modules=[module], worker_concurrency=together)
+    ids = []
+    for _ in range(together):
+        body = {"kind": "together", "payload": {}, "max_attempts": 1}
+        ids.append((await api.post("/v1/tasks", json=body)).json()["id"])
+    for task_id in ids:
+        task = await wait_for_status(api, task_id, "SUCCEEDED", "FAILED")
+        assert task["status"] == "SUCCEEDED", task["error"]
 
 
 @pytest.mark.usefixtures("thumbnails_installed")
