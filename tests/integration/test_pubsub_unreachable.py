@@ -1,16 +1,21 @@
-"""With Pub/Sub unreachable, or a topic it needs missing, the adapter says so as
-``BrokerUnavailable``, promptly."""
+"""With Pub/Sub unreachable, a topic it needs missing, or no credentials to reach it, the
+adapter says so as ``BrokerUnavailable``, promptly."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
 
 import attrs
 import pytest
 from google.cloud import pubsub_v1
 
-from adapters.brokers.pubsub import PubSubOptions, PubSubPublisher
+from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
 from application.errors import BrokerUnavailable
 from tests.e2e.server import free_port
 from tests.factories import make_message
+from tests.polling import eventually
 from tests.pubsub import new_project
 
 
@@ -49,3 +54,41 @@ async def test_the_health_check_reports_a_missing_events_topic_when_events_are_o
         client.create_topic(name=options.events_topic_path)
     await publisher.check()
     await publisher.close()
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Google's client libraries outside the emulator, with credentials that cannot be
+    found (as on a host where none were set up)."""
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+
+
+@pytest.mark.usefixtures("no_credentials")
+async def test_missing_credentials_are_reported_as_pubsub_unavailable() -> None:
+    publisher = PubSubPublisher(PubSubOptions("taskport-no-credentials"))
+    with pytest.raises(BrokerUnavailable, match="credentials"):
+        await publisher.check()
+    with pytest.raises(BrokerUnavailable, match="credentials"):
+        await publisher.publish([make_message(b"{}")])
+    await publisher.close()
+
+
+@pytest.mark.usefixtures("no_credentials")
+async def test_a_consumer_without_credentials_says_so_and_waits_for_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It does not end at once, leaving its worker registered and alive but consuming
+    nothing, with no word of why."""
+    consumer = PubSubConsumer(PubSubOptions("taskport-no-credentials"))
+
+    async def never_called(delivery: object) -> None:
+        raise AssertionError("nothing is delivered")
+
+    with caplog.at_level(logging.WARNING, logger="taskport.pubsub"):
+        consuming = asyncio.create_task(consumer.consume(never_called, prefetch=1))
+        await eventually(lambda: consuming.done() or "credentials" in caplog.text)
+        assert not consuming.done(), consuming
+    await consumer.stop()
+    await consuming
+    await consumer.close()

@@ -20,7 +20,7 @@ from adapters.brokers.pubsub.publisher import (
     PubSubPublisher,
     dead_letter_attributes,
 )
-from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe
+from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe, made
 from application.errors import BrokerUnavailable
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
 
@@ -112,7 +112,7 @@ class PubSubConsumer:
 
     def _subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._client is None:
-            self._client = pubsub_v1.SubscriberClient()
+            self._client = made(pubsub_v1.SubscriberClient)
         return self._client
 
     async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:

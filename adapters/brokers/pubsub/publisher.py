@@ -12,7 +12,13 @@ from google.api_core import retry
 from google.cloud import pubsub_v1
 
 from adapters.brokers.pubsub.options import PubSubOptions
-from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, Provisioner, call, describe
+from adapters.brokers.pubsub.topology import (
+    RPC_TIMEOUT_SECONDS,
+    Provisioner,
+    call,
+    describe,
+    made,
+)
 from application.errors import BrokerUnavailable
 from application.messages import EVENTS_TOPIC, TASKS_TOPIC, TaskEventMessage
 from application.ports.outbox import OutboxMessage
@@ -82,24 +88,24 @@ class PubSubPublisher:
 
     def _publisher(self) -> pubsub_v1.PublisherClient:
         if self._client is None:
-            self._client = pubsub_v1.PublisherClient(
-                batch_settings=BATCH,
-                publisher_options=pubsub_v1.types.PublisherOptions(
-                    retry=retry.Retry(
-                        predicate=retry.if_exception_type(*TRANSIENT_ERRORS),
-                        initial=0.1,
-                        maximum=2.0,
-                        timeout=self._timeout,
-                    ),
+            options = pubsub_v1.types.PublisherOptions(
+                retry=retry.Retry(
+                    predicate=retry.if_exception_type(*TRANSIENT_ERRORS),
+                    initial=0.1,
+                    maximum=2.0,
                     timeout=self._timeout,
                 ),
+                timeout=self._timeout,
+            )
+            self._client = made(
+                lambda: pubsub_v1.PublisherClient(batch_settings=BATCH, publisher_options=options)
             )
         return self._client
 
     async def _ready(self) -> pubsub_v1.PublisherClient:
         client = self._publisher()
         if not self._provisioner.done:
-            with pubsub_v1.SubscriberClient() as subscriber:
+            with made(pubsub_v1.SubscriberClient) as subscriber:
                 await self._provisioner.ensure(client, subscriber)
         return client
 

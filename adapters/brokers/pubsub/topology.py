@@ -1,5 +1,5 @@
 """Creating Taskport's topics and subscriptions (``TASKPORT_PUBSUB_CREATE=true``), and
-translating the client library's errors at the adapter's edge."""
+translating the client library's errors (and its credentials') at the adapter's edge."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from google.api_core import exceptions as google_errors
+from google.auth import exceptions as google_auth_errors
 from google.cloud import pubsub_v1
 from google.pubsub_v1 import types
 
@@ -83,6 +84,15 @@ async def call(operation: Callable[[], T], what: str) -> T:
         ) from exc
     except google_errors.GoogleAPIError as exc:
         raise BrokerUnavailable(f"{what}: {describe(exc)}") from exc
+
+
+def made(client: Callable[[], T]) -> T:
+    """A client of the library, made now; the credentials it could not find are
+    ``BrokerUnavailable`` (there may be some later: a metadata server still starting)."""
+    try:
+        return client()
+    except google_auth_errors.GoogleAuthError as exc:
+        raise BrokerUnavailable(f"no credentials for Pub/Sub: {describe(exc)}") from exc
 
 
 def describe(exc: BaseException) -> str:
