@@ -155,10 +155,13 @@ def worker() -> None:
         raise typer.Exit(2)
     try:
         with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
-            runner.run(_work(container))
+            consumer_failed = runner.run(_work(container))
     except (PendingMigrations, StorageUnavailable) as exc:
         typer.echo(f"taskport: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if consumer_failed:
+        typer.echo("taskport: the consumer of the task queue stopped (see the log)", err=True)
+        raise typer.Exit(1)
 
 
 def _fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -171,7 +174,9 @@ def _fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _work(container: Container) -> None:
+async def _work(container: Container) -> bool:
+    """Runs the worker until SIGTERM or SIGINT, or until its consumer stops by itself;
+    returns whether it did (the process should end in error, to be started again)."""
     settings = container.settings()
     if settings.metrics_port:
         try:
@@ -196,8 +201,12 @@ async def _work(container: Container) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await runtime.start()
     logging.getLogger("taskport.worker").info("worker started")
-    await stopping.wait()
+    ended = [asyncio.create_task(event.wait()) for event in (stopping, runtime.consumer_failed)]
+    await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in ended:
+        waiting.cancel()
     await runtime.stop()
+    return runtime.consumer_failed.is_set()
 
 
 @db.command()

@@ -6,7 +6,6 @@ heartbeat in the worker registry."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -44,6 +43,10 @@ class Runtime:
         self._loops: list[asyncio.Task[None]] = []
         self._consuming: asyncio.Task[None] | None = None
         self._identity: WorkerIdentity | None = None
+        self._stopping = False
+        self.consumer_failed = asyncio.Event()
+        """Set when the consumer of the task queue ended by itself: the process runs no
+        more tasks from the queue (a worker then stops, to be started again)."""
 
     @property
     def worker_id(self) -> str | None:
@@ -131,6 +134,7 @@ class Runtime:
                 ),
                 name="consumer",
             )
+            self._consuming.add_done_callback(self._consumer_ended)
         # What start-up made (modules, the container, the app, compiled statements) lives
         # as long as the process: frozen, the collector no longer walks it. A task or a
         # request leaves little that survives it, so the youngest generation is collected
@@ -145,7 +149,18 @@ class Runtime:
         self._container.metrics().observe_stats(stats)
         return 0
 
+    def _consumer_ended(self, consuming: asyncio.Task[None]) -> None:
+        if self._stopping or consuming.cancelled():
+            return
+        error = consuming.exception()
+        logger.error(
+            "the consumer of the task queue stopped: this process takes no more tasks from it",
+            exc_info=error,
+        )
+        self.consumer_failed.set()
+
     async def stop(self) -> None:
+        self._stopping = True
         grace = self._settings.shutdown_grace_seconds
         if self._consuming is not None:
             consumer = self._container.consumer()
@@ -159,8 +174,7 @@ class Runtime:
                     self._container.run_task().in_progress,
                 )
             self._consuming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consuming
+            await asyncio.wait({self._consuming})  # a consumer that failed was logged
         # The heartbeat goes on through the grace period: a worker finishing its tasks is
         # not lost.
         await _cancel_until_done(self._loops)

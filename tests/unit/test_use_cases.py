@@ -1055,3 +1055,32 @@ async def test_a_worker_registers_at_start_and_leaves_at_a_clean_stop(app: Conta
     finally:
         await runtime.stop()
     assert await app.list_workers()() == []
+
+
+class FailingConsumer:
+    """A consumer whose consume ends in an error of its own, as a driver's bug would."""
+
+    async def consume(self, callback: Any, prefetch: int) -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("the consumer broke")
+
+    async def stop(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_worker_whose_consumer_stops_by_itself_says_so_and_ends(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Else the process would stay registered, heartbeating, and take no task."""
+    from entrypoints.cli import _work
+
+    container = container_for(clock)
+    container.consumer.override(providers.Object(FailingConsumer()))
+    with caplog.at_level(logging.ERROR, "taskport.runtime"):
+        assert await asyncio.wait_for(_work(container), 10) is True
+    [logged] = [r for r in caplog.records if r.name == "taskport.runtime"]
+    assert logged.getMessage().startswith("the consumer of the task queue stopped")
+    assert "the consumer broke" in str(logged.exc_info[1])
