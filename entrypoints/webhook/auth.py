@@ -62,8 +62,15 @@ class PushAuthenticator:
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
         from google.auth import exceptions as auth_errors
+        from google.auth import jwt
         from google.oauth2 import id_token
 
+        try:
+            # Read before the certificates are fetched: a token that is not one is a 403
+            # even while they cannot be.
+            jwt.decode(token, verify=False)  # type: ignore[no-untyped-call]
+        except (ValueError, auth_errors.GoogleAuthError) as exc:
+            raise _forbidden(f"invalid token: {exc}") from exc
         try:
             claims: dict[str, Any] = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
                 token, self._request, audience=self._audience

@@ -470,3 +470,11 @@ async def test_a_push_answers_503_while_googles_certificates_cannot_be_fetched(
     )
     assert response.status_code == 503
     assert "Retry-After" in response.headers
+    # A token that is not one is refused without Google's certificates.
+    for garbage in ("abc", "a.b.c", "eyJhbGciOiJSUzI1NiJ9.e30"):
+        refused = await client.post(
+            "/webhook/pubsub",
+            json=run_task_envelope(str(new_id())),
+            headers={"Authorization": f"Bearer {garbage}"},
+        )
+        assert refused.status_code == 403, (garbage, refused.json())
