@@ -101,7 +101,10 @@ class Task:
         if callback_url is not None and not 0 < len(callback_url) <= MAX_CALLBACK_URL_LENGTH:
             raise InvalidTask(f"callback_url must be 1-{MAX_CALLBACK_URL_LENGTH} characters")
         if not timedelta(0) < timeout <= timedelta(seconds=MAX_TIMEOUT_SECONDS):
-            raise InvalidTask(f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds")
+            raise InvalidTask(
+                f"timeout must be over 0 (in whole microseconds) and at most "
+                f"{MAX_TIMEOUT_SECONDS} seconds, got {timeout.total_seconds():g}"
+            )
         if run_at is not None:
             try:
                 run_at = run_at.astimezone(UTC)
