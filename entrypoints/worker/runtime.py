@@ -150,9 +150,15 @@ class Runtime:
         return 0
 
     def _consumer_ended(self, consuming: asyncio.Task[None]) -> None:
-        if self._stopping or consuming.cancelled():
+        if consuming.cancelled():
             return
         error = consuming.exception()
+        if self._stopping:
+            if error is not None:
+                logger.warning(
+                    "the consumer of the task queue failed as it stopped", exc_info=error
+                )
+            return
         logger.error(
             "the consumer of the task queue stopped: this process takes no more tasks from it",
             exc_info=error,
