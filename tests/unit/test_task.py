@@ -176,7 +176,7 @@ def test_invalid_tasks_are_refused(kind: str, timeout: int) -> None:
 
 def test_a_timeout_under_a_microsecond_says_what_it_was_read_as() -> None:
     """1e-7 s is 0 in whole microseconds: "between 0 and 86400" would read as a riddle."""
-    with pytest.raises(InvalidTask, match="over 0 .in whole microseconds.* got 0$"):
+    with pytest.raises(InvalidTask, match=r"over 0 \(in whole microseconds\).* got 0$"):
         make_task(timeout=timedelta(seconds=1e-7))
 
 
