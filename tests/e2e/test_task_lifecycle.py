@@ -262,3 +262,17 @@ async def test_stats_reflect_the_work_done(api: httpx.AsyncClient) -> None:
     assert {"status": "SUCCEEDED", "kind": "echo", "count": 3} in stats["by_status_and_kind"]
     assert stats["oldest_queued_age_seconds"] is None
     assert stats["outbox_backlog"] == 0
+
+
+async def test_readiness_tells_why_to_a_caller_with_a_key_only(api_factory: ApiFactory) -> None:
+    """The reasons name hosts, ports and driver errors: not for anyone on the network."""
+    api = await api_factory(
+        api_keys="alice:key-a", broker_url="amqp://guest:guest@127.0.0.1:1/", embedded_worker=False
+    )
+    anonymous = await api.get("/readyz")
+    assert anonymous.status_code == 503
+    assert anonymous.json()["checks"] == {"storage": None, "broker": "unavailable"}
+    assert anonymous.json()["detail"] == "broker: unavailable"
+    told = await api.get("/readyz", headers={"Authorization": "Bearer key-a"})
+    assert told.status_code == 503
+    assert "Connection refused" in told.json()["checks"]["broker"], told.json()

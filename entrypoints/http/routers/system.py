@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from application.ports.handlers import HandlerRegistry
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.get_stats import GetStatsHandler
-from entrypoints.http.dependencies import Owner, container_of, provided
+from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
 from entrypoints.http.routing import Router
 from entrypoints.http.schemas import KindOut, KindsOut, StatsOut
@@ -28,17 +28,30 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the storage or the broker does not answer (checks)"}},
 )
 async def readyz(
+    request: Request,
     check: CheckReadinessHandler = provided("check_readiness"),
 ) -> dict[str, object]:
-    """Storage and broker answer; 503 with the reasons otherwise."""
+    """Storage and broker answer; 503 otherwise, with the reasons for a caller with an API
+    key (they name hosts, ports and driver errors), ``unavailable`` for anyone else."""
     checks = await check()
     failing = {name: reason for name, reason in checks.items() if reason is not None}
     if failing:
+        if not await _authenticated(request):
+            failing = dict.fromkeys(failing, "unavailable")
+            checks = {**checks, **failing}
         detail = "; ".join(f"{name}: {reason}" for name, reason in failing.items())
         raise Problem(
             503, "not-ready", "Not ready", detail, headers={"Retry-After": "1"}, checks=checks
         )
     return {"status": "ready", "checks": checks}
+
+
+async def _authenticated(request: Request) -> bool:
+    try:
+        await authenticate(request)
+    except Problem:
+        return False
+    return True
 
 
 @router.get("/metrics", tags=["operations"], include_in_schema=False)
