@@ -138,6 +138,7 @@ async def test_as_many_plain_function_handlers_run_at_once_as_the_worker_concurr
         ("thumbnails.resize", {"source": "a.png", "width": 0, "height": 1}, "width"),
         ("thumbnails.resize", {"source": "a.png", "height": 1}, "width: Field required"),
         ("thumbnails.palette", {"colors": ["red"]}, "$.colors[0]: 'red' does not match"),
+        ("thumbnails.palette", {"colors": ["#ffffff\n"]}, "$.colors[0]: '#ffffff\\n' is too long"),
         ("thumbnails.palette", {"colours": []}, "'colors' is a required property"),
     ],
 )

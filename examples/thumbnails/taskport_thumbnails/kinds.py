@@ -37,7 +37,7 @@ PALETTE_SCHEMA = {
     "properties": {
         "colors": {
             "type": "array",
-            "items": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+            "items": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$", "maxLength": 7},
             "minItems": 1,
         }
     },
