@@ -26,8 +26,12 @@ logger = logging.getLogger("taskport.schema")
 
 STARTUP_WAIT_SECONDS = 30
 # A database still starting is waited for; one that refuses the settings is not.
-_WHILE_STARTING = retry_if_exception_type(StorageUnavailable) & retry_if_not_exception_type(
-    StorageRefused
+_waiting_while_starting = retry(
+    retry=retry_if_exception_type(StorageUnavailable) & retry_if_not_exception_type(StorageRefused),
+    stop=stop_after_delay(STARTUP_WAIT_SECONDS),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    before_sleep=before_sleep_log(logger, logging.WARNING),
+    reraise=True,
 )
 
 
@@ -48,24 +52,12 @@ async def prepare_schema(storage: object, settings: Settings) -> None:
             await _create_indexes(storage)
 
 
-@retry(
-    retry=_WHILE_STARTING,
-    stop=stop_after_delay(STARTUP_WAIT_SECONDS),
-    wait=wait_exponential(multiplier=0.2, max=5),
-    before_sleep=before_sleep_log(logger, logging.WARNING),
-    reraise=True,
-)
+@_waiting_while_starting
 async def _create_indexes(storage: MongoStorage) -> None:
     await storage.prepare()
 
 
-@retry(
-    retry=_WHILE_STARTING,
-    stop=stop_after_delay(STARTUP_WAIT_SECONDS),
-    wait=wait_exponential(multiplier=0.2, max=5),
-    before_sleep=before_sleep_log(logger, logging.WARNING),
-    reraise=True,
-)
+@_waiting_while_starting
 async def _prepare(storage: SqlStorage, settings: Settings) -> None:
     if settings.migrates_on_start:
         await storage.upgrade()
