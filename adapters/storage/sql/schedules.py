@@ -11,7 +11,6 @@ from uuid import UUID
 from sqlalchemy import Row, and_, delete, exc, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
-from adapters.storage.sql.engine import translated_errors
 from adapters.storage.sql.schema import schedules
 from application.errors import ScheduleNameTaken
 from domain.schedule import Schedule, TaskTemplate
@@ -31,19 +30,21 @@ class SqlSchedules:
             raise ScheduleNameTaken(schedule.name or "") from None
 
     async def get(self, owner: str, schedule_id: UUID) -> Schedule | None:
-        rows = await self._read(select(schedules).where(_owned(owner, schedule_id)))
+        rows = await self._storage.read_alone(select(schedules).where(_owned(owner, schedule_id)))
         return _from_row(rows[0]) if rows else None
 
     async def list(self, owner: str, limit: int, before: UUID | None = None) -> Sequence[Schedule]:
         statement = select(schedules).where(schedules.c.owner == owner)
         if before is not None:
             statement = statement.where(schedules.c.id < before)
-        rows = await self._read(statement.order_by(schedules.c.id.desc()).limit(limit))
+        rows = await self._storage.read_alone(
+            statement.order_by(schedules.c.id.desc()).limit(limit)
+        )
         return [_from_row(row) for row in rows]
 
     async def count(self, owner: str) -> int:
         statement = select(func.count()).select_from(schedules).where(schedules.c.owner == owner)
-        rows = await self._read(statement)
+        rows = await self._storage.read_alone(statement)
         return int(rows[0][0])
 
     async def delete(self, owner: str, schedule_id: UUID) -> bool:
@@ -76,7 +77,7 @@ class SqlSchedules:
             .order_by(schedules.c.next_run_at, schedules.c.id)
             .limit(limit)
         )
-        return [_from_row(row) for row in await self._read(statement)]
+        return [_from_row(row) for row in await self._storage.read_alone(statement)]
 
     async def ran(
         self,
@@ -97,11 +98,6 @@ class SqlSchedules:
             )
         )
         return moved > 0
-
-    async def _read(self, statement: Any) -> Sequence[Row[Any]]:
-        with translated_errors():
-            async with self._storage.engine.connect() as connection:
-                return (await connection.execute(statement)).all()
 
 
 def _owned(owner: str, schedule_id: UUID) -> ColumnElement[bool]:

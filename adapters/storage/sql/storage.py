@@ -141,9 +141,7 @@ class SqlStorage:
         return SqlWorkerRegistry(self)
 
     async def check(self) -> None:
-        with translated_errors():
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+        await self.read_alone(text("SELECT 1"))
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -175,6 +173,12 @@ class SqlStorage:
 
     async def migrations_pending(self) -> bool:
         return await self.current_revision() != SCHEMA_REVISION
+
+    async def read_alone(self, statement: Executable) -> Sequence[Row[Any]]:
+        """The rows of ``statement``, read outside any unit of work."""
+        with translated_errors():
+            async with self.engine.connect() as connection:
+                return (await connection.execute(statement)).all()
 
     async def write_alone(self, statement: Executable) -> int:
         """Runs ``statement`` in a transaction of its own; returns how many rows it wrote."""
@@ -347,10 +351,7 @@ class SqlWorkerRegistry:
 
     async def list(self) -> Sequence[WorkerRecord]:
         statement = select(workers).order_by(workers.c.started_at.desc(), workers.c.id.desc())
-        with translated_errors():
-            async with self._storage.engine.connect() as connection:
-                rows = (await connection.execute(statement)).all()
-        return [worker_from_row(row) for row in rows]
+        return [worker_from_row(row) for row in await self._storage.read_alone(statement)]
 
     async def prune(self, before: datetime) -> int:
         return await self._write(delete(workers).where(workers.c.last_heartbeat < before))
