@@ -36,10 +36,10 @@ def optional_instant(value: datetime | None) -> int | None:
 
 
 def parse_instant(value: int | None) -> datetime | None:
-    return _required_instant(value) if value is not None else None
+    return required_instant(value) if value is not None else None
 
 
-def _required_instant(value: int) -> datetime:
+def required_instant(value: int) -> datetime:
     return EPOCH + value * _MICROSECOND
 
 
@@ -109,8 +109,8 @@ def task_from_document(document: dict[str, Any]) -> Task:
             max_delay=document["retry_max_delay_us"] * _MICROSECOND,
         ),
         timeout=document["timeout_us"] * _MICROSECOND,
-        created_at=_required_instant(document["created_at"]),
-        updated_at=_required_instant(document["updated_at"]),
+        created_at=required_instant(document["created_at"]),
+        updated_at=required_instant(document["updated_at"]),
         run_at=parse_instant(document.get("run_at")),
         idempotency_key=document.get("idempotency_key"),
         request_fingerprint=document.get("request_fingerprint"),
@@ -127,7 +127,7 @@ def task_from_document(document: dict[str, Any]) -> Task:
             Progress(
                 progress["fraction"],
                 progress["message"],
-                _required_instant(progress["updated_at"]),
+                required_instant(progress["updated_at"]),
             )
             if progress
             else None
@@ -151,7 +151,7 @@ def message_from_fields(message_id: str, fields: dict[str, Any]) -> OutboxMessag
         id=UUID(message_id),
         topic=fields["topic"],
         body=bytes(fields["body"]),
-        created_at=_required_instant(fields["created_at"]),
+        created_at=required_instant(fields["created_at"]),
     )
 
 
@@ -171,8 +171,8 @@ def worker_from_document(document: dict[str, Any]) -> WorkerRecord:
         id=document["_id"],
         host=document["host"],
         pid=document["pid"],
-        started_at=_required_instant(document["started_at"]),
-        last_heartbeat=_required_instant(document["last_heartbeat"]),
+        started_at=required_instant(document["started_at"]),
+        last_heartbeat=required_instant(document["last_heartbeat"]),
         concurrency=document["concurrency"],
         running=document["running"],
     )

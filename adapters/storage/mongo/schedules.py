@@ -15,7 +15,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from adapters.storage.mongo.client import Document, translated_errors
-from adapters.storage.mongo.mapping import instant, optional_instant, parse_instant
+from adapters.storage.mongo.mapping import (
+    instant,
+    optional_instant,
+    parse_instant,
+    required_instant,
+)
 from application.errors import ScheduleNameTaken
 from domain.schedule import Schedule, TaskTemplate
 
@@ -147,11 +152,6 @@ def _document(schedule: Schedule) -> Document:
 
 
 def _from_document(document: dict[str, Any]) -> Schedule:
-    def at(name: str) -> datetime:
-        value = parse_instant(document[name])
-        assert value is not None
-        return value
-
     last_task_id = document.get("last_task_id")
     return Schedule(
         id=UUID(document["_id"]),
@@ -167,9 +167,9 @@ def _from_document(document: dict[str, Any]) -> Schedule:
             callback_url=document.get("callback_url"),
         ),
         paused=document["paused"],
-        next_run_at=at("next_run_at"),
+        next_run_at=required_instant(document["next_run_at"]),
         last_run_at=parse_instant(document.get("last_run_at")),
         last_task_id=UUID(last_task_id) if last_task_id else None,
-        created_at=at("created_at"),
-        updated_at=at("updated_at"),
+        created_at=required_instant(document["created_at"]),
+        updated_at=required_instant(document["updated_at"]),
     )
