@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -24,20 +24,16 @@ from domain.schedule import (
 from domain.task import MAX_CALLBACK_URL_LENGTH, Task
 from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 
-
-class TaskIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(min_length=1, max_length=100, examples=["echo"])
-    payload: Any = Field(default_factory=dict, examples=[{"hello": "world"}])
-    run_at: AwareDatetime | None = Field(
-        default=None, description="start no earlier than this time (with a UTC offset)"
-    )
-    # Strict: "3", true or 3.5 is no number of attempts (pydantic would read "3" and true).
-    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
-    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
-    callback_url: str | None = Field(
-        default=None,
+# The fields of a task as a request describes it, for a task (TaskIn) and for the tasks
+# of a schedule (ScheduleIn) alike.
+Kind = Annotated[str, Field(min_length=1, max_length=100, examples=["echo"])]
+Payload = Annotated[Any, Field(default_factory=dict, examples=[{"hello": "world"}])]
+# Strict: "3", true or 3.5 is no number of attempts (pydantic would read "3" and true).
+MaxAttempts = Annotated[int | None, Field(ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)]
+TimeoutSeconds = Annotated[float | None, Field(gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)]
+CallbackUrl = Annotated[
+    str | None,
+    Field(
         min_length=1,
         max_length=MAX_CALLBACK_URL_LENGTH,
         description=(
@@ -45,7 +41,21 @@ class TaskIn(BaseModel):
             "host must be allowed by TASKPORT_HTTP_ALLOWED_HOSTS"
         ),
         examples=["https://hooks.example.com/taskport"],
+    ),
+]
+
+
+class TaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    payload: Payload
+    run_at: AwareDatetime | None = Field(
+        default=None, description="start no earlier than this time (with a UTC offset)"
     )
+    max_attempts: MaxAttempts = None
+    timeout_seconds: TimeoutSeconds = None
+    callback_url: CallbackUrl = None
 
     @field_validator("run_at", mode="before")
     @classmethod
@@ -273,11 +283,11 @@ class ScheduleIn(BaseModel):
         examples=["nightly-report"],
     )
     paused: bool = False
-    kind: str = Field(min_length=1, max_length=100, examples=["echo"])
-    payload: Any = Field(default_factory=dict, examples=[{"hello": "world"}])
-    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
-    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
-    callback_url: str | None = Field(default=None, min_length=1, max_length=MAX_CALLBACK_URL_LENGTH)
+    kind: Kind
+    payload: Payload
+    max_attempts: MaxAttempts = None
+    timeout_seconds: TimeoutSeconds = None
+    callback_url: CallbackUrl = None
 
     def command(self, owner: str) -> CreateSchedule:
         return CreateSchedule(
