@@ -119,6 +119,15 @@ class BrokerUnavailable(Unavailable):
         super().__init__("broker", reason, retry_after_seconds)
 
 
+class PartlyPublished(BrokerUnavailable):
+    """The broker took some of the messages handed to it and not the others (a missing
+    topic, a nack, a channel lost halfway): ``published`` holds the ids of those it took."""
+
+    def __init__(self, reason: str, published: frozenset[UUID]) -> None:
+        super().__init__(reason)
+        self.published = published
+
+
 class PermanentFailure(Exception):
     """Raised by a task handler for a failure that no retry can fix."""
 

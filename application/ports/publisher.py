@@ -11,7 +11,9 @@ class Publisher(Protocol):
 
     ``publish`` returns only when the broker has taken responsibility for every message
     (persisted and confirmed where the broker confirms); it raises ``BrokerUnavailable``
-    otherwise, in which case any of the messages may or may not have been published.
+    otherwise, in which case any of the messages may or may not have been published. When
+    the broker confirmed some of them and not the others (a topic missing, a nack), it
+    raises ``PartlyPublished`` naming those it took, so they are not published again.
     A message may be published more than once; consumers tolerate duplicates.
     """
 

@@ -9,7 +9,7 @@ from application.batching import Batcher, Request
 from application.ports.outbox import OutboxMessage
 from application.ports.publisher import Publisher
 from application.ports.unit_of_work import UnitOfWorkFactory
-from application.use_cases.relay_outbox import RELAY_BATCH
+from application.use_cases.relay_outbox import RELAY_BATCH, published
 
 logger = logging.getLogger("taskport.relay")
 
@@ -27,10 +27,11 @@ class PublishCommittedHandler:
     ``notify`` (the ``RelayTrigger`` the recorder calls after each commit) returns at once;
     up to ``publishers`` batches are published at a time, and the messages handed over
     meanwhile go together in the next batch (``Batcher``). A batch is marked sent only
-    after the broker confirmed it. A batch that fails (broker or storage unavailable, a
-    crash) stays pending in the outbox: the relay sweep (``RelayOutboxHandler``) takes it
-    once it is older than the sweep's age, which the fast path normally never reaches, so
-    the two do not publish the same message in the normal case.
+    after the broker confirmed it; of a batch the broker took in part, the messages it took.
+    A batch that fails (broker or storage unavailable, a crash) stays pending in the outbox:
+    the relay sweep (``RelayOutboxHandler``) takes it once it is older than the sweep's age,
+    which the fast path normally never reaches, so the two do not publish the same message
+    in the normal case.
 
     Once ``max_waiting`` messages wait (commits come faster than the broker takes their
     messages), the messages handed over are left to the sweep until no more than half as
@@ -76,10 +77,14 @@ class PublishCommittedHandler:
     async def _publish(self, requests: Sequence[Request[OutboxMessage]]) -> list[None]:
         batch = [request.item for request in requests]
         try:
-            await self._publisher.publish(batch)
+            sent, failure = await published(self._publisher, batch)
             async with self._uow() as uow:
-                await uow.outbox.mark_sent(batch)
+                await uow.outbox.mark_sent(sent)
                 await uow.commit()
         except Exception as exc:
             logger.warning("%d messages left to the relay sweep: %s", len(batch), exc)
+        else:
+            if failure is not None:
+                left = len(batch) - len(sent)
+                logger.warning("%d messages left to the relay sweep: %s", left, failure)
         return [None] * len(batch)

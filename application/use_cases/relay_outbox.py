@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
+from application.errors import PartlyPublished
 from application.ports.clock import Clock
+from application.ports.outbox import OutboxMessage
 from application.ports.publisher import Publisher
 from application.ports.unit_of_work import UnitOfWorkFactory
 
@@ -23,7 +26,8 @@ class RelayOutboxHandler:
     It takes what the fast path left behind: messages of a process that stopped between
     commit and publish, or whose publish failed. Messages are marked sent only after the
     broker confirmed them; a crash in between publishes them again (at-least-once), which
-    the state machine makes harmless.
+    the state machine makes harmless. When the broker took only some of them, those are
+    marked sent and ``PartlyPublished`` is raised for the others, which stay pending.
     """
 
     def __init__(
@@ -44,7 +48,21 @@ class RelayOutboxHandler:
             messages = await uow.outbox.pending(limit, created_until)
             if not messages:
                 return 0
-            await self._publisher.publish(messages)
-            await uow.outbox.mark_sent(messages)
+            sent, failure = await published(self._publisher, messages)
+            await uow.outbox.mark_sent(sent)
             await uow.commit()
+        if failure is not None:
+            raise failure
         return len(messages)
+
+
+async def published(
+    publisher: Publisher, messages: Sequence[OutboxMessage]
+) -> tuple[Sequence[OutboxMessage], PartlyPublished | None]:
+    """Publishes ``messages``; returns those the broker took, and what it said of the others
+    when it took only some. Raises what ``publish`` raised when it cannot name any it took."""
+    try:
+        await publisher.publish(messages)
+    except PartlyPublished as exc:
+        return [message for message in messages if message.id in exc.published], exc
+    return messages, None

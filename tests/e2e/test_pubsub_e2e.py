@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -212,3 +214,46 @@ async def test_a_long_push_is_not_taken_for_an_abandoned_run_by_the_recovery_swe
         workers = (await client.get("/v1/workers")).json()["items"]
     assert (task["status"], task["attempts"], task["error"]) == ("SUCCEEDED", 1, None)
     assert [worker["status"] for worker in workers] == ["alive"]
+
+
+async def test_tasks_are_dispatched_while_the_events_topic_is_missing(
+    pubsub_emulator: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    """Each outcome's event fails to publish; the task messages batched with them on their
+    way to Pub/Sub are published, and marked sent."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/webhook/pubsub"
+    url = f"pubsub://{new_project()}?subscription=taskport-tasks-push&push_endpoint={endpoint}"
+    env = {
+        **pubsub_env(tmp_path, url, pubsub_emulator),
+        "TASKPORT_PUBLISH_EVENTS": "true",
+        "TASKPORT_RELAY_SWEEP_AFTER_SECONDS": "0.5",
+    }
+    server = ServerProcess(env, tmp_path / "serve.log", port)
+    processes.append(server)
+    await server.start()
+    await run_echo(server.base_url)  # the topics are made at first use
+    with pubsub_v1.PublisherClient() as client:
+        client.delete_topic(topic=PubSubOptions.from_url(url).events_topic_path)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        ids = []
+        for _ in range(4):  # in turns, so that outcomes and new tasks meet in the relay
+            submitted = await asyncio.gather(
+                *(client.post("/v1/tasks", json={"kind": "echo", "payload": {}}) for _ in range(20))
+            )
+            ids.extend(response.json()["id"] for response in submitted)
+
+        async def all_succeeded() -> bool:
+            found = await client.get("/v1/tasks", params={"status": "SUCCEEDED", "limit": 100})
+            return {task["id"] for task in found.json()["items"]} >= set(ids)
+
+        await eventually(all_succeeded, within=30, interval=0.2)
+
+    def unsent(topic: str) -> int:
+        with closing(sqlite3.connect(tmp_path / "taskport.db")) as database:
+            query = "SELECT count(*) FROM outbox WHERE topic = ? AND sent_at IS NULL"
+            return int(database.execute(query, (topic,)).fetchone()[0])
+
+    # The task messages are marked sent, so the relay does not publish them again and again.
+    await eventually(lambda: unsent("tasks") == 0, within=10, interval=0.2)
+    assert unsent("events") >= len(ids)

@@ -4,7 +4,9 @@ adapter says so as ``BrokerUnavailable``, promptly."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 from pathlib import Path
 
 import attrs
@@ -12,7 +14,8 @@ import pytest
 from google.cloud import pubsub_v1
 
 from adapters.brokers.pubsub import PubSubConsumer, PubSubOptions, PubSubPublisher
-from application.errors import BrokerUnavailable
+from application.errors import BrokerUnavailable, PartlyPublished
+from application.messages import EVENTS_TOPIC
 from tests.e2e.server import free_port
 from tests.factories import make_message
 from tests.polling import eventually
@@ -92,3 +95,19 @@ async def test_a_consumer_without_credentials_says_so_and_waits_for_them(
     await consumer.stop()
     await consuming
     await consumer.close()
+
+
+@pytest.mark.usefixtures("pubsub_emulator")
+async def test_with_the_events_topic_missing_task_messages_are_published_and_named() -> None:
+    """So the relay marks them sent: the failing events do not hold back the tasks."""
+    options = PubSubOptions(new_project(), events=True)
+    with pubsub_v1.PublisherClient() as client:
+        client.create_topic(name=options.topic_path)
+    publisher = PubSubPublisher(options, publish_timeout=2)
+    task = make_message(b"{}")
+    event_body = {"type": "task.succeeded", "task": {"kind": "echo", "id": str(uuid.uuid4())}}
+    event = make_message(json.dumps(event_body).encode(), topic=EVENTS_TOPIC)
+    with pytest.raises(PartlyPublished, match="1 of 2 messages not published") as raised:
+        await publisher.publish([event, task])
+    assert raised.value.published == {task.id}
+    await publisher.close()

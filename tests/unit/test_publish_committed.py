@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from adapters.storage.memory import MemoryStorage
+from application.errors import PartlyPublished
 from application.ports.outbox import OutboxMessage
 from application.use_cases.publish_committed import PublishCommittedHandler
-from tests.factories import make_message
+from application.use_cases.relay_outbox import RelayOutboxHandler
+from tests.factories import T0, FakeClock, make_message
 from tests.polling import eventually
 
 
@@ -86,3 +91,52 @@ async def test_a_stuck_broker_leaves_messages_to_the_sweep_beyond_the_bound() ->
     relay.notify(left)  # caught up (none waiting): handovers are taken again
     await relay.drain()
     assert publisher.published == [taken, *waiting, *left]
+
+
+class TasksOnlyPublisher(Publisher):
+    """Takes task messages and fails events, as Pub/Sub does while its events topic is
+    missing."""
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        taken = [message for message in messages if message.topic == "tasks"]
+        self.published.extend(taken)
+        if len(taken) < len(messages):
+            raise PartlyPublished(
+                f"{len(messages) - len(taken)} of {len(messages)} messages not published",
+                published=frozenset(message.id for message in taken),
+            )
+
+
+async def _stored(storage: MemoryStorage, *messages: OutboxMessage) -> None:
+    async with storage.unit_of_work() as uow:
+        for message in messages:
+            await uow.outbox.put(message)
+        await uow.commit()
+
+
+async def _pending(storage: MemoryStorage) -> list[OutboxMessage]:
+    async with storage.unit_of_work() as uow:
+        return list(await uow.outbox.pending(100))
+
+
+async def test_the_fast_path_marks_sent_what_the_broker_took_of_a_batch_it_failed() -> None:
+    storage, publisher = MemoryStorage(), TasksOnlyPublisher()
+    event, task = make_message(topic="events"), make_message()
+    await _stored(storage, event, task)
+    relay = PublishCommittedHandler(storage.unit_of_work, publisher)
+    relay.notify([event, task])
+    await relay.drain()
+    assert publisher.published == [task]
+    assert await _pending(storage) == [event]
+
+
+async def test_the_sweep_marks_sent_what_the_broker_took_and_reports_the_rest() -> None:
+    storage, publisher = MemoryStorage(), TasksOnlyPublisher()
+    events = [make_message(topic="events") for _ in range(3)]
+    task = make_message()
+    await _stored(storage, *events, task)
+    sweep = RelayOutboxHandler(storage.unit_of_work, publisher, FakeClock(T0), timedelta(0))
+    with pytest.raises(PartlyPublished, match="3 of 4 messages not published"):
+        await sweep()
+    assert publisher.published == [task]
+    assert await _pending(storage) == events

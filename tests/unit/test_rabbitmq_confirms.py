@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 from pika.spec import Basic, BasicProperties
 
+from adapters.brokers.rabbitmq.publisher import RabbitMqPublisher
 from adapters.brokers.rabbitmq.session import AmqpSession, all_confirmed
-from application.errors import BrokerUnavailable
+from application.errors import BrokerUnavailable, PartlyPublished
+from tests.factories import make_message
+from tests.polling import eventually
 
 
 class FakeChannel:
@@ -58,3 +61,23 @@ async def test_a_lost_session_fails_every_unconfirmed_publish() -> None:
         await all_confirmed(confirmations)
     with pytest.raises(BrokerUnavailable, match="gone"):
         session.publish("q", b"{}", BasicProperties())
+
+
+async def test_a_publisher_names_the_messages_confirmed_of_a_batch_not_confirmed_whole() -> None:
+    """So the relay marks those sent and does not publish them again."""
+    session, _ = session_with(0)
+    publisher = RabbitMqPublisher.from_url("amqp://guest:guest@127.0.0.1:1/")
+
+    async def connected(wait: float) -> AmqpSession:
+        return session
+
+    publisher._connector.session = connected  # type: ignore[method-assign]
+    messages = [make_message() for _ in range(3)]
+    publishing = asyncio.create_task(publisher.publish(messages))
+    await eventually(lambda: len(session._confirms) == 3)
+    confirm(session, Basic.Ack(delivery_tag=1, multiple=False))
+    confirm(session, Basic.Nack(delivery_tag=2, multiple=False))
+    confirm(session, Basic.Ack(delivery_tag=3, multiple=False))
+    with pytest.raises(PartlyPublished, match="1 of 3") as raised:
+        await publishing
+    assert raised.value.published == {messages[0].id, messages[2].id}

@@ -11,6 +11,7 @@ from google.api_core import exceptions as google_errors
 from google.api_core import retry
 from google.cloud import pubsub_v1
 
+from adapters.brokers.confirms import naming_the_published
 from adapters.brokers.pubsub.options import PubSubOptions
 from adapters.brokers.pubsub.topology import (
     RPC_TIMEOUT_SECONDS,
@@ -68,8 +69,9 @@ def dead_letter_attributes(
 class PubSubPublisher:
     """Publishes to the task topic, and task events to the events topic; ``publish`` hands
     the whole batch to the client, then waits (without blocking the event loop) until every
-    message's future resolved. Also the ``DeadLetters`` of Pub/Sub: ``put`` publishes to the
-    dead-letter topic."""
+    message's future resolved (``PartlyPublished`` names the messages Pub/Sub took when it
+    did not take all, as while the events topic is missing). Also the ``DeadLetters`` of
+    Pub/Sub: ``put`` publishes to the dead-letter topic."""
 
     name = "broker"
 
@@ -121,7 +123,10 @@ class PubSubPublisher:
             ]
         except (google_errors.GoogleAPIError, RuntimeError) as exc:
             raise BrokerUnavailable(f"cannot publish: {describe(exc)}") from exc
-        await all_published(pending, self._timeout)
+        try:
+            await all_published(pending, self._timeout)
+        except BrokerUnavailable as exc:
+            raise naming_the_published(exc, messages, pending) from exc
 
     def _route(self, message: OutboxMessage) -> tuple[str, dict[str, str]]:
         """The topic and attributes of ``message``: a task message goes to the task topic,

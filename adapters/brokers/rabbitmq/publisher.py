@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 from pika.spec import PERSISTENT_DELIVERY_MODE, BasicProperties
 
+from adapters.brokers.confirms import naming_the_published
 from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions
 from adapters.brokers.rabbitmq.session import all_confirmed
+from application.errors import BrokerUnavailable
 from application.messages import EVENTS_TOPIC, TASKS_TOPIC, TaskEventMessage
 from application.ports.outbox import OutboxMessage
 
@@ -20,7 +22,7 @@ CONNECT_WAIT_SECONDS = 1.0
 class RabbitMqPublisher:
     """Publishes persistent messages to the task queue, and task events to the events
     exchange; ``publish`` sends the whole batch, then waits until RabbitMQ confirmed every
-    message."""
+    message (``PartlyPublished`` names those it confirmed when it did not confirm all)."""
 
     name = "broker"
 
@@ -37,7 +39,11 @@ class RabbitMqPublisher:
         if not routed:
             return
         session = await self._connector.session(wait=CONNECT_WAIT_SECONDS)
-        await all_confirmed([session.publish(*route) for route in routed])
+        confirmations = [session.publish(*route) for route in routed]
+        try:
+            await all_confirmed(confirmations)
+        except BrokerUnavailable as exc:
+            raise naming_the_published(exc, messages, confirmations) from exc
 
     def _route(self, message: OutboxMessage) -> tuple[str, bytes, BasicProperties, str, bool]:
         """The arguments of ``AmqpSession.publish`` for ``message``: a task message goes to
