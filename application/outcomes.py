@@ -46,8 +46,8 @@ def outcome_body(task: Task, event_type: str) -> JsonValue:
 
 def finished_task(task: Task) -> dict[str, JsonValue]:
     """A finished task as its outcome tells it: its id, kind, status, attempts, when it was
-    created and finished, its result or error, with the field names and formats of
-    ``GET /v1/tasks/{id}``."""
+    created and finished, its result or error, and the schedule that submitted it, with the
+    field names and formats of ``GET /v1/tasks/{id}``."""
     error = task.error
     return {
         "id": str(task.id),
@@ -62,6 +62,7 @@ def finished_task(task: Task) -> dict[str, JsonValue]:
             if error
             else None
         ),
+        "schedule_id": str(task.schedule_id) if task.schedule_id is not None else None,
     }
 
 

@@ -60,6 +60,8 @@ class Task:
     request_fingerprint: str | None = None
     callback_url: str | None = None
     """Where the task's outcome is sent each time it finishes (see ``application.callbacks``)."""
+    schedule_id: UUID | None = None
+    """The recurring schedule that submitted the task, if one did."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -88,6 +90,7 @@ class Task:
         idempotency_key: str | None = None,
         request_fingerprint: str | None = None,
         callback_url: str | None = None,
+        schedule_id: UUID | None = None,
     ) -> Task:
         """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` is
         kept in UTC: a time whose offset takes it out of the calendar there is refused."""
@@ -127,6 +130,7 @@ class Task:
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
             callback_url=callback_url,
+            schedule_id=schedule_id,
         )
         task._record(events.TaskSubmitted(id, kind, now, scheduled=scheduled))
         return task

@@ -174,6 +174,9 @@ def get(
 def list_tasks(
     status: Annotated[str | None, typer.Option(help="SCHEDULED, QUEUED, RUNNING, ...")] = None,
     kind: Annotated[str | None, typer.Option()] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="a schedule's id: only the tasks it submitted")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     url: Url = DEFAULT_URL,
@@ -182,7 +185,7 @@ def list_tasks(
 ) -> None:
     """List tasks, newest first, one page at a time."""
     query = {"status": status.upper() if status else None, "kind": kind, "limit": limit}
-    query["cursor"] = cursor
+    query.update(schedule_id=schedule, cursor=cursor)
     params = {name: value for name, value in query.items() if value is not None}
     page = Api(url, api_key, as_json).call("GET", "/v1/tasks", params=params)
     if as_json:
@@ -344,6 +347,7 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
             "attempts": f"{task['attempts']}/{task['max_attempts']}",
             "created": task["created_at"],
             "run at": task.get("run_at"),
+            "schedule": task.get("schedule_id"),
             "finished": task.get("finished_at"),
             "progress": _progress_text(task) or None,
             "payload": json.dumps(task["payload"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from adapters.system import Uuid7Generator
 from application.ports.outbox import OutboxMessage
@@ -59,6 +60,7 @@ def make_task(
     idempotency_key: str | None = None,
     base_delay: timedelta = timedelta(seconds=1),
     callback_url: str | None = None,
+    schedule_id: UUID | None = None,
 ) -> Task:
     task = Task.submit(
         id=new_id(),
@@ -74,6 +76,7 @@ def make_task(
         idempotency_key=idempotency_key,
         request_fingerprint="f" * 64 if idempotency_key else None,
         callback_url=callback_url,
+        schedule_id=schedule_id,
     )
     task.pull_events()
     return task

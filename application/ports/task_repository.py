@@ -19,6 +19,7 @@ class TaskQuery:
     limit: int
     status: TaskStatus | None = None
     kind: str | None = None
+    schedule_id: UUID | None = None
     before: UUID | None = None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from attrs import frozen
 
 from application.errors import TooManySchedules
@@ -22,7 +24,9 @@ class CreateSchedule:
     paused: bool = False
 
 
-def task_of(owner: str, template: TaskTemplate, key: str | None = None) -> SubmitTask:
+def task_of(
+    owner: str, template: TaskTemplate, key: str | None = None, schedule_id: UUID | None = None
+) -> SubmitTask:
     """The submit request of one of a schedule's tasks."""
     return SubmitTask(
         owner=owner,
@@ -32,6 +36,7 @@ def task_of(owner: str, template: TaskTemplate, key: str | None = None) -> Submi
         timeout_seconds=template.timeout_seconds,
         callback_url=template.callback_url,
         idempotency_key=key,
+        schedule_id=schedule_id,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from application.json_values import json_size
 from application.ports.task_repository import TaskQuery
@@ -62,15 +62,7 @@ async def _read(
     uow: UnitOfWork, query: TaskQuery, limit: int, after: UUID | None
 ) -> Sequence[Task]:
     """``limit`` tasks of ``query``'s list, from its start or from past the task ``after``."""
-    return await uow.tasks.list(
-        TaskQuery(
-            owner=query.owner,
-            limit=limit,
-            status=query.status,
-            kind=query.kind,
-            before=after or query.before,
-        )
-    )
+    return await uow.tasks.list(evolve(query, limit=limit, before=after or query.before))
 
 
 def _bytes(task: Task) -> int:

@@ -60,7 +60,7 @@ class RunDueSchedulesHandler:
         return moved
 
     async def _submitted(self, schedule: Schedule) -> UUID | None:
-        command = task_of(schedule.owner, schedule.task, schedule.occurrence_key())
+        command = task_of(schedule.owner, schedule.task, schedule.occurrence_key(), schedule.id)
         try:
             return (await self._submit(command)).task.id
         except IdempotencyKeyReused as exc:  # submitted by an earlier form of the schedule

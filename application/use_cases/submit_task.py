@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from attrs import frozen
 
@@ -47,6 +48,8 @@ class SubmitTask:
     timeout_seconds: float | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None
+    schedule_id: UUID | None = None
+    """The schedule submitting the task (not part of a request: its key names the schedule)."""
 
     def fingerprint(self) -> str:
         """Identifies the request, to tell a repeat from a different request with the same key."""
@@ -115,6 +118,7 @@ class NewTasks:
             idempotency_key=command.idempotency_key,
             request_fingerprint=command.fingerprint() if command.idempotency_key else None,
             callback_url=command.callback_url,
+            schedule_id=command.schedule_id,
         )
 
     def _check_callback(self, url: str) -> None:

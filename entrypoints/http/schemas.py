@@ -134,6 +134,9 @@ class TaskOut(BaseModel):
     callback_url: str | None = Field(
         default=None, description="where the outcome is POSTed each time the task finishes"
     )
+    schedule_id: UUID | None = Field(
+        default=None, description="the schedule that submitted the task (see /v1/schedules)"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -165,6 +168,7 @@ class TaskOut(BaseModel):
             else None,
             worker_id=task.worker_id,
             callback_url=task.callback_url,
+            schedule_id=task.schedule_id,
         )
 
 

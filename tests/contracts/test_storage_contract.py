@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -381,6 +382,23 @@ async def test_pages_filter_by_status_and_kind(storage: Any) -> None:
     assert [t.id for t in sleeps] == [t.id for t in reversed(tasks) if t.kind == "sleep"]
     assert [t.id for t in running] == [tasks[1].id]
     assert len(queued_echo) == 4
+
+
+async def test_pages_filter_by_the_schedule_that_submitted_the_tasks(storage: Any) -> None:
+    hourly, daily = uuid.uuid4(), uuid.uuid4()
+    by_hour = [make_task(schedule_id=hourly) for _ in range(3)]
+    by_day = make_task(schedule_id=daily)
+    others = [make_task(), make_task(owner="bob", schedule_id=hourly)]
+    await add(storage, by_hour[0], by_day, *others, *by_hour[1:])
+    async with storage.unit_of_work() as uow:
+        hourly_page = await uow.tasks.list(TaskQuery("alice", limit=2, schedule_id=hourly))
+        rest = await uow.tasks.list(
+            TaskQuery("alice", limit=2, schedule_id=hourly, before=hourly_page[-1].id)
+        )
+        read_back = await uow.tasks.get(by_day.id)
+    assert [task.id for task in [*hourly_page, *rest]] == [t.id for t in reversed(by_hour)]
+    assert {task.schedule_id for task in [*hourly_page, *rest]} == {hourly}
+    assert read_back is not None and read_back.schedule_id == daily
 
 
 async def test_due_returns_only_due_scheduled_tasks_earliest_first(storage: Any) -> None:

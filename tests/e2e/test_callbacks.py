@@ -59,6 +59,7 @@ async def test_a_task_that_succeeds_posts_its_outcome_to_its_callback_url(
             "finished_at": finished["finished_at"],
             "result": {"hello": "world"},
             "error": None,
+            "schedule_id": None,
         },
     }
     # The delivery is a task of the same owner, of the http kind, seen through the API.

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -133,6 +134,8 @@ def test_get_list_cancel_retry_and_workers(server: str) -> None:
 
     code, output = run("list", "--kind", "sleep", "--limit", "5", "--json")
     assert code == 0 and task_id in [task["id"] for task in json.loads(output)["items"]]
+    code, output = run("list", "--schedule", str(uuid.uuid4()))
+    assert (code, output.strip()) == (0, "no tasks")  # a schedule that submitted none
 
     code, output = run("cancel", task_id, "--json")
     assert code == 0

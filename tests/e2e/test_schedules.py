@@ -115,9 +115,12 @@ async def test_a_due_schedule_submits_its_task_which_runs(
     moved = (await api.get(f"/v1/schedules/{schedule['id']}", headers=ALICE)).json()
     assert moved["next_run_at"] == schedule["next_run_at"]
     task = await wait_for_status(api, moved["last_task_id"], "SUCCEEDED", headers=ALICE)
-    assert task["result"] == {"report": "sales"}
+    assert (task["result"], task["schedule_id"]) == ({"report": "sales"}, schedule["id"])
     tasks = (await api.get("/v1/tasks", headers=ALICE)).json()["items"]
     assert [found["id"] for found in tasks] == [moved["last_task_id"]]
+    await api.post("/v1/tasks", json={"kind": "echo", "payload": {}}, headers=ALICE)
+    its_tasks = await api.get("/v1/tasks", params={"schedule_id": schedule["id"]}, headers=ALICE)
+    assert [found["id"] for found in its_tasks.json()["items"]] == [moved["last_task_id"]]
 
 
 async def test_an_owner_has_at_most_the_schedules_of_the_limit(api_factory: ApiFactory) -> None:

@@ -95,6 +95,7 @@ async def test_a_due_schedule_submits_one_task_and_moves_on(
     [task] = await tasks_of(app)
     assert (task.kind, task.payload, task.owner) == ("echo", {"report": "sales"}, "alice")
     assert task.idempotency_key == f"schedule:{schedule.id}:20260105T120500Z"
+    assert task.schedule_id == schedule.id
     moved = await app.manage_schedules().get("alice", schedule.id)
     assert (moved.last_run_at, moved.last_task_id) == (clock.now(), task.id)
     assert moved.next_run_at == clock.now() + timedelta(minutes=5)

@@ -4,6 +4,7 @@ work that records it, as a message other systems hear on the broker."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -53,7 +54,8 @@ def change_task(task: Task, change: str) -> None:
 
 
 async def test_each_outcome_is_one_event_with_the_finished_task() -> None:
-    succeeded = make_task(kind="resize", owner="alice")
+    nightly = uuid.uuid4()
+    succeeded = make_task(kind="resize", owner="alice", schedule_id=nightly)
     failed = make_task(kind="resize", owner="bob", max_attempts=1)
     cancelled = make_task(kind="thumbs.small")
     messages = await record(True, (succeeded, "succeed"), (failed, "fail"), (cancelled, "cancel"))
@@ -78,9 +80,10 @@ async def test_each_outcome_is_one_event_with_the_finished_task() -> None:
             "finished_at": "2026-01-01T12:00:02Z",
             "result": {"width": 640},
             "error": None,
+            "schedule_id": str(nightly),
         },
     }
-    assert events[1]["task"]["owner"] == "bob"
+    assert (events[1]["task"]["owner"], events[1]["task"]["schedule_id"]) == ("bob", None)
     assert events[1]["task"]["error"] == {
         "type": "Boom",
         "message": "it broke",

@@ -146,8 +146,10 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
         page: list[Task] = []
         for task_id in reversed(ids[:end]):
             stored = self._storage.tasks[task_id]
-            if (query.status is None or stored.status is query.status) and (
-                query.kind is None or stored.kind == query.kind
+            if (
+                (query.status is None or stored.status is query.status)
+                and (query.kind is None or stored.kind == query.kind)
+                and (query.schedule_id is None or stored.schedule_id == query.schedule_id)
             ):
                 task = self._storage.read(task_id)
                 assert task is not None

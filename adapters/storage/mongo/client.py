@@ -66,17 +66,24 @@ def _keyset(*prefix: str) -> list[tuple[str, int]]:
 
 
 def task_indexes(id_in_compound_indexes: bool) -> list[IndexModel]:
-    """The indexes of the tasks collection. Keyset pages read (owner[, status | kind], _id);
-    a server that cannot index ``_id`` inside a compound index (nx-27017) gets the prefix."""
+    """The indexes of the tasks collection. Keyset pages read (owner[, status | kind |
+    schedule_id], _id); a server that cannot index ``_id`` inside a compound index
+    (nx-27017) gets the prefix."""
 
-    def keyset(name: str, *prefix: str) -> IndexModel:
+    def keyset(name: str, *prefix: str, **options: Any) -> IndexModel:
         keys = _keyset(*prefix) if id_in_compound_indexes else [(p, ASCENDING) for p in prefix]
-        return IndexModel(keys, name=name)
+        return IndexModel(keys, name=name, **options)
 
     return [
         keyset("owner_pages", "owner"),
         keyset("owner_status_pages", "owner", "status"),
         keyset("owner_kind_pages", "owner", "kind"),
+        keyset(
+            "owner_schedule_pages",
+            "owner",
+            "schedule_id",
+            partialFilterExpression={"schedule_id": {"$type": "string"}},
+        ),
         IndexModel([("status", ASCENDING), ("run_at", ASCENDING)], name="due_sweep"),
         IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)], name="recovery_sweep"),
         IndexModel(

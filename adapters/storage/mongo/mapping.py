@@ -89,6 +89,7 @@ def task_fields(task: Task) -> dict[str, Any]:
         ),
         "worker_id": task.worker_id,
         "callback_url": task.callback_url,
+        "schedule_id": str(task.schedule_id) if task.schedule_id is not None else None,
         "version": task.version,
     }
 
@@ -134,6 +135,7 @@ def task_from_document(document: dict[str, Any]) -> Task:
         ),
         worker_id=document.get("worker_id"),
         callback_url=document.get("callback_url"),
+        schedule_id=UUID(schedule_id) if (schedule_id := document.get("schedule_id")) else None,
         version=document["version"],
     )
 

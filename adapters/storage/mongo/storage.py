@@ -211,6 +211,9 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
             conditions["status"] = query.status.value
         if query.kind is not None:
             conditions["kind"] = query.kind
+        if query.schedule_id is not None:
+            # With the index's own filter: the index is used whatever the server infers.
+            conditions["schedule_id"] = {"$type": "string", "$eq": str(query.schedule_id)}
         if query.before is not None:
             conditions["_id"] = {"$lt": str(query.before)}
         with translated_errors():

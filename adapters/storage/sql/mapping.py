@@ -47,6 +47,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "progress_updated_at": progress.updated_at if progress else None,
         "worker_id": task.worker_id,
         "callback_url": task.callback_url,
+        "schedule_id": task.schedule_id,
     }
 
 
@@ -95,6 +96,7 @@ def task_from_row(row: Row[Any]) -> Task:
         progress=progress,
         worker_id=values["worker_id"],
         callback_url=values["callback_url"],
+        schedule_id=values["schedule_id"],
     )
 
 

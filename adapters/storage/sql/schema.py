@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -133,10 +133,19 @@ tasks = Table(
     Column("progress_updated_at", UtcDateTime()),
     Column("worker_id", String(200)),
     Column("callback_url", String(2048)),
+    Column("schedule_id", Uuid()),
     UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
     Index("ix_tasks_owner_kind_id", "owner", "kind", "id"),
+    Index(
+        "ix_tasks_owner_schedule_id_id",
+        "owner",
+        "schedule_id",
+        "id",
+        postgresql_where=text("schedule_id IS NOT NULL"),
+        sqlite_where=text("schedule_id IS NOT NULL"),
+    ),
     Index("ix_tasks_status_run_at", "status", "run_at"),
     # The recovery sweep: forgotten QUEUED tasks (and RUNNING ones, whose lease it checks).
     Index("ix_tasks_status_updated_at", "status", "updated_at"),

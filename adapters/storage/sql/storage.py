@@ -244,6 +244,8 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
             statement = statement.where(tasks.c.status == query.status.value)
         if query.kind is not None:
             statement = statement.where(tasks.c.kind == query.kind)
+        if query.schedule_id is not None:
+            statement = statement.where(tasks.c.schedule_id == query.schedule_id)
         if query.before is not None:
             statement = statement.where(tasks.c.id < query.before)
         statement = statement.order_by(tasks.c.id.desc()).limit(query.limit)
@@ -596,7 +598,7 @@ _FIXED = frozenset(
     {
         *("id", "owner", "kind", "payload", "created_at", "timeout"),
         *("max_attempts", "retry_base_delay", "retry_factor", "retry_max_delay"),
-        *("idempotency_key", "request_fingerprint", "callback_url"),
+        *("idempotency_key", "request_fingerprint", "callback_url", "schedule_id"),
     }
 )
 """What a task is asked to do: set at submit, changed by no transition."""

@@ -246,15 +246,20 @@ async def list_tasks(
     owner: Owner,
     status: TaskStatus | None = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN.pattern)] = None,
+    schedule_id: Annotated[
+        UUID | None, Query(description="only the tasks this schedule submitted")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     list_tasks: ListTasksHandler = provided("list_tasks"),
     cursors: CursorCodec = provided("cursor_codec"),
 ) -> TaskPageOut:
     filters = {"status": status.value if status else None, "kind": kind}
+    if schedule_id is not None:  # absent otherwise: cursors issued before it still read
+        filters["schedule_id"] = str(schedule_id)
     before = cursors.decode(cursor, filters) if cursor else None
     page = await list_tasks(
-        TaskQuery(owner=owner, limit=limit, status=status, kind=kind, before=before)
+        TaskQuery(owner, limit, status=status, kind=kind, schedule_id=schedule_id, before=before)
     )
     return TaskPageOut(
         items=[TaskOut.of(task) for task in page.items],
