@@ -3,7 +3,7 @@ are, RFC 9457 problems (``application/problem+json``), and the bearer API key.
 
 Routes declare their own errors (``responses={404: {"description": ...}}``); every
 operation under ``/v1`` also answers 401 (API keys configured, none or a wrong one sent)
-and 503 (storage or broker unavailable), and every one with a body 413 and 415.
+and 503 (storage or broker unavailable), and every one with a body 400, 413 and 415.
 """
 
 from __future__ import annotations
@@ -29,8 +29,28 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "instance": {"type": "string", "description": "the path of the request"},
         "errors": {
             "type": "array",
-            "description": "invalid-request, invalid-batch: each thing wrong",
-            "items": {"type": "object"},
+            "description": "invalid-request, invalid-payload, invalid-batch: each thing wrong",
+            "items": {
+                "type": "object",
+                "required": ["message"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "location": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "invalid-request: where, as FastAPI names it",
+                    },
+                    "index": {
+                        "type": ["integer", "null"],
+                        "description": "invalid-batch: the item's place in the batch",
+                    },
+                },
+            },
+        },
+        "known_kinds": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "unknown-kind: the kinds this deployment has",
         },
         "task_id": {
             "type": "string",
@@ -43,6 +63,7 @@ COMMON_ERRORS = {
     503: "the storage or the broker is unavailable; Retry-After says when to try again",
 }
 BODY_ERRORS = {
+    400: "the body is not JSON (malformed-json)",
     413: "the body is over TASKPORT_MAX_BODY_BYTES",
     415: "the body is not JSON (Content-Type)",
 }

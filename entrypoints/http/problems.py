@@ -111,7 +111,8 @@ def problem_for(exc: Exception) -> Problem:
                 422, "unknown-kind", "Unknown task kind", str(exc), known_kinds=exc.known
             )
         case InvalidPayload():
-            return Problem(422, "invalid-payload", "Invalid payload", str(exc), errors=exc.errors)
+            errors = [{"message": message} for message in exc.errors]
+            return Problem(422, "invalid-payload", "Invalid payload", str(exc), errors=errors)
         case InvalidBatch():
             return Problem(
                 422,

@@ -71,11 +71,32 @@ async def test_answered_problems_match_the_declared_schema(api: httpx.AsyncClien
         await api.post("/v1/tasks", json={"kind": "echo", "max_attempts": 0}),
         await api.post("/v1/tasks", content=b"{", headers={"Content-Type": "application/json"}),
         await api.get("/v1/tasks", params={"cursor": "forged"}),
+        await api.post("/v1/tasks", json={"kind": "echo", "payload": {"k": "\u0000"}}),
+        await api.post("/v1/tasks/batch", json={"tasks": [{"kind": "echo"}, {"kind": "-"}]}),
     ]
-    assert [answer.status_code for answer in answers] == [404, 422, 400, 400]
+    assert [answer.status_code for answer in answers] == [404, 422, 400, 400, 422, 422]
     for answer in answers:
         assert answer.headers["content-type"] == "application/problem+json"
         jsonschema.validate(answer.json(), problem)
+
+
+async def test_every_route_with_a_body_declares_the_400_of_a_body_that_is_not_json(
+    api: httpx.AsyncClient,
+) -> None:
+    paths = (await document(api))["paths"]
+    with_body = [
+        (path, method, operation)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert len(with_body) >= 3
+    for path, method, operation in with_body:
+        assert "400" in operation["responses"], (path, method)
+    answer = await api.post(
+        "/v1/schedules", content=b"\x00", headers={"Content-Type": "application/json"}
+    )
+    assert (answer.status_code, answer.json()["type"]) == (400, "/problems/malformed-json")
 
 
 async def test_a_method_not_allowed_names_every_method_the_path_serves(

@@ -150,7 +150,7 @@ async def test_a_payload_breaking_the_schema_of_its_kind_is_refused_at_submit(
     assert refused.status_code == 422
     problem = refused.json()
     assert problem["type"] == "/problems/invalid-payload"
-    assert any(complaint in error for error in problem["errors"]), problem
+    assert any(complaint in error["message"] for error in problem["errors"]), problem
     assert (await api.get("/v1/tasks")).json()["items"] == []
 
 
