@@ -418,11 +418,11 @@ class RunTaskHandler:
                 return _Cancelled()
             raise
         except PermanentFailure as exc:
-            return _Failed(TaskError(type(exc).__name__, str(exc), retryable=False))
+            return _Failed(TaskError(type(exc).__name__, _message_of(exc), retryable=False))
         except RetryLater as exc:
-            return _Failed(TaskError(type(exc).__name__, str(exc)), exc.retry_after)
+            return _Failed(TaskError(type(exc).__name__, _message_of(exc)), exc.retry_after)
         except Exception as exc:
-            return _Failed(TaskError(type(exc).__name__, str(exc) or repr(exc)))
+            return _Failed(TaskError(type(exc).__name__, _message_of(exc)))
         finally:
             start_watching.cancel()
             if watcher is not None:
@@ -569,6 +569,15 @@ def _apply(
         task.release(now)
     else:
         task.confirm_cancel(now)
+
+
+def _message_of(exc: BaseException) -> str:
+    """What a handler's exception says, or that it says nothing readable: an exception
+    whose ``__str__`` raises must still fail its attempt, not leave it RUNNING."""
+    try:
+        return str(exc) or repr(exc)
+    except Exception:
+        return f"{type(exc).__name__} raised; its message could not be read"
 
 
 def _checked_result(result: JsonValue) -> _AttemptOutcome:

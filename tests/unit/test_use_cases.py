@@ -66,6 +66,15 @@ async def unstorable_result(payload: Any, context: Any) -> Any:
     return {"lines": ["ok", "bad\x00byte"]}
 
 
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no text for this error")
+
+
+async def unprintable_error(payload: Any, context: Any) -> Any:
+    raise UnprintableError
+
+
 @pytest.fixture
 def gate() -> Gate:
     return Gate()
@@ -106,6 +115,7 @@ def app_for(gate: Gate, clock: FakeClock, **settings: Any) -> Container:
                 Kind("gate", gate),
                 Kind("not-json", not_json),
                 Kind("unstorable", unstorable_result),
+                Kind("unprintable-error", unprintable_error),
             ],
         )
     )
@@ -257,6 +267,14 @@ async def test_a_result_is_recorded_over_a_cancel_request_the_watcher_did_not_se
     assert (await asyncio.wait_for(running, 5)).status is TaskStatus.SUCCEEDED
     stored = await status_of(app, task.id)
     assert (stored.result, stored.cancel_requested) == ({"ran": 1}, False)
+
+
+async def test_an_error_whose_message_cannot_be_read_fails_the_attempt(app: Container) -> None:
+    task = await submit(app, "unprintable-error", max_attempts=1)
+    assert (await run(app, task.id)).status is TaskStatus.FAILED
+    failed = await status_of(app, task.id)
+    assert failed.error.type == "UnprintableError"
+    assert "could not be read" in failed.error.message
 
 
 async def test_a_result_that_is_not_json_fails_the_task(app: Container) -> None:
