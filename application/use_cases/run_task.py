@@ -27,7 +27,7 @@ import collections
 import contextlib
 import enum
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -396,7 +396,9 @@ class RunTaskHandler:
             known = ", ".join(kind.name for kind in self._registry.kinds())
             message = f"no handler for kind {task.kind!r} (known: {known})"
             return _Failed(TaskError("UnknownKind", message, retryable=False))
-        running: asyncio.Future[JsonValue] = asyncio.ensure_future(handler(task.payload, context))
+        running: asyncio.Future[JsonValue] = asyncio.ensure_future(
+            _contained(handler(task.payload, context))
+        )
         # Most handlers finish within one poll interval: the watcher starts only after it.
         watcher: asyncio.Task[None] | None = None
 
@@ -417,6 +419,8 @@ class RunTaskHandler:
             if context.cancelled.is_set() and current is not None and not current.cancelling():
                 return _Cancelled()
             raise
+        except _ProcessEnding as exc:
+            return _Failed(TaskError(type(exc.raised).__name__, str(exc)))
         except PermanentFailure as exc:
             return _Failed(TaskError(type(exc).__name__, _message_of(exc), retryable=False))
         except RetryLater as exc:
@@ -569,6 +573,31 @@ def _apply(
         task.release(now)
     else:
         task.confirm_cancel(now)
+
+
+class _ProcessEnding(Exception):
+    """A handler raised what ends a process (``sys.exit()``, ``KeyboardInterrupt``, any
+    ``BaseException`` but a cancellation)."""
+
+    def __init__(self, raised: BaseException) -> None:
+        name = type(raised).__name__
+        said = _message_of(raised) if raised.args else ""
+        super().__init__(
+            f"the handler raised {name}: {said}" if said else f"the handler raised {name}"
+        )
+        self.raised = raised
+
+
+async def _contained(running: Awaitable[JsonValue]) -> JsonValue:
+    """Awaits a handler, turning what it raises to end the process into an ordinary
+    failure: out of a task of the event loop, ``SystemExit`` and ``KeyboardInterrupt``
+    stop the loop, and so the whole worker, attempt after attempt of the task."""
+    try:
+        return await running
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise _ProcessEnding(exc) from exc
 
 
 def _message_of(exc: BaseException) -> str:

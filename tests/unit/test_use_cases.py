@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -75,6 +76,12 @@ async def unprintable_error(payload: Any, context: Any) -> Any:
     raise UnprintableError
 
 
+async def process_ending(payload: Any, context: Any) -> Any:
+    if payload.get("interrupt"):
+        raise KeyboardInterrupt
+    sys.exit(payload.get("code", 0))
+
+
 @pytest.fixture
 def gate() -> Gate:
     return Gate()
@@ -116,6 +123,7 @@ def app_for(gate: Gate, clock: FakeClock, **settings: Any) -> Container:
                 Kind("not-json", not_json),
                 Kind("unstorable", unstorable_result),
                 Kind("unprintable-error", unprintable_error),
+                Kind("process-ending", process_ending),
             ],
         )
     )
@@ -275,6 +283,25 @@ async def test_an_error_whose_message_cannot_be_read_fails_the_attempt(app: Cont
     failed = await status_of(app, task.id)
     assert failed.error.type == "UnprintableError"
     assert "could not be read" in failed.error.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "error_type"),
+    [
+        ({"code": 0}, "SystemExit"),
+        ({"code": 1}, "SystemExit"),
+        ({"interrupt": True}, "KeyboardInterrupt"),
+    ],
+)
+async def test_a_handler_ending_the_process_fails_its_attempt_and_the_worker_runs_on(
+    app: Container, payload: dict[str, Any], error_type: str
+) -> None:
+    task = await submit(app, "process-ending", payload=payload, max_attempts=1)
+    assert (await run(app, task.id)).status is TaskStatus.FAILED
+    failed = await status_of(app, task.id)
+    assert failed.error.type == error_type
+    after = await submit(app)
+    assert (await run(app, after.id)).status is TaskStatus.SUCCEEDED
 
 
 async def test_a_result_that_is_not_json_fails_the_task(app: Container) -> None:
