@@ -27,8 +27,12 @@ in ``TASKPORT_HANDLER_MODULES``, or by an entry point of the ``taskport.handlers
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
+import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -43,6 +47,12 @@ from domain.values import JsonValue
 __all__ = ["PermanentFailure", "RetryLater", "TaskContext", "is_task_kind", "task_kind"]
 
 _MARK = "__taskport_kind__"
+
+logger = logging.getLogger("taskport.worker")
+
+OUTLIVED_AFTER_SECONDS = 1.0
+"""How long a plain-function handler may run on after its attempt ended before a warning
+says so."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,7 +114,53 @@ def _handler(function: Callable[..., Any], model: type[BaseModel] | None) -> Tas
         if runs_on_loop:
             result = await function(argument, context)
         else:
-            result = await asyncio.to_thread(function, argument, context)
+            result = await _in_a_thread_of_its_own(function, argument, context)
         return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
     return handler
+
+
+async def _in_a_thread_of_its_own(
+    function: Callable[..., Any], payload: Any, context: TaskContext
+) -> Any:
+    """Runs a plain-function handler in a daemon thread started for it. A thread cannot be
+    stopped: a handler deaf to ``context.cancelled`` runs on after its attempt ended (timed
+    out, cancelled). In a thread of its own it takes no thread from the tasks after it, as
+    it would from a pool, and it does not keep the process from exiting."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[Any] = loop.create_future()
+    call = functools.partial(contextvars.copy_context().run, function, payload, context)
+
+    def settle(settled: Callable[[], None]) -> None:
+        if not outcome.done():  # else the attempt ended without it
+            settled()
+
+    def run() -> None:
+        try:
+            result = call()
+        except BaseException as exc:
+            answer = functools.partial(settle, functools.partial(outcome.set_exception, exc))
+        else:
+            answer = functools.partial(settle, functools.partial(outcome.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(answer)
+
+    thread = threading.Thread(target=run, name=f"taskport-{context.kind}", daemon=True)
+    thread.start()
+    try:
+        return await outcome
+    except asyncio.CancelledError:
+        context.cancelled.set()
+        loop.call_later(OUTLIVED_AFTER_SECONDS, _say_if_still_running, thread, context)
+        raise
+
+
+def _say_if_still_running(thread: threading.Thread, context: TaskContext) -> None:
+    if thread.is_alive():
+        logger.warning(
+            "task %s: its %s handler still runs in its thread %gs after its attempt ended "
+            "(it does not stop on context.cancelled)",
+            context.task_id,
+            context.kind,
+            OUTLIVED_AFTER_SECONDS,
+        )

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from application.errors import Unavailable
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
@@ -118,8 +117,6 @@ class Runtime:
                     name="task-prune",
                 )
             )
-        if self._registers:
-            _thread_per_task(self._settings.worker_concurrency)
         if self._identity is not None:
             heartbeat = self._container.heartbeat_worker()
             self._loops.append(
@@ -218,17 +215,6 @@ class Runtime:
                 await heartbeat(identity, run_task.in_progress)
             except Exception as exc:
                 logger.warning("heartbeat of worker %s failed: %s", identity.id, exc)
-
-
-def _thread_per_task(concurrency: int) -> None:
-    """Plain-function handlers run in the event loop's default executor
-    (``asyncio.to_thread``): it gets a thread for each task this process runs at once, on
-    top of the threads asyncio would give it for the other blocking calls (Pub/Sub's
-    calls, push token checks). Otherwise the tasks beyond asyncio's few threads (cores + 4)
-    wait for one, their time limit running, and hold up those calls meanwhile."""
-    others = min(32, (os.cpu_count() or 1) + 4)
-    executor = ThreadPoolExecutor(concurrency + others, thread_name_prefix="taskport")
-    asyncio.get_running_loop().set_default_executor(executor)
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:

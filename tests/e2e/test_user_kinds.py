@@ -131,6 +131,51 @@ async def test_as_many_plain_function_handlers_run_at_once_as_the_worker_concurr
         assert task["status"] == "SUCCEEDED", task["error"]
 
 
+STUCK = """
+    import threading
+
+    from adapters.handlers.sdk import task_kind
+
+    RELEASED = threading.Event()
+
+    @task_kind("stuck")
+    def stuck(payload, context):
+        RELEASED.wait(payload["seconds"])  # deaf to context.cancelled
+        return "unstuck"
+
+    @task_kind("quick")
+    def quick(payload, context):
+        return "quick"
+"""
+
+
+async def test_plain_function_handlers_past_their_timeout_leave_the_next_tasks_a_thread(
+    api_factory: ApiFactory, on_path: Path
+) -> None:
+    """A thread cannot be stopped: one whose handler ignores the cancel signal runs on
+    after its attempt timed out, and must not keep the next tasks from a thread."""
+    concurrency = 2
+    outlived = concurrency + min(32, (os.cpu_count() or 1) + 4)
+    module = write_module(on_path, "user_kinds_stuck", STUCK)
+    released = __import__(module).RELEASED
+    api = await api_factory(handler_modules=[module], worker_concurrency=concurrency)
+    try:
+        stuck = {"kind": "stuck", "payload": {"seconds": 60}, "timeout_seconds": 0.1}
+        stuck_ids = [
+            (await api.post("/v1/tasks", json={**stuck, "max_attempts": 1})).json()["id"]
+            for _ in range(outlived)
+        ]
+        for task_id in stuck_ids:
+            task = await wait_for_status(api, task_id, "SUCCEEDED", "FAILED")
+            assert task["error"]["type"] == "Timeout"
+        quick = {"kind": "quick", "payload": {}, "timeout_seconds": 5, "max_attempts": 1}
+        quick_id = (await api.post("/v1/tasks", json=quick)).json()["id"]
+        task = await wait_for_status(api, quick_id, "SUCCEEDED", "FAILED")
+        assert (task["status"], task["result"]) == ("SUCCEEDED", "quick"), task["error"]
+    finally:
+        released.set()
+
+
 @pytest.mark.usefixtures("thumbnails_installed")
 @pytest.mark.parametrize(
     ("kind", "payload", "complaint"),

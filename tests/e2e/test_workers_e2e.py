@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -131,7 +132,16 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def cluster(storage_url: str, rabbitmq_vhost: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    env = {
+    cluster = Cluster(cluster_env(storage_url, rabbitmq_vhost), tmp_path)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.close()
+
+
+def cluster_env(storage_url: str, rabbitmq_vhost: str) -> dict[str, str]:
+    return {
         "TASKPORT_STORAGE_URL": storage_url,
         "TASKPORT_BROKER_URL": broker_url(rabbitmq_vhost),
         "TASKPORT_MIGRATE_ON_START": "true",
@@ -144,12 +154,6 @@ async def cluster(storage_url: str, rabbitmq_vhost: str, tmp_path: Path) -> Asyn
         "TASKPORT_WORKER_CONCURRENCY": str(CONCURRENCY),
         "TASKPORT_LOG_LEVEL": "INFO",
     }
-    cluster = Cluster(env, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        await cluster.close()
 
 
 def short_task(n: int) -> dict[str, Any]:
@@ -350,3 +354,43 @@ async def test_tasks_submitted_while_rabbitmq_restarts_are_all_accepted_and_run(
     assert statuses == [201] * len(statuses)
     tasks = await cluster.all_succeeded(ids, within=60)
     assert all(tasks[task_id]["result"] is not None for task_id in ids)
+
+
+STUCK_KIND = """
+import time
+
+from adapters.handlers.sdk import task_kind
+
+
+@task_kind("stuck")
+def stuck(payload, context):
+    time.sleep(payload["seconds"])  # deaf to context.cancelled
+    return "unstuck"
+"""
+
+
+async def test_sigterm_stops_a_worker_whose_handler_outlived_its_timeout(
+    storage_url: str, rabbitmq_vhost: str, tmp_path: Path
+) -> None:
+    """A thread cannot be stopped: the handler runs on after its attempt timed out, and
+    must not keep the worker from exiting once its grace period is over."""
+    (tmp_path / "stuck_kinds.py").write_text(STUCK_KIND)
+    env = {
+        **cluster_env(storage_url, rabbitmq_vhost),
+        "TASKPORT_HANDLER_MODULES": "stuck_kinds",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+    }
+    cluster = Cluster(env, tmp_path)
+    try:
+        await cluster.start()
+        worker = cluster.worker()
+        await cluster.registered(worker)
+        stuck = {"kind": "stuck", "payload": {"seconds": 600}, "timeout_seconds": 0.1}
+        task_id = await cluster.submit({**stuck, "max_attempts": 1})
+        failed = await cluster.wait_for(task_id, "FAILED")
+        assert failed["error"]["type"] == "Timeout"
+        worker.terminate()
+        await eventually(lambda: worker.returncode() is not None, within=GRACE_SECONDS + 10)
+        assert worker.returncode() == 0, worker.log.read_text()
+    finally:
+        await cluster.close()
