@@ -55,6 +55,8 @@ WRITE_RETRY_DELAY = timedelta(seconds=0.5)
 """The first wait before writing an outcome again while storage is unavailable; each
 next wait is twice as long, up to ``WRITE_RETRY_MAX_DELAY``."""
 WRITE_RETRY_MAX_DELAY = timedelta(seconds=30)
+MAX_RETRY_AFTER = timedelta(days=366)
+"""The longest wait a handler may ask for before its task's next attempt (``RetryLater``)."""
 
 
 class Outcome(enum.Enum):
@@ -424,7 +426,7 @@ class RunTaskHandler:
         except PermanentFailure as exc:
             return _Failed(TaskError(type(exc).__name__, _message_of(exc), retryable=False))
         except RetryLater as exc:
-            return _Failed(TaskError(type(exc).__name__, _message_of(exc)), exc.retry_after)
+            return _retry_later(exc)
         except Exception as exc:
             return _Failed(TaskError(type(exc).__name__, _message_of(exc)))
         finally:
@@ -598,6 +600,18 @@ async def _contained(running: Awaitable[JsonValue]) -> JsonValue:
         raise
     except BaseException as exc:
         raise _ProcessEnding(exc) from exc
+
+
+def _retry_later(exc: RetryLater) -> _Failed:
+    """The retry a handler asked for; one asked past ``MAX_RETRY_AFTER``, or not as a
+    ``timedelta``, fails the task at once: the retry's time could not be written (past the
+    calendar's end), and with it the outcomes written in the same batch."""
+    wait: object = exc.retry_after
+    if wait is None or (isinstance(wait, timedelta) and wait <= MAX_RETRY_AFTER):
+        return _Failed(TaskError(type(exc).__name__, _message_of(exc)), exc.retry_after)
+    given = repr(wait) if isinstance(wait, timedelta) else f"a value of type {type(wait).__name__}"
+    message = f"retry_after must be a timedelta of at most {MAX_RETRY_AFTER.days} days, got {given}"
+    return _Failed(TaskError("InvalidRetryAfter", message, retryable=False))
 
 
 def _message_of(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from adapters.handlers.registry import Kind, KindRegistry
 from application.errors import (
     IdempotencyKeyReused,
     InvalidPayload,
+    RetryLater,
     StorageUnavailable,
     TaskNotFound,
     UnknownKind,
@@ -82,6 +83,11 @@ async def process_ending(payload: Any, context: Any) -> Any:
     sys.exit(payload.get("code", 0))
 
 
+async def retry_later(payload: Any, context: Any) -> Any:
+    wait = payload["wait"]
+    raise RetryLater("not now", timedelta(days=wait) if type(wait) is int else wait)
+
+
 @pytest.fixture
 def gate() -> Gate:
     return Gate()
@@ -124,6 +130,7 @@ def app_for(gate: Gate, clock: FakeClock, **settings: Any) -> Container:
                 Kind("unstorable", unstorable_result),
                 Kind("unprintable-error", unprintable_error),
                 Kind("process-ending", process_ending),
+                Kind("retry-later", retry_later),
             ],
         )
     )
@@ -302,6 +309,23 @@ async def test_a_handler_ending_the_process_fails_its_attempt_and_the_worker_run
     assert failed.error.type == error_type
     after = await submit(app)
     assert (await run(app, after.id)).status is TaskStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("wait", [10**7, 367, "5", 5.0])
+async def test_a_retry_asked_for_past_a_year_or_not_as_a_timedelta_fails_the_task(
+    app: Container, wait: Any
+) -> None:
+    task = await submit(app, "retry-later", payload={"wait": wait})
+    assert (await run(app, task.id)).status is TaskStatus.FAILED
+    failed = await status_of(app, task.id)
+    assert (failed.error.type, failed.error.retryable) == ("InvalidRetryAfter", False)
+
+
+async def test_a_retry_asked_for_in_a_year_waits_a_year(app: Container) -> None:
+    task = await submit(app, "retry-later", payload={"wait": 365})
+    assert (await run(app, task.id)).status is TaskStatus.SCHEDULED
+    waiting = await status_of(app, task.id)
+    assert waiting.run_at - app.clock().now() == timedelta(days=365)
 
 
 async def test_a_result_that_is_not_json_fails_the_task(app: Container) -> None:
