@@ -596,7 +596,7 @@ async def _contained(running: Awaitable[JsonValue]) -> JsonValue:
     stop the loop, and so the whole worker, attempt after attempt of the task."""
     try:
         return await running
-    except (Exception, asyncio.CancelledError):
+    except (Exception, asyncio.CancelledError, GeneratorExit):
         raise
     except BaseException as exc:
         raise _ProcessEnding(exc) from exc
