@@ -409,13 +409,19 @@ class RunTaskHandler:
             watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
 
         start_watching = asyncio.get_running_loop().call_later(self._cancel_poll, watch)
+        timeout = _timed_out(task)
         try:
-            async with asyncio.timeout(task.timeout.total_seconds()):
+            async with asyncio.timeout(task.timeout.total_seconds()) as deadline:
                 result = await running
+            # A handler that swallowed its cancellation may still return: too late, or
+            # after it was cancelled, its result is not the task's.
+            if deadline.expired():
+                return timeout
+            if context.cancelled.is_set():
+                return _Cancelled()
         except TimeoutError:
             context.cancelled.set()  # a handler left running in a thread may still stop
-            seconds = task.timeout.total_seconds()
-            return _Failed(TaskError("Timeout", f"no result within {seconds:g} seconds"))
+            return timeout
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if context.cancelled.is_set() and current is not None and not current.cancelling():
@@ -600,6 +606,11 @@ async def _contained(running: Awaitable[JsonValue]) -> JsonValue:
         raise
     except BaseException as exc:
         raise _ProcessEnding(exc) from exc
+
+
+def _timed_out(task: Task) -> _Failed:
+    seconds = task.timeout.total_seconds()
+    return _Failed(TaskError("Timeout", f"no result within {seconds:g} seconds"))
 
 
 def _retry_later(exc: RetryLater) -> _Failed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -83,6 +84,15 @@ async def process_ending(payload: Any, context: Any) -> Any:
     sys.exit(payload.get("code", 0))
 
 
+async def deaf(payload: Any, context: Any) -> Any:
+    """Swallows every cancellation and returns once its time is up."""
+    deadline = asyncio.get_running_loop().time() + payload["seconds"]
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.01)
+    return {"finished": True}
+
+
 async def retry_later(payload: Any, context: Any) -> Any:
     wait = payload["wait"]
     raise RetryLater("not now", timedelta(days=wait) if type(wait) is int else wait)
@@ -131,6 +141,7 @@ def app_for(gate: Gate, clock: FakeClock, **settings: Any) -> Container:
                 Kind("unprintable-error", unprintable_error),
                 Kind("process-ending", process_ending),
                 Kind("retry-later", retry_later),
+                Kind("deaf", deaf),
             ],
         )
     )
@@ -256,6 +267,34 @@ async def test_an_attempt_over_its_timeout_fails(app: Container) -> None:
     await run(app, task.id)
     failed = await status_of(app, task.id)
     assert (failed.status, failed.error.type) == (TaskStatus.FAILED, "Timeout")
+
+
+async def test_a_handler_deaf_to_its_timeout_fails_it_though_it_returns_late(
+    app: Container,
+) -> None:
+    task = await submit(app, "deaf", payload={"seconds": 0.3}, timeout_seconds=0.05)
+    await run(app, task.id)
+    failed = await status_of(app, task.id)
+    assert (failed.status, failed.error.type, failed.result) == (
+        TaskStatus.SCHEDULED,  # its retry, after the backoff
+        "Timeout",
+        None,
+    )
+
+
+async def test_a_handler_deaf_to_a_cancel_is_cancelled_though_it_returns(
+    app: Container,
+) -> None:
+    task = await submit(app, "deaf", payload={"seconds": 0.5})
+    running = asyncio.create_task(run(app, task.id))
+    await eventually(lambda: is_running(app, task.id))
+    await app.cancel_task()(CancelTask("alice", task.id))
+    assert (await asyncio.wait_for(running, 5)).status is TaskStatus.CANCELLED
+    assert (await status_of(app, task.id)).result is None
+
+
+async def is_running(app: Container, task_id: Any) -> bool:
+    return (await status_of(app, task_id)).status is TaskStatus.RUNNING
 
 
 async def test_cancel_reaches_the_running_handler(app: Container, gate: Gate) -> None:
