@@ -34,7 +34,8 @@ class CronRecurrence:
             )
         try:
             zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        # OSError: a name that is a folder of the database (Europe), or too long for a file.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise InvalidSchedule(f"timezone {timezone!r} is not an IANA time zone") from None
         try:
             return next(CronSim(expression, after.astimezone(zone))).astimezone(UTC)

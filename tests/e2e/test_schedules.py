@@ -76,6 +76,7 @@ async def test_bad_schedules_are_refused_with_a_problem(api_factory: ApiFactory)
         ({"cron": "0 3 * *"}, 422, "invalid-schedule"),
         ({"cron": "0 25 * * *"}, 422, "invalid-schedule"),
         ({"timezone": "Europe/Atlantis"}, 422, "invalid-schedule"),
+        ({"timezone": "America"}, 422, "invalid-schedule"),
         ({"kind": "nope"}, 422, "unknown-kind"),
         ({"kind": "sleep", "payload": {"seconds": "x"}}, 422, "invalid-payload"),
         ({"name": "Not A Name"}, 422, "invalid-request"),

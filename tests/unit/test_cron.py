@@ -55,6 +55,8 @@ def test_the_next_time_is_strictly_after(expression: str, expected: datetime) ->
         ("0 0 * * *", "Nowhere/Town"),
         ("0 0 * * *", "../../etc/passwd"),
         ("0 0 * * *", ""),
+        ("0 0 * * *", "Europe"),
+        ("0 0 * * *", "x" * 300),
     ],
 )
 def test_what_cannot_be_read_is_refused(expression: str, timezone: str) -> None:
