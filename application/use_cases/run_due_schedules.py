@@ -25,6 +25,8 @@ class RunDueSchedulesHandler:
     Safe to run in several processes at once, and to stop anywhere: the task of an
     occurrence carries the occurrence's idempotency key, so a second submit of it answers
     with the first task, and the schedule moves on only from the occurrence it was read at.
+    Each schedule is read again just before its task is submitted: one paused, deleted
+    or moved on by another sweep since the batch was read submits nothing.
     A task that can no longer be submitted (its kind was removed, its payload no longer
     passes) is logged, and the schedule moves on to its next occurrence; a schedule whose
     time can no longer be read is paused.
@@ -46,6 +48,8 @@ class RunDueSchedulesHandler:
         now = self._clock.now()
         moved = 0
         for schedule in await self._schedules.due(now, limit):
+            if not await self._still_due(schedule):
+                continue
             task_id = await self._submitted(schedule)
             try:
                 next_run_at = self._recurrence.next_after(schedule.cron, schedule.timezone, now)
@@ -58,6 +62,14 @@ class RunDueSchedulesHandler:
             ):
                 moved += 1
         return moved
+
+    async def _still_due(self, schedule: Schedule) -> bool:
+        current = await self._schedules.get(schedule.owner, schedule.id)
+        return (
+            current is not None
+            and not current.paused
+            and current.next_run_at == schedule.next_run_at
+        )
 
     async def _submitted(self, schedule: Schedule) -> UUID | None:
         command = task_of(schedule.owner, schedule.task, schedule.occurrence_key(), schedule.id)

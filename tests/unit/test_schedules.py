@@ -16,6 +16,7 @@ from adapters.storage.memory.schedules import MemorySchedules
 from application.errors import InvalidPayload, StorageUnavailable, UnknownKind
 from application.ports.task_repository import TaskQuery
 from application.use_cases.create_schedule import CreateSchedule
+from application.use_cases.submit_task import SubmitTask, SubmitTaskHandler, Submitted
 from domain.errors import InvalidSchedule, InvalidTask
 from domain.schedule import Schedule, TaskTemplate
 from entrypoints.container import Container, create_container
@@ -187,3 +188,26 @@ async def test_a_schedule_whose_time_zone_cannot_be_read_is_paused(
     assert "paused" in caplog.text
     assert (await app.manage_schedules().get("alice", schedule.id)).paused
     assert len(await tasks_of(app)) == 1  # the time that had come still got its task
+
+
+async def test_a_schedule_deleted_or_paused_while_a_sweep_runs_submits_no_task(
+    app: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, deleted, paused = await create(app), await create(app), await create(app)
+    clock.advance(minutes=5)
+    manage = app.manage_schedules()
+    submit = SubmitTaskHandler.__call__
+
+    async def owner_acts_during_the_first_submit(
+        handler: SubmitTaskHandler, command: SubmitTask
+    ) -> Submitted:
+        if command.idempotency_key == first.occurrence_key():
+            await manage.delete("alice", deleted.id)
+            await manage.pause("alice", paused.id)
+        return await submit(handler, command)
+
+    monkeypatch.setattr(SubmitTaskHandler, "__call__", owner_acts_during_the_first_submit)
+    assert await app.run_due_schedules()() == 1
+    [task] = await tasks_of(app)
+    assert task.idempotency_key == first.occurrence_key()
+    assert (await manage.get("alice", paused.id)).last_task_id is None
