@@ -8,8 +8,10 @@ from uuid import UUID
 from attrs import frozen
 
 from application.errors import ScheduleNotFound
+from application.json_values import json_size
 from application.ports.clock import Clock
 from application.ports.schedules import Recurrence, ScheduleRepository
+from application.use_cases.list_tasks import MAX_PAGE_BYTES, READ_CHUNK
 from domain.schedule import Schedule
 
 MAX_SCHEDULE_PAGE = 1000
@@ -26,7 +28,14 @@ class ManageSchedules:
     """Every method raises ``ScheduleNotFound`` for a schedule that does not exist or that
     another owner has (the two are indistinguishable on purpose)."""
 
-    def __init__(self, schedules: ScheduleRepository, recurrence: Recurrence, clock: Clock) -> None:
+    def __init__(
+        self,
+        schedules: ScheduleRepository,
+        recurrence: Recurrence,
+        clock: Clock,
+        max_page_bytes: int = MAX_PAGE_BYTES,
+    ) -> None:
+        self._max_page_bytes = max_page_bytes
         self._schedules = schedules
         self._recurrence = recurrence
         self._clock = clock
@@ -35,11 +44,25 @@ class ManageSchedules:
         return _found(await self._schedules.get(owner, schedule_id), schedule_id)
 
     async def list(self, owner: str, limit: int, before: UUID | None = None) -> SchedulePage:
+        """At most ``limit`` schedules, fewer where their payloads pass ``max_page_bytes``
+        of JSON (one at least, however large)."""
         if not 1 <= limit <= MAX_SCHEDULE_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_SCHEDULE_PAGE}")
-        rows = await self._schedules.list(owner, limit + 1, before)
-        items = rows[:limit]
-        return SchedulePage(items, items[-1].id if len(rows) > limit else None)
+        items: list[Schedule] = []
+        size = 0
+        while True:
+            wanted = min(limit - len(items), READ_CHUNK)
+            # One row more than asked tells whether more follow.
+            rows = await self._schedules.list(owner, wanted + 1, items[-1].id if items else before)
+            for schedule in rows[:wanted]:
+                size += json_size(schedule.task.payload)
+                if items and size > self._max_page_bytes:
+                    return SchedulePage(items, items[-1].id)
+                items.append(schedule)
+            if len(rows) <= wanted:
+                return SchedulePage(items, None)
+            if len(items) == limit:
+                return SchedulePage(items, items[-1].id)
 
     async def pause(self, owner: str, schedule_id: UUID) -> Schedule:
         """No task is submitted for it until it is resumed."""

@@ -16,6 +16,7 @@ from adapters.storage.memory.schedules import MemorySchedules
 from application.errors import InvalidPayload, StorageUnavailable, UnknownKind
 from application.ports.task_repository import TaskQuery
 from application.use_cases.create_schedule import CreateSchedule
+from application.use_cases.manage_schedules import ManageSchedules
 from application.use_cases.submit_task import SubmitTask, SubmitTaskHandler, Submitted
 from domain.errors import InvalidSchedule, InvalidTask
 from domain.schedule import Schedule, TaskTemplate
@@ -211,3 +212,27 @@ async def test_a_schedule_deleted_or_paused_while_a_sweep_runs_submits_no_task(
     [task] = await tasks_of(app)
     assert task.idempotency_key == first.occurrence_key()
     assert (await manage.get("alice", paused.id)).last_task_id is None
+
+
+@pytest.mark.parametrize("limit", [3, 1000])
+async def test_a_page_of_schedules_ends_early_once_their_payloads_pass_the_byte_limit(
+    app: Container, clock: FakeClock, limit: int
+) -> None:
+    """Each page holds the schedules whose payloads fit in 1,000 bytes of JSON (one at
+    least, however large), and the pages still give every schedule once, newest first."""
+    lengths = [300, 300, 300, 2000, 100, 100]
+    created = [await create(app, payload="x" * length) for length in lengths]
+    manage = ManageSchedules(app.schedules(), app.recurrence(), clock, max_page_bytes=1000)
+    pages, before = [], None
+    while True:
+        page = await manage.list("alice", limit, before)
+        pages.append(list(page.items))
+        if (before := page.next_before) is None:
+            break
+    assert [[len(s.task.payload) for s in items] for items in pages] == [
+        [100, 100],
+        [2000],
+        [300, 300, 300],
+    ]
+    listed = [schedule.id for items in pages for schedule in items]
+    assert listed == [schedule.id for schedule in reversed(created)]
