@@ -38,7 +38,10 @@ class CronRecurrence:
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise InvalidSchedule(f"timezone {timezone!r} is not an IANA time zone") from None
         try:
-            return next(CronSim(expression, after.astimezone(zone))).astimezone(UTC)
+            times = CronSim(expression, after.astimezone(zone))
+            # cronsim reads a fixed time of a repeated hour as its first pass: from the
+            # second pass, it names that hour's times again, gone by already.
+            return next(time for time in times if time > after.astimezone(UTC)).astimezone(UTC)
         except CronSimError as exc:
             raise InvalidSchedule(f"cron {cron!r}: {exc}") from None
         except StopIteration:

@@ -29,6 +29,18 @@ def test_a_time_repeated_by_daylight_saving_runs_once() -> None:
     )
 
 
+@pytest.mark.parametrize("expression", ["30 2 * * *", "15,45 2 * * *"])
+def test_from_the_second_pass_of_a_repeated_hour_the_next_time_lies_ahead(
+    expression: str,
+) -> None:
+    # 2026-10-25: Paris goes from 03:00 back to 02:00; at 01:10 UTC it is 02:10 for the
+    # second time, and the 02:xx times of the day ran in the first pass.
+    second_pass = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
+    next_time = cron.next_after(expression, "Europe/Paris", second_pass)
+    assert next_time > second_pass
+    assert next_time.date() == datetime(2026, 10, 26).date()
+
+
 @pytest.mark.parametrize(
     ("expression", "expected"),
     [

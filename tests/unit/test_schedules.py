@@ -236,3 +236,12 @@ async def test_a_page_of_schedules_ends_early_once_their_payloads_pass_the_byte_
     ]
     listed = [schedule.id for items in pages for schedule in items]
     assert listed == [schedule.id for schedule in reversed(created)]
+
+
+async def test_a_schedule_made_in_the_second_pass_of_a_repeated_hour_is_first_due_ahead(
+    app: Container, clock: FakeClock
+) -> None:
+    # 2026-10-25, 01:10 UTC: 02:10 in Paris for the second time (03:00 went back to 02:00).
+    clock.current = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
+    daily = await create(app, "30 2 * * *", timezone="Europe/Paris")
+    assert daily.next_run_at == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
