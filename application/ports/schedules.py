@@ -68,8 +68,10 @@ class Recurrence(Protocol):
 
     ``next_after`` returns the first time after ``after`` (strictly) that ``cron`` names,
     in UTC; it raises ``InvalidSchedule`` for an expression or a time zone it cannot read.
-    A local time skipped by a daylight saving change runs at the first minute after it; a
-    local time repeated by one runs once.
+    Daylight saving as Debian's cron reads it: a fixed local time (no ``*`` in the minute
+    and hour fields) skipped by a change runs at the first minute after it, and one
+    repeated by a change runs once; an expression with a ``*`` in its minute or hour field
+    follows the clock (its times skipped do not run, those repeated run in both passes).
     """
 
     def next_after(self, cron: str, timezone: str, after: datetime) -> datetime: ...

@@ -29,6 +29,27 @@ def test_a_time_repeated_by_daylight_saving_runs_once() -> None:
     )
 
 
+def test_an_expression_with_a_star_in_its_hour_follows_the_clock_through_a_change() -> None:
+    # 2026-03-29: Paris skips 02:00-03:00, so 02:00 does not run, not even at 03:00.
+    night = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)  # midnight in Paris
+    assert cron.next_after("0 */2 * * *", "Europe/Paris", night) == datetime(
+        2026,
+        3,
+        29,
+        2,
+        0,
+        tzinfo=UTC,  # 04:00 in Paris
+    )
+    # 2026-10-25: Paris goes from 03:00 back to 02:00; 02:30 runs in both passes.
+    first = cron.next_after(
+        "*/30 * * * *", "Europe/Paris", datetime(2026, 10, 25, 0, 0, tzinfo=UTC)
+    )
+    assert first == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert cron.next_after(
+        "*/30 * * * *", "Europe/Paris", datetime(2026, 10, 25, 1, 0, tzinfo=UTC)
+    ) == (datetime(2026, 10, 25, 1, 30, tzinfo=UTC))
+
+
 @pytest.mark.parametrize("expression", ["30 2 * * *", "15,45 2 * * *"])
 def test_from_the_second_pass_of_a_repeated_hour_the_next_time_lies_ahead(
     expression: str,
