@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from uuid import UUID
 
 from attrs import frozen
 
 from application.errors import ScheduleNotFound
 from application.json_values import json_size
+from application.paging import MAX_PAGE_BYTES, bounded_page
 from application.ports.clock import Clock
 from application.ports.schedules import Recurrence, ScheduleRepository
-from application.use_cases.list_tasks import MAX_PAGE_BYTES, READ_CHUNK
 from domain.schedule import Schedule
 
 MAX_SCHEDULE_PAGE = 1000
@@ -48,21 +48,14 @@ class ManageSchedules:
         of JSON (one at least, however large)."""
         if not 1 <= limit <= MAX_SCHEDULE_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_SCHEDULE_PAGE}")
-        items: list[Schedule] = []
-        size = 0
-        while True:
-            wanted = min(limit - len(items), READ_CHUNK)
-            # One row more than asked tells whether more follow.
-            rows = await self._schedules.list(owner, wanted + 1, items[-1].id if items else before)
-            for schedule in rows[:wanted]:
-                size += json_size(schedule.task.payload)
-                if items and size > self._max_page_bytes:
-                    return SchedulePage(items, items[-1].id)
-                items.append(schedule)
-            if len(rows) <= wanted:
-                return SchedulePage(items, None)
-            if len(items) == limit:
-                return SchedulePage(items, items[-1].id)
+
+        def read(count: int, after: UUID | None) -> Awaitable[Sequence[Schedule]]:
+            return self._schedules.list(owner, count, after or before)
+
+        items, next_before = await bounded_page(
+            read, limit, lambda schedule: json_size(schedule.task.payload), self._max_page_bytes
+        )
+        return SchedulePage(items, next_before)
 
     async def pause(self, owner: str, schedule_id: UUID) -> Schedule:
         """No task is submitted for it until it is resumed."""
