@@ -17,7 +17,7 @@ from uuid import UUID
 from attrs import define, frozen
 
 from domain.errors import InvalidSchedule
-from domain.values import JsonValue
+from domain.values import MAX_OWNER_LENGTH, JsonValue
 
 SCHEDULE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 MAX_CRON_LENGTH = 200
@@ -70,8 +70,8 @@ class Schedule:
     ) -> Schedule:
         """A new schedule, first due at ``first_run_at`` (the first occurrence of ``cron``
         after ``now``, which the caller computes: the domain reads no calendar)."""
-        if not owner:
-            raise InvalidSchedule("a schedule needs an owner")
+        if not 0 < len(owner) <= MAX_OWNER_LENGTH:
+            raise InvalidSchedule(f"a schedule needs an owner of 1-{MAX_OWNER_LENGTH} characters")
         if not cron.strip() or len(cron) > MAX_CRON_LENGTH:
             raise InvalidSchedule(f"cron must be 1-{MAX_CRON_LENGTH} characters")
         if not timezone or len(timezone) > MAX_TIMEZONE_LENGTH:

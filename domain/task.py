@@ -23,6 +23,7 @@ from attrs import define, field
 from domain import events
 from domain.errors import IllegalTransition, InvalidTask
 from domain.values import (
+    MAX_OWNER_LENGTH,
     MAX_TIMEOUT_SECONDS,
     JsonValue,
     Progress,
@@ -99,8 +100,8 @@ class Task:
                 f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
                 "starting with a letter"
             )
-        if not owner:
-            raise InvalidTask("a task needs an owner")
+        if not 0 < len(owner) <= MAX_OWNER_LENGTH:
+            raise InvalidTask(f"a task needs an owner of 1-{MAX_OWNER_LENGTH} characters")
         if callback_url is not None and not 0 < len(callback_url) <= MAX_CALLBACK_URL_LENGTH:
             raise InvalidTask(f"callback_url must be 1-{MAX_CALLBACK_URL_LENGTH} characters")
         if not timedelta(0) < timeout <= timedelta(seconds=MAX_TIMEOUT_SECONDS):

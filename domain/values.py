@@ -16,6 +16,8 @@ JsonValue = Any
 """Any value that survives a JSON round trip (dict, list, str, int, float, bool, None)."""
 
 MAX_ATTEMPTS_LIMIT = 100
+MAX_OWNER_LENGTH = 200
+"""The longest owner name (of a task or a schedule) every storage keeps whole."""
 MAX_TIMEOUT_SECONDS = 24 * 3600
 MAX_PROGRESS_MESSAGE = 200
 MAX_ERROR_TYPE = 200

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from domain.values import MAX_OWNER_LENGTH
+
 DEV_SECRET_KEY = "taskport-local-development-only"
 LOCAL_OWNER = "local"
 MAX_RETENTION_SECONDS = 100 * 365 * 86400
@@ -175,6 +177,17 @@ class Settings(BaseSettings):
             if not sep or not owner.strip() or not key.strip():
                 raise ValueError("TASKPORT_API_KEYS must look like owner:key,owner:key")
             pairs.append((owner.strip(), key.strip()))
+        return pairs
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for owner, _ in pairs:
+            if len(owner) > MAX_OWNER_LENGTH:
+                raise ValueError(
+                    f"an owner name is at most {MAX_OWNER_LENGTH} "
+                    f"characters, {owner[:20]!r}... has {len(owner)}"
+                )
         return pairs
 
     @field_validator("callback_secrets", mode="before")

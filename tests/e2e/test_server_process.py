@@ -72,6 +72,11 @@ async def test_a_head_over_tcp_has_the_length_of_the_get_and_no_body(server: str
         ),
         (("serve",), {"TASKPORT_STORAGE_URL": "cassandra://db"}, "supported: memory://"),
         (("serve",), {"TASKPORT_API_KEYS": "no-colon"}, "owner:key"),
+        (
+            ("serve",),
+            {"TASKPORT_API_KEYS": f"alice:a-key,{'o' * 201}:o-key"},
+            "TASKPORT_API_KEYS: an owner name is at most 200 characters",
+        ),
         (("worker",), {}, "in-process queue"),
         (
             ("serve",),

@@ -7,7 +7,14 @@ import pytest
 from domain import events
 from domain.errors import IllegalTransition, InvalidTask
 from domain.task import LEASE_GRACE
-from domain.values import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, RetryPolicy, TaskError, TaskStatus
+from domain.values import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERROR_TYPE,
+    MAX_OWNER_LENGTH,
+    RetryPolicy,
+    TaskError,
+    TaskStatus,
+)
 from tests.factories import T0, make_task
 
 BOOM = TaskError("Boom", "it broke")
@@ -172,6 +179,12 @@ def test_a_clock_that_goes_backwards_never_rewinds_the_task() -> None:
 def test_invalid_tasks_are_refused(kind: str, timeout: int) -> None:
     with pytest.raises(InvalidTask):
         make_task(kind=kind, timeout=timedelta(seconds=timeout))
+
+
+def test_an_owner_name_longer_than_storage_keeps_is_refused() -> None:
+    assert make_task(owner="o" * MAX_OWNER_LENGTH).owner == "o" * MAX_OWNER_LENGTH
+    with pytest.raises(InvalidTask, match="owner of 1-200 characters"):
+        make_task(owner="o" * (MAX_OWNER_LENGTH + 1))
 
 
 def test_a_timeout_under_a_microsecond_says_what_it_was_read_as() -> None:
