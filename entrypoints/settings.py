@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from domain.values import MAX_OWNER_LENGTH
 
 DEV_SECRET_KEY = "taskport-local-development-only"
+PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 LOCAL_OWNER = "local"
 MAX_RETENTION_SECONDS = 100 * 365 * 86400
 """A retention reaches back at most a century: the cutoff stays a date."""
@@ -182,11 +184,17 @@ class Settings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _check_api_keys(cls, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        for owner, _ in pairs:
+        for owner, key in pairs:
             if len(owner) > MAX_OWNER_LENGTH:
                 raise ValueError(
                     f"an owner name is at most {MAX_OWNER_LENGTH} "
                     f"characters, {owner[:20]!r}... has {len(owner)}"
+                )
+            # A header arrives as Latin-1 bytes: any other key would match no client.
+            if not PRINTABLE_ASCII.fullmatch(key):
+                raise ValueError(
+                    f"the key of owner {owner!r} must be printable ASCII characters "
+                    "(those of an 'Authorization: Bearer <key>' header)"
                 )
         return pairs
 
