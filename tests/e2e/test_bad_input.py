@@ -281,6 +281,23 @@ async def test_a_bad_idempotency_key_is_a_problem(api: httpx.AsyncClient, key: b
     assert_problem(response, 400, "invalid-idempotency-key")
 
 
+async def test_two_idempotency_keys_in_one_submit_are_a_problem(
+    api_factory: ApiFactory,
+) -> None:
+    """Two Idempotency-Key lines are one field, ``first, second`` (RFC 9110 §5.3): not a
+    key, and not the first line alone."""
+    api = await api_factory()
+    response = await api.post(
+        "/v1/tasks",
+        json={"kind": "echo"},
+        headers=[("Idempotency-Key", "first"), ("Idempotency-Key", "second")],
+    )
+    assert (
+        "one Idempotency-Key" in assert_problem(response, 400, "invalid-idempotency-key")["detail"]
+    )
+    assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
 async def test_unknown_routes_and_methods_are_problems(api: httpx.AsyncClient) -> None:
     assert_problem(await api.get("/v2/nothing"), 404, "not-found")
     assert_problem(await api.delete("/v1/tasks"), 405, "method-not-allowed")

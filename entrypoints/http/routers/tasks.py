@@ -109,11 +109,25 @@ class _SubmitRoute(JsonRoute):
                 body=task,
                 owner=owner,
                 submit=container_of(request).submit_task(),
-                idempotency_key=request.headers.get("idempotency-key"),
+                idempotency_key=_one_idempotency_key(request),
             )
             return response
 
         return handle
+
+
+def _one_idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key; several lines of it are one field (``a, b``), which
+    names no key: a problem, not the first line taken for the key."""
+    keys = request.headers.getlist("idempotency-key")
+    if len(keys) > 1:
+        raise Problem(
+            400,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
+            f"send one Idempotency-Key header, not {len(keys)}",
+        )
+    return keys[0] if keys else None
 
 
 async def submit_task(
