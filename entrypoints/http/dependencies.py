@@ -36,14 +36,16 @@ async def authenticate(request: Request) -> str:
     owners: dict[str, str] = request.app.state.owners_by_key_digest
     if not owners:
         return LOCAL_OWNER
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="taskport"'}
+    # Two Authorization lines name no one caller: neither is taken.
+    authorizations = request.headers.getlist("authorization")
+    scheme, _, key = (authorizations[0] if len(authorizations) == 1 else "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Problem(
             401,
             "unauthenticated",
             "Unauthenticated",
-            "send an API key as 'Authorization: Bearer <key>'",
+            "send one API key as 'Authorization: Bearer <key>'",
             headers=challenge,
         )
     owner = owners.get(hashlib.sha256(key.strip().encode()).hexdigest())

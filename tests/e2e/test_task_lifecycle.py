@@ -165,6 +165,25 @@ async def test_owners_see_only_their_own_tasks(api_factory: ApiFactory) -> None:
     assert wrong.status_code == 401
 
 
+async def test_two_authorization_headers_are_unauthenticated(api_factory: ApiFactory) -> None:
+    """Two keys name no one caller: neither the first nor the last is taken."""
+    api = await api_factory(api_keys="alice:key-a,bob:key-b")
+    for keys in (("key-b", "key-a"), ("key-a", "key-a"), ("nope", "key-a")):
+        response = await api.get(
+            "/v1/tasks", headers=[("Authorization", f"Bearer {key}") for key in keys]
+        )
+        assert response.status_code == 401, keys
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "send one API key" in response.json()["detail"]
+        submitted = await api.post(
+            "/v1/tasks",
+            json={"kind": "echo"},
+            headers=[("Authorization", f"Bearer {key}") for key in keys],
+        )
+        assert submitted.status_code == 401, keys
+
+
 async def test_an_owner_named_twice_has_both_keys(api_factory: ApiFactory) -> None:
     """Two keys of one owner, as while a key is replaced: both are the owner's."""
     api = await api_factory(api_keys="alice:old-key,alice:new-key,bob:key-b")
