@@ -74,9 +74,9 @@ class TaskEventMessage:
     """An event on ``EVENTS_TOPIC``: a task finished (``type`` is ``task.succeeded``,
     ``task.failed`` or ``task.cancelled``). Brokers route it by ``type`` and ``kind``.
 
-    Its body is the callbacks' body (the type and the finished task, see
-    ``outcome_body``) with the event's ``id``, unique per event (a subscriber drops
-    repeats by it), ``occurred_at``, and the task's ``owner``."""
+    Its body is the callbacks' body (the type and the finished task, its owner included,
+    see ``outcome_body``) with the event's ``id``, unique per event (a subscriber drops
+    repeats by it), and ``occurred_at``."""
 
     type: str
     kind: str
@@ -103,7 +103,7 @@ def event_messages(
             "id": str(message_id),
             "type": outcome.type,
             "occurred_at": instant(outcome.event.occurred_at),
-            "task": {**finished_task(outcome.task), "owner": outcome.task.owner},
+            "task": finished_task(outcome.task),
         }
         found.append(
             OutboxMessage(

@@ -45,12 +45,15 @@ def outcome_body(task: Task, event_type: str) -> JsonValue:
 
 
 def finished_task(task: Task) -> dict[str, JsonValue]:
-    """A finished task as its outcome tells it: its id, kind, status, attempts, when it was
-    created and finished, its result or error, and the schedule that submitted it, with the
-    field names and formats of ``GET /v1/tasks/{id}``."""
+    """A finished task as its outcome tells it: its id, owner, kind, status, attempts, when
+    it was created and finished, its result or error, and the schedule that submitted it,
+    with the field names and formats of ``GET /v1/tasks/{id}``. The owner is there for a
+    receiver of callbacks: the secrets that sign them are the deployment's, and any owner
+    may name any callback URL."""
     error = task.error
     return {
         "id": str(task.id),
+        "owner": task.owner,
         "kind": task.kind,
         "status": task.status.value,
         "attempts": task.attempts,

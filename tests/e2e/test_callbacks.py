@@ -52,6 +52,7 @@ async def test_a_task_that_succeeds_posts_its_outcome_to_its_callback_url(
         "type": "task.succeeded",
         "task": {
             "id": task["id"],
+            "owner": "local",
             "kind": "echo",
             "status": "SUCCEEDED",
             "attempts": 1,
@@ -198,6 +199,29 @@ async def test_with_callback_secrets_a_delivery_is_signed_by_each_on_every_attem
             assert verified["task"]["id"] == task["id"]
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "B" * 43 + "=").verify(first["body"], first["headers"])
+
+
+async def test_a_signed_delivery_names_the_owner_of_its_task(
+    api_factory: ApiFactory, remote: TinyHttpServer
+) -> None:
+    """The secrets are the deployment's, shared by every owner, and any owner may name any
+    callback URL: the signed body says whose task it tells of, so a receiver of alice's
+    can refuse an outcome bob made up (an echo task's result is whatever bob sent)."""
+    remote.routes["/alice-hooks"] = lambda _: json_answer(200, {})
+    api = await api_factory(
+        api_keys="alice:key-a,bob:key-b", callback_secrets=NEW_SECRET, **CALLS_TO_LOCALHOST
+    )
+    made_up = {"order": "A-1001", "paid": True}
+    for key in ("key-a", "key-b"):
+        created = await api.post(
+            "/v1/tasks",
+            json={"kind": "echo", "payload": made_up, "callback_url": remote.url("/alice-hooks")},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert created.status_code == 201
+    requests = await delivered(remote, "/alice-hooks", 2)
+    verified = [Webhook(NEW_SECRET).verify(r["body"], r["headers"]) for r in requests]
+    assert sorted(outcome["task"]["owner"] for outcome in verified) == ["alice", "bob"]
 
 
 async def test_without_callback_secrets_a_delivery_is_not_signed(
