@@ -10,6 +10,7 @@ did not succeed, 3 when the server cannot be reached (2 is a usage error).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -43,9 +44,29 @@ API_REFUSED, UNREACHABLE = 1, 3
 Url = Annotated[
     str, typer.Option("--url", envvar="TASKPORT_URL", help="the Taskport server", show_default=True)
 ]
+PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+"""What a header value may hold here, as the server reads it."""
+
+
+def _header_value(value: str | None) -> str | None:
+    """``value`` without the spaces around it (a key read from a file ends with a newline),
+    or a usage error when no header can carry it."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not PRINTABLE_ASCII.fullmatch(value):
+        raise typer.BadParameter("must be printable ASCII characters, to be sent in a header")
+    return value
+
+
 ApiKey = Annotated[
     str | None,
-    typer.Option("--api-key", envvar="TASKPORT_API_KEY", help="sent as a bearer token"),
+    typer.Option(
+        "--api-key",
+        envvar="TASKPORT_API_KEY",
+        help="sent as a bearer token",
+        callback=_header_value,
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON, for scripts")]
 
@@ -122,7 +143,7 @@ def submit(
     ] = False,
     max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per attempt")] = None,
-    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    idempotency_key: Annotated[str | None, typer.Option(callback=_header_value)] = None,
     callback_url: Annotated[
         str | None, typer.Option(help="POST the outcome here each time the task finishes")
     ] = None,

@@ -63,6 +63,42 @@ def test_a_server_url_that_cannot_be_one_is_a_usage_error() -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("key", ["ключ", "line\nbreak", "tab\there"])
+def test_an_api_key_no_header_can_carry_is_a_usage_error_and_asks_nothing(
+    serving: Any, key: str
+) -> None:
+    asked = serving(lambda request: httpx.Response(200, json={"items": []}))
+    result = run("list", "--api-key", key)
+    assert result.exit_code == 2
+    assert "Invalid value for '--api-key'" in result.output
+    assert asked == []
+
+
+def test_an_api_key_is_sent_without_the_spaces_around_it(serving: Any) -> None:
+    """As a key read from a file or a secret often ends with a newline; the server drops
+    them too."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["authorization"])
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    serving(answer)
+    assert run("list", "--api-key", " s3cret key\n").exit_code == 0
+    assert sent == ["Bearer s3cret key"]
+
+
+@pytest.mark.parametrize("key", ["café", "order\n42"])
+def test_an_idempotency_key_no_header_can_carry_is_a_usage_error_and_asks_nothing(
+    serving: Any, key: str
+) -> None:
+    asked = serving(lambda request: httpx.Response(201, json={}))
+    result = run("submit", "echo", "--idempotency-key", key)
+    assert result.exit_code == 2
+    assert "Invalid value for '--idempotency-key'" in result.output
+    assert asked == []
+
+
 def test_a_server_answering_without_json_is_one_line_and_exit_3(serving: Any) -> None:
     serving(lambda request: httpx.Response(200, text="<html>hello</html>"))
     result = run("list")
