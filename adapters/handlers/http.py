@@ -190,8 +190,10 @@ def refused_host(host: str, patterns: Sequence[str]) -> str | None:
 def refused_address(address: str) -> str | None:
     """Why a resolved address may not be called without ALLOW_PRIVATE_NETWORKS, or None."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address reached through IPv6 (mapped, or 6to4 through a relay) is judged
+        # as that IPv4 address.
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     for reason, flagged in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -288,9 +290,10 @@ class HttpKind:
         if not self._config.allow_private_networks:
             for address in addresses:
                 if reason := refused_address(address):
+                    article = "an" if reason[0] in "aeiou" else "a"
                     raise PermanentFailure(
-                        f"{host} resolves to {address}, a {reason} address; calls to private "
-                        "networks are refused (TASKPORT_HTTP_ALLOW_PRIVATE_NETWORKS)"
+                        f"{host} resolves to {address}, {article} {reason} address; calls to "
+                        "private networks are refused (TASKPORT_HTTP_ALLOW_PRIVATE_NETWORKS)"
                     )
         return addresses
 

@@ -379,6 +379,10 @@ def test_a_pattern_in_unicode_allows_the_host_as_a_url_names_it() -> None:
         ("169.254.169.254", "link-local"),
         ("224.0.0.1", "multicast"),
         ("::ffff:127.0.0.1", "loopback"),
+        # 6to4: the IPv4 address it carries, reached through a relay
+        ("2002:7f00:1::", "loopback"),
+        ("2002:a9fe:a9fe::1", "link-local"),
+        ("2002:808:808::1", None),
         ("100.64.0.1", "not public"),
         ("0.0.0.0", "unspecified"),
     ],
