@@ -17,6 +17,7 @@ from uuid import UUID
 from attrs import define, frozen
 
 from domain.errors import InvalidSchedule
+from domain.task import SCHEDULE_KEY_PREFIX
 from domain.values import MAX_OWNER_LENGTH, JsonValue
 
 SCHEDULE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
@@ -98,4 +99,5 @@ class Schedule:
 
     def occurrence_key(self) -> str:
         """The idempotency key of the task of the next occurrence."""
-        return f"schedule:{self.id}:{self.next_run_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        occurrence = self.next_run_at.astimezone(UTC)
+        return f"{SCHEDULE_KEY_PREFIX}{self.id}:{occurrence:%Y%m%dT%H%M%SZ}"

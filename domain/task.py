@@ -36,6 +36,9 @@ KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
 """A kind's name, anchored as JSON Schema and pydantic read a pattern (``$``: the end of the
 text). Python's ``$`` also matches before a final newline: match it with ``fullmatch``."""
 MAX_CALLBACK_URL_LENGTH = 2048
+SCHEDULE_KEY_PREFIX = "schedule:"
+"""Idempotency keys starting so are the keys of schedules' occurrences (see
+``domain.schedule``): only the task a schedule submits may hold one."""
 LEASE_GRACE = timedelta(seconds=30)
 """How long past its timeout a running attempt is presumed alive before it counts as lost."""
 
@@ -104,6 +107,11 @@ class Task:
             raise InvalidTask(f"a task needs an owner of 1-{MAX_OWNER_LENGTH} characters")
         if callback_url is not None and not 0 < len(callback_url) <= MAX_CALLBACK_URL_LENGTH:
             raise InvalidTask(f"callback_url must be 1-{MAX_CALLBACK_URL_LENGTH} characters")
+        if schedule_id is None and (idempotency_key or "").startswith(SCHEDULE_KEY_PREFIX):
+            raise InvalidTask(
+                f"idempotency keys starting with {SCHEDULE_KEY_PREFIX!r} are kept for the "
+                "tasks of schedules"
+            )
         if not timedelta(0) < timeout <= timedelta(seconds=MAX_TIMEOUT_SECONDS):
             raise InvalidTask(
                 f"timeout must be over 0 (in whole microseconds) and at most "

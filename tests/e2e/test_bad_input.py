@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from logging import ERROR
 from typing import Any
@@ -295,6 +296,21 @@ async def test_two_idempotency_keys_in_one_submit_are_a_problem(
     assert (
         "one Idempotency-Key" in assert_problem(response, 400, "invalid-idempotency-key")["detail"]
     )
+    assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
+async def test_a_schedule_s_idempotency_key_is_refused_on_both_submit_routes(
+    api: httpx.AsyncClient,
+) -> None:
+    key = f"schedule:{uuid.uuid4()}:20260105T120500Z"
+    single = await api.post("/v1/tasks", json={"kind": "echo"}, headers={"Idempotency-Key": key})
+    assert (
+        "kept for the tasks of schedules" in assert_problem(single, 422, "invalid-task")["detail"]
+    )
+    batch = await api.post(
+        "/v1/tasks/batch", json={"tasks": [{"kind": "echo", "idempotency_key": key}]}
+    )
+    assert_problem(batch, 422, "invalid-batch")
     assert (await api.get("/v1/tasks")).json()["items"] == []
 
 

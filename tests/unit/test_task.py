@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -185,6 +186,16 @@ def test_an_owner_name_longer_than_storage_keeps_is_refused() -> None:
     assert make_task(owner="o" * MAX_OWNER_LENGTH).owner == "o" * MAX_OWNER_LENGTH
     with pytest.raises(InvalidTask, match="owner of 1-200 characters"):
         make_task(owner="o" * (MAX_OWNER_LENGTH + 1))
+
+
+def test_idempotency_keys_of_schedules_are_kept_for_the_tasks_of_schedules() -> None:
+    """Taken by a client, such a key would become the task of the schedule's occurrence."""
+    schedule_id = uuid.uuid4()
+    key = f"schedule:{schedule_id}:20260105T120500Z"
+    assert make_task(idempotency_key=key, schedule_id=schedule_id).idempotency_key == key
+    with pytest.raises(InvalidTask, match="kept for the tasks of schedules"):
+        make_task(idempotency_key=key)
+    assert make_task(idempotency_key="schedules:1").idempotency_key == "schedules:1"
 
 
 def test_a_timeout_under_a_microsecond_says_what_it_was_read_as() -> None:
