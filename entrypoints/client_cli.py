@@ -10,6 +10,7 @@ did not succeed, 3 when the server cannot be reached (2 is a usage error).
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import time
@@ -69,6 +70,18 @@ ApiKey = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON, for scripts")]
+
+
+def _finite_seconds(value: float | None) -> float | None:
+    """Click reads nan and inf as floats, which JSON has no words for."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
+Timeout = Annotated[
+    float | None, typer.Option(help="seconds per attempt", callback=_finite_seconds)
+]
 
 # A pipe has no width: tables printed to one are not squeezed into 80 columns.
 out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -142,7 +155,7 @@ def submit(
         bool, typer.Option("--wait", "-w", help="follow the task until it ends")
     ] = False,
     max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
-    timeout: Annotated[float | None, typer.Option(help="seconds per attempt")] = None,
+    timeout: Timeout = None,
     idempotency_key: Annotated[str | None, typer.Option(callback=_header_value)] = None,
     callback_url: Annotated[
         str | None, typer.Option(help="POST the outcome here each time the task finishes")

@@ -209,3 +209,17 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
     assert deleted.exit_code == 0, deleted.output
     assert f"deleted schedule {TASK_ID}" in deleted.output
     assert asked == ["/v1/schedules", f"/v1/schedules/{TASK_ID}"]
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "command", [["submit", "echo"], ["schedule", "add", "echo", "--cron", "@daily"]]
+)
+def test_a_timeout_that_is_no_number_of_seconds_is_a_usage_error_and_asks_nothing(
+    serving: Any, command: list[str], seconds: str
+) -> None:
+    asked = serving(lambda request: httpx.Response(201, json={}))
+    result = run(*command, "--timeout", seconds)
+    assert result.exit_code == 2
+    assert "Invalid value for '--timeout'" in result.output
+    assert asked == []
