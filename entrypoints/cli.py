@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from adapters.handlers.loader import KindLoadError
-from adapters.storage.sql import SqlStorage
+from adapters.storage.sql import RevisionRefused, SqlStorage
 from application.errors import StorageUnavailable
 from entrypoints import client_cli
 from entrypoints.container import Container, UnsupportedUrl, create_container
@@ -262,6 +262,9 @@ def _on_sql_storage(step: Callable[[SqlStorage], Awaitable[T]]) -> T:
     except StorageUnavailable as exc:
         typer.echo(f"taskport: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except RevisionRefused as exc:
+        typer.echo(f"taskport: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("callback-secret")

@@ -72,6 +72,18 @@ def test_db_commands_upgrade_show_and_downgrade_the_schema(tmp_path: Path) -> No
     assert "empty" in run("current")
 
 
+@pytest.mark.parametrize("args", [("upgrade", "0099"), ("downgrade", "no-such-revision")])
+def test_db_commands_refuse_an_unknown_revision_in_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    runner = CliRunner(env={"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"})
+    outcome = runner.invoke(cli, ["db", *args])
+    assert outcome.exit_code == 2, outcome.output
+    assert f"taskport: cannot migrate to {args[1]}: " in outcome.output
+    assert "Traceback" not in outcome.output
+    assert isinstance(outcome.exception, SystemExit)
+
+
 def test_db_commands_refuse_the_memory_storage() -> None:
     outcome = CliRunner(env={"TASKPORT_STORAGE_URL": "memory://"}).invoke(cli, ["db", "current"])
     assert outcome.exit_code == 2

@@ -1,5 +1,6 @@
 """SQL storage: SQLite (aiosqlite) and PostgreSQL (asyncpg) through SQLAlchemy Core."""
 
+from adapters.storage.sql.engine import RevisionRefused
 from adapters.storage.sql.storage import (
     SqlOutbox,
     SqlStorage,
@@ -8,4 +9,11 @@ from adapters.storage.sql.storage import (
     SqlWorkerRegistry,
 )
 
-__all__ = ["SqlOutbox", "SqlStorage", "SqlTaskRepository", "SqlUnitOfWork", "SqlWorkerRegistry"]
+__all__ = [
+    "RevisionRefused",
+    "SqlOutbox",
+    "SqlStorage",
+    "SqlTaskRepository",
+    "SqlUnitOfWork",
+    "SqlWorkerRegistry",
+]

@@ -96,6 +96,15 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class RevisionRefused(ValueError):
+    """A migration asked for a revision that Alembic cannot reach from the schema's own:
+    one it does not know, or one on the other side of a downgrade or an upgrade."""
+
+    def __init__(self, revision: str, reason: str) -> None:
+        self.revision = revision
+        super().__init__(f"cannot migrate to {revision}: {reason}")
+
+
 _UNAVAILABLE = (OSError, TimeoutError, exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
 

@@ -11,8 +11,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.storage.sql.engine import RevisionRefused
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_ID = 0x7A5C_9017
@@ -69,4 +72,7 @@ async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revisio
 def _run_on(connection: Connection, step: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    step(config, revision)
+    try:
+        step(config, revision)
+    except CommandError as error:
+        raise RevisionRefused(revision, str(error)) from error
