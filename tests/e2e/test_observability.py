@@ -106,6 +106,31 @@ async def test_a_browser_may_send_and_read_the_request_id(api_factory: ApiFactor
     assert {"x-request-id", "retry-after"} <= set(exposed)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/tasks"),
+        ("POST", "/v1/tasks"),
+        ("POST", "/v1/schedules/01a24eea-826d-76eb-a062-bca0be39bfdd/pause"),
+        ("DELETE", "/v1/schedules/01a24eea-826d-76eb-a062-bca0be39bfdd"),
+    ],
+)
+async def test_a_browser_may_use_every_method_of_the_api(
+    api_factory: ApiFactory, method: str, path: str
+) -> None:
+    api = await api_factory(cors_origins="https://app.example")
+    preflight = await api.options(
+        path,
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert method in preflight.headers["access-control-allow-methods"].split(", ")
+
+
 async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path) -> None:
     server = ServerProcess(
         {
