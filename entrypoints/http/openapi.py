@@ -3,7 +3,8 @@ are, RFC 9457 problems (``application/problem+json``), and the bearer API key.
 
 Routes declare their own errors (``responses={404: {"description": ...}}``); every
 operation under ``/v1`` also answers 401 (API keys configured, none or a wrong one sent)
-and 503 (storage or broker unavailable), and every one with a body 400, 413 and 415.
+and 503 (storage or broker unavailable), and every one with a body 400 (malformed-json),
+413 and 415.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ INVALID_PARAMETER = "a parameter breaks the schema (invalid-request)"
 INVALID_BODY = (
     "the request breaks the schema (invalid-request), or what it asks is refused: a kind "
     "that does not exist (unknown-kind), a payload or a task that cannot be "
-    "(invalid-payload, invalid-task), a batch with such items (invalid-batch)"
+    "(invalid-payload, invalid-task), a batch with such items (invalid-batch), a cron "
+    "expression or a time zone that cannot be read (invalid-schedule)"
 )
 BEARER = {
     "type": "http",

@@ -64,6 +64,19 @@ async def test_submit_declares_what_it_answers(api: httpx.AsyncClient) -> None:
     assert submit["security"] == [{"bearer": []}]
 
 
+async def test_creating_a_schedule_declares_what_it_answers(api: httpx.AsyncClient) -> None:
+    create = (await document(api))["paths"]["/v1/schedules"]["post"]
+    assert set(create["responses"]) == {"201", "400", "401", "409", "413", "415", "422", "503"}
+    assert "malformed-json" in create["responses"]["400"]["description"]
+    assert "too-many-schedules" in create["responses"]["409"]["description"]
+    assert "invalid-schedule" in create["responses"]["422"]["description"]
+    assert "Location" in create["responses"]["201"]["headers"]
+    malformed = await api.post(
+        "/v1/schedules", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400
+
+
 async def test_answered_problems_match_the_declared_schema(api: httpx.AsyncClient) -> None:
     problem = (await document(api))["components"]["schemas"]["Problem"]
     answers = [

@@ -25,7 +25,16 @@ CURSOR_OF = {"list": "schedules"}
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ScheduleOut,
-    responses={409: {"description": "the owner has a schedule of this name (schedule-name-taken)"}},
+    responses={
+        201: {
+            "description": "the schedule, stored",
+            "headers": {"Location": {"description": "the schedule", "schema": {"type": "string"}}},
+        },
+        409: {
+            "description": "the owner has a schedule of this name (schedule-name-taken), or "
+            "as many schedules as TASKPORT_MAX_SCHEDULES_PER_OWNER allows (too-many-schedules)"
+        },
+    },
 )
 async def create_schedule(
     body: ScheduleIn,
