@@ -214,8 +214,11 @@ def upgrade(
     revision: Annotated[str, typer.Argument(help="the revision to reach")] = "head",
 ) -> None:
     """Apply the migrations up to REVISION (the latest by default)."""
-    _on_sql_storage(lambda storage: storage.upgrade(revision))
-    typer.echo(f"database schema upgraded to {revision}")
+    typer.echo(
+        _on_sql_storage(
+            lambda storage: _migrated(storage, "upgraded", lambda: storage.upgrade(revision))
+        )
+    )
 
 
 @db.command()
@@ -223,8 +226,22 @@ def downgrade(
     revision: Annotated[str, typer.Argument(help="the revision to go back to; base: empty")],
 ) -> None:
     """Revert the migrations down to REVISION."""
-    _on_sql_storage(lambda storage: storage.downgrade(revision))
-    typer.echo(f"database schema downgraded to {revision}")
+    typer.echo(
+        _on_sql_storage(
+            lambda storage: _migrated(storage, "downgraded", lambda: storage.downgrade(revision))
+        )
+    )
+
+
+async def _migrated(storage: SqlStorage, done: str, step: Callable[[], Awaitable[None]]) -> str:
+    """Runs a migration step; says where the schema was and where it is now (Alembic takes
+    a revision that is not on the way, an older one to upgrade to, as nothing to do)."""
+    before = await storage.current_revision() or "empty"
+    await step()
+    after = await storage.current_revision() or "empty"
+    if after == before:
+        return f"database schema already at {after}"
+    return f"database schema {done} from {before} to {after}"
 
 
 @db.command()

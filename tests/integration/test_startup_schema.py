@@ -14,6 +14,7 @@ from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner
 
 from adapters.storage.sql import SqlStorage
+from adapters.storage.sql.schema import SCHEMA_REVISION
 from entrypoints.cli import app as cli
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
@@ -70,6 +71,22 @@ def test_db_commands_upgrade_show_and_downgrade_the_schema(tmp_path: Path) -> No
     assert "up to date" in run("current")
     run("downgrade", "base")
     assert "empty" in run("current")
+
+
+def test_db_commands_say_the_revision_the_schema_is_at(tmp_path: Path) -> None:
+    runner = CliRunner(env={"TASKPORT_STORAGE_URL": f"sqlite:///{tmp_path / 'taskport.db'}"})
+
+    def run(*args: str) -> str:
+        outcome = runner.invoke(cli, ["db", *args])
+        assert outcome.exit_code == 0, outcome.output
+        return outcome.output
+
+    assert f"upgraded from empty to {SCHEMA_REVISION}" in run("upgrade")
+    # An older revision is not on the way up: nothing changes, and the command says so.
+    assert f"already at {SCHEMA_REVISION}" in run("upgrade", "0003")
+    assert f"downgraded from {SCHEMA_REVISION} to 0005" in run("downgrade", "0005")
+    assert "already at 0005" in run("downgrade", "0005")
+    assert "downgraded from 0005 to empty" in run("downgrade", "base")
 
 
 @pytest.mark.parametrize("args", [("upgrade", "0099"), ("downgrade", "no-such-revision")])
