@@ -21,6 +21,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
@@ -43,8 +44,31 @@ MAX_DELIVERIES = 100
 
 router = APIRouter(tags=["webhook"])
 
+PUSH_ANSWERS: dict[int | str, dict[str, Any]] = {
+    204: {
+        "description": "the task's outcome is committed (or there was nothing to do), or a "
+        "poison message's copy is on the dead-letter topic: Pub/Sub does not push it again"
+    },
+    400: {
+        "description": "the body is not JSON (malformed-json), or not a push envelope "
+        "(malformed-push)"
+    },
+    401: {"description": "no bearer token (TASKPORT_PUSH_AUTH=oidc)"},
+    403: {
+        "description": "a token that is invalid, expired, for another audience or issuer, or "
+        "not of TASKPORT_PUSH_SERVICE_ACCOUNT"
+    },
+    413: {"description": "the body is over TASKPORT_MAX_BODY_BYTES"},
+    415: {"description": "the body is not JSON (Content-Type)"},
+    503: {
+        "description": "storage unavailable, the task is being run by another attempt, the "
+        "dead-letter copy could not be published, or the server is stopping: Retry-After; "
+        "Pub/Sub pushes it again"
+    },
+}
 
-@router.post("/webhook/pubsub", status_code=204, response_class=Response)
+
+@router.post("/webhook/pubsub", status_code=204, response_class=Response, responses=PUSH_ANSWERS)
 @router.post("/webhook", status_code=204, response_class=Response, include_in_schema=False)
 async def pubsub_push(
     request: Request,

@@ -325,6 +325,16 @@ async def test_the_webhook_exists_only_with_the_pubsub_broker(start: Start) -> N
     assert response.status_code == 404
 
 
+async def test_the_webhook_declares_what_it_answers(start: Start) -> None:
+    client = await start()
+    document = (await client.get("/openapi.json")).json()
+    push = document["paths"]["/webhook/pubsub"]["post"]
+    assert set(push["responses"]) == {"204", "400", "401", "403", "413", "415", "503"}
+    for status in ("400", "401", "403", "413", "415", "503"):
+        assert list(push["responses"][status]["content"]) == ["application/problem+json"]
+    assert "/webhook" not in document["paths"]
+
+
 @pytest.mark.parametrize(
     ("name", "body"),
     [
