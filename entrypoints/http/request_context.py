@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import time
 
+from fastapi import FastAPI
+from starlette.routing import Match, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.observability.prometheus import PrometheusMetrics
@@ -40,7 +42,22 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             correlation.request_id.reset(token)
-            route = scope.get("route")
-            # The path as the API describes it: without a parameter's convertor.
-            path = getattr(route, "path_format", None) or "unmatched"
+            path = _route_path(scope)
             self.metrics.observe_http(scope["method"], path, status, time.perf_counter() - started)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path of the route as the API describes it (without a parameter's convertor);
+    for a request answered before routing (a 415 or 413 of the body guard), the path of
+    the OpenAPI document it falls under, and for Starlette's own routes (``/docs``), theirs."""
+    routed = getattr(scope.get("route"), "path_format", None)
+    if routed:
+        return str(routed)
+    app = scope.get("app")
+    if not isinstance(app, FastAPI):
+        return "unmatched"
+    for described in app.openapi().get("paths", {}):
+        if compile_path(described)[0].fullmatch(scope["path"]):
+            return str(described)
+    matched = (each for each in app.routes if each.matches(scope)[0] is Match.FULL)
+    return getattr(next(matched, None), "path_format", None) or "unmatched"

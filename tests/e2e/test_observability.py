@@ -78,6 +78,25 @@ async def test_metrics_count_tasks_and_requests(api_factory: ApiFactory) -> None
     assert value("taskport_outbox_backlog") == 0
 
 
+async def test_requests_refused_before_routing_are_counted_under_their_route(
+    api_factory: ApiFactory,
+) -> None:
+    api = await api_factory(max_body_bytes=1024)
+    await api.post("/v1/tasks", content=b"kind=echo", headers={"Content-Type": "text/plain"})
+    await api.post("/v1/tasks", json={"kind": "echo", "payload": "x" * 2000})
+    await api.get("/openapi.json")
+    await api.get("/v1/no-such-route")
+    found = samples((await api.get("/metrics")).text)
+
+    def value(**labels: str) -> float:
+        return found.get(("taskport_http_requests_total", frozenset(labels.items())), 0.0)
+
+    assert value(method="POST", route="/v1/tasks", status="415") == 1
+    assert value(method="POST", route="/v1/tasks", status="413") == 1
+    assert value(method="GET", route="/openapi.json", status="200") == 1
+    assert value(method="GET", route="unmatched", status="404") == 1
+
+
 async def test_a_request_id_is_echoed_or_made(api_factory: ApiFactory) -> None:
     api = await api_factory()
     given = await api.get("/healthz", headers={"X-Request-ID": "abc-123"})
