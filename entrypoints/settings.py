@@ -18,7 +18,8 @@ DEV_SECRET_KEY = "taskport-local-development-only"
 PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 LOCAL_OWNER = "local"
 MAX_RETENTION_SECONDS = 100 * 365 * 86400
-"""A retention reaches back at most a century: the cutoff stays a date."""
+"""A retention (or a worker's lost and prune thresholds) reaches back at most a century:
+the cutoff stays a date."""
 WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
@@ -144,10 +145,14 @@ class Settings(BaseSettings):
     worker_lost_after_seconds: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RETENTION_SECONDS,
         description="a worker silent this long is lost; default: 3 heartbeat intervals",
     )
     worker_prune_after_seconds: float = Field(
-        default=3600, gt=0, description="a worker silent this long leaves the registry"
+        default=3600,
+        gt=0,
+        le=MAX_RETENTION_SECONDS,
+        description="a worker silent this long leaves the registry",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] | None = Field(

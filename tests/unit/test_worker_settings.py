@@ -30,6 +30,14 @@ def test_a_retention_is_positive_and_at_most_a_century(name: str, seconds: float
         Settings(**{name: seconds})
 
 
+@pytest.mark.parametrize("name", ["worker_lost_after_seconds", "worker_prune_after_seconds"])
+@pytest.mark.parametrize("seconds", [1e11, 1e300, float("inf")])
+def test_a_worker_threshold_is_at_most_a_century(name: str, seconds: float) -> None:
+    """Past it, the start failed with an OverflowError instead of naming the setting."""
+    with pytest.raises(ValidationError, match=name):
+        Settings(**{name: seconds})
+
+
 def test_events_are_refused_on_the_in_process_queue_no_other_system_hears() -> None:
     with pytest.raises(ValidationError, match="TASKPORT_PUBLISH_EVENTS needs a broker"):
         Settings(publish_events=True)
