@@ -225,6 +225,23 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("sentry_dsn", mode="before")
+    @classmethod
+    def _parse_sentry_dsn(cls, value: object) -> object:
+        text = _secret_text(value).strip() if value is not None else ""
+        if not text:
+            return None  # empty, as a compose file passes an unset variable: off
+        # Imported only when a DSN is set: a process without Sentry never loads it.
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(text)
+        except BadDsn as exc:
+            raise ValueError(
+                f"not a Sentry DSN ({exc}): https://<public key>@<host>/<project id>"
+            ) from None
+        return text
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment != "local":
