@@ -225,6 +225,19 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _refuse_urls_as_hosts(cls, hosts: list[str]) -> list[str]:
+        """A URL, a path or a port would match no host: every task would be refused as
+        not allowed. An IPv6 address has several colons, a port one."""
+        for host in hosts:
+            if "/" in host or "@" in host or host.count(":") == 1:
+                raise ValueError(
+                    f"host names or patterns, not URLs or ports: {host!r} "
+                    "(e.g. api.example.com,*.example.org)"
+                )
+        return hosts
+
     @field_validator("sentry_dsn", mode="before")
     @classmethod
     def _parse_sentry_dsn(cls, value: object) -> object:

@@ -14,10 +14,12 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from adapters.handlers.http import HttpKind, HttpKindConfig, host_allowed, refused_address
 from application.errors import PermanentFailure, RetryLater
 from application.ports.handlers import TaskContext
+from entrypoints.settings import Settings
 from tests.e2e.conftest import ApiFactory, wait_for_status
 from tests.e2e.tiny_http import TinyHttpServer, json_answer
 
@@ -357,6 +359,21 @@ async def test_a_payload_the_http_kind_cannot_run_is_refused_at_submit(
 )
 def test_allowed_host_patterns(host: str, allowed: bool) -> None:
     assert host_allowed(host, ["api.example.com", "*.example.org"]) is allowed
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["https://api.example.com", "api.example.com/v1", "api.example.com:443", "user@example.com"],
+)
+def test_an_allowed_host_written_as_a_url_or_with_a_port_is_refused_by_name(entry: str) -> None:
+    """It would match no host, and every task for it would be refused as not allowed."""
+    with pytest.raises(ValidationError, match="host names or patterns, not URLs"):
+        Settings(http_allowed_hosts=f"example.net,{entry}")
+
+
+@pytest.mark.parametrize("entry", ["*", "*.example.org", "bücher.example", "::1", "10.0.0.7"])
+def test_host_names_patterns_and_addresses_are_allowed_hosts(entry: str) -> None:
+    assert Settings(http_allowed_hosts=entry).http_allowed_hosts == [entry]
 
 
 def test_a_pattern_in_unicode_allows_the_host_as_a_url_names_it() -> None:
