@@ -225,6 +225,21 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _refuse_origins_no_browser_sends(cls, origins: list[str]) -> list[str]:
+        """A browser's Origin header is scheme://host[:port], compared as it is: an origin
+        without its scheme, or with a path (a trailing slash too), would match no page."""
+        for origin in origins:
+            parts = urlsplit(origin)
+            if origin != "*" and not (
+                parts.scheme in ("http", "https") and parts.netloc and origin.endswith(parts.netloc)
+            ):
+                raise ValueError(
+                    f"an origin is scheme://host[:port] (or *), as a browser sends it: {origin!r}"
+                )
+        return origins
+
     @field_validator("http_allowed_hosts")
     @classmethod
     def _refuse_urls_as_hosts(cls, hosts: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ import psutil
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
@@ -123,6 +124,20 @@ async def test_a_browser_may_send_and_read_the_request_id(api_factory: ApiFactor
     answer = await api.get("/healthz", headers={**origin, "X-Request-ID": "page-1"})
     exposed = answer.headers["access-control-expose-headers"].lower().split(", ")
     assert {"x-request-id", "retry-after"} <= set(exposed)
+
+
+@pytest.mark.parametrize(
+    "origin", ["app.example.com", "https://app.example.com/", "https://app.example.com/page"]
+)
+def test_a_cors_origin_a_browser_never_sends_is_refused_by_name(origin: str) -> None:
+    """A browser's Origin is scheme://host[:port]: anything else would never match."""
+    with pytest.raises(ValidationError, match="scheme://host"):
+        Settings(cors_origins=f"https://ok.example,{origin}")
+
+
+def test_cors_origins_take_scheme_host_and_port_or_any() -> None:
+    origins = "https://app.example,http://127.0.0.1:5173,*"
+    assert Settings(cors_origins=origins).cors_origins == origins.split(",")
 
 
 @pytest.mark.parametrize(
