@@ -430,6 +430,24 @@ async def test_a_result_is_measured_in_the_bytes_of_its_json(app: Container) -> 
     )
 
 
+async def test_a_result_is_measured_in_its_json_without_spaces_between_items(
+    app: Container,
+) -> None:
+    # 400,000 zeros are 800,001 bytes of JSON as they are served ("[0,0,…]"); with a space
+    # after each comma they would be 1,200,000, over the limit of 1 MiB.
+    under = await submit(app, payload=[0] * 400_000)
+    over = await submit(app, payload=[0] * 600_000)
+    await run(app, under.id)
+    await run(app, over.id)
+    assert (await status_of(app, under.id)).status is TaskStatus.SUCCEEDED
+    failed = await status_of(app, over.id)
+    assert (failed.status, failed.error.type, failed.error.message) == (
+        TaskStatus.FAILED,
+        "ResultTooLarge",
+        "the result is 1200001 bytes, over the limit of 1048576",
+    )
+
+
 async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> None:
     command = SubmitTask("alice", "echo", {"a": 1}, idempotency_key="k1")
     first = await app.submit_task()(command)
