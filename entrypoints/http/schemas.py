@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -83,12 +84,23 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 with ``fullmatch`` in Python, whose ``$`` also matches before a final newline)."""
 
 
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
 class TaskBatchItemIn(TaskIn):
     idempotency_key: str | None = Field(
         default=None,
-        pattern=IDEMPOTENCY_KEY_PATTERN,
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
         description="as the Idempotency-Key header of a single submit, for this item",
     )
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _visible_ascii(cls, key: str | None) -> str | None:
+        # Checked here rather than by ``pattern``, whose refusal would show the regex.
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ValueError("an idempotency key is 1-255 visible ASCII characters")
+        return key
 
 
 class TaskBatchIn(BaseModel):

@@ -282,6 +282,20 @@ async def test_a_bad_idempotency_key_is_a_problem(api: httpx.AsyncClient, key: b
     assert_problem(response, 400, "invalid-idempotency-key")
 
 
+@pytest.mark.parametrize("key", ["x" * 256, "has space", "ünïcode", "key\n", ""])
+async def test_a_bad_idempotency_key_of_a_batch_item_names_the_rule(
+    api: httpx.AsyncClient, key: str
+) -> None:
+    response = await api.post(
+        "/v1/tasks/batch",
+        json={"tasks": [{"kind": "echo"}, {"kind": "echo", "idempotency_key": key}]},
+    )
+    [error] = assert_problem(response, 422, "invalid-request")["errors"]
+    assert error["location"] == ["body", "tasks", "1", "idempotency_key"]
+    assert error["message"].endswith("an idempotency key is 1-255 visible ASCII characters")
+    assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
 async def test_two_idempotency_keys_in_one_submit_are_a_problem(
     api_factory: ApiFactory,
 ) -> None:

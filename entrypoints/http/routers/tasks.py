@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Annotated, Any
@@ -29,6 +28,7 @@ from entrypoints.http.dependencies import Owner, authenticate, container_of, pro
 from entrypoints.http.problems import Problem
 from entrypoints.http.routing import JsonRoute, Router, read_json, unless_disconnected
 from entrypoints.http.schemas import (
+    IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_PATTERN,
     TaskBatchIn,
     TaskBatchOut,
@@ -44,8 +44,6 @@ NOT_NOW: dict[str, Any] = {
     "description": "not in this state (illegal-transition), or changed at the same time "
     "(concurrent-change)"
 }
-
-IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 class _TaskIdSegment(StringConvertor):
