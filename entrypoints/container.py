@@ -25,6 +25,7 @@ from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.create_schedule import CreateScheduleHandler
+from application.use_cases.get_schedule_lag import GetScheduleLagHandler
 from application.use_cases.get_stats import GetStatsHandler
 from application.use_cases.get_task import GetTaskHandler
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, SignOffWorkerHandler
@@ -282,7 +283,9 @@ class Container(containers.DeclarativeContainer):
         submit=submit_task,
         recurrence=recurrence,
         clock=clock,
+        listener=metrics,
     )
+    get_schedule_lag = providers.Singleton(GetScheduleLagHandler, schedules=schedules, clock=clock)
     # Where the push webhook puts poison messages: the webhook serves the Pub/Sub broker only.
     dead_letters = pubsub_publisher
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS

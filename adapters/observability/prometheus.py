@@ -4,12 +4,13 @@ and periodic storage statistics."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from application.ports.schedule_listener import SkipReason
 from application.use_cases.get_stats import Stats
 from domain import events
 
@@ -93,6 +94,23 @@ class PrometheusMetrics:
             "Messages committed but not yet published",
             registry=registry,
         )
+        self.schedule_submitted = Counter(
+            "taskport_schedule_tasks_submitted",
+            "Tasks submitted by schedules",
+            ["kind"],
+            registry=registry,
+        )
+        self.schedule_skipped = Counter(
+            "taskport_schedule_occurrences_skipped",
+            "Occurrences of schedules that could have no task, by why",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        self.schedule_lag = Gauge(
+            "taskport_schedule_lag_seconds",
+            "How late the earliest due schedule is (0 when none is due)",
+            registry=registry,
+        )
         self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
         """Children of the labelled metrics by metric and label values, kept: ``labels``
         looks them up at a cost every event and request would pay."""
@@ -116,6 +134,16 @@ class PrometheusMetrics:
                 case events.TaskCancelled():
                     self._child(self.cancelled, event.kind).inc()
             self._time_attempt(event)
+
+    def task_submitted(self, kind: str) -> None:
+        """A schedule's task was created."""
+        self._child(self.schedule_submitted, kind).inc()
+
+    def occurrence_skipped(self, kind: str, reason: SkipReason) -> None:
+        self._child(self.schedule_skipped, kind, reason).inc()
+
+    def observe_schedule_lag(self, lag: timedelta | None) -> None:
+        self.schedule_lag.set(lag.total_seconds() if lag is not None else 0)
 
     def http_started(self) -> None:
         self.http_in_progress.inc()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
+from attrs import frozen
+
 from application.errors import IdempotencyKeyReused, InvalidPayload, UnknownKind
 from application.ports.clock import Clock
+from application.ports.schedule_listener import ScheduleListener, SkipReason
 from application.ports.schedules import Recurrence, ScheduleRepository
 from application.use_cases.create_schedule import task_of
 from application.use_cases.submit_task import SubmitTaskHandler
@@ -16,6 +19,14 @@ from domain.schedule import Schedule
 logger = logging.getLogger("taskport.schedules")
 
 SCHEDULE_BATCH = 100
+
+
+@frozen
+class _Occurrence:
+    """What the submit of an occurrence's task came to: the task, or why there is none."""
+
+    task_id: UUID | None
+    skipped: SkipReason | None = None
 
 
 class RunDueSchedulesHandler:
@@ -29,7 +40,8 @@ class RunDueSchedulesHandler:
     or moved on by another sweep since the batch was read submits nothing.
     A task that can no longer be submitted (its kind was removed, its payload no longer
     passes) is logged, and the schedule moves on to its next occurrence; a schedule whose
-    time can no longer be read is paused.
+    time can no longer be read is paused. ``listener`` hears of each task created and each
+    occurrence skipped.
     """
 
     def __init__(
@@ -38,11 +50,13 @@ class RunDueSchedulesHandler:
         submit: SubmitTaskHandler,
         recurrence: Recurrence,
         clock: Clock,
+        listener: ScheduleListener,
     ) -> None:
         self._schedules = schedules
         self._submit = submit
         self._recurrence = recurrence
         self._clock = clock
+        self._listener = listener
 
     async def __call__(self, limit: int = SCHEDULE_BATCH) -> int:
         now = self._clock.now()
@@ -50,7 +64,7 @@ class RunDueSchedulesHandler:
         for schedule in await self._schedules.due(now, limit):
             if not await self._still_due(schedule):
                 continue
-            task_id = await self._submitted(schedule)
+            occurrence = await self._submitted(schedule)
             try:
                 next_run_at = self._recurrence.next_after(schedule.cron, schedule.timezone, now)
             except InvalidSchedule as exc:  # its time zone left the system's database
@@ -58,9 +72,11 @@ class RunDueSchedulesHandler:
                 await self._schedules.pause(schedule.owner, schedule.id, now)
                 continue
             if await self._schedules.ran(
-                schedule.id, schedule.next_run_at, next_run_at, task_id, now
+                schedule.id, schedule.next_run_at, next_run_at, occurrence.task_id, now
             ):
                 moved += 1
+                if occurrence.skipped is not None:  # counted by the sweep that moved it on
+                    self._listener.occurrence_skipped(schedule.task.kind, occurrence.skipped)
         return moved
 
     async def _still_due(self, schedule: Schedule) -> bool:
@@ -71,14 +87,25 @@ class RunDueSchedulesHandler:
             and current.next_run_at == schedule.next_run_at
         )
 
-    async def _submitted(self, schedule: Schedule) -> UUID | None:
+    async def _submitted(self, schedule: Schedule) -> _Occurrence:
         command = task_of(schedule.owner, schedule.task, schedule.occurrence_key(), schedule.id)
         try:
-            return (await self._submit(command)).task.id
+            submitted = await self._submit(command)
         except IdempotencyKeyReused as exc:  # submitted by an earlier form of the schedule
-            return exc.task_id
+            return _Occurrence(exc.task_id)
         except (UnknownKind, InvalidPayload, DomainError) as exc:
             logger.warning(
                 "schedule %s: no task for %s: %s", schedule.id, schedule.next_run_at, exc
             )
-            return None
+            return _Occurrence(None, _skip_reason(exc))
+        if submitted.created:  # not a repeat of a racing sweep's submit
+            self._listener.task_submitted(command.kind)
+        return _Occurrence(submitted.task.id)
+
+
+def _skip_reason(error: Exception) -> SkipReason:
+    if isinstance(error, UnknownKind):
+        return "unknown_kind"
+    if isinstance(error, InvalidPayload):
+        return "invalid_payload"
+    return "invalid_task"

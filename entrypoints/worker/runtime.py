@@ -141,9 +141,11 @@ class Runtime:
         gc.set_threshold(10_000, 10, 10)
 
     async def _observe_stats(self) -> int:
-        """Refreshes the gauges (stored tasks, queue lag, outbox backlog); 0: one pass done."""
-        stats = await self._container.get_stats()(None)
-        self._container.metrics().observe_stats(stats)
+        """Refreshes the gauges (stored tasks, queue lag, outbox backlog, schedule lag); 0:
+        one pass done."""
+        metrics = self._container.metrics()
+        metrics.observe_stats(await self._container.get_stats()(None))
+        metrics.observe_schedule_lag(await self._container.get_schedule_lag()())
         return 0
 
     def _consumer_ended(self, consuming: asyncio.Task[None]) -> None:

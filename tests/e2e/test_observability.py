@@ -77,6 +77,7 @@ async def test_metrics_count_tasks_and_requests(api_factory: ApiFactory) -> None
     assert value("taskport_tasks", status="SUCCEEDED", kind="echo") == 3
     assert value("taskport_queue_lag_seconds") == 0
     assert value("taskport_outbox_backlog") == 0
+    assert ("taskport_schedule_lag_seconds", frozenset()) in found
 
 
 async def test_requests_refused_before_routing_are_counted_under_their_route(

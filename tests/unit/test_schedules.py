@@ -245,3 +245,69 @@ async def test_a_schedule_made_in_the_second_pass_of_a_repeated_hour_is_first_du
     clock.current = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
     daily = await create(app, "30 2 * * *", timezone="Europe/Paris")
     assert daily.next_run_at == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
+
+
+def metric(app: Container, name: str, **labels: str) -> float | None:
+    return app.metrics().registry.get_sample_value(name, labels)
+
+
+async def test_each_task_of_a_schedule_is_counted_once_however_many_sweeps_race(
+    app: Container, clock: FakeClock
+) -> None:
+    await create(app)
+    clock.advance(minutes=5)
+    sweep = app.run_due_schedules()
+    await asyncio.gather(sweep(), sweep(), sweep())
+    clock.advance(minutes=5)
+    await sweep()
+    assert metric(app, "taskport_schedule_tasks_submitted_total", kind="echo") == 2
+
+
+async def test_an_occurrence_skipped_is_counted_once_by_kind_and_reason(
+    app: Container, clock: FakeClock
+) -> None:
+    await create(app, kind="predict", payload={"features": {"x": 1}})
+    app.registry.override(
+        providers.Singleton(KindRegistry, [k for k in BUILTIN_KINDS if k.name != "predict"])
+    )
+    app.new_tasks.reset()
+    app.submit_task.reset()
+    app.run_due_schedules.reset()
+    clock.advance(minutes=5)
+    sweep = app.run_due_schedules()
+    await asyncio.gather(sweep(), sweep(), sweep())
+    skipped = "taskport_schedule_occurrences_skipped_total"
+    assert metric(app, skipped, kind="predict", reason="unknown_kind") == 1
+    assert metric(app, "taskport_schedule_tasks_submitted_total", kind="predict") is None
+
+
+async def test_an_occurrence_whose_payload_is_refused_is_counted_as_skipped(
+    app: Container, clock: FakeClock
+) -> None:
+    schedule = await create(app, kind="sleep", payload={"seconds": 1})
+    app.storage().schedules_by_id[schedule.id].task = TaskTemplate(
+        kind="sleep", payload={"seconds": -1}
+    )
+    clock.advance(minutes=5)
+    assert await app.run_due_schedules()() == 1
+    skipped = "taskport_schedule_occurrences_skipped_total"
+    assert metric(app, skipped, kind="sleep", reason="invalid_payload") == 1
+
+
+async def test_the_schedule_lag_is_how_late_the_earliest_due_schedule_is(
+    app: Container, clock: FakeClock
+) -> None:
+    lag = app.get_schedule_lag()
+    assert await lag() is None
+    paused = await create(app, "*/5 * * * *")
+    await app.manage_schedules().pause("alice", paused.id)
+    await create(app, "*/5 * * * *")
+    await create(app, "*/10 * * * *")
+    clock.advance(minutes=12)  # due since 12:05 and 12:10; the paused one since 12:05
+    assert await lag() == timedelta(minutes=7)
+    app.metrics().observe_schedule_lag(await lag())
+    assert metric(app, "taskport_schedule_lag_seconds") == 420
+    await app.run_due_schedules()()
+    assert await lag() is None
+    app.metrics().observe_schedule_lag(await lag())
+    assert metric(app, "taskport_schedule_lag_seconds") == 0
