@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from application import correlation
@@ -12,6 +13,9 @@ from entrypoints.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s"
+NOT_JSON_FIELDS = (*RESERVED_ATTRS, "color_message")
+"""Attributes of a record that are not fields of its line: ``logging``'s own, and uvicorn's
+copy of the message with terminal colour codes."""
 
 
 class CorrelationFilter(logging.Filter):
@@ -66,7 +70,11 @@ def configure_logging(settings: Settings) -> None:
     handler.addFilter(CorrelationFilter())
     if settings.logs_as_json:
         handler.setFormatter(
-            _JsonFormatter(JSON_FIELDS, rename_fields={"asctime": "time", "levelname": "level"})
+            _JsonFormatter(
+                JSON_FIELDS,
+                rename_fields={"asctime": "time", "levelname": "level"},
+                reserved_attrs=NOT_JSON_FIELDS,
+            )
         )
     else:
         handler.setFormatter(_TextFormatter(TEXT_FORMAT))

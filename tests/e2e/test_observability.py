@@ -195,6 +195,10 @@ async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path)
     assert about_task["TaskSubmitted"]["request_id"] == "req-42"
     assert about_task["TaskSucceeded"]["request_id"] == "req-42"
     assert all({"time", "level", "name", "message"} <= set(line) for line in lines)
+    # uvicorn's copy of a message with terminal colours is not a field of the JSON line.
+    assert any(line["message"].startswith("Started server process") for line in lines)
+    assert "\\u001b" not in output
+    assert not [line for line in lines if "color_message" in line]
 
 
 async def test_an_unexpected_error_is_logged_once_with_its_traceback_and_request(
