@@ -14,7 +14,7 @@ from application.ports.events import EventListener
 from application.ports.ids import IdGenerator
 from application.ports.outbox import OutboxMessage, RelayTrigger
 from application.ports.unit_of_work import UnitOfWork
-from domain.events import TaskEvent
+from domain.events import TaskEvent, TaskFailed, TaskRetryScheduled
 from domain.task import Task
 
 logger = logging.getLogger("taskport.events")
@@ -106,9 +106,22 @@ class TaskRecorder:
             return
         for event in changes.events:
             logger.info(
-                "%s task=%s kind=%s",
+                "%s task=%s kind=%s%s",
                 type(event).__name__,
                 event.task_id,
                 event.kind,
+                _why(event),
                 extra={"task_id": str(event.task_id), "kind": event.kind},
             )
+
+
+def _why(event: TaskEvent) -> str:
+    """What a log line of a failed attempt adds: which attempt, the type of its error and,
+    for a retry, when it comes (the message is the task's, read through the API)."""
+    match event:
+        case TaskRetryScheduled():
+            retry_at = event.run_at.isoformat()
+            return f" attempt={event.attempt} error={event.error.type} retry_at={retry_at}"
+        case TaskFailed():
+            return f" attempt={event.attempt} error={event.error.type}"
+    return ""

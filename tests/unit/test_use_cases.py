@@ -215,6 +215,23 @@ async def test_a_failing_task_is_retried_after_its_backoff_then_fails(
     )
 
 
+async def test_a_failed_attempt_is_logged_with_its_number_error_and_next_time(
+    app: Container, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = await submit(app, "fail", payload={"message": "boom"}, max_attempts=2)
+    with caplog.at_level(logging.INFO, "taskport.events"):
+        await run(app, task.id)
+        retry_at = clock.advance(seconds=10)
+        await app.promote_due_tasks()()
+        await run(app, task.id)
+    lines = [record.getMessage() for record in caplog.records if record.name == "taskport.events"]
+    assert (
+        f"TaskRetryScheduled task={task.id} kind=fail attempt=1 error=RuntimeError "
+        f"retry_at={retry_at.isoformat()}"
+    ) in lines
+    assert f"TaskFailed task={task.id} kind=fail attempt=2 error=RuntimeError" in lines
+
+
 async def test_the_queue_age_counts_from_when_a_task_was_due(
     app: Container, clock: FakeClock
 ) -> None:
