@@ -15,6 +15,26 @@ from application.use_cases.get_stats import Stats
 from domain import events
 
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+HTTP_SECONDS_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1,
+    2.5,
+    5,
+    7.5,
+    10,
+    30,
+    60,
+)
+"""prometheus_client's default buckets, and on to the longest wait of a read waiting for its
+task (a minute)."""
 MAX_TRACKED_ATTEMPTS = 100_000
 """Attempts whose start is remembered to time them; past this, the oldest are forgotten."""
 
@@ -71,6 +91,7 @@ class PrometheusMetrics:
             "taskport_http_request_duration_seconds",
             "Time to answer an HTTP request",
             ["method", "route"],
+            buckets=HTTP_SECONDS_BUCKETS,
             registry=registry,
         )
         self.http_in_progress = Gauge(

@@ -13,6 +13,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters.observability.prometheus import PrometheusMetrics
 from application import correlation
 
+WAITING_READ = "taskport.waiting_read"
+"""Set in the scope of a read that waits for its task to finish."""
+
+
+def mark_waiting_read(scope: Scope) -> None:
+    """Counts and times the request under its route with ``?wait``: a read waiting up to a
+    minute for its task would give the plain reads of the route its task's latency."""
+    scope[WAITING_READ] = True
+
 
 class RequestContext:
     def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
@@ -43,6 +52,8 @@ class RequestContext:
         finally:
             correlation.request_id.reset(token)
             path = _route_path(scope)
+            if scope.get(WAITING_READ):
+                path += "?wait"
             self.metrics.observe_http(scope["method"], path, status, time.perf_counter() - started)
 
 

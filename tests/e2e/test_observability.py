@@ -99,6 +99,33 @@ async def test_requests_refused_before_routing_are_counted_under_their_route(
     assert value(method="GET", route="unmatched", status="404") == 1
 
 
+async def test_reads_waiting_for_their_task_are_timed_apart_from_plain_reads(
+    api_factory: ApiFactory,
+) -> None:
+    """A read may wait up to a minute for its task: timed with the plain reads, it would
+    make their latency that of the tasks, past the histogram's buckets."""
+    api = await api_factory()
+    task_id = (
+        await api.post("/v1/tasks", json={"kind": "sleep", "payload": {"seconds": 0.2}})
+    ).json()["id"]
+    await api.get(f"/v1/tasks/{task_id}")
+    waited = await api.get(f"/v1/tasks/{task_id}", params={"wait": 30})
+    assert waited.json()["status"] == "SUCCEEDED"
+    found = samples((await api.get("/metrics")).text)
+
+    def value(name: str, **labels: str) -> float | None:
+        return found.get((name, frozenset(labels.items())))
+
+    plain, waiting = "/v1/tasks/{task_id}", "/v1/tasks/{task_id}?wait"
+    count = "taskport_http_request_duration_seconds_count"
+    assert value(count, method="GET", route=plain) == 1
+    assert value(count, method="GET", route=waiting) == 1
+    assert value("taskport_http_requests_total", method="GET", route=waiting, status="200") == 1
+    # A wait's time falls in a bucket of its own size, up to the longest wait.
+    bucket = "taskport_http_request_duration_seconds_bucket"
+    assert value(bucket, method="GET", route=waiting, le="60.0") == 1
+
+
 async def test_a_request_id_is_echoed_or_made(api_factory: ApiFactory) -> None:
     api = await api_factory()
     given = await api.get("/healthz", headers={"X-Request-ID": "abc-123"})

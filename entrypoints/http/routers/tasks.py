@@ -26,6 +26,7 @@ from domain.task import KIND_PATTERN
 from domain.values import TaskStatus
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
+from entrypoints.http.request_context import mark_waiting_read
 from entrypoints.http.routing import JsonRoute, Router, read_json, unless_disconnected
 from entrypoints.http.schemas import (
     IDEMPOTENCY_KEY,
@@ -246,7 +247,10 @@ async def get_task(
     get: GetTaskHandler = provided("get_task"),
 ) -> TaskOut:
     read = get(GetTask(owner, task_id, timedelta(seconds=wait)))
-    return TaskOut.of(await (unless_disconnected(request, read) if wait else read))
+    if not wait:
+        return TaskOut.of(await read)
+    mark_waiting_read(request.scope)
+    return TaskOut.of(await unless_disconnected(request, read))
 
 
 @router.get(
