@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from application.ports.schedule_listener import SkipReason
 from application.use_cases.get_stats import Stats
 from domain import events
+from domain.values import TaskStatus
 
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 HTTP_SECONDS_BUCKETS = (
@@ -135,6 +136,8 @@ class PrometheusMetrics:
         self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
         """Children of the labelled metrics by metric and label values, kept: ``labels``
         looks them up at a cost every event and request would pay."""
+        self._kinds_stored: set[str] = set()
+        """The kinds of the stored tasks counted so far: a handful, those of the deployment."""
         self._started_at: dict[UUID, datetime] = {}
         """When the running attempt of each task started (a task runs one attempt at a time)."""
 
@@ -182,9 +185,14 @@ class PrometheusMetrics:
         return child
 
     def observe_stats(self, stats: Stats) -> None:
-        self.tasks.clear()
-        for (status, kind), count in stats.tasks.counts.items():
-            self.tasks.labels(status.value, kind).set(count)
+        """Every status of every kind stored since the process started has its count, 0
+        included: a series that vanished at zero would leave sums without a value and
+        graphs cut short (and a scrape in between a clear and the new counts, none)."""
+        counts = stats.tasks.counts
+        self._kinds_stored.update(kind for _, kind in counts)
+        for kind in self._kinds_stored:
+            for status in TaskStatus:
+                self.tasks.labels(status.value, kind).set(counts.get((status, kind), 0))
         lag = stats.oldest_queued_age
         self.queue_lag.set(lag.total_seconds() if lag is not None else 0)
         self.outbox_backlog.set(stats.outbox_backlog)

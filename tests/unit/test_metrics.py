@@ -1,0 +1,32 @@
+"""The Prometheus metrics of a process, fed directly."""
+
+from __future__ import annotations
+
+from adapters.observability.prometheus import PrometheusMetrics
+from application.ports.task_repository import TaskStats
+from application.use_cases.get_stats import Stats
+from domain.values import TaskStatus
+
+
+def stats(counts: dict[tuple[TaskStatus, str], int]) -> Stats:
+    return Stats(tasks=TaskStats(counts, None), oldest_queued_age=None, outbox_backlog=0)
+
+
+def stored(metrics: PrometheusMetrics, status: str, kind: str) -> float | None:
+    return metrics.registry.get_sample_value("taskport_tasks", {"status": status, "kind": kind})
+
+
+def test_stored_tasks_read_zero_in_every_status_of_a_kind_once_seen() -> None:
+    """A count that falls to zero reads 0, not a series gone: a sum over statuses or kinds
+    stays a number, and a graph goes down to 0 instead of stopping."""
+    metrics = PrometheusMetrics()
+    metrics.observe_stats(stats({(TaskStatus.QUEUED, "echo"): 3}))
+    assert stored(metrics, "QUEUED", "echo") == 3
+    assert stored(metrics, "FAILED", "echo") == 0
+    metrics.observe_stats(stats({(TaskStatus.SUCCEEDED, "echo"): 3}))
+    assert stored(metrics, "QUEUED", "echo") == 0
+    assert stored(metrics, "SUCCEEDED", "echo") == 3
+    metrics.observe_stats(stats({}))  # pruned, say
+    assert {status.value: stored(metrics, status.value, "echo") for status in TaskStatus} == {
+        status.value: 0 for status in TaskStatus
+    }
