@@ -54,14 +54,22 @@ class RunTaskMessage:
 
 
 def messages_for(
-    recorded: Sequence[events.TaskEvent], ids: IdGenerator, now: datetime
+    recorded: Sequence[events.TaskEvent],
+    tasks: Sequence[Task],
+    ids: IdGenerator,
+    now: datetime,
 ) -> list[OutboxMessage]:
-    """The outbox messages a set of recorded events calls for: one per task that
-    entered the queue."""
+    """The outbox messages a set of recorded events of ``tasks`` calls for: one per task
+    that entered the queue, naming the request it was queued in, or else (a sweep queued
+    it) the request that submitted it."""
     request = correlation.request_id.get()
+    submitted_in = {task.id: task.request_id for task in tasks} if request is None else {}
     return [
         OutboxMessage(
-            ids.new_id(), TASKS_TOPIC, RunTaskMessage(event.task_id, request).encode(), now
+            ids.new_id(),
+            TASKS_TOPIC,
+            RunTaskMessage(event.task_id, request or submitted_in.get(event.task_id)).encode(),
+            now,
         )
         for event in recorded
         if isinstance(event, _DISPATCHING_EVENTS)

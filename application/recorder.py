@@ -80,9 +80,8 @@ class TaskRecorder:
         ):
             added = [*added, *deliveries]
             events += [event for task in deliveries for event in task.pull_events()]
-        return Changes(
-            added, saved, events, [*messages_for(events, self._ids, now), *outcome_events]
-        )
+        dispatches = messages_for(events, [*added, *saved], self._ids, now)
+        return Changes(added, saved, events, [*dispatches, *outcome_events])
 
     async def write(self, uow: UnitOfWork, changes: Sequence[Changes]) -> None:
         """Stages every change in ``uow`` and commits it; hands the messages to the relay."""

@@ -66,6 +66,9 @@ class Task:
     """Where the task's outcome is sent each time it finishes (see ``application.callbacks``)."""
     schedule_id: UUID | None = None
     """The recurring schedule that submitted the task, if one did."""
+    request_id: str | None = None
+    """The request that submitted the task, named in its run messages for the log lines of
+    its attempts."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -95,6 +98,7 @@ class Task:
         request_fingerprint: str | None = None,
         callback_url: str | None = None,
         schedule_id: UUID | None = None,
+        request_id: str | None = None,
     ) -> Task:
         """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` is
         kept in UTC: a time whose offset takes it out of the calendar there is refused."""
@@ -140,6 +144,7 @@ class Task:
             request_fingerprint=request_fingerprint,
             callback_url=callback_url,
             schedule_id=schedule_id,
+            request_id=request_id,
         )
         task._record(events.TaskSubmitted(id, kind, now, scheduled=scheduled))
         return task

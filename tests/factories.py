@@ -61,6 +61,7 @@ def make_task(
     base_delay: timedelta = timedelta(seconds=1),
     callback_url: str | None = None,
     schedule_id: UUID | None = None,
+    request_id: str | None = None,
 ) -> Task:
     task = Task.submit(
         id=new_id(),
@@ -77,6 +78,7 @@ def make_task(
         request_fingerprint="f" * 64 if idempotency_key else None,
         callback_url=callback_url,
         schedule_id=schedule_id,
+        request_id=request_id,
     )
     task.pull_events()
     return task

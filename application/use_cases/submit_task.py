@@ -9,6 +9,7 @@ from uuid import UUID
 
 from attrs import frozen
 
+from application import correlation
 from application.callbacks import CALLBACK_KIND, callback_request
 from application.errors import (
     DuplicateIdempotencyKey,
@@ -119,6 +120,7 @@ class NewTasks:
             request_fingerprint=command.fingerprint() if command.idempotency_key else None,
             callback_url=command.callback_url,
             schedule_id=command.schedule_id,
+            request_id=correlation.request_id.get(),
         )
 
     def _check_callback(self, url: str) -> None:

@@ -401,6 +401,23 @@ async def test_pages_filter_by_the_schedule_that_submitted_the_tasks(storage: An
     assert read_back is not None and read_back.schedule_id == daily
 
 
+async def test_a_task_keeps_the_request_that_submitted_it_through_its_changes(
+    storage: Any,
+) -> None:
+    task, anonymous = make_task(request_id="req-9:a.b_c"), make_task()
+    await add(storage, task, anonymous)
+    async with storage.unit_of_work() as uow:
+        read = await uow.tasks.get(task.id)
+        assert read is not None
+        read.start(T0, "worker-1")
+        await uow.tasks.save(read)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        started, other = await uow.tasks.get(task.id), await uow.tasks.get(anonymous.id)
+    assert started is not None and started.request_id == "req-9:a.b_c"
+    assert other is not None and other.request_id is None
+
+
 async def test_due_returns_only_due_scheduled_tasks_earliest_first(storage: Any) -> None:
     later = make_task(run_at=T0 + timedelta(minutes=10))
     soon = make_task(run_at=T0 + timedelta(minutes=1))

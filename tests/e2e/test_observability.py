@@ -208,7 +208,13 @@ async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path)
                 "/v1/tasks", json={"kind": "echo"}, headers={"X-Request-ID": "req-42"}
             )
             task_id = created.json()["id"]
+            failing = await client.post(
+                "/v1/tasks",
+                json={"kind": "fail", "max_attempts": 2},
+                headers={"X-Request-ID": "req-43"},
+            )
             await wait_for_status(client, task_id, "SUCCEEDED")
+            await wait_for_status(client, failing.json()["id"], "FAILED")
     finally:
         server.stop()
     output = server.log.read_text()
@@ -221,6 +227,13 @@ async def test_logs_are_json_lines_with_the_task_and_the_request(tmp_path: Path)
     # The worker's lines carry the request that submitted the task: it travelled in the message.
     assert about_task["TaskSubmitted"]["request_id"] == "req-42"
     assert about_task["TaskSucceeded"]["request_id"] == "req-42"
+    # So do those of a later attempt, though a sweep queued it again, outside any request.
+    attempts = [
+        line
+        for line in lines
+        if line.get("task_id") == failing.json()["id"] and line["message"].startswith("TaskStarted")
+    ]
+    assert [line["request_id"] for line in attempts] == ["req-43", "req-43"]
     assert all({"time", "level", "name", "message"} <= set(line) for line in lines)
     # uvicorn's copy of a message with terminal colours is not a field of the JSON line.
     assert any(line["message"].startswith("Started server process") for line in lines)

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from dependency_injector import providers
 
 from adapters.handlers.builtin import BUILTIN_KINDS
 from adapters.handlers.registry import Kind, KindRegistry
+from application import correlation
 from application.errors import (
     IdempotencyKeyReused,
     InvalidPayload,
@@ -230,6 +232,27 @@ async def test_a_failed_attempt_is_logged_with_its_number_error_and_next_time(
         f"retry_at={retry_at.isoformat()}"
     ) in lines
     assert f"TaskFailed task={task.id} kind=fail attempt=2 error=RuntimeError" in lines
+
+
+async def test_a_task_queued_by_a_sweep_is_dispatched_with_the_request_that_submitted_it(
+    app: Container, clock: FakeClock
+) -> None:
+    """Its run_at and its retries come in a sweep, outside any request: each run message
+    still names the submit's request, which the worker's log lines then carry."""
+    token = correlation.request_id.set("req-7")
+    try:
+        later = await submit(app, run_at=clock.now() + timedelta(minutes=1))
+        failing = await submit(app, "fail", payload={}, max_attempts=2)
+    finally:
+        correlation.request_id.reset(token)
+    await run(app, failing.id)
+    clock.advance(minutes=1)
+    assert await app.promote_due_tasks()() == 2
+    async with app.uow()() as uow:
+        sent = [RunTaskMessage.decode(message.body) for message in await uow.outbox.pending(10)]
+    assert Counter((m.task_id, m.request_id) for m in sent) == Counter(
+        {(failing.id, "req-7"): 2, (later.id, "req-7"): 1}
+    )
 
 
 async def test_the_queue_age_counts_from_when_a_task_was_due(

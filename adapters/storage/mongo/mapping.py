@@ -90,6 +90,7 @@ def task_fields(task: Task) -> dict[str, Any]:
         "worker_id": task.worker_id,
         "callback_url": task.callback_url,
         "schedule_id": str(task.schedule_id) if task.schedule_id is not None else None,
+        "request_id": task.request_id,
         "version": task.version,
     }
 
@@ -136,6 +137,7 @@ def task_from_document(document: dict[str, Any]) -> Task:
         worker_id=document.get("worker_id"),
         callback_url=document.get("callback_url"),
         schedule_id=UUID(schedule_id) if (schedule_id := document.get("schedule_id")) else None,
+        request_id=document.get("request_id"),
         version=document["version"],
     )
 

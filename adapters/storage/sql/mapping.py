@@ -48,6 +48,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "worker_id": task.worker_id,
         "callback_url": task.callback_url,
         "schedule_id": task.schedule_id,
+        "request_id": task.request_id,
     }
 
 
@@ -97,6 +98,7 @@ def task_from_row(row: Row[Any]) -> Task:
         worker_id=values["worker_id"],
         callback_url=values["callback_url"],
         schedule_id=values["schedule_id"],
+        request_id=values["request_id"],
     )
 
 
