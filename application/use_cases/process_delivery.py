@@ -69,7 +69,8 @@ class ProcessDeliveryHandler:
 
     @staticmethod
     async def _dead_letter(delivery: Delivery, reason: str) -> None:
-        logger.error("dead-lettering message %s: %s", delivery.message_id, reason)
+        named = delivery.message_id or "without an id"
+        logger.error("dead-lettering message %s: %s", named, reason)
         await delivery.reject(reason)
 
 

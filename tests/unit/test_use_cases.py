@@ -689,6 +689,17 @@ class FakeDelivery:
         self.settled = ("reject", reason)
 
 
+async def test_a_poison_message_without_an_id_is_logged_as_such(
+    app: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison = FakeDelivery(b"not json")
+    poison.message_id = ""
+    with caplog.at_level(logging.ERROR, logger="taskport.worker"):
+        await app.process_delivery()(poison)
+    assert poison.settled is not None and poison.settled[0] == "reject"
+    assert "dead-lettering message without an id: " in caplog.text
+
+
 async def test_deliveries_are_settled_by_what_running_them_found(app: Container) -> None:
     process = app.process_delivery()
     poison = FakeDelivery(b"\xff not json")

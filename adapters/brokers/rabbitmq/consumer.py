@@ -233,9 +233,8 @@ class RabbitMqConsumer:
     async def _handle(callback: DeliveryCallback, delivery: RabbitMqDelivery) -> None:
         try:
             if delivery.unreadable is not None:
-                logger.error(
-                    "dead-lettering message %s: %s", delivery.message_id, delivery.unreadable
-                )
+                named = delivery.message_id or "without an id"
+                logger.error("dead-lettering message %s: %s", named, delivery.unreadable)
                 await delivery.reject(delivery.unreadable)
             elif delivery.due_in > timedelta(0):
                 await delivery.postpone()
