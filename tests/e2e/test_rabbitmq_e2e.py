@@ -105,7 +105,7 @@ async def test_task_outcomes_are_published_on_the_events_exchange(
         task = stored[event["task"]["id"]]
         assert event["task"] == {
             **{name: task[name] for name in ("id", "kind", "status", "attempts", "result")},
-            **{name: task[name] for name in ("created_at", "finished_at", "error")},
+            **{name: task[name] for name in ("created_at", "finished_at", "error", "schedule_id")},
             "owner": "local",
         }
         assert (route["type"], route["task_id"], route["kind"]) == (
