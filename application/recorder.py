@@ -83,8 +83,11 @@ class TaskRecorder:
         dispatches = messages_for(events, [*added, *saved], self._ids, now)
         return Changes(added, saved, events, [*dispatches, *outcome_events])
 
-    async def write(self, uow: UnitOfWork, changes: Sequence[Changes]) -> None:
-        """Stages every change in ``uow`` and commits it; hands the messages to the relay."""
+    async def write(
+        self, uow: UnitOfWork, changes: Sequence[Changes], *, durable: bool = True
+    ) -> None:
+        """Stages every change in ``uow`` and commits it (``durable``: see
+        ``UnitOfWork.commit``); hands the messages to the relay."""
         for change in changes:
             for task in change.added:
                 await uow.tasks.add(task)
@@ -92,7 +95,7 @@ class TaskRecorder:
                 await uow.tasks.save(task)
             for message in change.messages:
                 await uow.outbox.put(message)
-        await uow.commit()
+        await uow.commit(durable=durable)
         messages = [message for change in changes for message in change.messages]
         if messages:
             self._relay.notify(messages)

@@ -16,6 +16,13 @@ class UnitOfWork(Protocol):
     unit visible at once or none of them (raising ``ConcurrencyConflict`` or
     ``DuplicateIdempotencyKey``). A storage that cannot be reached raises
     ``StorageUnavailable`` from any method.
+
+    ``commit(durable=False)`` may return before the changes are flushed to disk: they are
+    visible at once and never in part, but a crash of the database itself shortly after
+    may undo them. It is for changes the caller makes good when they are lost: a claim,
+    whose delivery is acked only after the outcome is written (the task, QUEUED again, is
+    delivered and claimed again), or messages marked sent (a lost mark only publishes a
+    message twice, which every consumer tolerates). A storage may flush them all the same.
     """
 
     tasks: TaskRepository
@@ -30,7 +37,7 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self, *, durable: bool = True) -> None: ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

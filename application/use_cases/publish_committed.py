@@ -80,7 +80,7 @@ class PublishCommittedHandler:
             sent, failure = await published(self._publisher, batch)
             async with self._uow() as uow:
                 await uow.outbox.mark_sent(sent)
-                await uow.commit()
+                await uow.commit(durable=False)  # a mark lost in a crash: sent again
         except Exception as exc:
             logger.warning("%d messages left to the relay sweep: %s", len(batch), exc)
         else:

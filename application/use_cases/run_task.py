@@ -310,10 +310,13 @@ class RunTaskHandler:
                 request.context.run(self._recorder.record, saved=[task])
                 for _, request, task in changed
             ]
+            # Claims alone need no flush before their handlers start: a claim the database
+            # loses in a crash leaves the task QUEUED, its delivery not yet acked.
+            only_claims = all(task.status is TaskStatus.RUNNING for _, _, task in changed)
             if changes:
                 try:
                     with self._counted_as_running(task for _, _, task in changed):
-                        await self._recorder.write(uow, changes)
+                        await self._recorder.write(uow, changes, durable=not only_claims)
                 except ConcurrencyConflict:
                     for (index, _, task), written in zip(changed, changes, strict=True):
                         results[index] = _Unwritten(task, written)

@@ -205,6 +205,35 @@ async def test_a_stale_save_is_refused(storage: Any) -> None:
     assert (await get(storage, task.id)).status is TaskStatus.RUNNING
 
 
+async def test_a_commit_that_need_not_be_durable_is_seen_and_checked_as_any_other(
+    storage: Any,
+) -> None:
+    # Claims and sent marks are committed with durable=False: seen at once, all or
+    # nothing, and a stale version still conflicts.
+    tasks = [make_task(), make_task()]
+    message = make_message()
+    await add_with_messages(storage, tasks, [message])
+    first, second = storage.unit_of_work(), storage.unit_of_work()
+    async with first, second:
+        mine = await first.tasks.get_many([task.id for task in tasks])
+        theirs = await second.tasks.get_many([task.id for task in tasks])
+        for task in (*mine.values(), *theirs.values()):
+            task.start(T0)
+        for task in mine.values():
+            await first.tasks.save(task)
+        await first.outbox.mark_sent([message])
+        await first.commit(durable=False)
+        with pytest.raises(ConcurrencyConflict):
+            for task in theirs.values():
+                await second.tasks.save(task)
+            await second.commit(durable=False)
+    for task in tasks:
+        stored = await get(storage, task.id)
+        assert (stored.status, stored.version) == (TaskStatus.RUNNING, task.version + 1)
+    async with storage.unit_of_work() as uow:
+        assert list(await uow.outbox.pending(10)) == []
+
+
 async def _stored_and_claimed(storage: Any) -> tuple[Task, Task]:
     """A new task, stored, then started in a unit of its own: as stored, and as claimed."""
     task = make_task()

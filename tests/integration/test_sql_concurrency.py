@@ -36,8 +36,14 @@ async def storages(empty_database_url: str) -> AsyncIterator[list[SqlStorage]]:
         await storage.close()
 
 
+@pytest.fixture(params=[True, False], ids=["durable", "not-durable"])
+def durable(request: pytest.FixtureRequest) -> bool:
+    """Whether claims are committed durably: both ways they conflict alike."""
+    return bool(request.param)
+
+
 async def test_of_claimers_in_several_processes_exactly_one_starts_the_task(
-    storages: list[SqlStorage],
+    storages: list[SqlStorage], durable: bool
 ) -> None:
     task = make_task()
     async with storages[0].unit_of_work() as uow:
@@ -51,7 +57,7 @@ async def test_of_claimers_in_several_processes_exactly_one_starts_the_task(
                 assert loaded is not None
                 loaded.start(T0)
                 await uow.tasks.save(loaded)
-                await uow.commit()
+                await uow.commit(durable=durable)
         except (ConcurrencyConflict, IllegalTransition):
             return False
         return True
@@ -66,7 +72,7 @@ async def test_of_claimers_in_several_processes_exactly_one_starts_the_task(
 
 
 async def test_batch_claims_over_overlapping_tasks_each_write_all_or_nothing(
-    storages: list[SqlStorage],
+    storages: list[SqlStorage], durable: bool
 ) -> None:
     """Claimers in several processes each start a batch of tasks that overlaps the
     others' batches (some in the reverse order): every task is started once, and a batch
@@ -89,7 +95,7 @@ async def test_batch_claims_over_overlapping_tasks_each_write_all_or_nothing(
                 for task_id in batch:
                     loaded[task_id].start(T0, f"claimer-{claimer}")
                     await uow.tasks.save(loaded[task_id])
-                await uow.commit()
+                await uow.commit(durable=durable)
         except ConcurrencyConflict:
             return None
         return batch

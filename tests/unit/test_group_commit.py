@@ -41,11 +41,11 @@ class CountedStorage:
         uow = self.storage.unit_of_work()
         commit = uow.commit
 
-        async def counted() -> None:
+        async def counted(*, durable: bool = True) -> None:
             self.commits += 1
             if self.commits <= self.failures:
                 raise StorageUnavailable("down")
-            await commit()
+            await commit(durable=durable)
 
         uow.commit = counted
         return uow

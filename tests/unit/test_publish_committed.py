@@ -37,8 +37,8 @@ class MarkedStorage:
         uow = self.storage.unit_of_work()
         commit = uow.commit
 
-        async def marking() -> None:
-            await commit()
+        async def marking(*, durable: bool = True) -> None:
+            await commit(durable=durable)
             self.marked.set()
 
         uow.commit = marking

@@ -47,7 +47,7 @@ class Storage:
         uow = self.storage.unit_of_work()
         commit = uow.commit
 
-        async def batched() -> None:
+        async def batched(*, durable: bool = True) -> None:
             saved = list(uow.saved.values())
             if len(saved) > 1:
                 self.batches += 1
@@ -55,9 +55,9 @@ class Storage:
                     self.conflicts -= 1
                     if self.in_part:
                         uow.saved = {saved[0].id: saved[0]}
-                        await commit()
+                        await commit(durable=durable)
                     raise ConcurrencyConflict(saved[-1].id)
-            await commit()
+            await commit(durable=durable)
 
         uow.commit = batched
         return uow

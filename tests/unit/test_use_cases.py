@@ -783,10 +783,10 @@ class Outage:
             uow = factory()
             commit = uow.commit
 
-            async def commit_unless_down() -> None:
+            async def commit_unless_down(*, durable: bool = True) -> None:
                 if self.down:
                     refuse()
-                await commit()
+                await commit(durable=durable)
 
             uow.commit = commit_unless_down
             return uow
@@ -866,14 +866,14 @@ async def test_a_duplicate_claimed_in_another_batch_at_once_waits_for_the_first(
         uow = factory()
         commit = uow.commit
 
-        async def commit_once_both_have_read() -> None:
+        async def commit_once_both_have_read(*, durable: bool = True) -> None:
             nonlocal entered
             if holding and entered < 2:
                 entered += 1
                 if entered == 2:
                     both_entered.set()
                 await asyncio.wait_for(both_entered.wait(), 5)
-            await commit()
+            await commit(durable=durable)
 
         uow.commit = commit_once_both_have_read
         return uow
@@ -952,11 +952,11 @@ class SlowToWrite:
             uow = factory()
             commit = uow.commit
 
-            async def slow_commit() -> None:
+            async def slow_commit(*, durable: bool = True) -> None:
                 if self.slow:
                     self.slow_commits += 1
                     await asyncio.sleep(0.05)
-                await commit()
+                await commit(durable=durable)
 
             uow.commit = slow_commit
             return uow
@@ -1056,10 +1056,10 @@ async def test_a_stopping_api_says_when_a_cut_push_has_not_handed_its_task_back_
         uow = factory()
         commit = uow.commit
 
-        async def commit_unless_hanging() -> None:
+        async def commit_unless_hanging(*, durable: bool = True) -> None:
             if hanging.is_set():
                 await released.wait()
-            await commit()
+            await commit(durable=durable)
 
         uow.commit = commit_unless_hanging
         return uow

@@ -278,7 +278,7 @@ class MemoryUnitOfWork(StagingUnitOfWork):
         self.tasks = MemoryTaskRepository(self)
         self.outbox = MemoryOutbox(self)
 
-    async def commit(self) -> None:
+    async def commit(self, *, durable: bool = True) -> None:
         self.storage.apply(self)
         await self._end()
 

@@ -436,7 +436,7 @@ class MongoUnitOfWork(StagingUnitOfWork):
         self.tasks = MongoTaskRepository(self)
         self.outbox = MongoOutbox(self)
 
-    async def commit(self) -> None:
+    async def commit(self, *, durable: bool = True) -> None:
         try:
             with translated_errors():
                 messages_of, standalone = self._place_messages()

@@ -109,6 +109,11 @@ _TASKS_BY_ID_ARRAY = select(tasks).where(
 _UPDATE_TASK = update(tasks).where(
     tasks.c.id == bindparam("where_id"), tasks.c.version == bindparam("where_version")
 )
+NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
+"""A condition always true that turns off, for the transaction of the statement holding it,
+PostgreSQL's wait for the commit's flush to disk (``commit(durable=False)``): no ``SET``
+round trip. Evaluated once, and only if a row is to be written."""
+_UPDATE_TASK_NO_FLUSH = _UPDATE_TASK.where(text(NO_FLUSH))
 
 
 class SqlStorage:
@@ -433,7 +438,10 @@ class SqlUnitOfWork(StagingUnitOfWork):
         self.tasks = SqlTaskRepository(self)
         self.outbox = SqlOutbox(self)
 
-    async def commit(self) -> None:
+    async def commit(self, *, durable: bool = True) -> None:
+        """On PostgreSQL, ``durable=False`` leaves the flush to the server's next one (within
+        ``wal_writer_delay``, 200 ms by default) for a unit that updates rows; SQLite
+        flushes as every commit does here (``synchronous=NORMAL``)."""
         if not (self.added or self.saved or self.new_messages or self.sent_messages):
             await self._end()
             return
@@ -447,7 +455,7 @@ class SqlUnitOfWork(StagingUnitOfWork):
                         if self.storage.is_sqlite:
                             if self._statements() > 1:
                                 await connection.exec_driver_sql("BEGIN IMMEDIATE")
-                            await self._write(connection)
+                            await self._write(connection, durable=True)
                             await connection.commit()
                         else:
                             if self.added and not (self.saved or self.sent_messages):
@@ -457,7 +465,7 @@ class SqlUnitOfWork(StagingUnitOfWork):
                             else:
                                 if self._statements() > 1:
                                     await self.begin()
-                                await self._write(connection)
+                                await self._write(connection, durable)
                             if self._in_transaction:  # opened here, or by a locking read
                                 await connection.exec_driver_sql("COMMIT")
                                 self._in_transaction = False
@@ -508,15 +516,18 @@ class SqlUnitOfWork(StagingUnitOfWork):
                 self._connection = connection
         return self._connection
 
-    async def _write(self, connection: AsyncConnection) -> None:
+    async def _write(self, connection: AsyncConnection, durable: bool) -> None:
+        """The unit's statements; with ``durable`` False (PostgreSQL only), its updates
+        turn off the wait for the flush for the whole transaction."""
         if self.added:
             await _insert_tasks(connection, list(self.added.values()))
         if self.saved:
-            await _update_tasks(connection, list(self.saved.values()), self.loaded_versions)
+            saved = list(self.saved.values())
+            await _update_tasks(connection, saved, self.loaded_versions, durable)
         if self.new_messages:
             await connection.execute(insert(outbox), [message_to_row(m) for m in self.new_messages])
         if self.sent_messages:
-            await connection.execute(
+            statement = (
                 update(outbox)
                 .where(
                     outbox.c.id.in_([message.id for message in self.sent_messages]),
@@ -524,6 +535,7 @@ class SqlUnitOfWork(StagingUnitOfWork):
                 )
                 .values(sent_at=datetime.now(UTC))
             )
+            await connection.execute(statement if durable else statement.where(text(NO_FLUSH)))
 
     async def _release(self) -> None:
         connection, self._connection = self._connection, None
@@ -573,7 +585,10 @@ def _insert_conflict(reason: str, added: Sequence[Task]) -> Exception:
 
 
 async def _update_tasks(
-    connection: AsyncConnection, saved: Sequence[Task], loaded_versions: Mapping[UUID, int]
+    connection: AsyncConnection,
+    saved: Sequence[Task],
+    loaded_versions: Mapping[UUID, int],
+    durable: bool = True,
 ) -> None:
     """Version-checked updates of ``saved``, of the columns a task's transitions change;
     ``ConcurrencyConflict`` when any task's stored version is no longer the one loaded.
@@ -582,14 +597,16 @@ async def _update_tasks(
     rows = [_update_row(task, loaded_versions[task.id]) for task in saved]
     if len(saved) > 1 and connection.dialect.name == "postgresql":
         result = await connection.execute(
-            _UPDATE_TASKS_PG, _arrays([*_WHERE, *_CHANGING], "", rows)
+            _UPDATE_TASKS_PG if durable else _UPDATE_TASKS_PG_NO_FLUSH,
+            _arrays([*_WHERE, *_CHANGING], "", rows),
         )
         updated = {row[0] for row in result}
         if len(updated) < len(saved):
             raise ConcurrencyConflict(next(task.id for task in saved if task.id not in updated))
         return
     # SQLite counts the rows of every execution of an executemany.
-    result = await connection.execute(_UPDATE_TASK, rows if len(rows) > 1 else rows[0])
+    statement = _UPDATE_TASK if durable else _UPDATE_TASK_NO_FLUSH
+    result = await connection.execute(statement, rows if len(rows) > 1 else rows[0])
     if result.rowcount != len(saved):
         raise ConcurrencyConflict(saved[0].id)
 
@@ -647,7 +664,7 @@ def _arrays(
 _WHERE = [Column("where_id", Uuid()), Column("where_version", Integer())]
 
 
-def _pg_update_many() -> TextClause:
+def _pg_update_many(durable: bool) -> TextClause:
     """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``, all or nothing in one
     statement, with no transaction around it: it first locks the rows whose version is
     still the loaded one (in id order, as every such update does, so two never wait on
@@ -663,11 +680,13 @@ def _pg_update_many() -> TextClause:
         "AND tasks.version = v.where_version ORDER BY tasks.id FOR UPDATE OF tasks) "
         f"UPDATE tasks SET {', '.join(assignments)} FROM v "
         "WHERE tasks.id = v.where_id AND tasks.version = v.where_version "
-        "AND (SELECT count(*) FROM matched) = (SELECT count(*) FROM v) RETURNING tasks.id"
+        "AND (SELECT count(*) FROM matched) = (SELECT count(*) FROM v)"
+        f"{'' if durable else f' AND {NO_FLUSH}'} RETURNING tasks.id"
     )
 
 
-_UPDATE_TASKS_PG = _pg_update_many()
+_UPDATE_TASKS_PG = _pg_update_many(durable=True)
+_UPDATE_TASKS_PG_NO_FLUSH = _pg_update_many(durable=False)
 
 
 def _pg_insert_new() -> TextClause:
