@@ -27,17 +27,20 @@ class Publisher:
 
 
 class MarkedStorage:
-    """The in-memory storage; ``marked`` is set by every commit that marks messages sent."""
+    """The in-memory storage; ``marked`` is set by every commit that marks messages sent,
+    ``marks`` lists how many each one marked."""
 
     def __init__(self) -> None:
         self.storage = MemoryStorage()
         self.marked = asyncio.Event()
+        self.marks: list[int] = []
 
     def unit_of_work(self) -> Any:
         uow = self.storage.unit_of_work()
         commit = uow.commit
 
         async def marking(*, durable: bool = True) -> None:
+            self.marks.append(len(uow.sent_messages))
             await commit(durable=durable)
             self.marked.set()
 
@@ -58,6 +61,21 @@ async def test_messages_handed_over_as_the_last_publish_ends_are_published() -> 
     await eventually(lambda: second in publisher.published, within=2)
     await relay.drain()
     assert publisher.published == [first, second]
+
+
+async def test_the_batches_published_within_the_mark_delay_are_marked_sent_together() -> None:
+    storage, publisher = MarkedStorage(), Publisher()
+    relay = PublishCommittedHandler(
+        storage.unit_of_work, publisher, publishers=1, mark_delay=timedelta(seconds=1)
+    )
+    messages = [make_message() for _ in range(3)]
+    await _stored(storage.storage, *messages)
+    for message in messages:  # each published alone, in a batch of its own
+        relay.notify([message])
+        await eventually(lambda message=message: message in publisher.published, within=1)
+    await relay.drain()
+    assert storage.marks == [3]
+    assert await _pending(storage.storage) == []
 
 
 class StuckPublisher(Publisher):

@@ -114,6 +114,11 @@ NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
 PostgreSQL's wait for the commit's flush to disk (``commit(durable=False)``): no ``SET``
 round trip. Evaluated once, and only if a row is to be written."""
 _UPDATE_TASK_NO_FLUSH = _UPDATE_TASK.where(text(NO_FLUSH))
+_MARK_SENT = update(outbox).where(outbox.c.sent_at.is_(None)).values(sent_at=bindparam("sent_at"))
+_MARK_SENT_PG = _MARK_SENT.where(
+    outbox.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
+)
+_MARK_SENT_PG_NO_FLUSH = _MARK_SENT_PG.where(text(NO_FLUSH))
 
 
 class SqlStorage:
@@ -527,15 +532,12 @@ class SqlUnitOfWork(StagingUnitOfWork):
         if self.new_messages:
             await connection.execute(insert(outbox), [message_to_row(m) for m in self.new_messages])
         if self.sent_messages:
-            statement = (
-                update(outbox)
-                .where(
-                    outbox.c.id.in_([message.id for message in self.sent_messages]),
-                    outbox.c.sent_at.is_(None),
-                )
-                .values(sent_at=datetime.now(UTC))
-            )
-            await connection.execute(statement if durable else statement.where(text(NO_FLUSH)))
+            ids = [message.id for message in self.sent_messages]
+            if self.storage.is_sqlite:
+                statement = _MARK_SENT.where(outbox.c.id.in_(ids))
+            else:  # one array: one prepared statement whatever the number of messages
+                statement = _MARK_SENT_PG if durable else _MARK_SENT_PG_NO_FLUSH
+            await connection.execute(statement, {"ids": ids, "sent_at": datetime.now(UTC)})
 
     async def _release(self) -> None:
         connection, self._connection = self._connection, None
