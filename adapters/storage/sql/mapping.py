@@ -55,7 +55,11 @@ def task_to_row(task: Task) -> dict[str, Any]:
 def task_from_row(row: Row[Any]) -> Task:
     # By name through ``_mapping``: a Row's attribute access takes several times as long,
     # which adds up over the 30 columns of every task read.
-    values = row._mapping
+    return task_from_values(row._mapping)
+
+
+def task_from_values(values: Any) -> Task:
+    """The task of a row read by column name: a ``Row``'s mapping, or an asyncpg record."""
     error = None
     if values["error_type"] is not None:
         error = TaskError(

@@ -1,0 +1,48 @@
+"""PostgreSQL's hottest statements, run on asyncpg itself rather than through SQLAlchemy:
+a submit's insert, a claim's read and the updates of claims and outcomes. SQLAlchemy adds
+about 0.3 ms to each of them here (its execution context, the adapted cursor), a tenth of
+what a task's trip from submit to handler takes at low load. The connection is still the
+unit of work's, from SQLAlchemy's pool, in whatever transaction the unit holds."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_NAMED = re.compile(r"(?<!:):(?!:)(\w+)")
+
+
+class AsyncpgStatement:
+    """A statement written with named parameters (``:name``), run with positional ones
+    (``$1``), and prepared once per connection by asyncpg's statement cache."""
+
+    def __init__(self, sql: str) -> None:
+        names: dict[str, int] = {}
+
+        def positional(match: re.Match[str]) -> str:
+            index = names.setdefault(match.group(1), len(names) + 1)
+            return f"${index}"
+
+        self.sql = _NAMED.sub(positional, sql)
+        self.names = list(names)
+
+    async def fetch(
+        self, connection: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> Sequence[asyncpg.Record]:
+        """The rows of the statement (read by column name, as ``Row._mapping``)."""
+        driver = (await connection.get_raw_connection()).driver_connection
+        arguments = [parameters[name] for name in self.names]
+        try:
+            rows: list[asyncpg.Record] = await driver.fetch(self.sql, *arguments)
+        except asyncpg.IntegrityConstraintViolationError:
+            raise
+        except Exception:
+            # SQLAlchemy did not see the error: the connection, perhaps broken, must not go
+            # back to the pool (SQLAlchemy discards it, and replaces it on the next use).
+            await connection.invalidate()
+            raise
+        return rows
