@@ -35,11 +35,12 @@ async def backend(storage: SqlStorage) -> int:
 
 
 async def test_a_statement_that_fails_is_reported_and_its_connection_not_reused(
-    storage: SqlStorage,
+    storage: SqlStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = await backend(storage)
     assert await backend(storage) == first  # the pool hands the same connection back
     with pytest.raises(StorageUnavailable):
         async with storage.unit_of_work() as uow:
             await uow.fetch_direct(AsyncpgStatement("SELECT 1 / :zero"), {"zero": 0})
+    assert "unexpected database error" in caplog.text  # a refusal, not an outage: logged
     assert await backend(storage) != first

@@ -132,6 +132,8 @@ def translated_errors() -> Iterator[None]:
         raise StorageUnavailable(_reason(error)) from error
     except Exception as error:
         if _is_driver_error(error):
+            if _is_server_refusal(error):
+                logger.error("unexpected database error", exc_info=error)
             raise StorageUnavailable(_reason(error)) from error
         raise
 
@@ -148,6 +150,18 @@ def _is_driver_error(error: Exception) -> bool:
     """asyncpg and sqlite3 errors that escape SQLAlchemy's wrapping (seen on connect)."""
     module = type(error).__module__
     return module.startswith(("asyncpg", "sqlite3", "aiosqlite"))
+
+
+_UNAVAILABLE_STATES = ("08", "53", "57")
+"""SQLSTATE classes of a server that cannot serve now: connection exceptions, insufficient
+resources, operator intervention (a shutdown, a cancelled statement)."""
+
+
+def _is_server_refusal(error: Exception) -> bool:
+    """PostgreSQL refused a statement for what it says (asyncpg's errors, of the statements
+    run past SQLAlchemy), not for being unavailable: a bug to log, as SQLAlchemy's are."""
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and not state.startswith(_UNAVAILABLE_STATES)
 
 
 def _reason(error: BaseException) -> str:
