@@ -113,7 +113,8 @@ class PrometheusMetrics:
         )
         self.outbox_backlog = Gauge(
             "taskport_outbox_backlog",
-            "Messages committed but not yet published",
+            "Messages committed but not yet marked sent (published ones are marked about "
+            "20 ms after their publish)",
             registry=registry,
         )
         self.schedule_submitted = Counter(

@@ -16,7 +16,8 @@ class Stats:
     tasks: TaskStats
     oldest_queued_age: timedelta | None
     outbox_backlog: int
-    """Messages committed but not yet published, across every owner."""
+    """Messages committed but not yet marked sent (the relay marks published ones about
+    20 ms after their publish), across every owner."""
 
 
 class GetStatsHandler:

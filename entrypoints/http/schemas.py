@@ -222,7 +222,10 @@ class StatsOut(BaseModel):
     oldest_queued_age_seconds: float | None = Field(
         description="how long the oldest QUEUED task has waited; null when none waits"
     )
-    outbox_backlog: int = Field(description="messages committed but not yet published")
+    outbox_backlog: int = Field(
+        description="messages committed but not yet published (or published in the last "
+        "moments: the relay marks them sent about 20 ms after their publish)"
+    )
 
     @classmethod
     def of(cls, stats: Stats) -> StatsOut:
