@@ -220,8 +220,8 @@ def _has_version_table(connection: Any) -> bool:
 class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
     async def _read(self, task_id: UUID) -> Task | None:
         if not self._work.storage.is_sqlite:
-            found = await self._work.fetch_direct(_TASKS_BY_ID_PG, {"task_ids": [task_id]})
-            return self._work.loaded(task_from_values(found[0])) if found else None
+            found = await self._read_pg([task_id])
+            return found[0] if found else None
         rows = await self._work.fetch(_TASK_BY_ID, {"task_id": task_id})
         return self._loaded(rows[0]) if rows else None
 
@@ -232,10 +232,13 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
             rows = await self._work.fetch(_TASKS_BY_IDS, {"task_ids": wanted})
             found.update((task.id, task) for task in map(self._loaded, rows))
         elif wanted:
-            records = await self._work.fetch_direct(_TASKS_BY_ID_PG, {"task_ids": wanted})
-            loaded = (self._work.loaded(task_from_values(record)) for record in records)
-            found.update((task.id, task) for task in loaded)
+            found.update((task.id, task) for task in await self._read_pg(wanted))
         return found
+
+    async def _read_pg(self, task_ids: list[UUID]) -> list[Task]:
+        """The stored tasks of ``task_ids`` (PostgreSQL, one statement on asyncpg itself)."""
+        records = await self._work.fetch_direct(_TASKS_BY_ID_PG, {"task_ids": task_ids})
+        return [self._work.loaded(task_from_values(record)) for record in records]
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> Task | None:
         statement = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
