@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,7 +24,8 @@ class FakeChannel:
 
 def session_with(published: int) -> tuple[AmqpSession, list[asyncio.Future[None]]]:
     session = AmqpSession(
-        connection=SimpleNamespace(), lost=asyncio.get_running_loop().create_future()
+        connection=SimpleNamespace(writes_held=contextlib.nullcontext),
+        lost=asyncio.get_running_loop().create_future(),
     )
     session._channel = FakeChannel()
     return session, [

@@ -39,7 +39,8 @@ class RabbitMqPublisher:
         if not routed:
             return
         session = await self._connector.session(wait=CONNECT_WAIT_SECONDS)
-        confirmations = [session.publish(*route) for route in routed]
+        with session.sending_together():
+            confirmations = [session.publish(*route) for route in routed]
         try:
             await all_confirmed(confirmations)
         except BrokerUnavailable as exc:

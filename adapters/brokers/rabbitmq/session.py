@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pika
@@ -40,10 +40,12 @@ class UndecodableHeaders(dict[str, Any]):
 
 
 class _Connection(AsyncioConnection):
-    """pika's connection, except that a message whose headers pika cannot decode arrives
-    with ``UndecodableHeaders``. pika raises out of its frame decoder instead, which closes
-    the connection; the broker then delivers the same message on the next one, and the
-    consumer never gets past it."""
+    """pika's connection, except that:
+
+    - a message whose headers pika cannot decode arrives with ``UndecodableHeaders``. pika
+      raises out of its frame decoder instead, which closes the connection; the broker
+      then delivers the same message on the next one, and the consumer never gets past it;
+    - frames can be held and written together (``writes_held``)."""
 
     # pika's own frame reading (1.4), which no public hook reaches; the integration tests
     # of undecodable headers fail if a pika release changes it.
@@ -52,6 +54,31 @@ class _Connection(AsyncioConnection):
             return super()._read_frame()
         except UNDECODABLE_TABLE as exc:
             return _header_without_table(bytes(self._frame_buffer), exc)
+
+    _held: list[bytes] | None = None
+
+    @contextlib.contextmanager
+    def writes_held(self) -> Iterator[None]:
+        """Frames written inside go to the socket as one write when it ends. pika writes
+        each frame alone, a system call each (and a read each for RabbitMQ): a publish is
+        three frames, a batch of them hundreds."""
+        if self._held is not None:  # already held by an outer block
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held and not self.is_closed:
+                super()._adapter_emit_data(b"".join(held))
+
+    # pika's hook by which its connection hands a marshalled frame to the transport (1.4).
+    def _adapter_emit_data(self, data: bytes) -> None:
+        if self._held is None:
+            super()._adapter_emit_data(data)
+        else:
+            self._held.append(data)
 
 
 def _header_without_table(data: bytes, error: Exception) -> tuple[int, frame.Header]:
@@ -83,7 +110,7 @@ class AmqpSession:
     that opened them. ``lost`` completes when either closes, for whatever reason; every
     operation after that raises ``BrokerUnavailable``."""
 
-    def __init__(self, connection: AsyncioConnection, lost: asyncio.Future[str]) -> None:
+    def __init__(self, connection: _Connection, lost: asyncio.Future[str]) -> None:
         self._connection = connection
         self._channel: Channel | None = None
         self.lost = lost
@@ -201,7 +228,8 @@ class AmqpSession:
         ``BrokerUnavailable`` on a nack, a return (when ``mandatory``) or a lost channel."""
         channel = self.channel
         try:
-            channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+            with self.sending_together():  # a method, a header and a body frame
+                channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
         except AMQPError as exc:
             raise BrokerUnavailable(f"cannot publish: {exc!r}") from exc
         self._published += 1
@@ -210,6 +238,10 @@ class AmqpSession:
         if properties.message_id:
             self._tags_by_message_id[properties.message_id] = self._published
         return confirmed
+
+    def sending_together(self) -> contextlib.AbstractContextManager[None]:
+        """What is published or acked inside goes to RabbitMQ in one write at its end."""
+        return self._connection.writes_held()
 
     def delivered(self, delivery_tag: int) -> None:
         """Notes a delivery to this session's consumer: it is unsettled until ``settle``."""
@@ -240,10 +272,11 @@ class AmqpSession:
         oldest_unsettled = next(iter(self._unsettled), None)
         older = [tag for tag in acks if oldest_unsettled is None or tag < oldest_unsettled]
         try:
-            if older:
-                self._channel.basic_ack(older[-1], multiple=True)
-            for tag in acks[len(older) :]:
-                self._channel.basic_ack(tag)
+            with self.sending_together():
+                if older:
+                    self._channel.basic_ack(older[-1], multiple=True)
+                for tag in acks[len(older) :]:
+                    self._channel.basic_ack(tag)
         except AMQPError as exc:
             logger.warning("acks not sent, the messages will be delivered again: %r", exc)
 
