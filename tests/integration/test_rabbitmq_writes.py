@@ -1,13 +1,15 @@
-"""A batch of publishes reaches RabbitMQ in one write: pika alone writes every frame with
-a system call of its own, three per message."""
+"""A batch of publishes reaches RabbitMQ in one write, at once: pika alone writes every
+frame with a system call of its own, three per message, on the event loop's next turn."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from pika.spec import BasicProperties
 
 from adapters.brokers.rabbitmq import RabbitMqOptions, RabbitMqPublisher
+from adapters.brokers.rabbitmq.session import all_confirmed
 from tests.factories import make_message
 from tests.rabbitmq import broker_url, read_queue
 
@@ -35,3 +37,18 @@ async def test_a_batch_of_publishes_is_one_write_and_every_message_arrives(
         await publisher.close()
     bodies = await read_queue(options.url, options.topology.queue_for("tasks"))
     assert bodies == [message.body for message in messages]
+
+
+async def test_a_publish_is_written_before_the_event_loop_turns(rabbitmq_vhost: str) -> None:
+    options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))
+    publisher = RabbitMqPublisher(options)
+    queue = options.topology.queue_for("tasks")
+    try:
+        await publisher.publish([make_message()])  # connects and declares the queues
+        session = await publisher._connector.session(wait=5)
+        confirmed = session.publish(queue, b"now", BasicProperties(message_id="now"))
+        assert session._connection._transport.get_write_buffer_size() == 0
+        await all_confirmed([confirmed])
+    finally:
+        await publisher.close()
+    assert (await read_queue(options.url, queue))[-1] == b"now"

@@ -59,9 +59,9 @@ class _Connection(AsyncioConnection):
 
     @contextlib.contextmanager
     def writes_held(self) -> Iterator[None]:
-        """Frames written inside go to the socket as one write when it ends. pika writes
-        each frame alone, a system call each (and a read each for RabbitMQ): a publish is
-        three frames, a batch of them hundreds."""
+        """Frames written inside go to the socket as one write when it ends, at once.
+        pika writes each frame alone, a system call each (and a read each for RabbitMQ):
+        a publish is three frames, a batch of them hundreds."""
         if self._held is not None:  # already held by an outer block
             yield
             return
@@ -72,6 +72,11 @@ class _Connection(AsyncioConnection):
             held, self._held = self._held, None
             if held and not self.is_closed:
                 super()._adapter_emit_data(b"".join(held))
+                # pika sends when the event loop next reports the socket writable, which
+                # it is now: sent at once, a task's message does not wait for the HTTP
+                # answer to be written first. (pika's handler of that report, 1.4; it
+                # leaves what the socket does not take for that report, as it would.)
+                self._transport._on_socket_writable()
 
     # pika's hook by which its connection hands a marshalled frame to the transport (1.4).
     def _adapter_emit_data(self, data: bytes) -> None:
