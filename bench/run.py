@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import string
 import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -85,13 +87,23 @@ def main() -> None:
     folder = ROOT / "bench" / "results"
     folder.mkdir(parents=True, exist_ok=True)
     table = markdown(results)
-    (folder / f"{now:%Y-%m-%d}-{mode}.md").write_text(table)
+    _dated(folder, f"{now:%Y-%m-%d}-{mode}").write_text(table)
     (folder / "latest.md").write_text(table)
     (folder / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table, flush=True)
     scenarios.log(f"written to bench/results/ in {results['duration_seconds']:.0f}s")
     if failed:
         raise SystemExit(1)
+
+
+def _dated(folder: Path, stem: str) -> Path:
+    """``folder/stem.md``, or for a later run of the same day ``stem-b.md``, ``stem-c.md``
+    and so on: a run never replaces the record of an earlier one."""
+    for suffix in ["", *(f"-{letter}" for letter in string.ascii_lowercase[1:])]:
+        path = folder / f"{stem}{suffix}.md"
+        if not path.exists():
+            return path
+    raise SystemExit(f"{folder}: every name for another run of {stem} is taken")
 
 
 if __name__ == "__main__":
