@@ -44,3 +44,14 @@ async def test_a_statement_that_fails_is_reported_and_its_connection_not_reused(
             await uow.fetch_direct(AsyncpgStatement("SELECT 1 / :zero"), {"zero": 0})
     assert "unexpected database error" in caplog.text  # a refusal, not an outage: logged
     assert await backend(storage) != first
+
+
+async def test_a_statement_after_a_failed_one_in_the_same_unit_runs_on_a_new_connection(
+    storage: SqlStorage,
+) -> None:
+    first = await backend(storage)
+    async with storage.unit_of_work() as uow:
+        with pytest.raises(StorageUnavailable):
+            await uow.fetch_direct(AsyncpgStatement("SELECT 1 / :zero"), {"zero": 0})
+        rows = await uow.fetch_direct(BACKEND, {})
+    assert rows[0]["pid"] != first
