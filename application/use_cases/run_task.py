@@ -8,10 +8,9 @@ this run claimed: a result is written once.
 The claim records ``worker_id``, this worker's id in the worker registry: should the worker
 stop heartbeating, the recovery sweep takes the attempt back before its lease ends.
 
-While the handler runs, a watcher looks at the stored task every ``cancel_poll_interval``
-(the first time one interval after the handler started)
-for a cancel request, and on the same beat writes the latest progress the handler reported,
-at most once per ``progress_interval``; the last report is written with the outcome.
+The attempt itself (the handler, its timeout, the watch for a cancel request and the
+progress writes) is ``application.attempts``; the last progress the handler reported is
+written with the outcome.
 
 Claims and outcomes of concurrent runs are written together (``Batcher``): one unit of
 work reads the claimed tasks at once and writes every claim, and another writes every
@@ -27,26 +26,32 @@ import collections
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from attrs import frozen
 
+from application.attempts import (
+    AttemptOutcome,
+    AttemptRunner,
+    Failed,
+    Released,
+    Succeeded,
+    apply_outcome,
+)
 from application.batching import Batcher, Request
-from application.errors import ConcurrencyConflict, PermanentFailure, RetryLater, Unavailable
-from application.json_values import json_size, unstorable
+from application.errors import ConcurrencyConflict, Unavailable
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry, ProgressUpdate, TaskContext
-from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from application.ports.unit_of_work import UnitOfWorkFactory
 from application.recorder import Changes, TaskRecorder
 from domain.task import Task
-from domain.values import JsonValue, TaskError, TaskStatus
+from domain.values import TaskError, TaskStatus
 
 logger = logging.getLogger("taskport.worker")
 
 CONFLICT_RETRIES = 5
-MAX_RESULT_BYTES = 1024 * 1024
 MAX_BATCH = 100
 """Claims (or outcomes) written in one unit of work at most."""
 BATCHES = 2
@@ -55,8 +60,6 @@ WRITE_RETRY_DELAY = timedelta(seconds=0.5)
 """The first wait before writing an outcome again while storage is unavailable; each
 next wait is twice as long, up to ``WRITE_RETRY_MAX_DELAY``."""
 WRITE_RETRY_MAX_DELAY = timedelta(seconds=30)
-MAX_RETRY_AFTER = timedelta(days=366)
-"""The longest wait a handler may ask for before its task's next attempt (``RetryLater``)."""
 
 
 class Outcome(enum.Enum):
@@ -82,28 +85,6 @@ class RunTask:
 
 
 @frozen
-class _Succeeded:
-    result: JsonValue
-
-
-@frozen
-class _Failed:
-    error: TaskError
-    retry_after: timedelta | None = None
-
-
-class _Cancelled:
-    pass
-
-
-class _Released:
-    pass
-
-
-_AttemptOutcome = _Succeeded | _Failed | _Cancelled | _Released
-
-
-@frozen
 class _Unwritten:
     """A batch did not commit: the change to write again alone, and what the batch
     tried to write (found stored as it is, it was written after all)."""
@@ -115,7 +96,7 @@ class _Unwritten:
 @frozen
 class _Outcome:
     claimed: Task
-    outcome: _Succeeded | _Failed
+    outcome: Succeeded | Failed
     progress: ProgressUpdate | None
 
 
@@ -132,11 +113,11 @@ class RunTaskHandler:
         write_retry_delay: timedelta = WRITE_RETRY_DELAY,
     ) -> None:
         self._uow = uow
-        self._registry = registry
         self._recorder = recorder
         self._clock = clock
-        self._cancel_poll = cancel_poll_interval.total_seconds()
-        self._progress_interval = progress_interval.total_seconds()
+        self._attempts = AttemptRunner(
+            uow, registry, recorder, clock, cancel_poll_interval, progress_interval
+        )
         self._worker_id = worker_id
         self._write_retry_delay = write_retry_delay
         self._running: collections.Counter[UUID] = collections.Counter()
@@ -195,7 +176,7 @@ class RunTaskHandler:
         )
         try:
             try:
-                outcome = await self._run_attempt(claimed, context)
+                outcome = await self._attempts.run(claimed, context)
             except asyncio.CancelledError:
                 # The worker is shutting down: hand the task back rather than let its lease
                 # run out.
@@ -208,7 +189,7 @@ class RunTaskHandler:
             self._uncount(claimed.id)
 
     async def _finish(
-        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None
+        self, claimed: Task, outcome: AttemptOutcome, progress: ProgressUpdate | None
     ) -> RunResult:
         """Writes how the attempt ended, to the end even if the worker starts shutting down
         meanwhile (the handler has run: its outcome is not thrown away), then lets the
@@ -244,12 +225,12 @@ class RunTaskHandler:
         """Hands ``claimed`` back (QUEUED, the attempt not counted), even if the caller is
         cancelled again meanwhile; if that cannot be written, its lease runs out instead."""
         try:
-            await asyncio.shield(self._record(claimed, _Released()))
+            await asyncio.shield(self._record(claimed, Released()))
         except Exception:
             logger.warning("task %s stays RUNNING until its lease ends", claimed.id)
 
     async def _write_outcome(
-        self, claimed: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None
+        self, claimed: Task, outcome: AttemptOutcome, progress: ProgressUpdate | None
     ) -> RunResult:
         """Records how the attempt ended. The handler has run: while storage is
         unavailable, the outcome is written again (after waits that double) as long as the
@@ -261,7 +242,7 @@ class RunTaskHandler:
         # A result goes with the results of other runs first (``_record_batch``).
         batched = (
             _Outcome(claimed, outcome, progress)
-            if isinstance(outcome, _Succeeded | _Failed)
+            if isinstance(outcome, Succeeded | Failed)
             else None
         )
         while True:
@@ -395,104 +376,6 @@ class RunTaskHandler:
             and task.id not in self._running
         )
 
-    async def _run_attempt(self, task: Task, context: TaskContext) -> _AttemptOutcome:
-        handler = self._registry.get(task.kind)
-        if handler is None:
-            known = ", ".join(kind.name for kind in self._registry.kinds())
-            message = f"no handler for kind {task.kind!r} (known: {known})"
-            return _Failed(TaskError("UnknownKind", message, retryable=False))
-        running: asyncio.Future[JsonValue] = asyncio.ensure_future(
-            _contained(handler(task.payload, context))
-        )
-        # Most handlers finish within one poll interval: the watcher starts only after it.
-        watcher: asyncio.Task[None] | None = None
-
-        def watch() -> None:
-            nonlocal watcher
-            watcher = asyncio.create_task(self._watch_for_cancel(task.id, running, context))
-
-        start_watching = asyncio.get_running_loop().call_later(self._cancel_poll, watch)
-        timeout = _timed_out(task)
-        try:
-            async with asyncio.timeout(task.timeout.total_seconds()) as deadline:
-                result = await running
-            # A handler that swallowed its cancellation may still return: too late, or
-            # after it was cancelled, its result is not the task's.
-            if deadline.expired():
-                return timeout
-            if context.cancelled.is_set():
-                return _Cancelled()
-        except TimeoutError:
-            context.cancelled.set()  # a handler left running in a thread may still stop
-            return timeout
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if context.cancelled.is_set() and current is not None and not current.cancelling():
-                return _Cancelled()
-            raise
-        except _ProcessEnding as exc:
-            return _Failed(TaskError(type(exc.raised).__name__, str(exc)))
-        except PermanentFailure as exc:
-            return _Failed(TaskError(type(exc).__name__, _message_of(exc), retryable=False))
-        except RetryLater as exc:
-            return _retry_later(exc)
-        except Exception as exc:
-            return _Failed(TaskError(type(exc).__name__, _message_of(exc)))
-        finally:
-            start_watching.cancel()
-            if watcher is not None:
-                watcher.cancel()
-        return _checked_result(result)
-
-    async def _watch_for_cancel(
-        self, task_id: UUID, running: asyncio.Future[JsonValue], context: TaskContext
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        next_progress_write = loop.time()
-        while not running.done():
-            # The watcher is cancelled once the handler ends, maybe in the middle of a look:
-            # shielded, the look still ends its unit of work by itself (a connection
-            # cancelled while going back to the pool is dropped, with an error logged).
-            look = self._look(task_id, running, context, loop.time() >= next_progress_write)
-            if await asyncio.shield(look):
-                next_progress_write = loop.time() + self._progress_interval
-            await asyncio.sleep(self._cancel_poll)
-
-    async def _look(
-        self,
-        task_id: UUID,
-        running: asyncio.Future[JsonValue],
-        context: TaskContext,
-        write_progress: bool,
-    ) -> bool:
-        """One look at the stored task: stops the handler when the task was cancelled (or
-        taken over); with ``write_progress``, writes the latest progress. True when it did."""
-        try:
-            async with self._uow() as uow:
-                task = await uow.tasks.get(task_id)
-                if task is None or task.cancel_requested or task.attempts != context.attempt:
-                    context.cancelled.set()
-                    running.cancel()
-                    return False
-                return write_progress and await self._write_progress(uow, task, context)
-        except Unavailable as exc:  # the next look tries again; the handler runs on
-            logger.warning("task %s not checked for a cancel request: %s", task_id, exc)
-            return False
-
-    async def _write_progress(self, uow: UnitOfWork, task: Task, context: TaskContext) -> bool:
-        update = context.progress.take()
-        if update is None or task.status is not TaskStatus.RUNNING:
-            return False
-        task.report_progress(self._clock.now(), update.fraction, update.message)
-        try:
-            await self._recorder.commit(uow, saved=[task])
-        except Exception as exc:  # a lost progress write must never stop the watcher
-            context.progress.put_back(update)
-            if not isinstance(exc, ConcurrencyConflict):
-                logger.warning("progress of task %s not written: %s", task.id, exc)
-            return False
-        return True
-
     async def _record_batch(
         self, requests: Sequence[Request[_Outcome]]
     ) -> list[RunResult | _Unwritten]:
@@ -504,7 +387,7 @@ class RunTaskHandler:
             for request in requests:
                 claimed = request.item.claimed
                 await uow.tasks.track(claimed)
-                _apply(claimed, request.item.outcome, request.item.progress, now)
+                apply_outcome(claimed, request.item.outcome, request.item.progress, now)
                 changes.append(request.context.run(self._recorder.record, saved=[claimed]))
             try:
                 await self._recorder.write(uow, changes)
@@ -520,7 +403,7 @@ class RunTaskHandler:
     async def _record(
         self,
         claimed: Task,
-        outcome: _AttemptOutcome,
+        outcome: AttemptOutcome,
         progress: ProgressUpdate | None = None,
         unwritten: _Unwritten | None = None,
     ) -> RunResult:
@@ -541,7 +424,7 @@ class RunTaskHandler:
                 ):
                     # The attempt was taken over (its lease ran out): its outcome is moot.
                     return RunResult(Outcome.NOTHING_TO_DO, task.status if task else None)
-                _apply(task, outcome, progress, self._clock.now())
+                apply_outcome(task, outcome, progress, self._clock.now())
                 try:
                     await self._recorder.commit(uow, saved=[task])
                 except ConcurrencyConflict:
@@ -569,86 +452,3 @@ def _written(stored: Task, unwritten: _Unwritten) -> Changes | None:
     ):
         return unwritten.changes
     return None
-
-
-def _apply(
-    task: Task, outcome: _AttemptOutcome, progress: ProgressUpdate | None, now: datetime
-) -> None:
-    if progress is not None:
-        task.report_progress(now, progress.fraction, progress.message)
-    if isinstance(outcome, _Succeeded):
-        task.succeed(now, outcome.result)
-    elif isinstance(outcome, _Failed):
-        task.fail(now, outcome.error, outcome.retry_after)
-    elif isinstance(outcome, _Released):
-        task.release(now)
-    else:
-        task.confirm_cancel(now)
-
-
-class _ProcessEnding(Exception):
-    """A handler raised what ends a process (``sys.exit()``, ``KeyboardInterrupt``, any
-    ``BaseException`` but a cancellation)."""
-
-    def __init__(self, raised: BaseException) -> None:
-        name = type(raised).__name__
-        said = _message_of(raised) if raised.args else ""
-        super().__init__(
-            f"the handler raised {name}: {said}" if said else f"the handler raised {name}"
-        )
-        self.raised = raised
-
-
-async def _contained(running: Awaitable[JsonValue]) -> JsonValue:
-    """Awaits a handler, turning what it raises to end the process into an ordinary
-    failure: out of a task of the event loop, ``SystemExit`` and ``KeyboardInterrupt``
-    stop the loop, and so the whole worker, attempt after attempt of the task."""
-    try:
-        return await running
-    except (Exception, asyncio.CancelledError, GeneratorExit):
-        raise
-    except BaseException as exc:
-        raise _ProcessEnding(exc) from exc
-
-
-def _timed_out(task: Task) -> _Failed:
-    seconds = task.timeout.total_seconds()
-    return _Failed(TaskError("Timeout", f"no result within {seconds:g} seconds"))
-
-
-def _retry_later(exc: RetryLater) -> _Failed:
-    """The retry a handler asked for; one asked past ``MAX_RETRY_AFTER``, or not as a
-    ``timedelta``, fails the task at once: the retry's time could not be written (past the
-    calendar's end), and with it the outcomes written in the same batch."""
-    wait: object = exc.retry_after
-    if wait is None or (isinstance(wait, timedelta) and wait <= MAX_RETRY_AFTER):
-        return _Failed(TaskError(type(exc).__name__, _message_of(exc)), exc.retry_after)
-    given = repr(wait) if isinstance(wait, timedelta) else f"a value of type {type(wait).__name__}"
-    message = f"retry_after must be a timedelta of at most {MAX_RETRY_AFTER.days} days, got {given}"
-    return _Failed(TaskError("InvalidRetryAfter", message, retryable=False))
-
-
-def _message_of(exc: BaseException) -> str:
-    """What a handler's exception says, or that it says nothing readable: an exception
-    whose ``__str__`` raises must still fail its attempt, not leave it RUNNING."""
-    try:
-        return str(exc) or repr(exc)
-    except Exception:
-        return f"{type(exc).__name__} raised; its message could not be read"
-
-
-def _checked_result(result: JsonValue) -> _AttemptOutcome:
-    # Looked through first: ``json.dumps`` would recurse past Python's limit on a result
-    # nested too deep.
-    if problem := unstorable(result, "result"):
-        message = f"the result cannot be stored: {problem}"
-        return _Failed(TaskError("InvalidResult", message, retryable=False))
-    try:
-        size = json_size(result)
-    except (TypeError, ValueError) as exc:
-        message = f"the result is not JSON: {exc}"
-        return _Failed(TaskError("InvalidResult", message, retryable=False))
-    if size > MAX_RESULT_BYTES:
-        message = f"the result is {size} bytes, over the limit of {MAX_RESULT_BYTES}"
-        return _Failed(TaskError("ResultTooLarge", message, retryable=False))
-    return _Succeeded(result)
