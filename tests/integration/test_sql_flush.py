@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.storage.sql import SqlStorage
-from adapters.storage.sql.storage import NO_FLUSH
+from adapters.storage.sql.task_writes import NO_FLUSH
 from tests.factories import T0, make_task
 
 

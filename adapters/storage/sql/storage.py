@@ -13,15 +13,12 @@ write more, or lock rows (PostgreSQL), open a transaction with an explicit ``BEG
 then costs one round trip to the database, and no ``BEGIN`` or ``COMMIT`` is sent for
 nothing.
 
-Many rows take one statement where the database allows it. On PostgreSQL, new tasks and
-their outbox rows are one ``WITH ... INSERT`` over arrays (``unnest``), with no
-transaction of its own, and the saved tasks of a unit are one
-``UPDATE ... FROM unnest(...) RETURNING id`` that writes every row or, if one version no
-longer matches, none (a claim or an outcome batch needs no transaction either). SQLite
-runs one ``executemany`` in the unit's transaction, whose row count says whether every
-version matched. On PostgreSQL these statements (one task's update is a plain ``UPDATE``),
-and the reads of tasks by id, run on asyncpg itself on the unit's connection
-(``asyncpg_direct``): a submit, a claim and an outcome each take 0.2-0.3 ms less.
+Many rows take one statement where the database allows it (``task_writes``): on
+PostgreSQL, new tasks and their outbox rows are one ``WITH ... INSERT``, and the saved
+tasks of a unit one ``UPDATE`` that writes every row or none, so a submit, a claim or an
+outcome batch needs no transaction. These statements, and the reads of tasks by id, run
+on asyncpg itself on the unit's connection (``asyncpg_direct``): a submit, a claim and an
+outcome each take 0.2-0.3 ms less.
 
 Claims made by ``due`` and ``pending`` last until the unit ends:
 - PostgreSQL: the unit's transaction holds the rows with ``FOR UPDATE SKIP LOCKED``.
@@ -39,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,10 +44,7 @@ from uuid import UUID
 
 import asyncpg
 from sqlalchemy import (
-    JSON,
-    Column,
     Executable,
-    Integer,
     Row,
     Select,
     Uuid,
@@ -60,7 +53,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exc,
     exists,
     func,
     insert,
@@ -80,7 +72,6 @@ from adapters.storage.sql.mapping import (
     message_to_row,
     task_from_row,
     task_from_values,
-    task_to_row,
     worker_from_row,
     worker_to_row,
 )
@@ -92,8 +83,8 @@ from adapters.storage.sql.schema import (
     tasks,
     workers,
 )
+from adapters.storage.sql.task_writes import NO_FLUSH, insert_new, insert_tasks, update_tasks
 from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork, UnitClaims
-from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats
 from application.ports.worker_registry import WorkerRecord
@@ -108,13 +99,6 @@ _TASK_BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _TASKS_BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
 # On PostgreSQL one array parameter: one prepared statement whatever the number of ids.
 _TASKS_BY_ID_PG = AsyncpgStatement("SELECT * FROM tasks WHERE id = ANY(CAST(:task_ids AS uuid[]))")
-_UPDATE_TASK = update(tasks).where(
-    tasks.c.id == bindparam("where_id"), tasks.c.version == bindparam("where_version")
-)
-NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
-"""A condition always true that turns off, for the transaction of the statement holding it,
-PostgreSQL's wait for the commit's flush to disk (``commit(durable=False)``): no ``SET``
-round trip. Evaluated once, and only if a row is to be written."""
 _MARK_SENT = update(outbox).where(outbox.c.sent_at.is_(None)).values(sent_at=bindparam("sent_at"))
 _MARK_SENT_PG = _MARK_SENT.where(
     outbox.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
@@ -476,7 +460,7 @@ class SqlUnitOfWork(StagingUnitOfWork):
                             if self.added and not (self.saved or self.sent_messages):
                                 # New tasks and their messages: one statement, atomic alone.
                                 added = list(self.added.values())
-                                await _insert_new(connection, added, self.new_messages)
+                                await insert_new(connection, added, self.new_messages)
                             else:
                                 if self._statements() > 1:
                                     await self.begin()
@@ -519,7 +503,7 @@ class SqlUnitOfWork(StagingUnitOfWork):
     def _statements(self) -> int:
         """How many statements ``_write`` will run: one runs alone, without a transaction."""
         # PostgreSQL updates many tasks with one all-or-nothing statement
-        # (``_update_tasks``); SQLite's executemany needs the transaction for that.
+        # (``update_tasks``); SQLite's executemany needs the transaction for that.
         updates = len(self.saved) if self.storage.is_sqlite else min(len(self.saved), 1)
         return (
             len(self.added)
@@ -543,10 +527,10 @@ class SqlUnitOfWork(StagingUnitOfWork):
         """The unit's statements; with ``durable`` False (PostgreSQL only), its updates
         turn off the wait for the flush for the whole transaction."""
         if self.added:
-            await _insert_tasks(connection, list(self.added.values()))
+            await insert_tasks(connection, list(self.added.values()))
         if self.saved:
             saved = list(self.saved.values())
-            await _update_tasks(connection, saved, self.loaded_versions, durable)
+            await update_tasks(connection, saved, self.loaded_versions, durable)
         if self.new_messages:
             await connection.execute(insert(outbox), [message_to_row(m) for m in self.new_messages])
         if self.sent_messages:
@@ -585,180 +569,3 @@ class SqlUnitOfWork(StagingUnitOfWork):
         self.task_claims.release()
         self.message_claims.release()
         self._forget()
-
-
-async def _insert_tasks(connection: AsyncConnection, added: Sequence[Task]) -> None:
-    """One statement for all the tasks (executemany); the statement itself never changes,
-    so it is compiled once and prepared once per connection."""
-    try:
-        await connection.execute(insert(tasks), [task_to_row(task) for task in added])
-    except exc.IntegrityError as error:
-        raise _insert_conflict(str(error.orig), added) from None
-
-
-def _insert_conflict(reason: str, added: Sequence[Task]) -> Exception:
-    """What a unique violation among ``added`` means: an idempotency key used already (by
-    a committed task: the unit of work cannot tell which one of its keys), or else a task
-    id that exists already."""
-    keyed = [task for task in added if task.idempotency_key is not None]
-    if "idempotency_key" in reason and keyed and keyed[0].idempotency_key is not None:
-        return DuplicateIdempotencyKey(keyed[0].owner, keyed[0].idempotency_key)
-    return ConcurrencyConflict(added[0].id)
-
-
-async def _update_tasks(
-    connection: AsyncConnection,
-    saved: Sequence[Task],
-    loaded_versions: Mapping[UUID, int],
-    durable: bool = True,
-) -> None:
-    """Version-checked updates of ``saved``, of the columns a task's transitions change;
-    ``ConcurrencyConflict`` when any task's stored version is no longer the one loaded.
-    Nothing is then written: PostgreSQL's one statement for all writes all or nothing by
-    itself, and on SQLite the caller's transaction undoes the others."""
-    rows = [_update_row(task, loaded_versions[task.id]) for task in saved]
-    if connection.dialect.name == "postgresql":
-        parameters: Mapping[str, Any] = _arrays([*_WHERE, *_CHANGING], "", rows)
-        if len(rows) > 1:
-            statement = _UPDATE_TASKS_PG if durable else _UPDATE_TASKS_PG_NO_FLUSH
-        else:
-            statement = _UPDATE_TASK_PG if durable else _UPDATE_TASK_PG_NO_FLUSH
-            parameters = {name: values[0] for name, values in parameters.items()}
-        returned = await statement.fetch(connection, parameters)
-        updated = {record[0] for record in returned}
-        if len(updated) < len(saved):
-            raise ConcurrencyConflict(next(task.id for task in saved if task.id not in updated))
-        return
-    # SQLite counts the rows of every execution of an executemany.
-    result = await connection.execute(_UPDATE_TASK, rows if len(rows) > 1 else rows[0])
-    if result.rowcount != len(saved):
-        raise ConcurrencyConflict(saved[0].id)
-
-
-_FIXED = frozenset(
-    {
-        *("id", "owner", "kind", "payload", "created_at", "timeout"),
-        *("max_attempts", "retry_base_delay", "retry_factor", "retry_max_delay"),
-        *("idempotency_key", "request_fingerprint", "callback_url", "schedule_id"),
-        "request_id",
-    }
-)
-"""What a task is asked to do: set at submit, changed by no transition."""
-_CHANGING = [column for column in tasks.columns if column.name not in _FIXED]
-
-
-def _update_row(task: Task, loaded_version: int) -> dict[str, Any]:
-    """The parameters of a version-checked update of ``task``: the columns it can have
-    changed, and the version it must still have."""
-    row = task_to_row(task)
-    changed = {column.name: row[column.name] for column in _CHANGING}
-    return {**changed, "where_id": task.id, "where_version": loaded_version}
-
-
-def _unnest(columns: Sequence[Column[Any]], prefix: str) -> tuple[str, list[str]]:
-    """``unnest(CAST(:prefix_name AS type[]), ...) AS v(name, ...)`` for ``columns``, one
-    array parameter each (JSON travels as text), and the expressions that read each column
-    back from ``v`` (JSON cast back)."""
-    arrays, values = [], []
-    for column in columns:
-        if isinstance(column.type, JSON):
-            arrays.append(f"CAST(:{prefix}{column.name} AS text[])")
-            values.append(f"CAST(v.{column.name} AS jsonb)")
-        else:
-            type_ = column.type.compile(dialect=postgresql.dialect())
-            arrays.append(f"CAST(:{prefix}{column.name} AS {type_}[])")
-            values.append(f"v.{column.name}")
-    names = ", ".join(column.name for column in columns)
-    return f"unnest({', '.join(arrays)}) AS v({names})", values
-
-
-def _arrays(
-    columns: Sequence[Column[Any]], prefix: str, rows: Sequence[dict[str, Any]]
-) -> dict[str, list[Any]]:
-    """The array parameters of ``_unnest`` for ``rows``."""
-    arrays = {}
-    for column in columns:
-        values = [row[column.name] for row in rows]
-        if isinstance(column.type, JSON):
-            values = [json.dumps(value) if value is not None else None for value in values]
-        arrays[prefix + column.name] = values
-    return arrays
-
-
-_WHERE = [Column("where_id", Uuid()), Column("where_version", Integer())]
-
-
-def _pg_update_many(durable: bool) -> AsyncpgStatement:
-    """``UPDATE tasks ... FROM unnest(arrays) ... RETURNING id``, all or nothing in one
-    statement, with no transaction around it: it first locks the rows whose version is
-    still the loaded one (in id order, as every such update does, so two never wait on
-    each other), and writes only if that is every row; a row per task written."""
-    source, values = _unnest([*_WHERE, *_CHANGING], "")
-    assignments = [
-        f"{column.name} = {value}"
-        for column, value in zip(_CHANGING, values[len(_WHERE) :], strict=True)
-    ]
-    return AsyncpgStatement(
-        f"WITH v AS (SELECT * FROM {source}), "
-        "matched AS (SELECT tasks.id FROM tasks JOIN v ON tasks.id = v.where_id "
-        "AND tasks.version = v.where_version ORDER BY tasks.id FOR UPDATE OF tasks) "
-        f"UPDATE tasks SET {', '.join(assignments)} FROM v "
-        "WHERE tasks.id = v.where_id AND tasks.version = v.where_version "
-        "AND (SELECT count(*) FROM matched) = (SELECT count(*) FROM v)"
-        f"{'' if durable else f' AND {NO_FLUSH}'} RETURNING tasks.id"
-    )
-
-
-_UPDATE_TASKS_PG = _pg_update_many(durable=True)
-_UPDATE_TASKS_PG_NO_FLUSH = _pg_update_many(durable=False)
-
-
-def _pg_update_one(durable: bool) -> AsyncpgStatement:
-    """``UPDATE tasks ... WHERE id = ... AND version = ... RETURNING id``: for one task,
-    PostgreSQL runs it in less time than the statement for many (~0.25 ms here). Its
-    parameters are those of the statement for many, one value each."""
-    assignments = [
-        f"{column.name} = CAST(:{column.name} AS jsonb)"
-        if isinstance(column.type, JSON)
-        else f"{column.name} = :{column.name}"
-        for column in _CHANGING
-    ]
-    return AsyncpgStatement(
-        f"UPDATE tasks SET {', '.join(assignments)} "
-        "WHERE id = :where_id AND version = :where_version"
-        f"{'' if durable else f' AND {NO_FLUSH}'} RETURNING id"
-    )
-
-
-_UPDATE_TASK_PG = _pg_update_one(durable=True)
-_UPDATE_TASK_PG_NO_FLUSH = _pg_update_one(durable=False)
-
-
-def _pg_insert_new() -> AsyncpgStatement:
-    """New tasks and their outbox rows in one statement (a data-modifying ``WITH``): atomic
-    without a transaction of its own, and the same statement whatever the number of rows."""
-    task_source, task_values = _unnest(list(tasks.columns), "t_")
-    message_source, message_values = _unnest(list(outbox.columns), "o_")
-    return AsyncpgStatement(
-        f"WITH new_tasks AS (INSERT INTO tasks ({', '.join(tasks.columns.keys())}) "
-        f"SELECT {', '.join(task_values)} FROM {task_source}) "
-        f"INSERT INTO outbox ({', '.join(outbox.columns.keys())}) "
-        f"SELECT {', '.join(message_values)} FROM {message_source}"
-    )
-
-
-_INSERT_NEW_PG = _pg_insert_new()
-
-
-async def _insert_new(
-    connection: AsyncConnection, added: Sequence[Task], messages: Sequence[OutboxMessage]
-) -> None:
-    """PostgreSQL: ``added`` and ``messages`` with one statement, one round trip."""
-    parameters = {
-        **_arrays(list(tasks.columns), "t_", [task_to_row(task) for task in added]),
-        **_arrays(list(outbox.columns), "o_", [message_to_row(m) for m in messages]),
-    }
-    try:
-        await _INSERT_NEW_PG.fetch(connection, parameters)
-    except asyncpg.UniqueViolationError as error:
-        raise _insert_conflict(str(error), added) from None
