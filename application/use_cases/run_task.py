@@ -101,6 +101,13 @@ class _Outcome:
 
 
 class RunTaskHandler:
+    """Runs the task a delivery names: claims it, runs one attempt, records the outcome.
+
+    One instance serves every delivery of a process, so that the claims (and the outcomes)
+    of concurrent deliveries are written together; ``drain`` waits for the runs in progress
+    as the process stops.
+    """
+
     def __init__(
         self,
         uow: UnitOfWorkFactory,
