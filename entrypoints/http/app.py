@@ -44,9 +44,9 @@ def create_app(container: Container) -> FastAPI:
         summary="Submit tasks over HTTP, run them in workers, read their results.",
         lifespan=lifespan,
     )
-    app.openapi = problem_responses(app)  # type: ignore[method-assign]
     app.state.container = container
     app.state.owners_by_key_digest = settings.owners_by_key_digest()
+    app.openapi = problem_responses(app, keys_required=bool(settings.api_keys))  # type: ignore[method-assign]
     problems.install(app)
     # The last added runs first. Unexpected errors are caught within the request's context
     # (its id), around the body guard (whose own exception passes through the routes to it).

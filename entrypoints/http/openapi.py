@@ -82,8 +82,10 @@ BEARER = {
 }
 
 
-def problem_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """``app.openapi``: FastAPI's document, built once, with the errors as problems."""
+def problem_responses(app: FastAPI, keys_required: bool) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``: FastAPI's document, built once, with the errors as problems. The
+    ``/v1`` operations require the bearer API key with ``keys_required`` (API keys are
+    configured); without, they take it or nothing."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -93,14 +95,14 @@ def problem_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 summary=app.summary,
                 routes=app.routes,
             )
-            _declare_problems(document)
+            _declare_problems(document, keys_required)
             app.openapi_schema = document
         return app.openapi_schema
 
     return openapi
 
 
-def _declare_problems(document: dict[str, Any]) -> None:
+def _declare_problems(document: dict[str, Any], keys_required: bool) -> None:
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
@@ -115,7 +117,7 @@ def _declare_problems(document: dict[str, Any]) -> None:
                 body = "requestBody" in operation
                 responses["422"]["description"] = INVALID_BODY if body else INVALID_PARAMETER
             if path.startswith("/v1/"):
-                operation["security"] = [{"bearer": []}]
+                operation["security"] = [{"bearer": []}] if keys_required else [{"bearer": []}, {}]
                 for status, description in COMMON_ERRORS.items():
                     responses.setdefault(str(status), {"description": description})
             if "requestBody" in operation:

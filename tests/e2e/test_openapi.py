@@ -61,7 +61,23 @@ async def test_submit_declares_what_it_answers(api: httpx.AsyncClient) -> None:
     assert "Idempotent-Replayed" in submit["responses"]["200"]["headers"]
     [key] = [p for p in submit["parameters"] if p["name"] == "idempotency-key"]
     assert key["schema"]["pattern"] == r"^[\x21-\x7e]{1,255}$"
-    assert submit["security"] == [{"bearer": []}]
+    assert submit["security"] == [{"bearer": []}, {}]  # no API keys: the key or nothing
+
+
+async def test_with_api_keys_every_v1_operation_requires_the_key(
+    api_factory: ApiFactory,
+) -> None:
+    keyed = await api_factory(api_keys="alice:alice-key")
+    paths = (await document(keyed))["paths"]
+    securities = {
+        (path, method): operation.get("security")
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    assert securities[("/v1/tasks", "post")] == [{"bearer": []}]
+    for (path, method), security in securities.items():
+        expected = [{"bearer": []}] if path.startswith("/v1/") else None
+        assert security == expected, (path, method)
 
 
 async def test_creating_a_schedule_declares_what_it_answers(api: httpx.AsyncClient) -> None:
