@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from entrypoints.container import Container
 from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
-from entrypoints.http.openapi import problem_responses
+from entrypoints.http.openapi import openapi_document
 from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import schedules, system, tasks, workers
 from entrypoints.webhook.router import router as webhook_router
@@ -46,7 +46,11 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.state.owners_by_key_digest = settings.owners_by_key_digest()
-    app.openapi = problem_responses(app, keys_required=bool(settings.api_keys))  # type: ignore[method-assign]
+    app.openapi = openapi_document(  # type: ignore[method-assign]
+        app,
+        keys_required=bool(settings.api_keys),
+        kinds=lambda: [kind.name for kind in container.registry().kinds()],
+    )
     problems.install(app)
     # The last added runs first. Unexpected errors are caught within the request's context
     # (its id), around the body guard (whose own exception passes through the routes to it).

@@ -5,11 +5,16 @@ Routes declare their own errors (``responses={404: {"description": ...}}``); eve
 operation under ``/v1`` also answers 401 (API keys configured, none or a wrong one sent)
 and 503 (storage or broker unavailable), and every one with a body 400 (malformed-json),
 413 and 415.
+
+The answers that name a task or a schedule link to what can be done with it next (OpenAPI
+``links``): a submit to reading, cancelling and retrying its task, a new schedule to
+reading, pausing, resuming and deleting it. A request's ``kind`` is declared as one of the
+kinds the deployment registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -82,10 +87,41 @@ BEARER = {
 }
 
 
-def problem_responses(app: FastAPI, keys_required: bool) -> Callable[[], dict[str, Any]]:
-    """``app.openapi``: FastAPI's document, built once, with the errors as problems. The
+TASK_ACTIONS = {
+    "task": ("/v1/tasks/{task_id}", "get"),
+    "cancel": ("/v1/tasks/{task_id}/cancel", "post"),
+    "retry": ("/v1/tasks/{task_id}/retry", "post"),
+}
+SCHEDULE_ACTIONS = {
+    "schedule": ("/v1/schedules/{schedule_id}", "get"),
+    "pause": ("/v1/schedules/{schedule_id}/pause", "post"),
+    "resume": ("/v1/schedules/{schedule_id}/resume", "post"),
+    "delete": ("/v1/schedules/{schedule_id}", "delete"),
+}
+ITS_ID = "$response.body#/id"
+FIRST_ITEMS_ID = "$response.body#/items/0/id"
+LINKS = [
+    # (operation, its answers, where the id is in them, the parameter it fills, actions)
+    (("/v1/tasks", "post"), ("200", "201"), ITS_ID, "task_id", TASK_ACTIONS),
+    (("/v1/tasks/batch", "post"), ("201",), FIRST_ITEMS_ID, "task_id", TASK_ACTIONS),
+    (("/v1/tasks", "get"), ("200",), FIRST_ITEMS_ID, "task_id", TASK_ACTIONS),
+    (("/v1/tasks/{task_id}", "get"), ("200",), ITS_ID, "task_id", TASK_ACTIONS),
+    (("/v1/schedules", "post"), ("201",), ITS_ID, "schedule_id", SCHEDULE_ACTIONS),
+    (("/v1/schedules", "get"), ("200",), FIRST_ITEMS_ID, "schedule_id", SCHEDULE_ACTIONS),
+]
+"""What the answers of an operation link to (the first item's, for a page or a batch)."""
+KIND_INPUTS = ("TaskIn", "TaskBatchItemIn", "ScheduleIn")
+"""The request bodies that name a kind."""
+
+
+def openapi_document(
+    app: FastAPI, keys_required: bool, kinds: Callable[[], Sequence[str]]
+) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``: FastAPI's document, built once, with the errors as problems and the
+    links above. The
     ``/v1`` operations require the bearer API key with ``keys_required`` (API keys are
-    configured); without, they take it or nothing."""
+    configured); without, they take it or nothing. A task's or a schedule's ``kind`` is one
+    of ``kinds()``, the kinds this deployment registered."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -96,6 +132,8 @@ def problem_responses(app: FastAPI, keys_required: bool) -> Callable[[], dict[st
                 routes=app.routes,
             )
             _declare_problems(document, keys_required)
+            _declare_links(document)
+            _declare_kinds(document, kinds())
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -126,3 +164,25 @@ def _declare_problems(document: dict[str, Any], keys_required: bool) -> None:
             for status, response in responses.items():
                 if int(status) >= 400:
                     response["content"] = problem
+
+
+def _declare_links(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for (path, method), statuses, expression, parameter, actions in LINKS:
+        responses = paths[path][method]["responses"]
+        links = {
+            name: {
+                "operationId": paths[target][verb]["operationId"],
+                "parameters": {parameter: expression},
+            }
+            for name, (target, verb) in actions.items()
+            if (target, verb) != (path, method)
+        }
+        for status in statuses:
+            responses[status]["links"] = links
+
+
+def _declare_kinds(document: dict[str, Any], kinds: Sequence[str]) -> None:
+    schemas = document["components"]["schemas"]
+    for name in KIND_INPUTS:
+        schemas[name]["properties"]["kind"]["enum"] = sorted(kinds)

@@ -210,3 +210,35 @@ def _lasting(headers: httpx.Headers) -> dict[str, str]:
         for name, value in headers.items()
         if name not in ("x-request-id", "content-length")
     }
+
+
+async def test_a_kind_is_one_the_deployment_registered(api: httpx.AsyncClient) -> None:
+    schemas = (await document(api))["components"]["schemas"]
+    kinds = [kind["name"] for kind in (await api.get("/v1/kinds")).json()["items"]]
+    for body in ("TaskIn", "TaskBatchItemIn", "ScheduleIn"):
+        assert schemas[body]["properties"]["kind"]["enum"] == sorted(kinds), body
+    assert "echo" in kinds
+
+
+async def test_what_names_a_task_or_a_schedule_links_to_what_can_be_done_with_it(
+    api: httpx.AsyncClient,
+) -> None:
+    paths = (await document(api))["paths"]
+    operation_ids = {
+        (path, method): operation["operationId"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    submitted = paths["/v1/tasks"]["post"]["responses"]["201"]["links"]
+    assert submitted["cancel"] == {
+        "operationId": operation_ids[("/v1/tasks/{task_id}/cancel", "post")],
+        "parameters": {"task_id": "$response.body#/id"},
+    }
+    assert set(submitted) == {"task", "cancel", "retry"}
+    batch = paths["/v1/tasks/batch"]["post"]["responses"]["201"]["links"]
+    assert batch["task"]["parameters"] == {"task_id": "$response.body#/items/0/id"}
+    created = paths["/v1/schedules"]["post"]["responses"]["201"]["links"]
+    assert set(created) == {"schedule", "pause", "resume", "delete"}
+    for links in (submitted, batch, created):
+        for link in links.values():
+            assert link["operationId"] in operation_ids.values()
