@@ -1,10 +1,12 @@
 """Every operation of the OpenAPI document, fuzzed by Schemathesis against a served API.
 
-``taskport serve`` runs on the embedded default with an API key set. For each operation,
-Schemathesis generates requests from the document, some that follow it and some that
-break it, and checks every answer: never a 5xx; a status, a content type, headers and a
-body the document declares for that operation; and a 401 when the same request is sent
-without the key or with a wrong one. The server's log must show no unhandled error either.
+``taskport serve`` runs on the embedded default with an API key set, and holds a task that
+succeeded, one running, one scheduled, one failed, and a schedule. For each operation,
+Schemathesis generates requests from the document, some that follow it and some that break
+it; those that follow it name the stored tasks and schedule, so that they reach more than a
+404. Every answer is checked: never a 5xx; a status, a content type, headers and a body the
+document declares for that operation; and a 401 when the same request is sent without the
+key or with a wrong one. The server's log must show no unhandled error either.
 
 The examples are derandomized, so a run in CI meets the same requests every time. To look
 further, run Schemathesis itself against a server (``make run``):
@@ -19,14 +21,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.strategies import SearchStrategy, one_of
 from schemathesis import GenerationMode, checks
+from schemathesis.schemas import APIOperation
 
 from tests.e2e.server import ServerProcess
 
 API_KEY = "fuzzing-key-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 EXAMPLES = 30
 """Requests per operation and mode."""
 CHECKS = [
@@ -45,6 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {
         "TASKPORT_STORAGE_URL": f"sqlite:///{folder}/taskport.db",
         "TASKPORT_API_KEYS": f"fuzzer:{API_KEY}",
+        "TASKPORT_SHUTDOWN_GRACE_SECONDS": "1",  # the sleeping task is handed back at once
     }
     server = ServerProcess(env, folder / "serve.log")
     asyncio.run(server.start())
@@ -59,9 +66,48 @@ def document(served: ServerProcess) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{served.base_url}/openapi.json")
 
 
+@pytest.fixture(scope="module")
+def stored(served: ServerProcess) -> dict[str, list[str]]:
+    """Ids of tasks and a schedule the server holds, by the path parameter they fill: a
+    task that succeeded, one running, one scheduled, one failed; a schedule."""
+    submits = [
+        {"kind": "echo", "payload": {"n": 1}},
+        {"kind": "sleep", "payload": {"seconds": 3600}},
+        {"kind": "echo", "payload": {}, "run_at": "2100-01-01T00:00:00Z"},
+        {"kind": "fail", "payload": {"permanent": True}},
+    ]
+    schedule = {"cron": "0 3 * * *", "kind": "echo", "payload": {}}
+    with httpx.Client(base_url=served.base_url, headers=AUTH) as client:
+        tasks = [client.post("/v1/tasks", json=submit) for submit in submits]
+        created = client.post("/v1/schedules", json=schedule)
+    assert [answer.status_code for answer in [*tasks, created]] == [201] * 5
+    return {
+        "task_id": [answer.json()["id"] for answer in tasks],
+        "schedule_id": [created.json()["id"]],
+    }
+
+
+def strategy(
+    operation: APIOperation, mode: GenerationMode, stored: dict[str, list[str]]
+) -> SearchStrategy[schemathesis.Case]:
+    """Requests to ``operation``; positive ones name the stored tasks and schedules (found,
+    in every state), where requests with ids of their own would meet only 404s."""
+    names = [parameter.name for parameter in operation.path_parameters]
+    if mode is GenerationMode.NEGATIVE or not names:
+        return operation.as_strategy(generation_mode=mode)
+    [name] = names
+    # Reads of the running and the scheduled task would wait up to a minute with ?wait=.
+    waits = any(parameter.name == "wait" for parameter in operation.query)
+    query = {"wait": 0} if waits else None
+    return one_of(
+        operation.as_strategy(generation_mode=mode, path_parameters={name: known}, query=query)
+        for known in stored[name]
+    )
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_operation_answers_a_server_error_or_what_it_does_not_declare(
-    document: schemathesis.BaseSchema, mode: GenerationMode
+    document: schemathesis.BaseSchema, stored: dict[str, list[str]], mode: GenerationMode
 ) -> None:
     """Positive requests follow the document; negative ones break it somewhere (a wrong
     type, a missing field, a value out of range), and must meet a declared 4xx."""
@@ -69,9 +115,10 @@ def test_no_operation_answers_a_server_error_or_what_it_does_not_declare(
     assert len(operations) >= 17
     if mode is GenerationMode.NEGATIVE:  # what takes nothing cannot be asked wrongly
         operations = [op for op in operations if op.path_parameters or op.query or op.body]
+    operations.sort(key=lambda op: op.method == "delete")  # the stored schedule goes last
     for operation in operations:
 
-        @given(case=operation.as_strategy(generation_mode=mode))
+        @given(case=strategy(operation, mode, stored))
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
@@ -80,7 +127,7 @@ def test_no_operation_answers_a_server_error_or_what_it_does_not_declare(
             suppress_health_check=list(HealthCheck),
         )
         def answers_as_declared(case: schemathesis.Case) -> None:
-            response = case.call(headers={"Authorization": f"Bearer {API_KEY}"})
+            response = case.call(headers=AUTH)
             rejected = [checks.negative_data_rejection] if mode is GenerationMode.NEGATIVE else []
             case.validate_response(response, checks=[*CHECKS, *rejected])
 
