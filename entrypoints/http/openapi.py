@@ -118,10 +118,9 @@ def openapi_document(
     app: FastAPI, keys_required: bool, kinds: Callable[[], Sequence[str]]
 ) -> Callable[[], dict[str, Any]]:
     """``app.openapi``: FastAPI's document, built once, with the errors as problems and the
-    links above. The
-    ``/v1`` operations require the bearer API key with ``keys_required`` (API keys are
-    configured); without, they take it or nothing. A task's or a schedule's ``kind`` is one
-    of ``kinds()``, the kinds this deployment registered."""
+    links above. The ``/v1`` operations require the bearer API key with ``keys_required``
+    (API keys are configured); without, they take it or nothing. A task's or a schedule's
+    ``kind`` is one of ``kinds()``, the kinds this deployment registered."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
