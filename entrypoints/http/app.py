@@ -49,7 +49,7 @@ def create_app(container: Container) -> FastAPI:
     app.openapi = openapi_document(  # type: ignore[method-assign]
         app,
         keys_required=bool(settings.api_keys),
-        kinds=lambda: [kind.name for kind in container.registry().kinds()],
+        kinds=lambda: container.registry().kinds(),
     )
     problems.install(app)
     # The last added runs first. Unexpected errors are caught within the request's context

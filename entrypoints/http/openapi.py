@@ -9,17 +9,21 @@ and 503 (storage or broker unavailable), and every one with a body 400 (malforme
 The answers that name a task or a schedule link to what can be done with it next (OpenAPI
 ``links``): a submit to reading, cancelling and retrying its task, a new schedule to
 reading, pausing, resuming and deleting it. A request's ``kind`` is declared as one of the
-kinds the deployment registered.
+kinds the deployment registered, and its ``payload`` as what that kind takes: one variant
+per kind (``oneOf``), with the kind's payload schema (``GET /v1/kinds`` serves the same).
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from application.ports.handlers import KindInfo
 from entrypoints.http.problems import PROBLEM_JSON
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -115,12 +119,13 @@ KIND_INPUTS = ("TaskIn", "TaskBatchItemIn", "ScheduleIn")
 
 
 def openapi_document(
-    app: FastAPI, keys_required: bool, kinds: Callable[[], Sequence[str]]
+    app: FastAPI, keys_required: bool, kinds: Callable[[], Sequence[KindInfo]]
 ) -> Callable[[], dict[str, Any]]:
     """``app.openapi``: FastAPI's document, built once, with the errors as problems and the
     links above. The ``/v1`` operations require the bearer API key with ``keys_required``
     (API keys are configured); without, they take it or nothing. A task's or a schedule's
-    ``kind`` is one of ``kinds()``, the kinds this deployment registered."""
+    ``kind`` is one of ``kinds()``, the kinds this deployment registered, and its payload
+    what that kind takes."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -181,7 +186,58 @@ def _declare_links(document: dict[str, Any]) -> None:
             responses[status]["links"] = links
 
 
-def _declare_kinds(document: dict[str, Any], kinds: Sequence[str]) -> None:
+def _declare_kinds(document: dict[str, Any], kinds: Sequence[KindInfo]) -> None:
     schemas = document["components"]["schemas"]
+    registered = sorted(kinds, key=lambda kind: kind.name)
+    variants = [_variant(kind, schemas) for kind in registered]
     for name in KIND_INPUTS:
-        schemas[name]["properties"]["kind"]["enum"] = sorted(kinds)
+        schemas[name]["properties"]["kind"]["enum"] = [kind.name for kind in registered]
+        schemas[name]["oneOf"] = variants
+
+
+def _variant(kind: KindInfo, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The request of one kind: its payload as the kind's schema says, required when the
+    schema requires fields (an absent payload is ``{}``)."""
+    variant: dict[str, Any] = {"title": kind.name, "properties": {"kind": {"const": kind.name}}}
+    payload = _payload_schema(kind, schemas)
+    if payload is not None:
+        variant["properties"]["payload"] = payload
+        if payload.get("required"):
+            variant["required"] = ["payload"]
+    return variant
+
+
+def _payload_schema(kind: KindInfo, schemas: dict[str, Any]) -> dict[str, Any] | None:
+    """``kind``'s payload schema, its local definitions (``$defs``, ``definitions``) lifted
+    into the components under names of the kind's own. None for a kind that takes any
+    payload, or whose schema refers elsewhere (it then takes any payload here)."""
+    if kind.payload_schema is None:
+        return None
+    schema: dict[str, Any] = copy.deepcopy(dict(kind.payload_schema))
+    prefix = re.sub(r"[^A-Za-z0-9._-]", "_", kind.name)
+    lifted: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        for name, definition in schema.pop(key, {}).items():
+            lifted[f"#/{key}/{name}"] = (f"{prefix}.{name}", definition)
+    renamed = {local: f"#/components/schemas/{name}" for local, (name, _) in lifted.items()}
+    try:
+        schema = _with_refs(schema, renamed)
+        definitions = {name: _with_refs(body, renamed) for name, body in lifted.values()}
+    except KeyError:
+        return None
+    schemas.update(definitions)
+    return schema
+
+
+def _with_refs(node: Any, renamed: dict[str, str]) -> Any:
+    """``node`` with each ``$ref`` renamed; KeyError for one ``renamed`` does not know."""
+    if isinstance(node, dict):
+        return {
+            key: renamed[value]
+            if key == "$ref" and isinstance(value, str)
+            else _with_refs(value, renamed)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_with_refs(item, renamed) for item in node]
+    return node

@@ -212,12 +212,35 @@ def _lasting(headers: httpx.Headers) -> dict[str, str]:
     }
 
 
-async def test_a_kind_is_one_the_deployment_registered(api: httpx.AsyncClient) -> None:
+async def test_a_kind_is_one_the_deployment_registered_with_the_payload_it_takes(
+    api: httpx.AsyncClient,
+) -> None:
     schemas = (await document(api))["components"]["schemas"]
-    kinds = [kind["name"] for kind in (await api.get("/v1/kinds")).json()["items"]]
+    kinds = {kind["name"]: kind for kind in (await api.get("/v1/kinds")).json()["items"]}
     for body in ("TaskIn", "TaskBatchItemIn", "ScheduleIn"):
         assert schemas[body]["properties"]["kind"]["enum"] == sorted(kinds), body
-    assert "echo" in kinds
+        variants = {variant["title"]: variant for variant in schemas[body]["oneOf"]}
+        assert set(variants) == set(kinds), body
+        for name, variant in variants.items():
+            assert variant["properties"]["kind"] == {"const": name}
+            declared = variant["properties"].get("payload")
+            assert declared == kinds[name]["payload_schema"], (body, name)
+        assert "payload" not in variants["echo"]["properties"]  # any payload
+        assert variants["sleep"]["required"] == ["payload"]  # it needs seconds
+        assert "required" not in variants["fail"]  # every field has a default
+
+
+async def test_a_payload_schema_s_own_definitions_are_lifted_into_the_components(
+    api_factory: ApiFactory,
+) -> None:
+    api = await api_factory(handler_modules=["tests.e2e.nested_kind"])
+    schemas = (await document(api))["components"]["schemas"]
+    [variant] = [v for v in schemas["TaskIn"]["oneOf"] if v["title"] == "resize"]
+    payload = variant["properties"]["payload"]
+    assert payload["properties"]["size"] == {"$ref": "#/components/schemas/resize.Size"}
+    assert "$defs" not in payload
+    assert schemas["resize.Size"]["properties"]["width"]["type"] == "integer"
+    assert variant["required"] == ["payload"]
 
 
 async def test_what_names_a_task_or_a_schedule_links_to_what_can_be_done_with_it(
