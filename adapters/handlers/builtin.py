@@ -19,7 +19,7 @@ async def echo(payload: JsonValue, context: TaskContext) -> JsonValue:
 
 
 class SleepPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     seconds: float = Field(ge=0, le=3600, description="how long to sleep")
 
 
@@ -30,7 +30,7 @@ async def sleep(payload: JsonValue, context: TaskContext) -> JsonValue:
 
 
 class FailPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     message: str = Field(default="failed on purpose", max_length=1000)
     permanent: bool = Field(default=False, description="fail without retrying")
 
@@ -43,7 +43,7 @@ async def fail(payload: JsonValue, context: TaskContext) -> JsonValue:
 
 
 class PredictPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     features: dict[str, float] = Field(max_length=1000, description="feature name -> value")
     latency_ms: float = Field(default=0, ge=0, le=60_000, description="simulated model latency")
 

@@ -82,7 +82,7 @@ class HttpKindConfig:
 
 
 class HttpPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     url: str = Field(max_length=8192, description="http:// or https:// URL")

@@ -67,6 +67,12 @@ async def post_raw(
         (b'{"kind": "Not A Kind"}', 422, "unknown-kind"),
         (b'{"kind": "sleep", "payload": {"seconds": 4000}}', 422, "invalid-payload"),
         (b'{"kind": "sleep", "payload": "ten"}', 422, "invalid-payload"),
+        # A builtin kind's payload is JSON of the types its schema says, not converted.
+        (b'{"kind": "sleep", "payload": {"seconds": false}}', 422, "invalid-payload"),
+        (b'{"kind": "sleep", "payload": {"seconds": "1"}}', 422, "invalid-payload"),
+        (b'{"kind": "fail", "payload": {"permanent": 1}}', 422, "invalid-payload"),
+        (b'{"kind": "fail", "payload": {"message": 42}}', 422, "invalid-payload"),
+        (b'{"kind": "predict", "payload": {"features": {"a": true}}}', 422, "invalid-payload"),
         (b'{"kind": "echo", "payload": NaN}', 422, "invalid-payload"),
         (b'{"kind": "echo", "payload": {"scores": [1, -Infinity]}}', 422, "invalid-payload"),
         (b'{"kind": "echo", "payload": {"name": "a\\u0000b"}}', 422, "invalid-payload"),

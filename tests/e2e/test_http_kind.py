@@ -340,6 +340,14 @@ async def test_a_payload_the_http_kind_cannot_run_is_refused_at_submit(
         ({"url": "https://example.com/", "headers": {"X-A": "1\n"}}, "cannot"),
         ({"url": "https://example.com/", "headers": {"Content-Length": "5"}}, "call itself"),
         ({"url": "https://example.com/", "headers": {"transfer-encoding": "x"}}, "call itself"),
+        (
+            {"url": "https://example.com/", "timeout": "5"},
+            "timeout: Input should be a valid number",
+        ),
+        (
+            {"url": "https://example.com/", "callback": 0},
+            "callback: Input should be a valid boolean",
+        ),
     ]:
         refused = await api.post("/v1/tasks", json={"kind": "http", "payload": payload})
         assert refused.status_code == 422

@@ -10,7 +10,7 @@ from adapters.handlers.sdk import PermanentFailure, TaskContext, task_kind
 
 
 class ResizePayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     source: str = Field(min_length=1, description="the image to resize")
     width: int = Field(gt=0, le=4096)
     height: int = Field(gt=0, le=4096)
