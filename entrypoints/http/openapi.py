@@ -15,7 +15,6 @@ per kind (``oneOf``), with the kind's payload schema (``GET /v1/kinds`` serves t
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -213,11 +212,12 @@ def _payload_schema(kind: KindInfo, schemas: dict[str, Any]) -> dict[str, Any] |
     payload, or whose schema refers elsewhere (it then takes any payload here)."""
     if kind.payload_schema is None:
         return None
-    schema: dict[str, Any] = copy.deepcopy(dict(kind.payload_schema))
+    local = ("$defs", "definitions")
+    schema = {key: value for key, value in kind.payload_schema.items() if key not in local}
     prefix = re.sub(r"[^A-Za-z0-9._-]", "_", kind.name)
     lifted: dict[str, Any] = {}
-    for key in ("$defs", "definitions"):
-        for name, definition in schema.pop(key, {}).items():
+    for key in local:
+        for name, definition in dict(kind.payload_schema.get(key) or {}).items():
             lifted[f"#/{key}/{name}"] = (f"{prefix}.{name}", definition)
     renamed = {local: f"#/components/schemas/{name}" for local, (name, _) in lifted.items()}
     try:
