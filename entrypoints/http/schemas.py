@@ -209,6 +209,17 @@ class KindsOut(BaseModel):
     items: list[KindOut]
 
 
+READY = "ok"
+
+
+class ReadinessOut(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str] = Field(
+        description=f"each backing service (storage, broker) and how it answered: {READY!r}; "
+        "a 503 problem carries the same map, naming the failing ones"
+    )
+
+
 class StatusKindCount(BaseModel):
     status: TaskStatus
     kind: str

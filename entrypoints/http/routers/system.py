@@ -11,7 +11,7 @@ from application.use_cases.get_stats import GetStatsHandler
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
 from entrypoints.http.routing import Router
-from entrypoints.http.schemas import KindOut, KindsOut, StatsOut
+from entrypoints.http.schemas import READY, KindOut, KindsOut, ReadinessOut, StatsOut
 
 router = Router()
 
@@ -24,26 +24,27 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
+    response_model=ReadinessOut,
     tags=["health"],
     responses={503: {"description": "the storage or the broker does not answer (checks)"}},
 )
 async def readyz(
     request: Request,
     check: CheckReadinessHandler = provided("check_readiness"),
-) -> dict[str, object]:
+) -> ReadinessOut:
     """Storage and broker answer; 503 otherwise, with the reasons for a caller with an API
     key (they name hosts, ports and driver errors), ``unavailable`` for anyone else."""
-    checks = await check()
-    failing = {name: reason for name, reason in checks.items() if reason is not None}
+    reasons = await check()
+    failing = {name: reason for name, reason in reasons.items() if reason is not None}
+    if failing and not await _authenticated(request):
+        failing = dict.fromkeys(failing, "unavailable")
+    checks = {name: failing.get(name, READY) for name in reasons}
     if failing:
-        if not await _authenticated(request):
-            failing = dict.fromkeys(failing, "unavailable")
-            checks = {**checks, **failing}
         detail = "; ".join(f"{name}: {reason}" for name, reason in failing.items())
         raise Problem(
             503, "not-ready", "Not ready", detail, headers={"Retry-After": "1"}, checks=checks
         )
-    return {"status": "ready", "checks": checks}
+    return ReadinessOut(status="ready", checks=checks)
 
 
 async def _authenticated(request: Request) -> bool:
