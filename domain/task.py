@@ -25,6 +25,7 @@ from domain.errors import IllegalTransition, InvalidTask
 from domain.values import (
     MAX_OWNER_LENGTH,
     MAX_TIMEOUT_SECONDS,
+    TERMINAL_STATUSES,
     JsonValue,
     Progress,
     RetryPolicy,
@@ -317,6 +318,12 @@ class Task:
         self.cancel_requested = False
         self.progress = None
         self._record(events.TaskRequeued(self.id, self.kind, now))
+
+    def check_deletable(self) -> None:
+        """A task may be deleted once it has finished: a waiting or running one is cancelled
+        first (its deletion would otherwise leave a worker running what nobody can see)."""
+        if self.status not in TERMINAL_STATUSES:
+            raise IllegalTransition("delete", self.status, "cancel it first")
 
     # -- internals -----------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``taskport submit | get | list | cancel | retry | workers``: the API from a terminal
+"""``taskport submit | get | list | cancel | retry | delete | workers``: the API from a terminal
 (``taskport schedule ...`` is in ``schedule_cli``).
 
 Human output by default, ``--json`` for scripts. The server and the key come from
@@ -267,6 +267,19 @@ def retry(
     _print_task(Api(url, api_key, as_json).call("POST", f"/v1/tasks/{task_id}/retry"), as_json)
 
 
+def delete(
+    task_id: TaskId,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete a finished task, its payload and its result (cancel a task that has not
+    finished first)."""
+    Api(url, api_key, as_json).call("DELETE", f"/v1/tasks/{task_id}")
+    if not as_json:
+        err.print(Text(f"deleted task {task_id}"))
+
+
 def workers(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
     """List the workers the server knows of."""
     answer = Api(url, api_key, as_json).call("GET", "/v1/workers")
@@ -292,6 +305,7 @@ def attach(app: typer.Typer) -> None:
         (list_tasks, "list"),
         (cancel, "cancel"),
         (retry, "retry"),
+        (delete, "delete"),
         (workers, "workers"),
     ):
         app.command(name)(command)

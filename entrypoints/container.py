@@ -25,6 +25,7 @@ from application.recorder import TaskRecorder
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.create_schedule import CreateScheduleHandler
+from application.use_cases.delete_task import DeleteTaskHandler
 from application.use_cases.get_schedule_lag import GetScheduleLagHandler
 from application.use_cases.get_stats import GetStatsHandler
 from application.use_cases.get_task import GetTaskHandler
@@ -209,6 +210,7 @@ class Container(containers.DeclarativeContainer):
     list_tasks = providers.Singleton(ListTasksHandler, uow=uow)
     cancel_task = providers.Singleton(CancelTaskHandler, uow=uow, recorder=recorder, clock=clock)
     retry_task = providers.Singleton(RetryTaskHandler, uow=uow, recorder=recorder, clock=clock)
+    delete_task = providers.Singleton(DeleteTaskHandler, uow=uow)
     run_task = providers.Singleton(
         RunTaskHandler,
         uow=uow,

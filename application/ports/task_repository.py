@@ -68,6 +68,12 @@ class TaskRepository(Protocol):
       idempotency keys are free again. It takes effect at once, in a transaction of its
       own, like ``Outbox.prune``; concurrent prunes delete each task once, and a task
       changed meanwhile (retried by hand) is not deleted.
+    - ``delete_finished`` deletes the task ``task_id`` of ``owner`` if it is finished
+      (SUCCEEDED, FAILED, CANCELLED), and says whether it did: false when the owner has no
+      such task, or it has not finished. It takes effect at once, like ``prune``, and so
+      does the check: a task retried meanwhile is not deleted. Its idempotency key is free
+      again. A storage may keep a finished task a moment longer (false) while messages its
+      last change called for are still waiting to be published with it.
     """
 
     async def add(self, task: Task) -> None: ...
@@ -95,6 +101,8 @@ class TaskRepository(Protocol):
     async def stats(self, owner: str | None) -> TaskStats: ...
 
     async def prune(self, finished_before: datetime, limit: int) -> int: ...
+
+    async def delete_finished(self, owner: str, task_id: UUID) -> bool: ...
 
     async def stalled(
         self,

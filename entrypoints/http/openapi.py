@@ -7,7 +7,7 @@ and 503 (storage or broker unavailable), and every one with a body 400 (malforme
 413 and 415.
 
 The answers that name a task or a schedule link to what can be done with it next (OpenAPI
-``links``): a submit to reading, cancelling and retrying its task, a new schedule to
+``links``): a submit to reading, cancelling, retrying and deleting its task, a new schedule to
 reading, pausing, resuming and deleting it. A request's ``kind`` is declared as one of the
 kinds the deployment registered, and its ``payload`` as what that kind takes: one variant
 per kind (``oneOf``), with the kind's payload schema (``GET /v1/kinds`` serves the same).
@@ -94,6 +94,7 @@ TASK_ACTIONS = {
     "task": ("/v1/tasks/{task_id}", "get"),
     "cancel": ("/v1/tasks/{task_id}/cancel", "post"),
     "retry": ("/v1/tasks/{task_id}/retry", "post"),
+    "delete": ("/v1/tasks/{task_id}", "delete"),
 }
 SCHEDULE_ACTIONS = {
     "schedule": ("/v1/schedules/{schedule_id}", "get"),

@@ -655,6 +655,77 @@ async def test_concurrent_prunes_delete_each_task_once(storage: Any) -> None:
         assert await uow.tasks.list(TaskQuery("alice", limit=10)) == []
 
 
+async def delete_finished(storage: Any, task: Task, owner: str = "alice") -> bool:
+    async with storage.unit_of_work() as uow:
+        return bool(await uow.tasks.delete_finished(owner, task.id))
+
+
+async def test_a_finished_task_is_deleted_once_and_frees_its_key(storage: Any) -> None:
+    done = [
+        await finished(storage, make_task(idempotency_key=f"key-{how}"), how, T0)
+        for how in ("succeeded", "failed", "cancelled")
+    ]
+    kept = await finished(storage, make_task(), "succeeded", T0)
+    for task in done:
+        assert await delete_finished(storage, task)
+        assert not await delete_finished(storage, task)  # deleted already
+        assert await get(storage, task.id) is None
+    async with storage.unit_of_work() as uow:
+        assert await uow.tasks.find_by_idempotency_key("alice", "key-failed") is None
+        listed = await uow.tasks.list(TaskQuery("alice", limit=10))
+    assert [task.id for task in listed] == [kept.id]
+    await add(storage, make_task(idempotency_key="key-failed"))  # the key is free again
+
+
+async def test_a_task_is_deleted_only_by_its_owner_and_only_once_finished(storage: Any) -> None:
+    others = await finished(storage, make_task(owner="bob"), "succeeded", T0)
+    queued = make_task()
+    scheduled = make_task(run_at=T0 + timedelta(hours=1))
+    running = make_task()
+    await add(storage, queued, scheduled, running)
+    async with storage.unit_of_work() as uow:
+        started = await uow.tasks.get(running.id)
+        started.start(T0)
+        await uow.tasks.save(started)
+        await uow.commit()
+    assert not await delete_finished(storage, others)  # alice's call
+    assert not await delete_finished(storage, make_task())  # never stored
+    for task in (others, queued, scheduled, running):
+        assert not await delete_finished(storage, task)
+        assert await get(storage, task.id) is not None
+    assert await delete_finished(storage, others, owner="bob")
+
+
+async def test_concurrent_deletes_of_a_task_delete_it_once(storage: Any) -> None:
+    task = await finished(storage, make_task(), "failed", T0)
+    deleted = await asyncio.gather(*(delete_finished(storage, task) for _ in range(4)))
+    assert sorted(deleted) == [False, False, False, True]
+
+
+async def test_deleting_a_task_never_loses_a_message_waiting_to_be_published(
+    storage: Any,
+) -> None:
+    """MongoDB keeps such a message in its task's document: the task is kept until the
+    relay has sent it. The other storages delete the task, and the message stays."""
+    task = make_task()
+    waiting = message_about(task)
+    await add_with_messages(storage, [task], [waiting])
+    async with storage.unit_of_work() as uow:
+        stored = await uow.tasks.get(task.id)
+        stored.cancel(T0)
+        await uow.tasks.save(stored)
+        await uow.commit()
+    deleted = await delete_finished(storage, task)
+    assert deleted is not (type(storage).__name__ == "MongoStorage")
+    async with storage.unit_of_work() as uow:
+        assert [m.id for m in await uow.outbox.pending(10)] == [waiting.id]
+        await uow.outbox.mark_sent([waiting])
+        await uow.commit()
+    if not deleted:
+        assert await delete_finished(storage, task)  # now that its message is sent
+    assert await get(storage, task.id) is None
+
+
 def message_about(task: Task, created_at: Any = T0) -> Any:
     return make_message(body=f'{{"task_id": "{task.id}"}}'.encode(), created_at=created_at)
 

@@ -117,7 +117,7 @@ def test_an_unreachable_server_is_one_line_and_exit_3() -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_get_list_cancel_retry_and_workers(server: str) -> None:
+def test_get_list_cancel_retry_delete_and_workers(server: str) -> None:
     runner = CliRunner()
     common = ["--url", server, "--api-key", KEY]
 
@@ -128,6 +128,12 @@ def test_get_list_cancel_retry_and_workers(server: str) -> None:
     code, output = run("submit", "sleep", "-p", '{"seconds": 60}', "--json")
     assert code == 0
     task_id = json.loads(output)["id"]
+
+    def cancelled_within_10_seconds() -> None:
+        deadline = time.monotonic() + 10
+        while json.loads(run("get", task_id, "--json")[1])["status"] != "CANCELLED":
+            assert time.monotonic() < deadline, "the task was not cancelled within 10 seconds"
+            time.sleep(0.05)
 
     code, output = run("get", task_id)
     assert code == 0 and task_id in output and "sleep" in output
@@ -142,14 +148,18 @@ def test_get_list_cancel_retry_and_workers(server: str) -> None:
     cancelled = json.loads(output)
     assert cancelled["status"] == "CANCELLED" or cancelled["cancel_requested"]
 
-    deadline = time.monotonic() + 10
-    while json.loads(run("get", task_id, "--json")[1])["status"] != "CANCELLED":
-        assert time.monotonic() < deadline, "the task was not cancelled within 10 seconds"
-        time.sleep(0.05)
+    cancelled_within_10_seconds()
 
     code, output = run("retry", task_id, "--json")
     assert code == 0 and json.loads(output)["status"] == "QUEUED"
+    code, output = run("delete", task_id)
+    assert code == 1 and "cancel it first" in output, output
     assert run("cancel", task_id)[0] == 0
+    cancelled_within_10_seconds()
+    code, output = run("delete", task_id)
+    assert (code, output.strip()) == (0, f"deleted task {task_id}")
+    code, output = run("get", task_id)
+    assert code == 1 and "Task not found" in output, output
 
     code, output = run("retry", "not-a-uuid")
     assert code == 2 and "Invalid value for 'ID'" in output

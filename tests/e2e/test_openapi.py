@@ -135,7 +135,7 @@ async def test_a_method_not_allowed_names_every_method_the_path_serves(
     for method, path, allowed in [
         ("OPTIONS", "/v1/tasks", "GET, HEAD, POST"),
         ("DELETE", "/v1/tasks", "GET, HEAD, POST"),
-        ("DELETE", task, "GET, HEAD"),
+        ("PUT", task, "GET, HEAD, DELETE"),
         ("GET", f"{task}/cancel", "POST"),
         ("HEAD", f"{task}/retry", "POST"),
         ("POST", "/v1/stats", "GET, HEAD"),
@@ -257,7 +257,7 @@ async def test_what_names_a_task_or_a_schedule_links_to_what_can_be_done_with_it
         "operationId": operation_ids[("/v1/tasks/{task_id}/cancel", "post")],
         "parameters": {"task_id": "$response.body#/id"},
     }
-    assert set(submitted) == {"task", "cancel", "retry"}
+    assert set(submitted) == {"task", "cancel", "retry", "delete"}
     batch = paths["/v1/tasks/batch"]["post"]["responses"]["201"]["links"]
     assert batch["task"]["parameters"] == {"task_id": "$response.body#/items/0/id"}
     created = paths["/v1/schedules"]["post"]["responses"]["201"]["links"]

@@ -130,6 +130,28 @@ async def test_a_running_task_is_cancelled_by_request(api: httpx.AsyncClient) ->
     assert cancelled["result"] is None
 
 
+async def test_a_finished_task_is_deleted_and_its_key_is_free_again(
+    api: httpx.AsyncClient,
+) -> None:
+    key = {"Idempotency-Key": "report-7"}
+    task = (await submit(api, {"kind": "sleep", "payload": {"seconds": 60}}, **key)).json()
+    await wait_for_status(api, task["id"], "RUNNING")
+    running = await api.delete(f"/v1/tasks/{task['id']}")
+    assert running.status_code == 409
+    assert running.headers["content-type"] == "application/problem+json"
+    assert running.json()["detail"] == "cannot delete a task that is RUNNING: cancel it first"
+    await api.post(f"/v1/tasks/{task['id']}/cancel")
+    await wait_for_status(api, task["id"], "CANCELLED")
+    deleted = await api.delete(f"/v1/tasks/{task['id']}")
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    assert (await api.get(f"/v1/tasks/{task['id']}")).status_code == 404
+    assert (await api.delete(f"/v1/tasks/{task['id']}")).status_code == 404
+    assert (await api.get("/v1/tasks")).json()["items"] == []
+    again = await submit(api, {"kind": "echo"}, **key)
+    assert again.status_code == 201
+    assert again.json()["id"] != task["id"]
+
+
 async def test_an_idempotent_resubmit_returns_the_same_task(api: httpx.AsyncClient) -> None:
     body = {"kind": "echo", "payload": {"order": 42}}
     first = await submit(api, body, **{"Idempotency-Key": "order-42"})
@@ -157,6 +179,9 @@ async def test_owners_see_only_their_own_tasks(api_factory: ApiFactory) -> None:
     assert stranger.status_code == 404
     assert stranger.headers["content-type"] == "application/problem+json"
     assert (await api.post(f"/v1/tasks/{task_id}/cancel", headers=bob)).status_code == 404
+    await wait_for_status(api, task_id, "SUCCEEDED", headers=alice)
+    assert (await api.delete(f"/v1/tasks/{task_id}", headers=bob)).status_code == 404
+    assert (await api.get(f"/v1/tasks/{task_id}", headers=alice)).status_code == 200
     assert (await api.get("/v1/tasks", headers=bob)).json()["items"] == []
     missing = await api.get("/v1/tasks")
     assert missing.status_code == 401

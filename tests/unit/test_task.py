@@ -123,6 +123,23 @@ def test_a_cancelled_task_is_never_started() -> None:
         task.start(T0)
 
 
+def test_only_a_finished_task_may_be_deleted() -> None:
+    scheduled, queued, running = make_task(run_at=T0 + timedelta(hours=1)), make_task(), make_task()
+    running.start(T0)
+    for task in (scheduled, queued, running):
+        refused = rf"cannot delete a task that is {task.status}: cancel it first"
+        with pytest.raises(IllegalTransition, match=refused):
+            task.check_deletable()
+    succeeded, failed, cancelled = make_task(), make_task(max_attempts=1), make_task()
+    for task in (succeeded, failed):
+        task.start(T0)
+    succeeded.succeed(T0, None)
+    failed.fail(T0, BOOM)
+    cancelled.cancel(T0)
+    for task in (succeeded, failed, cancelled):
+        task.check_deletable()
+
+
 def test_a_manual_retry_gives_a_fresh_set_of_attempts() -> None:
     task = make_task(max_attempts=1)
     task.start(T0)

@@ -29,11 +29,13 @@ from application.errors import (
 from application.messages import RunTaskMessage
 from application.ports.task_repository import TaskQuery
 from application.use_cases.cancel_task import CancelTask
+from application.use_cases.delete_task import DeleteTask
 from application.use_cases.get_task import GetTask
 from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.retry_task import RetryTask
 from application.use_cases.run_task import Outcome, RunTask
 from application.use_cases.submit_task import SubmitTask
+from domain.errors import IllegalTransition
 from domain.values import TaskStatus
 from entrypoints.container import Container, create_container
 from entrypoints.settings import Settings
@@ -519,6 +521,25 @@ async def test_another_owners_task_is_not_found(app: Container) -> None:
     task = await submit(app)
     with pytest.raises(TaskNotFound):
         await app.get_task()(GetTask("mallory", task.id))
+
+
+async def test_a_task_is_deleted_once_it_has_finished_and_then_is_not_found(
+    app: Container,
+) -> None:
+    task = await submit(app, idempotency_key="once")
+    delete = app.delete_task()
+    with pytest.raises(IllegalTransition, match="cannot delete a task that is QUEUED: cancel"):
+        await delete(DeleteTask("alice", task.id))
+    await run(app, task.id)
+    with pytest.raises(TaskNotFound):
+        await delete(DeleteTask("mallory", task.id))
+    await delete(DeleteTask("alice", task.id))
+    with pytest.raises(TaskNotFound):
+        await status_of(app, task.id)
+    with pytest.raises(TaskNotFound):
+        await delete(DeleteTask("alice", task.id))
+    again = await submit(app, idempotency_key="once")  # the key names a new task now
+    assert again.id != task.id
 
 
 async def test_a_wait_ends_as_soon_as_the_task_finishes_in_this_process(

@@ -103,11 +103,21 @@ class MemoryStorage:
             if task.status in TERMINAL_STATUSES and task.updated_at < finished_before
         ][:limit]
         for task in finished:
-            del self.tasks[task.id]
-            self.ids_by_owner[task.owner].remove(task.id)
-            if (key := self._key_of(task)) is not None:
-                del self.idempotency_keys[key]
+            self._delete(task)
         return len(finished)
+
+    def delete_finished(self, owner: str, task_id: UUID) -> bool:
+        task = self.tasks.get(task_id)
+        if task is None or task.owner != owner or task.status not in TERMINAL_STATUSES:
+            return False
+        self._delete(task)
+        return True
+
+    def _delete(self, task: Task) -> None:
+        del self.tasks[task.id]
+        self.ids_by_owner[task.owner].remove(task.id)
+        if (key := self._key_of(task)) is not None:
+            del self.idempotency_keys[key]
 
     @staticmethod
     def _key_of(task: Task) -> tuple[str, str] | None:
@@ -139,6 +149,9 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
 
     async def prune(self, finished_before: datetime, limit: int) -> int:
         return self._storage.prune(finished_before, limit)
+
+    async def delete_finished(self, owner: str, task_id: UUID) -> bool:
+        return self._storage.delete_finished(owner, task_id)
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         ids = self._storage.ids_by_owner.get(query.owner, [])

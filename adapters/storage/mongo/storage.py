@@ -205,6 +205,23 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
             deleted = await self._tasks.delete_many({**past_retention, "_id": {"$in": found}})
         return int(deleted.deleted_count)
 
+    async def delete_finished(self, owner: str, task_id: UUID) -> bool:
+        """A document that still carries outbox messages is kept until the relay has sent
+        them (``prune`` leaves it for the same reason)."""
+        with translated_errors():
+            deleted = await self._tasks.delete_one(
+                {
+                    "_id": str(task_id),
+                    "owner": owner,
+                    "status": {"$in": [status.value for status in TERMINAL_STATUSES]},
+                    "$or": [
+                        {"outbox_count": {"$exists": False}},
+                        {"outbox_count": {"$lte": 0}},
+                    ],
+                }
+            )
+        return bool(deleted.deleted_count)
+
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         conditions: Document = {"owner": query.owner}
         if query.status is not None:

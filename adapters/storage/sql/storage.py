@@ -322,6 +322,11 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
             chosen = tasks.c.id == any_(func.array(locked))
         return await self._work.storage.write_alone(delete(tasks).where(chosen, past_retention))
 
+    async def delete_finished(self, owner: str, task_id: UUID) -> bool:
+        finished = tasks.c.status.in_([status.value for status in TERMINAL_STATUSES])
+        statement = delete(tasks).where(tasks.c.id == task_id, tasks.c.owner == owner, finished)
+        return await self._work.storage.write_alone(statement) > 0
+
     async def _claimed(self, statement: Select[Any], limit: int) -> list[Task]:
         """The first ``limit`` rows of ``statement`` that no other unit of work claimed,
         claimed for this one."""

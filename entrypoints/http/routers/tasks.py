@@ -17,6 +17,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from adapters.codecs import CursorCodec
 from application.ports.task_repository import TaskQuery
 from application.use_cases.cancel_task import CancelTask, CancelTaskHandler
+from application.use_cases.delete_task import DeleteTask, DeleteTaskHandler
 from application.use_cases.get_task import MAX_WAIT, GetTask, GetTaskHandler
 from application.use_cases.list_tasks import MAX_PAGE_SIZE, ListTasksHandler
 from application.use_cases.retry_task import RetryTask, RetryTaskHandler
@@ -295,3 +296,18 @@ async def retry_task(
     task_id: UUID, owner: Owner, retry: RetryTaskHandler = provided("retry_task")
 ) -> TaskOut:
     return TaskOut.of(await retry(RetryTask(owner, task_id)))
+
+
+@router.delete(
+    "/{task_id:task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: NOT_FOUND, 409: NOT_NOW},
+)
+async def delete_task(
+    task_id: UUID, owner: Owner, delete: DeleteTaskHandler = provided("delete_task")
+) -> Response:
+    """A finished task (SUCCEEDED, FAILED or CANCELLED): its payload and result are gone,
+    and its idempotency key is free again. A task that has not finished is cancelled first
+    (409 until then)."""
+    await delete(DeleteTask(owner, task_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
