@@ -137,6 +137,19 @@ class TaskLifecycle(RuleBasedStateMachine):
     def redispatch(self) -> None:
         self._apply("redispatch", lambda: self.task.redispatch(self.now))
 
+    @rule()
+    def check_deletable(self) -> None:
+        """Allowed exactly once the task has finished; a check changes nothing."""
+        before = (self.task.status, self.task.version)
+        try:
+            self.task.check_deletable()
+        except IllegalTransition:
+            assert self.task.status not in TERMINAL_STATUSES
+        else:
+            assert self.task.status in TERMINAL_STATUSES
+        assert (self.task.status, self.task.version) == before
+        assert self.task.pull_events() == []
+
     @precondition(lambda self: self.task.status is TaskStatus.SCHEDULED)
     @rule()
     def enqueue(self) -> None:
