@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from entrypoints.container import Container
 from entrypoints.http import problems
@@ -38,7 +40,9 @@ def create_app(container: Container) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    # The docs pages (/docs, /redoc) load Swagger UI and ReDoc from this server, not from a
+    # CDN: they work on a network with no way out.
+    app = FastAPIOffline(
         title="Taskport",
         version="0.1.0",
         summary="Submit tasks over HTTP, run them in workers, read their results.",
@@ -61,7 +65,7 @@ def create_app(container: Container) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],  # DELETE: a schedule
+            allow_methods=["GET", "POST", "DELETE"],  # DELETE: a task or a schedule
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["Location", "Idempotent-Replayed", "Retry-After", "X-Request-ID"],
         )
@@ -71,4 +75,14 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(system.router)
     if serves_pushes:
         app.include_router(webhook_router)
+    _answer_head_wherever_get(app)
     return app
+
+
+def _answer_head_wherever_get(app: FastAPI) -> None:
+    """The docs pages answer HEAD too, as the API's own routes do (``routing.Router``)."""
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    served = {(route.path, method) for route in routes for method in route.methods}
+    for route in routes:
+        if "GET" in route.methods and (route.path, "HEAD") not in served:
+            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False)

@@ -3,6 +3,7 @@ the methods the path serves; every GET answers HEAD."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -161,6 +162,22 @@ async def test_the_health_checks_answer_head_and_readiness_declares_its_503(
     assert list(ready["503"]["content"]) == ["application/problem+json"]
     ids = [operation["operationId"] for item in paths.values() for operation in item.values()]
     assert len(ids) == len(set(ids))  # one operation per route and method
+
+
+async def test_the_docs_pages_load_everything_from_this_server(api: httpx.AsyncClient) -> None:
+    """Swagger UI and ReDoc come with the server: the pages work on a network with no way
+    out, and send nothing of the API's to a CDN."""
+    for page in ("/docs", "/redoc"):
+        answer = await api.get(page)
+        assert answer.status_code == 200, page
+        assert answer.headers["content-type"].startswith("text/html")
+        loaded = re.findall(r'(?:src|href)="([^"]*)"', answer.text)
+        assert any(url.endswith(".js") for url in loaded), answer.text
+        for url in loaded:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            assert (await api.get(url)).status_code == 200, url
+        head = await api.head(page)
+        assert (head.status_code, head.content) == (200, b""), page
 
 
 async def test_every_get_route_answers_head_with_its_status_and_headers(
