@@ -52,77 +52,15 @@ class Runtime:
         return self._identity.id if self._identity is not None else None
 
     async def start(self) -> None:
-        storage = self._container.storage()
-        try:
-            await prepare_schema(storage, self._settings)
-            if self._registers:
-                # Registered before it claims a task: the recovery sweep takes the tasks of
-                # a worker it does not know as abandoned.
-                self._identity = WorkerIdentity(
-                    id=self._container.worker_id(),
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    started_at=self._container.clock().now(),
-                    concurrency=self._settings.worker_concurrency,
-                )
-                await self._container.heartbeat_worker()(self._identity, 0)
-        except BaseException:
-            await storage.close()
-            raise
-        # Commits do not wake the relay: their messages go by the fast path.
-        relay = _in_batches(self._container.relay_outbox(), RELAY_BATCH)
-        prune = _in_batches(self._container.prune_outbox(), PRUNE_BATCH)
-        promote = self._container.promote_due_tasks()
-        run_schedules = _in_batches(self._container.run_due_schedules(), SCHEDULE_BATCH)
-        recover = self._container.recover_stalled_tasks()
-        interval = self._settings.sweep_interval_seconds
+        await self._prepare()
         if self._settings.in_process_broker:
             # The in-process queue starts empty: whatever was queued or running when the
             # last process stopped is dispatched again.
+            recover = self._container.recover_stalled_tasks()
             started = self._container.clock().now()
             while recovered := await recover(orphaned=True, started=started):
                 logger.info("recovered %d tasks left by the previous process", recovered)
-        recovery_pause = self._settings.recovery_interval_seconds
-        stats_pause = self._settings.stats_interval_seconds
-        prune_pause = self._settings.outbox_prune_interval_seconds
-        self._loops = [
-            asyncio.create_task(
-                _repeat("outbox relay", relay, lambda: asyncio.sleep(interval)), name="relay"
-            ),
-            asyncio.create_task(
-                _repeat("due-task sweep", promote, lambda: asyncio.sleep(interval)), name="sweep"
-            ),
-            asyncio.create_task(
-                _repeat("schedule sweep", run_schedules, lambda: asyncio.sleep(interval)),
-                name="schedules",
-            ),
-            asyncio.create_task(
-                _repeat("recovery sweep", recover, lambda: asyncio.sleep(recovery_pause)),
-                name="recovery",
-            ),
-            asyncio.create_task(
-                _repeat("outbox prune", prune, lambda: asyncio.sleep(prune_pause)),
-                name="outbox-prune",
-            ),
-            asyncio.create_task(
-                _repeat("statistics", self._observe_stats, lambda: asyncio.sleep(stats_pause)),
-                name="statistics",
-            ),
-        ]
-        if self._settings.task_retention_seconds is not None:
-            prune_tasks = _in_batches(self._container.prune_tasks(), TASK_PRUNE_BATCH)
-            self._loops.append(
-                asyncio.create_task(
-                    _repeat("task prune", prune_tasks, lambda: asyncio.sleep(prune_pause)),
-                    name="task-prune",
-                )
-            )
-        if self._identity is not None:
-            heartbeat = self._container.heartbeat_worker()
-            self._loops.append(
-                asyncio.create_task(self._beat(heartbeat, self._identity), name="heartbeat")
-            )
-            logger.info("worker %s registered", self._identity.id)
+        self._loops = self._start_loops()
         if self._consume:
             consumer = self._container.consumer()
             self._consuming = asyncio.create_task(
@@ -139,6 +77,61 @@ class Runtime:
         # API's CPU under submit load).
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
+
+    async def _prepare(self) -> None:
+        """The schema this code needs, and this worker in the registry: registered before
+        it claims a task, as the recovery sweep takes the tasks of a worker it does not know
+        as abandoned."""
+        storage = self._container.storage()
+        try:
+            await prepare_schema(storage, self._settings)
+            if self._registers:
+                self._identity = WorkerIdentity(
+                    id=self._container.worker_id(),
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=self._container.clock().now(),
+                    concurrency=self._settings.worker_concurrency,
+                )
+                await self._container.heartbeat_worker()(self._identity, 0)
+        except BaseException:
+            await storage.close()
+            raise
+
+    def _start_loops(self) -> list[asyncio.Task[None]]:
+        """The sweeps, the prunes, the statistics and the heartbeat, each repeated until
+        the process stops. Commits do not wake the relay: their messages go by the fast
+        path."""
+        container, settings = self._container, self._settings
+        interval = settings.sweep_interval_seconds
+        recovery_pause = settings.recovery_interval_seconds
+        stats_pause = settings.stats_interval_seconds
+        prune_pause = settings.outbox_prune_interval_seconds
+        relay = _in_batches(container.relay_outbox(), RELAY_BATCH)
+        run_schedules = _in_batches(container.run_due_schedules(), SCHEDULE_BATCH)
+        prune = _in_batches(container.prune_outbox(), PRUNE_BATCH)
+        loops = [
+            ("outbox relay", "relay", relay, interval),
+            ("due-task sweep", "sweep", container.promote_due_tasks(), interval),
+            ("schedule sweep", "schedules", run_schedules, interval),
+            ("recovery sweep", "recovery", container.recover_stalled_tasks(), recovery_pause),
+            ("outbox prune", "outbox-prune", prune, prune_pause),
+            ("statistics", "statistics", self._observe_stats, stats_pause),
+        ]
+        if settings.task_retention_seconds is not None:
+            prune_tasks = _in_batches(container.prune_tasks(), TASK_PRUNE_BATCH)
+            loops.append(("task prune", "task-prune", prune_tasks, prune_pause))
+        started = [
+            asyncio.create_task(_repeat(what, step, _pause(seconds)), name=name)
+            for what, name, step, seconds in loops
+        ]
+        if self._identity is not None:
+            heartbeat = container.heartbeat_worker()
+            started.append(
+                asyncio.create_task(self._beat(heartbeat, self._identity), name="heartbeat")
+            )
+            logger.info("worker %s registered", self._identity.id)
+        return started
 
     async def _observe_stats(self) -> int:
         """Refreshes the gauges (stored tasks, queue lag, outbox backlog, schedule lag); 0:
@@ -239,6 +232,10 @@ def _in_batches(run: Callable[[int], Awaitable[int]], batch: int) -> Callable[[]
         return int(await run(batch) == batch)
 
     return step
+
+
+def _pause(seconds: float) -> Callable[[], Awaitable[None]]:
+    return lambda: asyncio.sleep(seconds)
 
 
 async def _repeat(
