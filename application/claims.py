@@ -164,13 +164,15 @@ class TaskClaims:
 
     def _decide(self, task: Task | None, now: datetime) -> Task | RunResult:
         """What a delivery of ``task`` does to it: starts it (or fails the attempt a lost
-        worker left), both to be written, or nothing."""
+        worker left, or fails the task that expired waiting), to be written, or nothing."""
         if task is None:
             return RunResult(Outcome.UNKNOWN_TASK)
         if task.lease_expired(now) or self._cut_short(task):
             # The worker that held this attempt stopped answering, or this worker holds it
             # but runs no handler for it: the attempt failed.
             task.fail(now, TaskError("AttemptLost", f"attempt {task.attempts} was lost"))
+        elif task.has_expired(now):
+            task.expire(now)
         elif task.status is TaskStatus.RUNNING:
             assert task.lease_expires_at is not None
             return RunResult(Outcome.BUSY, task.status, task.lease_expires_at - now)

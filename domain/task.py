@@ -7,6 +7,7 @@ SCHEDULED | QUEUED --cancel--> CANCELLED; RUNNING --cancel--> cancel requested,
 confirmed by the worker (--confirm_cancel--> CANCELLED).
 FAILED | CANCELLED --retry--> QUEUED (a fresh set of attempts).
 RUNNING --release--> QUEUED when a worker shuts down mid-attempt (the attempt is not counted).
+SCHEDULED | QUEUED --expire--> FAILED once ``expires_at`` has come before an attempt started.
 
 While RUNNING, the handler's progress may be noted (``report_progress``): it changes no
 status and records no event; a new attempt starts with no progress.
@@ -43,7 +44,8 @@ SCHEDULE_KEY_PREFIX = "schedule:"
 LEASE_GRACE = timedelta(seconds=30)
 """How long past its timeout a running attempt is presumed alive before it counts as lost."""
 
-_CANCELLABLE = frozenset({TaskStatus.SCHEDULED, TaskStatus.QUEUED, TaskStatus.RUNNING})
+_WAITING = frozenset({TaskStatus.SCHEDULED, TaskStatus.QUEUED})
+_CANCELLABLE = frozenset({*_WAITING, TaskStatus.RUNNING})
 _RETRYABLE_BY_HAND = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
@@ -70,6 +72,9 @@ class Task:
     request_id: str | None = None
     """The request that submitted the task, named in its run messages for the log lines of
     its attempts."""
+    expires_at: datetime | None = None
+    """No attempt starts from then on: the task fails as ``Expired`` instead (a retry that
+    would come later is not scheduled)."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -100,9 +105,11 @@ class Task:
         callback_url: str | None = None,
         schedule_id: UUID | None = None,
         request_id: str | None = None,
+        expires_at: datetime | None = None,
     ) -> Task:
-        """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` is
-        kept in UTC: a time whose offset takes it out of the calendar there is refused."""
+        """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` and
+        ``expires_at`` are kept in UTC: a time whose offset takes it out of the calendar
+        there is refused, and so is an expiry not after the task is due."""
         if not KIND_PATTERN.fullmatch(kind):
             raise InvalidTask(
                 f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
@@ -122,13 +129,11 @@ class Task:
                 f"timeout must be over 0 (in whole microseconds) and at most "
                 f"{MAX_TIMEOUT_SECONDS} seconds, got {timeout.total_seconds():g}"
             )
-        if run_at is not None:
-            try:
-                run_at = run_at.astimezone(UTC)
-            except OverflowError:
-                raise InvalidTask(
-                    f"run_at {run_at.isoformat()} is out of range in UTC (years 1 to 9999)"
-                ) from None
+        run_at = _in_utc("run_at", run_at)
+        expires_at = _in_utc("expires_at", expires_at)
+        if expires_at is not None and expires_at <= max(now, run_at or now):
+            due = "its run_at" if run_at is not None and run_at > now else "its submission"
+            raise InvalidTask(f"expires_at {expires_at.isoformat()} must be after {due}")
         scheduled = run_at is not None and run_at > now
         task = cls(
             id=id,
@@ -146,6 +151,7 @@ class Task:
             callback_url=callback_url,
             schedule_id=schedule_id,
             request_id=request_id,
+            expires_at=expires_at,
         )
         task._record(events.TaskSubmitted(id, kind, now, scheduled=scheduled))
         return task
@@ -167,6 +173,15 @@ class Task:
         if self.run_at is None:
             return self.created_at
         return max(self.created_at, self.run_at)
+
+    def has_expired(self, now: datetime) -> bool:
+        """Whether ``expires_at`` has come for a task waiting for an attempt (by the task's
+        own clock, which a clock that went backwards never rewinds)."""
+        return (
+            self.status in _WAITING
+            and self.expires_at is not None
+            and self.expires_at <= max(now, self.updated_at)
+        )
 
     def lease_expired(self, now: datetime) -> bool:
         return (
@@ -196,6 +211,8 @@ class Task:
         self._require("start", {TaskStatus.QUEUED})
         if self.attempts_left <= 0:
             raise IllegalTransition("start", self.status, "no attempts left")
+        if self.has_expired(now):
+            raise IllegalTransition("start", self.status, f"it expired at {self.expires_at}")
         now = self._touch(now)
         self.status = TaskStatus.RUNNING
         self.attempts += 1
@@ -261,11 +278,12 @@ class Task:
             return
         now = self._touch(now)
         self.error = error
-        if error.retryable and self.attempts_left > 0:
+        delay = self.retry_policy.delay_after(self.attempts)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        expired_by_then = self.expires_at is not None and now + delay >= self.expires_at
+        if error.retryable and self.attempts_left > 0 and not expired_by_then:
             self.status = TaskStatus.SCHEDULED
-            delay = self.retry_policy.delay_after(self.attempts)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
             self.run_at = now + delay
             self.lease_expires_at = None
             self.worker_id = None
@@ -304,10 +322,31 @@ class Task:
         self._finish(now)
         self._record(events.TaskCancelled(self.id, self.kind, now))
 
+    def expire(self, now: datetime) -> None:
+        """The task's ``expires_at`` came before an attempt started: it fails, unrun."""
+        if self.expires_at is None:
+            raise IllegalTransition("expire", self.status, "it has no expiry")
+        expired_at = self.expires_at.isoformat()
+        if not self.has_expired(now):
+            raise IllegalTransition("expire", self.status, f"it expires at {expired_at}")
+        now = self._touch(now)
+        self.status = TaskStatus.FAILED
+        self.error = TaskError(
+            "Expired",
+            f"its next attempt had not started when it expired at {expired_at}",
+            retryable=False,
+        )
+        self._finish(now)
+        self._record(
+            events.TaskFailed(self.id, self.kind, now, attempt=self.attempts, error=self.error)
+        )
+
     def retry(self, now: datetime) -> None:
-        """Send a failed or cancelled task back to the queue with a fresh set of attempts."""
+        """Send a failed or cancelled task back to the queue with a fresh set of attempts
+        (and no expiry: retried by hand, it is wanted now)."""
         self._require("retry", _RETRYABLE_BY_HAND)
         now = self._touch(now)
+        self.expires_at = None
         self.status = TaskStatus.QUEUED
         self.attempts = 0
         self.result = None
@@ -346,3 +385,14 @@ class Task:
 
     def _record(self, event: events.TaskEvent) -> None:
         self._events.append(event)
+
+
+def _in_utc(name: str, moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTask(
+            f"{name} {moment.isoformat()} is out of range in UTC (years 1 to 9999)"
+        ) from None

@@ -395,6 +395,7 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
             "attempts": f"{task['attempts']}/{task['max_attempts']}",
             "created": task["created_at"],
             "run at": task.get("run_at"),
+            "expires": task.get("expires_at"),
             "schedule": task.get("schedule_id"),
             "finished": task.get("finished_at"),
             "progress": _progress_text(task) or None,

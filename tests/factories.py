@@ -62,6 +62,7 @@ def make_task(
     callback_url: str | None = None,
     schedule_id: UUID | None = None,
     request_id: str | None = None,
+    expires_at: datetime | None = None,
 ) -> Task:
     task = Task.submit(
         id=new_id(),
@@ -79,6 +80,7 @@ def make_task(
         callback_url=callback_url,
         schedule_id=schedule_id,
         request_id=request_id,
+        expires_at=expires_at,
     )
     task.pull_events()
     return task

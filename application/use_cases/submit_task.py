@@ -49,6 +49,7 @@ class SubmitTask:
     timeout_seconds: float | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None
+    expires_at: datetime | None = None
     schedule_id: UUID | None = None
     """The schedule submitting the task (not part of a request: its key names the schedule)."""
 
@@ -61,8 +62,11 @@ class SubmitTask:
             "max_attempts": self.max_attempts,
             "timeout_seconds": self.timeout_seconds,
         }
-        if self.callback_url is not None:  # absent otherwise: earlier fingerprints still match
+        # Absent when not given: earlier fingerprints still match.
+        if self.callback_url is not None:
             described["callback_url"] = self.callback_url
+        if self.expires_at is not None:
+            described["expires_at"] = self.expires_at.isoformat()
         canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -121,6 +125,7 @@ class NewTasks:
             callback_url=command.callback_url,
             schedule_id=command.schedule_id,
             request_id=correlation.request_id.get(),
+            expires_at=command.expires_at,
         )
 
     def _check_callback(self, url: str) -> None:

@@ -7,7 +7,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from application.ports.handlers import KindInfo
 from application.use_cases.create_schedule import CreateSchedule
@@ -57,13 +64,21 @@ class TaskIn(BaseModel):
     max_attempts: MaxAttempts = None
     timeout_seconds: TimeoutSeconds = None
     callback_url: CallbackUrl = None
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="start no attempt from this time on (with a UTC offset), after run_at: "
+        "a task still waiting then fails as Expired, unrun, and a retry that would come "
+        "later is not scheduled",
+    )
 
-    @field_validator("run_at", mode="before")
+    @field_validator("run_at", "expires_at", mode="before")
     @classmethod
-    def _date_time_text(cls, value: object) -> object:
+    def _date_time_text(cls, value: object, info: ValidationInfo) -> object:
         # pydantic would read a number as seconds since 1970.
         if value is not None and not isinstance(value, str):
-            raise ValueError("run_at is a date and time as text, like 2030-01-01T09:00:00Z")
+            raise ValueError(
+                f"{info.field_name} is a date and time as text, like 2030-01-01T09:00:00Z"
+            )
         return value
 
     def command(self, owner: str, idempotency_key: str | None) -> SubmitTask:
@@ -76,6 +91,7 @@ class TaskIn(BaseModel):
             timeout_seconds=self.timeout_seconds,
             idempotency_key=idempotency_key,
             callback_url=self.callback_url,
+            expires_at=self.expires_at,
         )
 
 
@@ -149,6 +165,9 @@ class TaskOut(BaseModel):
     schedule_id: UUID | None = Field(
         default=None, description="the schedule that submitted the task (see /v1/schedules)"
     )
+    expires_at: datetime | None = Field(
+        default=None, description="no attempt starts from then on (it fails as Expired)"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -181,6 +200,7 @@ class TaskOut(BaseModel):
             worker_id=task.worker_id,
             callback_url=task.callback_url,
             schedule_id=task.schedule_id,
+            expires_at=task.expires_at,
         )
 
 

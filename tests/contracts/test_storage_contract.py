@@ -36,6 +36,7 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         idempotency_key="key-1",
         run_at=T0 + timedelta(hours=1),
         callback_url="https://hooks.example.com/done?token=ü",
+        expires_at=T0 + timedelta(days=1),
     )
     await add(storage, task)
     async with storage.unit_of_work() as uow:
@@ -69,6 +70,7 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         "version",
         "worker_id",
         "callback_url",
+        "expires_at",
     ):
         assert getattr(stored, field) == getattr(loaded, field), field
     assert stored.status is TaskStatus.SCHEDULED

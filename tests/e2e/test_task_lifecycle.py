@@ -152,6 +152,38 @@ async def test_a_finished_task_is_deleted_and_its_key_is_free_again(
     assert again.json()["id"] != task["id"]
 
 
+async def test_a_task_still_waiting_at_its_expiry_fails_unrun(api_factory: ApiFactory) -> None:
+    """One task at a time: the echo waits behind a sleep that outlasts its expiry."""
+    api = await api_factory(worker_concurrency=1)
+    blocker = (await submit(api, {"kind": "sleep", "payload": {"seconds": 1}})).json()
+    await wait_for_status(api, blocker["id"], "RUNNING")
+    expiry = datetime.now(UTC) + timedelta(milliseconds=300)
+    late = (await submit(api, {"kind": "echo", "expires_at": expiry.isoformat()})).json()
+    assert datetime.fromisoformat(late["expires_at"]) == expiry
+    failed = await wait_for_status(api, late["id"], "FAILED")
+    assert (failed["attempts"], failed["started_at"]) == (0, None)
+    assert failed["error"]["type"] == "Expired", failed
+    await wait_for_status(api, blocker["id"], "SUCCEEDED")
+
+
+async def test_an_expiry_that_is_no_later_than_the_task_is_due_is_refused(
+    api: httpx.AsyncClient,
+) -> None:
+    past = await submit(api, {"kind": "echo", "expires_at": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 422, past.text
+    assert past.json()["detail"].endswith("must be after its submission")
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    earlier = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    before_run = await submit(api, {"kind": "echo", "run_at": later, "expires_at": earlier})
+    assert before_run.status_code == 422
+    assert before_run.json()["detail"].endswith("must be after its run_at")
+    number = await submit(api, {"kind": "echo", "expires_at": 1700000000})
+    assert number.status_code == 422
+    assert "expires_at is a date and time as text" in number.text
+    naive = await submit(api, {"kind": "echo", "expires_at": "2030-01-01T00:00:00"})
+    assert naive.status_code == 422
+
+
 async def test_an_idempotent_resubmit_returns_the_same_task(api: httpx.AsyncClient) -> None:
     body = {"kind": "echo", "payload": {"order": 42}}
     first = await submit(api, body, **{"Idempotency-Key": "order-42"})

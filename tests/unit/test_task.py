@@ -123,6 +123,50 @@ def test_a_cancelled_task_is_never_started() -> None:
         task.start(T0)
 
 
+def test_an_expiry_must_come_after_the_task_is_due() -> None:
+    with pytest.raises(InvalidTask, match="must be after its submission"):
+        make_task(expires_at=T0)
+    with pytest.raises(InvalidTask, match="must be after its run_at"):
+        make_task(run_at=T0 + timedelta(hours=1), expires_at=T0 + timedelta(minutes=30))
+    later = make_task(expires_at=datetime(2030, 1, 1, 9, tzinfo=timezone(timedelta(hours=9))))
+    assert later.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_a_task_that_expired_waiting_fails_unrun_instead_of_starting() -> None:
+    task = make_task(expires_at=T0 + timedelta(minutes=5))
+    expiry = T0 + timedelta(minutes=5)
+    with pytest.raises(IllegalTransition, match="it expires at"):
+        task.expire(expiry - timedelta(seconds=1))
+    with pytest.raises(IllegalTransition, match="cannot start a task that is QUEUED: it expired"):
+        task.start(expiry)
+    task.expire(expiry)
+    assert (task.status, task.attempts, task.started_at) == (TaskStatus.FAILED, 0, None)
+    assert task.error is not None
+    assert (task.error.type, task.error.retryable) == ("Expired", False)
+    [failed] = task.pull_events()
+    assert isinstance(failed, events.TaskFailed)
+
+
+def test_a_retry_that_would_come_after_the_expiry_is_not_scheduled() -> None:
+    expiry = T0 + timedelta(seconds=30)
+    task = make_task(max_attempts=3, base_delay=timedelta(seconds=10), expires_at=expiry)
+    task.start(T0)
+    task.fail(T0, BOOM)  # retried 10 s later, before the expiry
+    assert task.status is TaskStatus.SCHEDULED
+    task.enqueue(T0 + timedelta(seconds=10))
+    task.start(T0 + timedelta(seconds=10))
+    task.fail(T0 + timedelta(seconds=10), BOOM)  # 20 s later: at the expiry
+    assert (task.status, task.error) == (TaskStatus.FAILED, BOOM)
+
+
+def test_a_retry_by_hand_clears_the_expiry() -> None:
+    task = make_task(expires_at=T0 + timedelta(minutes=5))
+    task.expire(T0 + timedelta(minutes=5))
+    task.retry(T0 + timedelta(minutes=6))
+    assert (task.status, task.expires_at) == (TaskStatus.QUEUED, None)
+    task.start(T0 + timedelta(minutes=6))
+
+
 def test_only_a_finished_task_may_be_deleted() -> None:
     scheduled, queued, running = make_task(run_at=T0 + timedelta(hours=1)), make_task(), make_task()
     running.start(T0)

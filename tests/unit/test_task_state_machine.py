@@ -22,6 +22,7 @@ EXPECTED_EVENT = {
     "confirm_cancel": events.TaskCancelled,
     "retry": events.TaskRequeued,
     "enqueue": events.TaskQueued,
+    "expire": events.TaskFailed,
     "fail": (events.TaskRetryScheduled, events.TaskFailed, events.TaskCancelled),
     "release": (events.TaskQueued, events.TaskCancelled),
     "redispatch": events.TaskQueued,
@@ -33,7 +34,8 @@ class TaskLifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = T0
-        self.task: Task = make_task(max_attempts=3)
+        # Expires within the first minutes the steps of ``time_passes`` may span.
+        self.task: Task = make_task(max_attempts=3, expires_at=T0 + timedelta(seconds=600))
         self.last_version = self.task.version
         self.last_updated = self.task.updated_at
 
@@ -138,6 +140,10 @@ class TaskLifecycle(RuleBasedStateMachine):
         self._apply("redispatch", lambda: self.task.redispatch(self.now))
 
     @rule()
+    def expire(self) -> None:
+        self._apply("expire", lambda: self.task.expire(self.now))
+
+    @rule()
     def check_deletable(self) -> None:
         """Allowed exactly once the task has finished; a check changes nothing."""
         before = (self.task.status, self.task.version)
@@ -169,6 +175,14 @@ class TaskLifecycle(RuleBasedStateMachine):
         assert self.task.updated_at >= self.last_updated
         assert self.task.updated_at >= self.task.created_at
         self.last_updated = self.task.updated_at
+
+    @invariant()
+    def no_attempt_starts_after_the_expiry(self) -> None:
+        task = self.task
+        if task.started_at is not None and task.expires_at is not None:
+            assert task.started_at < task.expires_at
+        if task.status is TaskStatus.SCHEDULED and task.expires_at is not None:
+            assert task.run_at is not None and task.run_at < task.expires_at
 
     @invariant()
     def status_fields_agree(self) -> None:

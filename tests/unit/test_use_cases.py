@@ -274,6 +274,22 @@ async def test_the_queue_age_counts_from_when_a_task_was_due(
     assert stats.oldest_queued_age == timedelta(0)
 
 
+async def test_a_task_delivered_after_its_expiry_fails_without_running(
+    app: Container, gate: Gate, clock: FakeClock
+) -> None:
+    expiry = clock.now() + timedelta(seconds=30)
+    late = await submit(app, "gate", expires_at=expiry)
+    in_time = await submit(app, "echo", expires_at=expiry)
+    assert (await run(app, in_time.id)).outcome is Outcome.RAN
+    clock.advance(seconds=30)
+    result = await run(app, late.id)
+    assert (result.outcome, result.status) == (Outcome.RAN, TaskStatus.FAILED)
+    assert gate.runs == 0
+    expired = await status_of(app, late.id)
+    assert expired.error.type == "Expired" and expired.attempts == 0
+    assert (await status_of(app, in_time.id)).status is TaskStatus.SUCCEEDED
+
+
 async def test_a_duplicate_delivery_of_a_running_task_waits_for_its_lease(
     app: Container, gate: Gate
 ) -> None:

@@ -91,6 +91,7 @@ def task_fields(task: Task) -> dict[str, Any]:
         "callback_url": task.callback_url,
         "schedule_id": str(task.schedule_id) if task.schedule_id is not None else None,
         "request_id": task.request_id,
+        "expires_at": optional_instant(task.expires_at),
         "version": task.version,
     }
 
@@ -120,6 +121,7 @@ def task_from_document(document: dict[str, Any]) -> Task:
         started_at=parse_instant(document.get("started_at")),
         finished_at=parse_instant(document.get("finished_at")),
         lease_expires_at=parse_instant(document.get("lease_expires_at")),
+        expires_at=parse_instant(document.get("expires_at")),
         cancel_requested=document["cancel_requested"],
         result=json.loads(document["result"]),
         error=(

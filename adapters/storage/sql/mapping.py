@@ -49,6 +49,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "callback_url": task.callback_url,
         "schedule_id": task.schedule_id,
         "request_id": task.request_id,
+        "expires_at": task.expires_at,
     }
 
 
@@ -103,6 +104,7 @@ def task_from_values(values: Any) -> Task:
         callback_url=values["callback_url"],
         schedule_id=values["schedule_id"],
         request_id=values["request_id"],
+        expires_at=values["expires_at"],
     )
 
 

@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -135,6 +135,7 @@ tasks = Table(
     Column("callback_url", String(2048)),
     Column("schedule_id", Uuid()),
     Column("request_id", String(128)),
+    Column("expires_at", UtcDateTime()),
     UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
