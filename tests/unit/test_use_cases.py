@@ -518,6 +518,21 @@ async def test_an_idempotent_repeat_returns_the_first_task(app: Container) -> No
     assert other_owner.created
 
 
+async def test_an_expiry_is_part_of_an_idempotent_request(app: Container) -> None:
+    expiry = app.clock().now() + timedelta(hours=1)
+    expiring = SubmitTask("alice", "echo", {"a": 1}, idempotency_key="k", expires_at=expiry)
+    first = await app.submit_task()(expiring)
+    repeat = await app.submit_task()(expiring)
+    assert (first.created, repeat.created, repeat.task.expires_at) == (True, False, expiry)
+    later = SubmitTask(
+        "alice", "echo", {"a": 1}, idempotency_key="k", expires_at=expiry + timedelta(hours=1)
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        await app.submit_task()(later)
+    with pytest.raises(IdempotencyKeyReused):
+        await app.submit_task()(SubmitTask("alice", "echo", {"a": 1}, idempotency_key="k"))
+
+
 async def test_racing_repeats_of_one_key_create_one_task(app: Container) -> None:
     command = SubmitTask("alice", "echo", {"a": 1}, idempotency_key="race")
     results = await asyncio.gather(*(app.submit_task()(command) for _ in range(10)))
