@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from entrypoints.container import Container
@@ -16,6 +15,7 @@ from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.request_context import RequestContext
 from entrypoints.http.routers import schedules, system, tasks, workers
+from entrypoints.http.routing import answer_head_wherever_get
 from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
 
@@ -75,14 +75,5 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(system.router)
     if serves_pushes:
         app.include_router(webhook_router)
-    _answer_head_wherever_get(app)
+    answer_head_wherever_get(app)  # the docs pages, declared by the app itself
     return app
-
-
-def _answer_head_wherever_get(app: FastAPI) -> None:
-    """The docs pages answer HEAD too, as the API's own routes do (``routing.Router``)."""
-    routes = [route for route in app.routes if isinstance(route, APIRoute)]
-    served = {(route.path, method) for route in routes for method in route.methods}
-    for route in routes:
-        if "GET" in route.methods and (route.path, "HEAD") not in served:
-            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False)

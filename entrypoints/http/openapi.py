@@ -218,7 +218,7 @@ def _payload_schema(kind: KindInfo, schemas: dict[str, Any]) -> dict[str, Any] |
     prefix = re.sub(r"[^A-Za-z0-9._-]", "_", kind.name)
     lifted: dict[str, Any] = {}
     for key in local:
-        for name, definition in dict(kind.payload_schema.get(key) or {}).items():
+        for name, definition in (kind.payload_schema.get(key) or {}).items():
             lifted[f"#/{key}/{name}"] = (f"{prefix}.{name}", definition)
     renamed = {local: f"#/components/schemas/{name}" for local, (name, _) in lifted.items()}
     try:

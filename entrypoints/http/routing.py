@@ -8,7 +8,7 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from pydantic_core import from_json
 from starlette.requests import ClientDisconnect
@@ -66,6 +66,16 @@ class JsonRoute(APIRoute):
             return await handle(JsonRequest(request.scope, request.receive))
 
         return handle_json
+
+
+def answer_head_wherever_get(app: FastAPI) -> None:
+    """Adds HEAD to the GET routes of ``app`` that lack it: those the app declares itself
+    rather than on a ``Router`` (the docs pages), answered as ``Router`` answers HEAD."""
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    served = {(route.path, method) for route in routes for method in route.methods}
+    for route in routes:
+        if "GET" in route.methods and (route.path, "HEAD") not in served:
+            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False)
 
 
 class Router(APIRouter):
