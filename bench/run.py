@@ -4,6 +4,9 @@
     python -m bench.run --quick    # the same shape with small counts (`make bench-quick`)
     python -m bench.run --only submit e2e_celery   # some scenarios, for a look while tuning
 
+A run of some scenarios writes DATE-MODE-partial.md only: latest.json and latest.md stay
+the last run of them all, which the README's table shows.
+
 Exits 1 when a scenario failed (the others are still measured and written).
 """
 
@@ -87,11 +90,13 @@ def main() -> None:
     folder = ROOT / "bench" / "results"
     folder.mkdir(parents=True, exist_ok=True)
     table = markdown(results)
-    _dated(folder, f"{now:%Y-%m-%d}-{mode}").write_text(table)
-    (folder / "latest.md").write_text(table)
-    (folder / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    dated = _dated(folder, f"{now:%Y-%m-%d}-{mode}{'-partial' if args.only else ''}")
+    dated.write_text(table)
+    if not args.only:
+        (folder / "latest.md").write_text(table)
+        (folder / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table, flush=True)
-    scenarios.log(f"written to bench/results/ in {results['duration_seconds']:.0f}s")
+    scenarios.log(f"written to {dated.relative_to(ROOT)} in {results['duration_seconds']:.0f}s")
     if failed:
         raise SystemExit(1)
 
