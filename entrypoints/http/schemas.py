@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -36,8 +37,22 @@ from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
 # of a schedule (ScheduleIn) alike.
 Kind = Annotated[str, Field(min_length=1, max_length=100, examples=["echo"])]
 Payload = Annotated[Any, Field(default_factory=dict, examples=[{"hello": "world"}])]
+
+
+def _integral_number(value: object) -> object:
+    """A JSON number with no fractional part is an integer, as JSON Schema counts it (the
+    document's ``"type": "integer"``): ``3.0`` and ``3e0`` are 3."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # Strict: "3", true or 3.5 is no number of attempts (pydantic would read "3" and true).
-MaxAttempts = Annotated[int | None, Field(ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)]
+MaxAttempts = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True),
+    BeforeValidator(_integral_number),
+]
 TimeoutSeconds = Annotated[float | None, Field(gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)]
 CallbackUrl = Annotated[
     str | None,

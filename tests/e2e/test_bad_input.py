@@ -57,6 +57,8 @@ async def post_raw(
         (b'{"kind": "echo", "timeout_seconds": -1}', 422, "invalid-request"),
         (b'{"kind": "echo", "max_attempts": "3"}', 422, "invalid-request"),
         (b'{"kind": "echo", "max_attempts": true}', 422, "invalid-request"),
+        (b'{"kind": "echo", "max_attempts": 3.5}', 422, "invalid-request"),
+        (b'{"kind": "echo", "max_attempts": 1e300}', 422, "invalid-request"),
         (b'{"kind": "echo", "timeout_seconds": "5"}', 422, "invalid-request"),
         (b'{"kind": "echo", "run_at": 1700000000}', 422, "invalid-request"),
         (b'{"kind": "echo", "run_at": 0}', 422, "invalid-request"),
@@ -87,6 +89,27 @@ async def test_a_bad_submit_is_a_problem(
 ) -> None:
     assert_problem(await post_raw(api, content), status, slug)
     assert (await api.get("/v1/tasks")).json()["items"] == []
+
+
+@pytest.mark.parametrize("spelling", [b"3.0", b"3e0", b"0.3e1"])
+async def test_a_whole_number_of_attempts_may_be_spelled_as_json_schema_allows(
+    api: httpx.AsyncClient, spelling: bytes
+) -> None:
+    """The document says ``"type": "integer"``, which JSON Schema counts 3.0 as: a client
+    whose JSON library writes floats is not refused for it."""
+    one = await post_raw(api, b'{"kind": "echo", "max_attempts": %b}' % spelling)
+    batch = await post_raw(
+        api, b'{"tasks": [{"kind": "echo", "max_attempts": %b}]}' % spelling, path="/v1/tasks/batch"
+    )
+    schedule = await post_raw(
+        api,
+        b'{"kind": "echo", "cron": "0 3 * * *", "max_attempts": %b}' % spelling,
+        path="/v1/schedules",
+    )
+    assert (one.status_code, batch.status_code, schedule.status_code) == (201, 201, 201)
+    assert one.json()["max_attempts"] == 3
+    assert batch.json()["items"][0]["max_attempts"] == 3
+    assert schedule.json()["max_attempts"] == 3
 
 
 @pytest.mark.parametrize(
