@@ -22,6 +22,7 @@ from application.callbacks import Callbacks
 from application.completions import Completions
 from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
+from application.submissions import NewTasks, TaskDefaults
 from application.use_cases.cancel_task import CancelTaskHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.create_schedule import CreateScheduleHandler
@@ -43,7 +44,7 @@ from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
 from application.use_cases.run_due_schedules import RunDueSchedulesHandler
 from application.use_cases.run_task import RunTaskHandler
-from application.use_cases.submit_task import NewTasks, SubmitTaskHandler, TaskDefaults
+from application.use_cases.submit_task import SubmitTaskHandler
 from application.use_cases.submit_task_batch import SubmitTaskBatchHandler
 from domain.values import RetryPolicy
 from entrypoints.settings import Settings, url_scheme

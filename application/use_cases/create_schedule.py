@@ -10,7 +10,7 @@ from application.errors import TooManySchedules
 from application.ports.clock import Clock
 from application.ports.ids import IdGenerator
 from application.ports.schedules import Recurrence, ScheduleRepository
-from application.use_cases.submit_task import NewTasks, SubmitTask
+from application.submissions import NewTasks, SubmitTask
 from domain.schedule import Schedule, TaskTemplate
 
 

@@ -14,7 +14,7 @@ from application.errors import (
 )
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from application.recorder import TaskRecorder
-from application.use_cases.submit_task import NewTasks, SubmitTask, Submitted, replayed
+from application.submissions import NewTasks, SubmitTask, Submitted, replayed
 from domain.errors import InvalidTask
 from domain.task import Task
 

@@ -10,8 +10,8 @@ from adapters.handlers.registry import Kind, KindRegistry
 from adapters.storage.memory import MemoryStorage
 from adapters.system import Uuid7Generator
 from application.recorder import TaskRecorder
+from application.submissions import NewTasks, SubmitTask, TaskDefaults
 from application.use_cases.run_task import Outcome, RunTask, RunTaskHandler
-from application.use_cases.submit_task import NewTasks, SubmitTask, TaskDefaults
 from domain.values import TaskStatus
 from tests.factories import FakeClock, HeldRelay
 from tests.polling import eventually

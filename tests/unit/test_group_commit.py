@@ -17,7 +17,7 @@ from application.errors import StorageUnavailable
 from application.group_commit import GroupCommit
 from application.messages import RunTaskMessage
 from application.recorder import TaskRecorder
-from application.use_cases.submit_task import NewTasks, SubmitTask, TaskDefaults
+from application.submissions import NewTasks, SubmitTask, TaskDefaults
 from domain.task import Task
 from tests.factories import FakeClock, HeldRelay
 

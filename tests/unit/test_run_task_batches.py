@@ -15,8 +15,8 @@ from adapters.storage.memory import MemoryStorage
 from adapters.system import Uuid7Generator
 from application.errors import ConcurrencyConflict
 from application.recorder import TaskRecorder
+from application.submissions import NewTasks, SubmitTask, TaskDefaults
 from application.use_cases.run_task import Outcome, RunResult, RunTask, RunTaskHandler
-from application.use_cases.submit_task import NewTasks, SubmitTask, TaskDefaults
 from domain.values import TaskStatus
 from tests.factories import FakeClock, HeldRelay
 
