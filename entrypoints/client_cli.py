@@ -206,7 +206,12 @@ def get(
 
 
 def list_tasks(
-    status: Annotated[str | None, typer.Option(help="SCHEDULED, QUEUED, RUNNING, ...")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SCHEDULED, QUEUED, RUNNING, ...; repeated or comma-separated, any of them"
+        ),
+    ] = None,
     kind: Annotated[str | None, typer.Option()] = None,
     schedule: Annotated[
         str | None, typer.Option(help="a schedule's id: only the tasks it submitted")
@@ -218,7 +223,8 @@ def list_tasks(
     as_json: AsJson = False,
 ) -> None:
     """List tasks, newest first, one page at a time."""
-    query = {"status": status.upper() if status else None, "kind": kind, "limit": limit}
+    statuses = [part.strip().upper() for value in status or () for part in value.split(",")]
+    query = {"status": statuses or None, "kind": kind, "limit": limit}
     query.update(schedule_id=schedule, cursor=cursor)
     params = {name: value for name, value in query.items() if value is not None}
     page = Api(url, api_key, as_json).call("GET", "/v1/tasks", params=params)

@@ -17,7 +17,8 @@ class TaskQuery:
 
     owner: str
     limit: int
-    status: TaskStatus | None = None
+    statuses: frozenset[TaskStatus] = frozenset()
+    """The tasks in any of these statuses; in any status when empty."""
     kind: str | None = None
     schedule_id: UUID | None = None
     before: UUID | None = None

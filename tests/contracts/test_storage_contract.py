@@ -406,13 +406,62 @@ async def test_pages_filter_by_status_and_kind(storage: Any) -> None:
         await uow.commit()
     async with storage.unit_of_work() as uow:
         sleeps = await uow.tasks.list(TaskQuery("alice", limit=100, kind="sleep"))
-        running = await uow.tasks.list(TaskQuery("alice", limit=100, status=TaskStatus.RUNNING))
+        running = await uow.tasks.list(
+            TaskQuery("alice", limit=100, statuses=frozenset({TaskStatus.RUNNING}))
+        )
         queued_echo = await uow.tasks.list(
-            TaskQuery("alice", limit=100, kind="echo", status=TaskStatus.QUEUED)
+            TaskQuery("alice", limit=100, kind="echo", statuses=frozenset({TaskStatus.QUEUED}))
         )
     assert [t.id for t in sleeps] == [t.id for t in reversed(tasks) if t.kind == "sleep"]
     assert [t.id for t in running] == [tasks[1].id]
     assert len(queued_echo) == 4
+
+
+async def test_pages_of_several_statuses_are_newest_first_and_never_skip_or_repeat(
+    storage: Any,
+) -> None:
+    tasks = [
+        make_task(
+            kind="echo" if i % 4 else "sleep",
+            run_at=T0 + timedelta(hours=1) if i % 3 == 2 else None,
+        )
+        for i in range(30)
+    ]
+    await add(storage, *tasks, make_task(owner="bob"))
+    async with storage.unit_of_work() as uow:
+        for index, task_id in enumerate(task.id for task in tasks[::3]):
+            task = await uow.tasks.get(task_id)
+            assert task is not None
+            task.start(T0) if index % 2 else task.cancel(T0)
+            await uow.tasks.save(task)
+        await uow.commit()
+
+    async def walk(statuses: set[TaskStatus], kind: str | None = None) -> list[Any]:
+        seen: list[Any] = []
+        before = None
+        while True:
+            query = TaskQuery("alice", 4, frozenset(statuses), kind=kind, before=before)
+            async with storage.unit_of_work() as uow:
+                page = list(await uow.tasks.list(query))
+            seen.extend(page)
+            if len(page) < 4:
+                return seen
+            before = page[-1].id
+
+    async with storage.unit_of_work() as uow:
+        stored = [await uow.tasks.get(task.id) for task in reversed(tasks)]
+    for statuses, kind in [
+        ({TaskStatus.QUEUED, TaskStatus.RUNNING}, None),
+        ({TaskStatus.SCHEDULED, TaskStatus.CANCELLED, TaskStatus.RUNNING}, None),
+        ({TaskStatus.QUEUED, TaskStatus.CANCELLED}, "echo"),
+        ({TaskStatus.SUCCEEDED, TaskStatus.FAILED}, None),
+    ]:
+        expected = [
+            task.id
+            for task in stored
+            if task is not None and task.status in statuses and kind in (None, task.kind)
+        ]
+        assert [task.id for task in await walk(statuses, kind)] == expected
 
 
 async def test_pages_filter_by_the_schedule_that_submitted_the_tasks(storage: Any) -> None:

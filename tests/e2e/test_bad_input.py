@@ -265,6 +265,8 @@ async def test_a_client_gone_before_the_end_of_its_body_is_no_server_error(
         ({"limit": 1001}, 422, "invalid-request"),
         ({"limit": "many"}, 422, "invalid-request"),
         ({"status": "DONE"}, 422, "invalid-request"),
+        ({"status": ["QUEUED", "DONE"]}, 422, "invalid-request"),
+        ({"status": ["QUEUED"] * 7}, 422, "invalid-request"),
         ({"kind": "a\x00b"}, 422, "invalid-request"),
         ({"kind": "Not A Kind"}, 422, "invalid-request"),
         ({"cursor": "forged"}, 400, "invalid-cursor"),

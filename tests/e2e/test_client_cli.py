@@ -142,6 +142,11 @@ def test_get_list_cancel_retry_delete_and_workers(server: str) -> None:
     assert code == 0 and task_id in [task["id"] for task in json.loads(output)["items"]]
     code, output = run("list", "--schedule", str(uuid.uuid4()))
     assert (code, output.strip()) == (0, "no tasks")  # a schedule that submitted none
+    for statuses in (["--status", "queued,running"], ["--status", "RUNNING", "--status", "QUEUED"]):
+        code, output = run("list", *statuses, "--json")
+        assert code == 0 and task_id in [task["id"] for task in json.loads(output)["items"]]
+    code, output = run("list", "--status", "failed,cancelled", "--json")
+    assert code == 0 and task_id not in [task["id"] for task in json.loads(output)["items"]]
 
     code, output = run("cancel", task_id, "--json")
     assert code == 0

@@ -12,6 +12,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import Header
 
+from domain.values import TaskStatus
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.http.dependencies import authenticate
@@ -298,6 +299,37 @@ async def test_pages_filter_by_status_and_kind(api: httpx.AsyncClient) -> None:
     assert [item["id"] for item in failed] == [failing]
     echoes = (await api.get("/v1/tasks", params={"kind": "echo"})).json()["items"]
     assert [item["id"] for item in echoes] == [echo]
+
+
+async def test_pages_filter_by_several_statuses_with_a_cursor_bound_to_them(
+    api: httpx.AsyncClient,
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    failing = [(await submit(api, {"kind": "fail", "max_attempts": 1})).json()["id"]]
+    scheduled = [(await submit(api, {"kind": "echo", "run_at": later})).json()["id"]]
+    succeeding = [(await submit(api, {"kind": "echo"})).json()["id"]]
+    failing.append((await submit(api, {"kind": "fail", "max_attempts": 1})).json()["id"])
+    scheduled.append((await submit(api, {"kind": "echo", "run_at": later})).json()["id"])
+    for task_id in failing:
+        await wait_for_status(api, task_id, "FAILED")
+    await wait_for_status(api, succeeding[0], "SUCCEEDED")
+    wanted = [("status", "SCHEDULED"), ("status", "FAILED")]
+
+    seen: list[str] = []
+    page = (await api.get("/v1/tasks", params=[*wanted, ("limit", 3)])).json()
+    seen.extend(item["id"] for item in page["items"])
+    # The same statuses in another order, or repeated, are the same query.
+    again = [("status", "FAILED"), ("status", "SCHEDULED"), ("status", "FAILED")]
+    rest = await api.get("/v1/tasks", params=[*again, ("cursor", page["next_cursor"])])
+    seen.extend(item["id"] for item in rest.json()["items"])
+    assert seen == [scheduled[1], failing[1], scheduled[0], failing[0]]
+    assert rest.json()["next_cursor"] is None
+
+    one_status = [("status", "FAILED"), ("cursor", page["next_cursor"])]
+    assert (await api.get("/v1/tasks", params=one_status)).status_code == 400
+    every_status = [("status", status.value) for status in TaskStatus]
+    everything = (await api.get("/v1/tasks", params=every_status)).json()["items"]
+    assert len(everything) == 5
 
 
 async def test_many_tasks_all_succeed(api: httpx.AsyncClient) -> None:

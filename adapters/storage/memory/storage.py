@@ -160,7 +160,7 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
         for task_id in reversed(ids[:end]):
             stored = self._storage.tasks[task_id]
             if (
-                (query.status is None or stored.status is query.status)
+                (not query.statuses or stored.status in query.statuses)
                 and (query.kind is None or stored.kind == query.kind)
                 and (query.schedule_id is None or stored.schedule_id == query.schedule_id)
             ):

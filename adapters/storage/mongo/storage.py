@@ -224,8 +224,8 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
 
     async def list(self, query: TaskQuery) -> Sequence[Task]:
         conditions: Document = {"owner": query.owner}
-        if query.status is not None:
-            conditions["status"] = query.status.value
+        if query.statuses:
+            conditions["status"] = {"$in": sorted(status.value for status in query.statuses)}
         if query.kind is not None:
             conditions["kind"] = query.kind
         if query.schedule_id is not None:

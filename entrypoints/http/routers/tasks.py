@@ -261,7 +261,14 @@ async def get_task(
 )
 async def list_tasks(
     owner: Owner,
-    status: TaskStatus | None = None,
+    status: Annotated[
+        list[TaskStatus] | None,
+        Query(
+            max_length=len(TaskStatus),
+            description="only the tasks in this status; repeated, in any of them "
+            "(`?status=QUEUED&status=RUNNING`)",
+        ),
+    ] = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN.pattern)] = None,
     schedule_id: Annotated[
         UUID | None, Query(description="only the tasks this schedule submitted")
@@ -271,12 +278,15 @@ async def list_tasks(
     list_tasks: ListTasksHandler = provided("list_tasks"),
     cursors: CursorCodec = provided("cursor_codec"),
 ) -> TaskPageOut:
-    filters = {"status": status.value if status else None, "kind": kind}
+    statuses = frozenset(status or ())
+    # One status reads as it always did: cursors issued before several could be asked
+    # still read.
+    filters = {"status": ",".join(sorted(statuses)) or None, "kind": kind}
     if schedule_id is not None:  # absent otherwise: cursors issued before it still read
         filters["schedule_id"] = str(schedule_id)
     before = cursors.decode(cursor, filters) if cursor else None
     page = await list_tasks(
-        TaskQuery(owner, limit, status=status, kind=kind, schedule_id=schedule_id, before=before)
+        TaskQuery(owner, limit, statuses, kind=kind, schedule_id=schedule_id, before=before)
     )
     return TaskPageOut(
         items=[TaskOut.of(task) for task in page.items],
