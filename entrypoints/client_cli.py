@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -82,6 +83,32 @@ def _finite_seconds(value: float | None) -> float | None:
 Timeout = Annotated[
     float | None, typer.Option(help="seconds per attempt", callback=_finite_seconds)
 ]
+
+DELAY = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)([smhd])")
+DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _moment(value: str | None) -> str | None:
+    """A time with its offset (RFC 3339, as the API takes it), or a delay from now (``90s``,
+    ``10m``, ``2h``, ``1d``), which is sent as the time it comes to on this machine's clock."""
+    if value is None:
+        return None
+    if delay := DELAY.fullmatch(value.strip()):
+        seconds = float(delay[1]) * DELAY_UNITS[delay[2]]
+        try:
+            return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+        except OverflowError:
+            raise typer.BadParameter(f"{value} from now is past any date") from None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither a time (2030-01-01T09:00:00Z) nor a delay (90s, 10m, 2h, 1d)"
+        ) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs its offset (Z, +02:00): whose 9 o'clock?")
+    return moment.isoformat()
+
 
 # A pipe has no width: tables printed to one are not squeezed into 80 columns.
 out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -160,6 +187,22 @@ def submit(
     callback_url: Annotated[
         str | None, typer.Option(help="POST the outcome here each time the task finishes")
     ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            callback=_moment,
+            metavar="TIME|DELAY",
+            help="start no earlier than this time (2030-01-01T09:00:00Z) or delay (10m, 2h)",
+        ),
+    ] = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(
+            callback=_moment,
+            metavar="TIME|DELAY",
+            help="fail as Expired if no attempt has started by this time or delay",
+        ),
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -172,6 +215,10 @@ def submit(
         body["timeout_seconds"] = timeout
     if callback_url is not None:
         body["callback_url"] = callback_url
+    if run_at is not None:
+        body["run_at"] = run_at
+    if expires_at is not None:
+        body["expires_at"] = expires_at
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     api = Api(url, api_key, as_json)
     task = api.call("POST", "/v1/tasks", json=body, headers=headers)

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -99,6 +100,46 @@ def test_a_wrong_api_key_prints_the_401_problem(server: str) -> None:
     done = cli("list", url=server, key="not-the-key")
     assert done.returncode == 1
     assert done.stderr.strip() == "Error 401 Unauthenticated: unknown API key"
+    assert "Traceback" not in done.stderr
+
+
+def test_submit_takes_its_start_and_expiry_as_times_or_delays_from_now(server: str) -> None:
+    before = datetime.now(UTC)
+    done = cli("submit", "echo", "--run-at", "2h", "--expires-at", "1d", "--json", url=server)
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)
+    run_at = datetime.fromisoformat(task["run_at"])
+    expires_at = datetime.fromisoformat(task["expires_at"])
+    after = datetime.now(UTC)
+    assert task["status"] == "SCHEDULED"
+    assert before + timedelta(hours=2) <= run_at <= after + timedelta(hours=2)
+    assert before + timedelta(days=1) <= expires_at <= after + timedelta(days=1)
+
+    at = "2031-05-06T07:08:09+02:00"
+    done = cli("submit", "echo", "--run-at", at, "--json", url=server)
+    assert done.returncode == 0, done.stderr
+    assert datetime.fromisoformat(json.loads(done.stdout)["run_at"]) == datetime.fromisoformat(at)
+
+    # An expiry before the start is the API's refusal, shown as its problem.
+    done = cli("submit", "echo", "--run-at", "2h", "--expires-at", "1h", url=server)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error 422"), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("tomorrow", "neither a time"),
+        ("10 minutes", "neither a time"),
+        ("-5m", "neither a time"),
+        ("2030-01-01T09:00:00", "needs its offset"),
+        ("999999999d", "past any date"),
+    ],
+)
+def test_a_time_that_is_not_one_is_a_usage_error(value: str, message: str) -> None:
+    done = cli("submit", "echo", "--run-at", value, url=f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 2
+    assert message in done.stderr
     assert "Traceback" not in done.stderr
 
 
