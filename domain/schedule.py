@@ -11,7 +11,7 @@ still ahead.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from attrs import define, frozen
@@ -23,6 +23,7 @@ from domain.values import MAX_OWNER_LENGTH, JsonValue
 SCHEDULE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 MAX_CRON_LENGTH = 200
 MAX_TIMEZONE_LENGTH = 64
+MAX_EXPIRES_AFTER_SECONDS = 366 * 24 * 3600
 
 
 @frozen
@@ -35,6 +36,9 @@ class TaskTemplate:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     callback_url: str | None = None
+    expires_after_seconds: float | None = None
+    """Each task expires this long after its occurrence (``Task.expires_at``): one that no
+    attempt has started by then fails as expired instead of running late."""
 
 
 @define(eq=False)
@@ -84,6 +88,11 @@ class Schedule:
             )
         if first_run_at <= now:
             raise InvalidSchedule("the first run of a schedule lies ahead")
+        expires_after = task.expires_after_seconds
+        if expires_after is not None and not 0 < expires_after <= MAX_EXPIRES_AFTER_SECONDS:
+            raise InvalidSchedule(
+                f"expires_after_seconds must be over 0 and at most {MAX_EXPIRES_AFTER_SECONDS:,}"
+            )
         return cls(
             id=id,
             owner=owner,
@@ -96,6 +105,12 @@ class Schedule:
             name=name,
             paused=paused,
         )
+
+    def occurrence_expires_at(self) -> datetime | None:
+        """When the task of the next occurrence expires, if its template says."""
+        if self.task.expires_after_seconds is None:
+            return None
+        return self.next_run_at + timedelta(seconds=self.task.expires_after_seconds)
 
     def occurrence_key(self) -> str:
         """The idempotency key of the task of the next occurrence."""

@@ -88,13 +88,18 @@ DELAY = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)([smhd])")
 DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def _delay_seconds(value: str) -> float | None:
+    """The seconds of a delay written with its unit (``90s``, ``10m``, ``2h``, ``1d``)."""
+    delay = DELAY.fullmatch(value.strip())
+    return float(delay[1]) * DELAY_UNITS[delay[2]] if delay else None
+
+
 def _moment(value: str | None) -> str | None:
     """A time with its offset (RFC 3339, as the API takes it), or a delay from now (``90s``,
     ``10m``, ``2h``, ``1d``), which is sent as the time it comes to on this machine's clock."""
     if value is None:
         return None
-    if delay := DELAY.fullmatch(value.strip()):
-        seconds = float(delay[1]) * DELAY_UNITS[delay[2]]
+    if (seconds := _delay_seconds(value)) is not None:
         try:
             return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
         except OverflowError:
@@ -109,6 +114,27 @@ def _moment(value: str | None) -> str | None:
         raise typer.BadParameter(f"{value!r} needs its offset (Z, +02:00): whose 9 o'clock?")
     return moment.isoformat()
 
+
+def _duration(value: str | None) -> float | None:
+    """A duration in seconds, written as a number (``3600``) or with its unit (``1h``)."""
+    if value is None:
+        return None
+    if (seconds := _delay_seconds(value)) is not None:
+        return seconds
+    try:
+        return _finite_seconds(float(value))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is no duration (3600, 90s, 10m, 2h, 1d)") from None
+
+
+Duration = Annotated[
+    float | None,
+    typer.Option(
+        parser=_duration,
+        metavar="DURATION",
+        help="each task expires this long after its occurrence (3600, 90s, 10m, 2h, 1d)",
+    ),
+]
 
 # A pipe has no width: tables printed to one are not squeezed into 80 columns.
 out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)

@@ -16,6 +16,7 @@ from entrypoints.client_cli import (
     Api,
     ApiKey,
     AsJson,
+    Duration,
     Timeout,
     Url,
     err,
@@ -44,6 +45,7 @@ def add(
     max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
     timeout: Timeout = None,
     callback_url: Annotated[str | None, typer.Option()] = None,
+    expires_after: Duration = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -61,6 +63,7 @@ def add(
         "max_attempts": max_attempts,
         "timeout_seconds": timeout,
         "callback_url": callback_url,
+        "expires_after_seconds": expires_after,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     _print(Api(url, api_key, as_json).call("POST", "/v1/schedules", json=body), as_json)
@@ -145,6 +148,8 @@ def _print(schedule: dict[str, Any], as_json: bool) -> None:
             "last task": schedule["last_task_id"],
             "kind": schedule["kind"],
             "payload": json.dumps(schedule["payload"]),
+            "expires after": schedule.get("expires_after_seconds")
+            and f"{schedule['expires_after_seconds']:g} s",
         }
     )
 

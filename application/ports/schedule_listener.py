@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-SkipReason = Literal["unknown_kind", "invalid_payload", "invalid_task"]
+SkipReason = Literal["unknown_kind", "invalid_payload", "invalid_task", "expired"]
 """Why an occurrence got no task: its kind is no longer registered, its payload no longer
-passes its kind, or the task is refused otherwise (its callback URL, its attempts)."""
+passes its kind, the task is refused otherwise (its callback URL, its attempts), or its
+task would have expired (``expires_after_seconds``) before a sweep came to submit it."""
 
 
 class ScheduleListener(Protocol):

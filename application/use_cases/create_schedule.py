@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from application.errors import TooManySchedules
 from application.ports.clock import Clock
@@ -25,7 +26,11 @@ class CreateSchedule:
 
 
 def task_of(
-    owner: str, template: TaskTemplate, key: str | None = None, schedule_id: UUID | None = None
+    owner: str,
+    template: TaskTemplate,
+    key: str | None = None,
+    schedule_id: UUID | None = None,
+    expires_at: datetime | None = None,
 ) -> SubmitTask:
     """The submit request of one of a schedule's tasks."""
     return SubmitTask(
@@ -37,6 +42,7 @@ def task_of(
         callback_url=template.callback_url,
         idempotency_key=key,
         schedule_id=schedule_id,
+        expires_at=expires_at,
     )
 
 
@@ -76,13 +82,7 @@ class CreateScheduleHandler:
             owner=command.owner,
             cron=command.cron,
             timezone=command.timezone,
-            task=TaskTemplate(
-                kind=command.task.kind,
-                payload=checked.payload,
-                max_attempts=command.task.max_attempts,
-                timeout_seconds=command.task.timeout_seconds,
-                callback_url=command.task.callback_url,
-            ),
+            task=evolve(command.task, payload=checked.payload),
             first_run_at=self._recurrence.next_after(command.cron, command.timezone, now),
             now=now,
             name=command.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from uuid import UUID
 
 from attrs import frozen
@@ -88,7 +89,18 @@ class RunDueSchedulesHandler:
         )
 
     async def _submitted(self, schedule: Schedule) -> _Occurrence:
-        command = task_of(schedule.owner, schedule.task, schedule.occurrence_key(), schedule.id)
+        expires_at = schedule.occurrence_expires_at()
+        if self._expired(expires_at):
+            logger.warning(
+                "schedule %s: no task for %s: it expired at %s, before a sweep came",
+                schedule.id,
+                schedule.next_run_at,
+                expires_at,
+            )
+            return _Occurrence(None, "expired")
+        command = task_of(
+            schedule.owner, schedule.task, schedule.occurrence_key(), schedule.id, expires_at
+        )
         try:
             submitted = await self._submit(command)
         except IdempotencyKeyReused as exc:  # submitted by an earlier form of the schedule
@@ -97,10 +109,15 @@ class RunDueSchedulesHandler:
             logger.warning(
                 "schedule %s: no task for %s: %s", schedule.id, schedule.next_run_at, exc
             )
-            return _Occurrence(None, _skip_reason(exc))
+            # Expired between the look above and the submit's own reading of the clock.
+            reason = "expired" if self._expired(expires_at) else _skip_reason(exc)
+            return _Occurrence(None, reason)
         if submitted.created:  # not a repeat of a racing sweep's submit
             self._listener.task_submitted(command.kind)
         return _Occurrence(submitted.task.id)
+
+    def _expired(self, expires_at: datetime | None) -> bool:
+        return expires_at is not None and expires_at <= self._clock.now()
 
 
 def _skip_reason(error: Exception) -> SkipReason:

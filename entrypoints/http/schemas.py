@@ -25,6 +25,7 @@ from application.use_cases.submit_task import SubmitTask
 from application.use_cases.submit_task_batch import MAX_BATCH_SIZE
 from domain.schedule import (
     MAX_CRON_LENGTH,
+    MAX_EXPIRES_AFTER_SECONDS,
     MAX_TIMEZONE_LENGTH,
     SCHEDULE_NAME_PATTERN,
     Schedule,
@@ -353,6 +354,16 @@ class ScheduleIn(BaseModel):
     max_attempts: MaxAttempts = None
     timeout_seconds: TimeoutSeconds = None
     callback_url: CallbackUrl = None
+    expires_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_EXPIRES_AFTER_SECONDS,
+        strict=True,
+        description="each task expires this long after its occurrence: one that no attempt "
+        "has started by then fails as Expired, and an occurrence no sweep reached in time "
+        "gets no task",
+        examples=[3600],
+    )
 
     def command(self, owner: str) -> CreateSchedule:
         return CreateSchedule(
@@ -367,6 +378,7 @@ class ScheduleIn(BaseModel):
                 max_attempts=self.max_attempts,
                 timeout_seconds=self.timeout_seconds,
                 callback_url=self.callback_url,
+                expires_after_seconds=self.expires_after_seconds,
             ),
         )
 
@@ -385,6 +397,7 @@ class ScheduleOut(BaseModel):
     max_attempts: int | None
     timeout_seconds: float | None
     callback_url: str | None
+    expires_after_seconds: float | None
     created_at: datetime
     updated_at: datetime
 
@@ -405,6 +418,7 @@ class ScheduleOut(BaseModel):
             max_attempts=task.max_attempts,
             timeout_seconds=task.timeout_seconds,
             callback_url=task.callback_url,
+            expires_after_seconds=task.expires_after_seconds,
             created_at=schedule.created_at,
             updated_at=schedule.updated_at,
         )

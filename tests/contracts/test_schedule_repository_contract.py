@@ -32,6 +32,7 @@ def schedule(
             max_attempts=2,
             timeout_seconds=1.5,
             callback_url="https://example.com/hook",
+            expires_after_seconds=90.5,
         ),
         next_run_at=next_run_at,
         created_at=T0 - MINUTE,

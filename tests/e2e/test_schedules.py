@@ -30,16 +30,18 @@ async def test_a_schedule_is_created_read_paused_resumed_and_deleted_by_its_owne
     api_factory: ApiFactory,
 ) -> None:
     api = await api_factory(api_keys="alice:key-a,bob:key-b")
-    schedule = await created(api, name="nightly-report", max_attempts=2)
+    schedule = await created(api, name="nightly-report", max_attempts=2, expires_after_seconds=3600)
     path = f"/v1/schedules/{schedule['id']}"
     next_run_at = datetime.fromisoformat(schedule["next_run_at"])
     assert next_run_at.astimezone(UTC).hour in (1, 2)  # 03:00 in Paris
     assert next_run_at - datetime.now(UTC) <= timedelta(days=1)
-    assert {key: schedule[key] for key in ("name", "paused", "last_run_at", "max_attempts")} == {
+    shown = ("name", "paused", "last_run_at", "max_attempts", "expires_after_seconds")
+    assert {key: schedule[key] for key in shown} == {
         "name": "nightly-report",
         "paused": False,
         "last_run_at": None,
         "max_attempts": 2,
+        "expires_after_seconds": 3600,
     }
     assert (await api.get(path, headers=ALICE)).json() == schedule
     for method, suffix in (("GET", ""), ("POST", "/pause"), ("POST", "/resume"), ("DELETE", "")):
@@ -82,6 +84,9 @@ async def test_bad_schedules_are_refused_with_a_problem(api_factory: ApiFactory)
         ({"name": "Not A Name"}, 422, "invalid-request"),
         ({"name": "nightly"}, 409, "schedule-name-taken"),
         ({"every": "day"}, 422, "invalid-request"),
+        ({"expires_after_seconds": 0}, 422, "invalid-request"),
+        ({"expires_after_seconds": "60"}, 422, "invalid-request"),
+        ({"expires_after_seconds": 10**9}, 422, "invalid-request"),
     ):
         answer = await api.post("/v1/schedules", json={**NIGHTLY, **body}, headers=ALICE)
         assert answer.status_code == status, (body, answer.json())
@@ -95,7 +100,7 @@ async def test_a_due_schedule_submits_its_task_which_runs(
 ) -> None:
     database = tmp_path / "taskport.db"
     api = await api_factory(storage_url=f"sqlite:///{database}", api_keys="alice:key-a")
-    schedule = await created(api, payload={"report": "sales"})
+    schedule = await created(api, payload={"report": "sales"}, expires_after_seconds=600)
     # As if 03:00 had come: the schedule is due a minute ago.
     due = (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None)
 
@@ -117,6 +122,8 @@ async def test_a_due_schedule_submits_its_task_which_runs(
     assert moved["next_run_at"] == schedule["next_run_at"]
     task = await wait_for_status(api, moved["last_task_id"], "SUCCEEDED", headers=ALICE)
     assert (task["result"], task["schedule_id"]) == ({"report": "sales"}, schedule["id"])
+    expires_at = datetime.fromisoformat(task["expires_at"])
+    assert expires_at == due.replace(tzinfo=UTC) + timedelta(seconds=600)
     tasks = (await api.get("/v1/tasks", headers=ALICE)).json()["items"]
     assert [found["id"] for found in tasks] == [moved["last_task_id"]]
     await api.post("/v1/tasks", json={"kind": "echo", "payload": {}}, headers=ALICE)

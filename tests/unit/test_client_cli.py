@@ -171,6 +171,7 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
         "last_task_id": None,
         "kind": "echo",
         "payload": {"a": 1},
+        "expires_after_seconds": 5400,
     }
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -192,6 +193,8 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
         "nightly",
         "-p",
         '{"a": 1}',
+        "--expires-after",
+        "1.5h",
     )
     assert added.exit_code == 0, added.output
     assert sent == [
@@ -202,9 +205,11 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
             "payload": {"a": 1},
             "paused": False,
             "name": "nightly",
+            "expires_after_seconds": 5400.0,
         }
     ]
     assert "2026-12-08 02:00:00 UTC" in added.output
+    assert "5400 s" in added.output
     deleted = run("schedule", "delete", TASK_ID)
     assert deleted.exit_code == 0, deleted.output
     assert f"deleted schedule {TASK_ID}" in deleted.output
@@ -222,4 +227,30 @@ def test_a_timeout_that_is_no_number_of_seconds_is_a_usage_error_and_asks_nothin
     result = run(*command, "--timeout", seconds)
     assert result.exit_code == 2
     assert "Invalid value for '--timeout'" in result.output
+    assert asked == []
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("90", 90.0), ("2.5", 2.5), ("10m", 600.0)])
+def test_a_schedule_s_expiry_is_seconds_or_a_duration_with_its_unit(
+    serving: Any, given: str, seconds: float
+) -> None:
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(201, json={})
+
+    serving(handler)
+    run("schedule", "add", "echo", "--cron", "@daily", "--expires-after", given, "--json")
+    assert [body["expires_after_seconds"] for body in sent] == [seconds]
+
+
+@pytest.mark.parametrize("given", ["soon", "1w", "nan", "-5m"])
+def test_an_expiry_that_is_no_duration_is_a_usage_error_and_asks_nothing(
+    serving: Any, given: str
+) -> None:
+    asked = serving(lambda request: httpx.Response(201, json={}))
+    result = run("schedule", "add", "echo", "--cron", "@daily", "--expires-after", given)
+    assert result.exit_code == 2
+    assert "Invalid value for '--expires-after'" in result.output
     assert asked == []

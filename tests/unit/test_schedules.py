@@ -42,7 +42,11 @@ def app(clock: FakeClock) -> Container:
 
 
 async def create(app: Container, cron: str = "*/5 * * * *", **fields: Any) -> Schedule:
-    task = TaskTemplate(kind=fields.pop("kind", "echo"), payload=fields.pop("payload", {"n": 1}))
+    task = TaskTemplate(
+        kind=fields.pop("kind", "echo"),
+        payload=fields.pop("payload", {"n": 1}),
+        expires_after_seconds=fields.pop("expires_after_seconds", None),
+    )
     return await app.create_schedule()(
         CreateSchedule(owner="alice", cron=cron, task=task, **fields)
     )
@@ -70,6 +74,8 @@ async def test_a_schedule_is_first_due_at_its_next_time_in_its_time_zone(app: Co
         ({"name": "Nightly Report"}, InvalidSchedule),
         ({"kind": "nope"}, UnknownKind),
         ({"kind": "sleep", "payload": {"seconds": -1}}, InvalidPayload),
+        ({"expires_after_seconds": 0}, InvalidSchedule),
+        ({"expires_after_seconds": 367 * 24 * 3600}, InvalidSchedule),
     ],
 )
 async def test_a_schedule_whose_tasks_or_times_could_not_be_is_refused(
@@ -142,6 +148,46 @@ async def test_times_missed_while_nothing_ran_make_one_task(
     assert task.idempotency_key.endswith("T120500Z")  # the first time missed
     moved = await app.manage_schedules().get("alice", schedule.id)
     assert moved.next_run_at == MONDAY_NOON + timedelta(hours=2, minutes=5)
+
+
+async def test_each_task_of_a_schedule_expires_after_its_occurrence(
+    app: Container, clock: FakeClock
+) -> None:
+    schedule = await create(app, expires_after_seconds=120)
+    assert schedule.task.expires_after_seconds == 120
+    clock.advance(minutes=6)  # the sweep comes a minute late
+    assert await app.run_due_schedules()() == 1
+    [task] = await tasks_of(app)
+    assert task.expires_at == MONDAY_NOON + timedelta(minutes=5, seconds=120)
+    # A repeat of the occurrence's submit (a racing sweep) is the same request.
+    command = SubmitTask(
+        owner="alice",
+        kind="echo",
+        payload={"n": 1},
+        idempotency_key=task.idempotency_key,
+        expires_at=task.expires_at,
+        schedule_id=schedule.id,
+    )
+    assert (await app.submit_task()(command)).task.id == task.id
+
+
+async def test_an_occurrence_whose_task_would_have_expired_before_the_sweep_gets_none(
+    app: Container, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedule = await create(app, expires_after_seconds=60)
+    clock.advance(minutes=6)  # the occurrence at 12:05 expired at 12:06
+    with caplog.at_level(logging.WARNING, "taskport.schedules"):
+        assert await app.run_due_schedules()() == 1
+    assert "it expired at 2026-01-05 12:06:00+00:00, before a sweep came" in caplog.text
+    assert await tasks_of(app) == []
+    skipped = "taskport_schedule_occurrences_skipped_total"
+    assert metric(app, skipped, kind="echo", reason="expired") == 1
+    moved = await app.manage_schedules().get("alice", schedule.id)
+    assert (moved.next_run_at, moved.last_task_id) == (clock.now() + timedelta(minutes=4), None)
+    clock.advance(minutes=4)  # in time for the next one
+    assert await app.run_due_schedules()() == 1
+    [task] = await tasks_of(app)
+    assert task.expires_at == clock.now() + timedelta(seconds=60)
 
 
 async def test_a_paused_schedule_submits_nothing_and_resumes_from_now(

@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -202,6 +202,7 @@ schedules = Table(
     Column("max_attempts", Integer),
     Column("timeout_seconds", Double()),
     Column("callback_url", String(2048)),
+    Column("expires_after_seconds", Double()),
     Column("paused", Boolean(), nullable=False),
     Column("next_run_at", UtcDateTime(), nullable=False),
     Column("last_run_at", UtcDateTime()),
