@@ -115,7 +115,7 @@ def _moment(value: str | None) -> str | None:
     return moment.isoformat()
 
 
-def _duration(value: str | None) -> float | None:
+def parse_duration(value: str | None) -> float | None:
     """A duration in seconds, written as a number (``3600``) or with its unit (``1h``)."""
     if value is None:
         return None
@@ -126,15 +126,6 @@ def _duration(value: str | None) -> float | None:
     except ValueError:
         raise typer.BadParameter(f"{value!r} is no duration (3600, 90s, 10m, 2h, 1d)") from None
 
-
-Duration = Annotated[
-    float | None,
-    typer.Option(
-        parser=_duration,
-        metavar="DURATION",
-        help="each task expires this long after its occurrence (3600, 90s, 10m, 2h, 1d)",
-    ),
-]
 
 # A pipe has no width: tables printed to one are not squeezed into 80 columns.
 out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -297,6 +288,7 @@ def list_tasks(
 ) -> None:
     """List tasks, newest first, one page at a time."""
     statuses = [part.strip().upper() for value in status or () for part in value.split(",")]
+    statuses = [part for part in statuses if part]
     query = {"status": statuses or None, "kind": kind, "limit": limit}
     query.update(schedule_id=schedule, cursor=cursor)
     params = {name: value for name, value in query.items() if value is not None}

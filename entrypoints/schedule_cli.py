@@ -16,11 +16,11 @@ from entrypoints.client_cli import (
     Api,
     ApiKey,
     AsJson,
-    Duration,
     Timeout,
     Url,
     err,
     out,
+    parse_duration,
     parse_payload,
     print_fields,
 )
@@ -45,7 +45,14 @@ def add(
     max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
     timeout: Timeout = None,
     callback_url: Annotated[str | None, typer.Option()] = None,
-    expires_after: Duration = None,
+    expires_after: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_duration,
+            metavar="DURATION",
+            help="each task expires this long after its time (3600, 90s, 10m, 2h, 1d)",
+        ),
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
