@@ -1,5 +1,5 @@
-"""``taskport submit | get | list | cancel | retry | delete | workers``: the API from a terminal
-(``taskport schedule ...`` is in ``schedule_cli``).
+"""``taskport submit | get | list | cancel | retry | delete | workers | stats``: the API from
+a terminal (``taskport schedule ...`` is in ``schedule_cli``).
 
 Human output by default, ``--json`` for scripts. The server and the key come from
 ``--url`` / ``--api-key`` or ``TASKPORT_URL`` / ``TASKPORT_API_KEY``. Exit status: 0 when
@@ -32,7 +32,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -368,6 +368,26 @@ def workers(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = Fa
     out.print(table)
 
 
+def stats(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Count your tasks by kind and status, and say how long the oldest queued one waited."""
+    answer = Api(url, api_key, as_json).call("GET", "/v1/stats")
+    if as_json:
+        typer.echo(json.dumps(answer))
+        return
+    statuses = list(answer["by_status"])
+    counts = {
+        (item["kind"], item["status"]): item["count"] for item in answer["by_status_and_kind"]
+    }
+    table = Table("kind", *(Column(status, justify="right") for status in statuses), box=None)
+    for kind in answer["by_kind"]:
+        table.add_row(Text(kind), *(str(counts.get((kind, status), "")) for status in statuses))
+    table.add_row("all", *(str(answer["by_status"][status]) for status in statuses))
+    out.print(table if answer["by_kind"] else "no tasks")
+    age = answer["oldest_queued_age_seconds"]
+    out.print(f"oldest queued: {'none' if age is None else f'{age:.1f} s waiting'}")
+    out.print(f"outbox backlog: {answer['outbox_backlog']} messages")
+
+
 def attach(app: typer.Typer) -> None:
     """Adds the client commands to the ``taskport`` command."""
     for command, name in (
@@ -378,6 +398,7 @@ def attach(app: typer.Typer) -> None:
         (retry, "retry"),
         (delete, "delete"),
         (workers, "workers"),
+        (stats, "stats"),
     ):
         app.command(name)(command)
 

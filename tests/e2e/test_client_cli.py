@@ -212,3 +212,8 @@ def test_get_list_cancel_retry_delete_and_workers(server: str) -> None:
 
     code, output = run("workers")
     assert code == 0 and "alive" in output, output
+
+    assert run("submit", "predict", "-p", '{"features": {}}', "--run-at", "1h")[0] == 0
+    code, output = run("stats")
+    assert code == 0 and "oldest queued:" in output, output
+    assert any(line.split()[:2] == ["predict", "1"] for line in output.splitlines()), output

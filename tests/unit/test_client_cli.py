@@ -254,3 +254,27 @@ def test_an_expiry_that_is_no_duration_is_a_usage_error_and_asks_nothing(
     assert result.exit_code == 2
     assert "Invalid value for '--expires-after'" in result.output
     assert asked == []
+
+
+def test_stats_shows_a_count_per_kind_and_status_and_the_oldest_wait(serving: Any) -> None:
+    statuses = ["SCHEDULED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+    answer = {
+        "by_status": {status: 0 for status in statuses} | {"QUEUED": 3, "FAILED": 1},
+        "by_kind": {"echo": 3, "fail": 1},
+        "by_status_and_kind": [
+            {"status": "QUEUED", "kind": "echo", "count": 3},
+            {"status": "FAILED", "kind": "fail", "count": 1},
+        ],
+        "oldest_queued_age_seconds": 12.345,
+        "outbox_backlog": 2,
+    }
+    asked = serving(lambda request: httpx.Response(200, json=answer))
+    result = run("stats")
+    assert result.exit_code == 0, result.output
+    assert asked == ["/v1/stats"]
+    lines = [line.split() for line in result.output.splitlines()]
+    assert lines[0] == ["kind", *statuses]
+    assert lines[1:4] == [["echo", "3"], ["fail", "1"], ["all", "0", "3", "0", "0", "1", "0"]]
+    assert "oldest queued: 12.3 s waiting" in result.output
+    assert "outbox backlog: 2 messages" in result.output
+    assert json.loads(run("stats", "--json").output) == answer
