@@ -14,7 +14,7 @@ from entrypoints.http import problems
 from entrypoints.http.body_guard import BodyGuard
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.request_context import RequestContext
-from entrypoints.http.routers import schedules, system, tasks, workers
+from entrypoints.http.routers import schedules, system, tasks, ui, workers
 from entrypoints.http.routing import answer_head_wherever_get
 from entrypoints.webhook.router import router as webhook_router
 from entrypoints.worker.runtime import Runtime
@@ -73,6 +73,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(workers.router)
     app.include_router(system.router)
+    app.include_router(ui.router)
     if serves_pushes:
         app.include_router(webhook_router)
     answer_head_wherever_get(app)  # the docs pages, declared by the app itself

@@ -1,0 +1,382 @@
+// Taskport's page: the JSON API of this server, shown and driven from a browser.
+// Everything the API returns is written into the page as text (textContent), never as HTML.
+"use strict";
+
+const STATUSES = ["SCHEDULED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
+const CANCELLABLE = new Set(["SCHEDULED", "QUEUED", "RUNNING"]);
+const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
+const KEY = "taskport-api-key";
+const PAGE = 50;
+const REFRESH_MS = 3000;
+const TASK_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  view: "tasks",
+  statuses: new Set(),
+  kind: "",
+  cursor: null, // the page shown: null for the newest
+  next: null, // the next_cursor of the page shown
+  task: null, // the id of the task opened
+  busy: false,
+  failed: false, // the last refresh failed: its message is shown
+};
+
+class Refused extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `the server answered ${status}`);
+    this.status = status;
+  }
+}
+
+async function api(method, path) {
+  const headers = { Accept: "application/json" };
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(path, { method, headers });
+  if (response.status === 401) askForKey();
+  if (!response.ok) throw new Refused(response.status, await problemOf(response));
+  return response.status === 204 ? null : response.json();
+}
+
+async function problemOf(response) {
+  try {
+    return await response.json();
+  } catch {
+    return {};
+  }
+}
+
+function el(tag, text, attributes = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function row(...cells) {
+  const tr = el("tr");
+  for (const cell of cells) {
+    const td = el("td");
+    td.append(cell instanceof Node ? cell : document.createTextNode(cell ?? ""));
+    tr.append(td);
+  }
+  return tr;
+}
+
+function when(instant) {
+  return instant ? instant.slice(0, 19).replace("T", " ") : "";
+}
+
+function say(text) {
+  $("message").textContent = text;
+  $("message").hidden = !text;
+}
+
+function askForKey() {
+  $("key-form").hidden = false;
+  $("key").focus();
+}
+
+// The view, the filters and the task opened live in the address
+// (#status=FAILED,RUNNING&kind=echo, #task=<id>, #view=workers): a view can be shared.
+function readAddress() {
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  state.view = Object.hasOwn(VIEWS, wanted.get("view")) ? wanted.get("view") : "tasks";
+  const statuses = (wanted.get("status") || "").toUpperCase().split(",");
+  state.statuses = new Set(statuses.filter((status) => STATUSES.includes(status)));
+  state.kind = wanted.get("kind") || "";
+  // Only an id: an address may not point the task's buttons at another path of the API.
+  state.task = TASK_ID.test(wanted.get("task") || "") ? wanted.get("task") : null;
+}
+
+function writeAddress() {
+  const wanted = new URLSearchParams();
+  if (state.view !== "tasks") wanted.set("view", state.view);
+  if (state.statuses.size) wanted.set("status", [...state.statuses].join(","));
+  if (state.kind) wanted.set("kind", state.kind);
+  if (state.task) wanted.set("task", state.task);
+  history.replaceState(null, "", wanted.size ? `#${wanted}` : location.pathname);
+}
+
+async function showStats() {
+  const stats = await api("GET", "/v1/stats");
+  const list = $("status-counts");
+  list.replaceChildren();
+  for (const status of STATUSES) {
+    const chip = el("button", `${status} ${stats.by_status[status] ?? 0}`, {
+      type: "button",
+      "data-status": status,
+      "aria-pressed": String(state.statuses.has(status)),
+      class: `status ${status.toLowerCase()}`,
+    });
+    chip.addEventListener("click", () => toggleStatus(status));
+    const item = el("li");
+    item.append(chip);
+    list.append(item);
+  }
+  const age = stats.oldest_queued_age_seconds;
+  const waiting = age === null ? "none waiting" : `${age.toFixed(1)} s waiting`;
+  $("waits").textContent =
+    `oldest queued: ${waiting} · outbox backlog: ${stats.outbox_backlog} messages`;
+}
+
+function showStatusFilter() {
+  const fieldset = $("status-filter");
+  for (const status of STATUSES) {
+    const box = el("input", null, { type: "checkbox", value: status });
+    box.addEventListener("change", () => toggleStatus(status));
+    const label = el("label");
+    label.append(box, ` ${status}`);
+    fieldset.append(label);
+  }
+}
+
+function syncFilters() {
+  for (const box of $("status-filter").querySelectorAll("input")) {
+    box.checked = state.statuses.has(box.value);
+  }
+  for (const chip of $("status-counts").querySelectorAll("button")) {
+    chip.setAttribute("aria-pressed", String(state.statuses.has(chip.dataset.status)));
+  }
+  $("kind-filter").value = state.kind;
+}
+
+function toggleStatus(status) {
+  if (state.statuses.has(status)) state.statuses.delete(status);
+  else state.statuses.add(status);
+  filtersChanged();
+}
+
+function filtersChanged() {
+  state.cursor = null;
+  writeAddress();
+  syncFilters();
+  refresh();
+}
+
+async function showKinds() {
+  const kinds = await api("GET", "/v1/kinds");
+  const select = $("kind-filter");
+  for (const kind of kinds.items) select.append(el("option", kind.name, { value: kind.name }));
+  select.value = state.kind;
+}
+
+async function showTasks() {
+  const query = new URLSearchParams({ limit: PAGE });
+  for (const status of state.statuses) query.append("status", status);
+  if (state.kind) query.set("kind", state.kind);
+  if (state.cursor) query.set("cursor", state.cursor);
+  const page = await api("GET", `/v1/tasks?${query}`);
+  state.next = page.next_cursor;
+  const rows = page.items.map((task) => {
+    const link = el("button", task.id, { type: "button", class: "link" });
+    link.addEventListener("click", () => openTask(task.id));
+    const status = el("span", task.status, { class: `status ${task.status.toLowerCase()}` });
+    const progress = task.progress
+      ? `${Math.round(task.progress.fraction * 100)}% ${task.progress.message ?? ""}`
+      : "";
+    const shown = row(link, task.kind, status, `${task.attempts}/${task.max_attempts}`,
+      when(task.created_at), progress);
+    shown.dataset.taskId = task.id;
+    return shown;
+  });
+  $("task-rows").replaceChildren(...rows);
+  $("no-tasks").hidden = rows.length > 0;
+  $("older").disabled = !state.next;
+  $("newest").disabled = !state.cursor;
+}
+
+async function openTask(id) {
+  state.task = id;
+  writeAddress();
+  try {
+    await showTask();
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+async function showTask() {
+  if (!state.task) return;
+  let task;
+  try {
+    task = await api("GET", `/v1/tasks/${state.task}`);
+  } catch (error) {
+    if (error.status === 404 || error.status === 422) closeTask(); // deleted, or no task id
+    throw error;
+  }
+  $("task-title").textContent = `${task.kind} ${task.id}`;
+  const fields = [
+    ["status", task.cancel_requested && !FINISHED.has(task.status)
+      ? `${task.status} (cancel requested)` : task.status],
+    ["attempts", `${task.attempts} of ${task.max_attempts}`],
+    ["created", when(task.created_at)],
+    ["run at", when(task.run_at)],
+    ["expires", when(task.expires_at)],
+    ["started", when(task.started_at)],
+    ["finished", when(task.finished_at)],
+    ["worker", task.worker_id],
+    ["schedule", task.schedule_id],
+    ["progress", task.progress && JSON.stringify(task.progress)],
+    ["payload", JSON.stringify(task.payload, null, 2)],
+    ["result", task.result === null ? null : JSON.stringify(task.result, null, 2)],
+    ["error", task.error && `${task.error.type}: ${task.error.message}`],
+  ];
+  const list = $("task-fields");
+  list.replaceChildren();
+  for (const [name, value] of fields) {
+    if (value === null || value === undefined || value === "") continue;
+    const shown = el("dd");
+    shown.append(name === "payload" || name === "result" ? el("pre", value) : value);
+    list.append(el("dt", name), shown);
+  }
+  const buttons = $("task-actions").querySelectorAll("button");
+  for (const button of buttons) {
+    const allowed = { cancel: CANCELLABLE, retry: RETRYABLE, delete: FINISHED }[button.dataset.action];
+    button.disabled = !allowed.has(task.status);
+  }
+  $("task").hidden = false;
+}
+
+function closeTask() {
+  state.task = null;
+  writeAddress();
+  $("task").hidden = true;
+}
+
+async function act(action) {
+  const id = state.task;
+  if (action === "delete" && !confirm(`Delete task ${id}, its payload and its result?`)) return;
+  try {
+    if (action === "delete") {
+      await api("DELETE", `/v1/tasks/${id}`);
+      closeTask();
+    } else {
+      await api("POST", `/v1/tasks/${id}/${action}`);
+    }
+    say("");
+  } catch (error) {
+    say(`${action}: ${error.message}`); // shown until the next action
+  }
+  await refresh();
+}
+
+async function showSchedules() {
+  const page = await api("GET", "/v1/schedules?limit=1000");
+  const rows = page.items.map((schedule) => {
+    const action = schedule.paused ? "resume" : "pause";
+    const button = el("button", action === "pause" ? "Pause" : "Resume", { type: "button" });
+    button.addEventListener("click", async () => {
+      try {
+        await api("POST", `/v1/schedules/${schedule.id}/${action}`);
+        say("");
+      } catch (error) {
+        say(`${action}: ${error.message}`);
+      }
+      await refresh();
+    });
+    const next = schedule.paused ? "paused" : when(schedule.next_run_at);
+    return row(schedule.name ?? schedule.id, schedule.cron, schedule.timezone, schedule.kind,
+      next, schedule.last_task_id ?? "", button);
+  });
+  $("schedule-rows").replaceChildren(...rows);
+  $("no-schedules").hidden = rows.length > 0;
+}
+
+async function showWorkers() {
+  const workers = await api("GET", "/v1/workers");
+  const rows = workers.items.map((worker) => row(
+    worker.id,
+    el("span", worker.status, { class: `status ${worker.status}` }),
+    worker.running,
+    worker.concurrency,
+    when(worker.started_at),
+    when(worker.last_heartbeat),
+  ));
+  $("worker-rows").replaceChildren(...rows);
+  $("no-workers").hidden = rows.length > 0;
+}
+
+const VIEWS = { tasks: showTasks, schedules: showSchedules, workers: showWorkers };
+
+async function refresh() {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    await Promise.all([showStats(), VIEWS[state.view](), showTask()]);
+    syncFilters();
+    if (state.failed) say(""); // what the last refresh met is over
+    state.failed = false;
+  } catch (error) {
+    state.failed = true;
+    say(error.status === 401 ? "An API key is needed." : error.message);
+  } finally {
+    state.busy = false;
+    document.body.dataset.loaded = "true"; // for tests: the first round of answers is in
+  }
+}
+
+function showView(view) {
+  state.view = view;
+  writeAddress();
+  for (const button of document.querySelectorAll("nav button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === view));
+  }
+  for (const name of Object.keys(VIEWS)) $(`view-${name}`).hidden = name !== view;
+  refresh();
+}
+
+function start() {
+  readAddress();
+  showStatusFilter();
+  for (const button of document.querySelectorAll("nav button")) {
+    button.addEventListener("click", () => showView(button.dataset.view));
+  }
+  $("kind-filter").addEventListener("change", (event) => {
+    state.kind = event.target.value;
+    filtersChanged();
+  });
+  $("newest").addEventListener("click", () => {
+    state.cursor = null;
+    refresh();
+  });
+  $("older").addEventListener("click", () => {
+    state.cursor = state.next;
+    refresh();
+  });
+  $("close-task").addEventListener("click", closeTask);
+  for (const button of $("task-actions").querySelectorAll("button")) {
+    button.addEventListener("click", () => act(button.dataset.action));
+  }
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("key").value.trim());
+    $("key").value = "";
+    $("key-form").hidden = true;
+    $("forget-key").hidden = false;
+    showKinds().catch(() => {});
+    refresh();
+  });
+  $("forget-key").hidden = !sessionStorage.getItem(KEY);
+  $("forget-key").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    $("forget-key").hidden = true;
+    askForKey();
+  });
+  window.addEventListener("hashchange", () => {
+    readAddress();
+    state.cursor = null;
+    showView(state.view);
+  });
+  setInterval(() => {
+    if ($("auto-refresh").checked && !document.hidden) refresh();
+  }, REFRESH_MS);
+  syncFilters();
+  showKinds().catch(() => {});
+  showView(state.view);
+}
+
+start();

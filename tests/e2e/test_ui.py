@@ -1,0 +1,201 @@
+"""The /ui page in headless Chromium against ``taskport serve``: what it shows, what its
+buttons do, how it asks for a key, and that it loads nothing but this server's files."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.browser import Page, chromium
+from tests.e2e.server import ServerProcess
+from tests.polling import eventually
+
+KEYS = {"alice": "key-a", "bob": "key-b", "carol": "key-c", "dave": "key-d"}
+ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.dataset.taskId)"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("ui")
+    env = {
+        "TASKPORT_STORAGE_URL": f"sqlite:///{folder}/taskport.db",
+        "TASKPORT_API_KEYS": ",".join(f"{owner}:{key}" for owner, key in KEYS.items()),
+    }
+    server = ServerProcess(env, folder / "serve.log")
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def client(served: ServerProcess, owner: str) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {KEYS[owner]}"}
+    return httpx.AsyncClient(base_url=served.base_url, headers=headers)
+
+
+async def submitted(api: httpx.AsyncClient, body: dict[str, Any], status: str) -> str:
+    task_id: str = (await api.post("/v1/tasks", json=body)).json()["id"]
+
+    async def reached() -> bool:
+        return (await api.get(f"/v1/tasks/{task_id}")).json()["status"] == status
+
+    await eventually(reached)
+    return task_id
+
+
+async def open_ui(page: Page, served: ServerProcess, owner: str, fragment: str = "") -> None:
+    """The page with ``owner``'s key in the tab's session storage, as its form keeps it."""
+    await page.goto(f"{served.base_url}/ui")
+    await page.evaluate(f"sessionStorage.setItem('taskport-api-key', '{KEYS[owner]}')")
+    await page.goto("about:blank")
+    await page.goto(f"{served.base_url}/ui#{fragment}")
+    await page.wait_for("document.body?.dataset.loaded === 'true'")
+
+
+async def test_the_page_lists_the_tasks_of_the_statuses_chosen_with_their_counts(
+    served: ServerProcess,
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    async with client(served, "alice") as api:
+        done = await submitted(api, {"kind": "echo"}, "SUCCEEDED")
+        failed = await submitted(api, {"kind": "fail", "max_attempts": 1}, "FAILED")
+        waiting = await submitted(api, {"kind": "echo", "run_at": later}, "SCHEDULED")
+    async with chromium() as page:
+        await open_ui(page, served, "alice", "status=FAILED,SCHEDULED")
+        assert await page.wait_for(f"{ROW_IDS}.length === 2 && {ROW_IDS}") == [waiting, failed]
+        counts = await page.evaluate(
+            "[...document.querySelectorAll('#status-counts button')].map((b) => b.textContent)"
+        )
+        assert counts == [
+            "SCHEDULED 1", "QUEUED 0", "RUNNING 0", "SUCCEEDED 1", "FAILED 1", "CANCELLED 0"
+        ]  # fmt: skip
+        # One more status from its box: the newest first, across the three.
+        await page.evaluate("document.querySelector('#status-filter [value=SUCCEEDED]').click()")
+        assert await page.wait_for(f"{ROW_IDS}.length === 3 && {ROW_IDS}") == [
+            waiting,
+            failed,
+            done,
+        ]
+        assert await page.evaluate("location.hash") == "#status=FAILED%2CSCHEDULED%2CSUCCEEDED"
+
+
+async def test_a_task_is_cancelled_retried_and_deleted_from_its_panel(
+    served: ServerProcess,
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    async with client(served, "bob") as api:
+        task_id = await submitted(api, {"kind": "echo", "run_at": later}, "SCHEDULED")
+
+        async def status() -> str:
+            answer = await api.get(f"/v1/tasks/{task_id}")
+            found: str = answer.json()["status"] if answer.status_code == 200 else "gone"
+            return found
+
+        async def press(action: str, then: str) -> None:
+            await page.evaluate(f"document.querySelector('[data-action={action}]').click()")
+            await eventually(lambda: _is(status(), then))
+            await page.wait_for(
+                f"document.querySelector('#task-fields dd').textContent === '{then}'"
+            )
+
+        async with chromium() as page:
+            await open_ui(page, served, "bob", f"task={task_id}")
+            await page.wait_for("!document.getElementById('task').hidden")
+            enabled = (
+                "[...document.querySelectorAll('#task-actions button')].map((b) => !b.disabled)"
+            )
+            assert await page.evaluate(enabled) == [True, False, False]
+            await press("cancel", "CANCELLED")
+            assert await page.evaluate(enabled) == [False, True, True]
+            await press("retry", "SUCCEEDED")  # queued again, and run at once
+            await page.evaluate("window.confirm = () => true")
+            await page.evaluate("document.querySelector('[data-action=delete]').click()")
+            await eventually(lambda: _is(status(), "gone"))
+            await page.wait_for("document.getElementById('task').hidden")
+            assert await page.wait_for(f"{ROW_IDS}.length === 0 && 'none'") == "none"
+
+
+async def _is(status: Any, wanted: str) -> bool:
+    return bool(await status == wanted)
+
+
+async def test_what_a_task_holds_is_shown_as_text_never_run_as_markup(
+    served: ServerProcess,
+) -> None:
+    markup = "<img src=x onerror=document.title='ran'>"
+    async with client(served, "carol") as api:
+        task_id = await submitted(api, {"kind": "echo", "payload": {markup: markup}}, "SUCCEEDED")
+    async with chromium() as page:
+        await open_ui(page, served, "carol", f"task={task_id}")
+        shown = await page.wait_for(
+            "!document.getElementById('task').hidden && "
+            "document.getElementById('task-fields').textContent"
+        )
+        assert shown.count(markup) == 4  # the payload's key and value, and the result's
+        assert await page.evaluate("document.querySelectorAll('img').length") == 0
+        assert await page.evaluate("document.title") == "Taskport"
+
+
+async def test_the_page_asks_for_a_key_and_keeps_it_in_the_tab_only(
+    served: ServerProcess,
+) -> None:
+    async with client(served, "dave") as api:
+        task_id = await submitted(api, {"kind": "echo"}, "SUCCEEDED")
+    async with chromium() as page:
+        await page.goto(f"{served.base_url}/ui")
+        await page.wait_for("!document.getElementById('key-form').hidden")
+        assert await page.wait_for("document.getElementById('message').textContent") == (
+            "An API key is needed."
+        )
+        assert await page.evaluate(f"{ROW_IDS}.length") == 0
+        await page.evaluate(
+            f"document.getElementById('key').value = '{KEYS['dave']}';"
+            "document.getElementById('key-form').requestSubmit()"
+        )
+        assert await page.wait_for(f"{ROW_IDS}.length === 1 && {ROW_IDS}") == [task_id]
+        assert await page.evaluate("document.getElementById('key-form').hidden")
+        assert await page.evaluate("document.getElementById('message').hidden")
+        kept = "[sessionStorage.getItem('taskport-api-key'), localStorage.length]"
+        assert await page.evaluate(kept) == [KEYS["dave"], 0]
+        await page.evaluate("document.getElementById('forget-key').click()")
+        assert await page.evaluate("sessionStorage.length") == 0
+        assert not await page.evaluate("document.getElementById('key-form').hidden")
+
+
+async def test_the_page_and_its_files_come_from_this_server_alone(
+    served: ServerProcess,
+) -> None:
+    async with httpx.AsyncClient(base_url=served.base_url) as anyone:
+        for path, media_type in (
+            ("/ui", "text/html"),
+            ("/ui/app.js", "text/javascript"),
+            ("/ui/app.css", "text/css"),
+        ):
+            answer = await anyone.get(path)
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith(media_type)
+            policy = answer.headers["content-security-policy"]
+            assert "default-src 'none'" in policy and "script-src 'self'" in policy
+            assert not re.search(r"https?://|//[a-z]", answer.text), path
+            head = await anyone.head(path)
+            assert (head.status_code, head.content) == (200, b"")
+        missing = await anyone.get("/ui/other.js")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        document = (await anyone.get("/openapi.json")).json()
+        assert not [path for path in document["paths"] if path.startswith("/ui")]
+
+
+async def test_an_address_opens_a_task_by_its_id_only(served: ServerProcess) -> None:
+    async with chromium() as page:
+        for fragment in ("task=../schedules", "task=01a2%2F..%2F..%2Fhealthz"):
+            await open_ui(page, served, "alice", fragment)
+            assert await page.evaluate("document.getElementById('task').hidden")
+            assert await page.evaluate("document.getElementById('message').hidden")
