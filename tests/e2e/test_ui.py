@@ -167,6 +167,12 @@ async def test_the_page_asks_for_a_key_and_keeps_it_in_the_tab_only(
         await page.evaluate("document.getElementById('forget-key').click()")
         assert await page.evaluate("sessionStorage.length") == 0
         assert not await page.evaluate("document.getElementById('key-form').hidden")
+        await page.evaluate(
+            "document.getElementById('key').value = 'not-a-key';"
+            "document.getElementById('key-form').requestSubmit()"
+        )
+        refused = "document.getElementById('message').textContent === 'This key is refused.'"
+        await page.wait_for(f"{refused} && !document.getElementById('key-form').hidden")
 
 
 async def test_the_page_and_its_files_come_from_this_server_alone(

@@ -35,7 +35,12 @@ async function api(method, path) {
   const headers = { Accept: "application/json" };
   const key = sessionStorage.getItem(KEY);
   if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await fetch(path, { method, headers });
+  let response;
+  try {
+    response = await fetch(path, { method, headers });
+  } catch {
+    throw new Refused(0, { detail: "The server cannot be reached." });
+  }
   if (response.status === 401) askForKey();
   if (!response.ok) throw new Refused(response.status, await problemOf(response));
   return response.status === 204 ? null : response.json();
@@ -76,6 +81,7 @@ function say(text) {
 }
 
 function askForKey() {
+  if (!$("key-form").hidden) return;
   $("key-form").hidden = false;
   $("key").focus();
 }
@@ -312,7 +318,8 @@ async function refresh() {
     state.failed = false;
   } catch (error) {
     state.failed = true;
-    say(error.status === 401 ? "An API key is needed." : error.message);
+    const refused = sessionStorage.getItem(KEY) ? "This key is refused." : "An API key is needed.";
+    say(error.status === 401 ? refused : error.message);
   } finally {
     state.busy = false;
     document.body.dataset.loaded = "true"; // for tests: the first round of answers is in
