@@ -115,6 +115,11 @@ def _moment(value: str | None) -> str | None:
     return moment.isoformat()
 
 
+def _moment_option(help: str) -> Any:
+    """An option taking a time or a delay from now (``_moment``)."""
+    return typer.Option(callback=_moment, metavar="TIME|DELAY", help=help)
+
+
 def parse_duration(value: str | None) -> float | None:
     """A duration in seconds, written as a number (``3600``) or with its unit (``1h``)."""
     if value is None:
@@ -206,19 +211,10 @@ def submit(
     ] = None,
     run_at: Annotated[
         str | None,
-        typer.Option(
-            callback=_moment,
-            metavar="TIME|DELAY",
-            help="start no earlier than this time (2030-01-01T09:00:00Z) or delay (10m, 2h)",
-        ),
+        _moment_option("start no earlier than this time (2030-01-01T09:00:00Z) or delay (10m)"),
     ] = None,
     expires_at: Annotated[
-        str | None,
-        typer.Option(
-            callback=_moment,
-            metavar="TIME|DELAY",
-            help="fail as Expired if no attempt has started by this time or delay",
-        ),
+        str | None, _moment_option("fail as Expired if no attempt has started by then")
     ] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,

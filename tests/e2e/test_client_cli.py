@@ -36,13 +36,18 @@ def wait_until_ready(url: str, within: float = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
+    database = tmp_path_factory.mktemp("cli") / "taskport.db"
     process = taskport(
         "serve",
         "--port",
         str(port),
-        env={"TASKPORT_API_KEYS": f"alice:{KEY}", "TASKPORT_RETRY_BASE_SECONDS": "0.05"},
+        env={
+            "TASKPORT_STORAGE_URL": f"sqlite:///{database}",
+            "TASKPORT_API_KEYS": f"alice:{KEY}",
+            "TASKPORT_RETRY_BASE_SECONDS": "0.05",
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
