@@ -16,7 +16,7 @@ from tests.e2e.browser import Page, chromium
 from tests.e2e.server import ServerProcess
 from tests.polling import eventually
 
-KEYS = {"alice": "key-a", "bob": "key-b", "carol": "key-c", "dave": "key-d"}
+KEYS = {"alice": "key-a", "bob": "key-b", "carol": "key-c", "dave": "key-d", "erin": "key-e"}
 ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.dataset.taskId)"
 
 
@@ -205,3 +205,24 @@ async def test_an_address_opens_a_task_by_its_id_only(served: ServerProcess) -> 
             await open_ui(page, served, "alice", fragment)
             assert await page.evaluate("document.getElementById('task').hidden")
             assert await page.evaluate("document.getElementById('message').hidden")
+
+
+async def test_pages_of_tasks_are_walked_older_and_back(served: ServerProcess) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    async with client(served, "erin") as api:
+        batch = {"tasks": [{"kind": "echo", "run_at": later} for _ in range(60)]}
+        ids = [
+            task["id"] for task in (await api.post("/v1/tasks/batch", json=batch)).json()["items"]
+        ]
+    newest_first = ids[::-1]
+    disabled = "['newest', 'newer', 'older'].map((id) => document.getElementById(id).disabled)"
+    async with chromium() as page:
+        await open_ui(page, served, "erin")
+        assert await page.wait_for(f"{ROW_IDS}.length === 50 && {ROW_IDS}") == newest_first[:50]
+        assert await page.evaluate(disabled) == [True, True, False]
+        await page.evaluate("document.getElementById('older').click()")
+        assert await page.wait_for(f"{ROW_IDS}.length === 10 && {ROW_IDS}") == newest_first[50:]
+        assert await page.evaluate(disabled) == [False, False, True]
+        await page.evaluate("document.getElementById('newer').click()")
+        assert await page.wait_for(f"{ROW_IDS}.length === 50 && {ROW_IDS}") == newest_first[:50]
+        assert await page.evaluate(disabled) == [True, True, False]

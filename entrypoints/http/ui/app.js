@@ -18,9 +18,11 @@ const state = {
   statuses: new Set(),
   kind: "",
   cursor: null, // the page shown: null for the newest
+  newer: [], // the cursors of the pages before it, to walk back
   next: null, // the next_cursor of the page shown
   task: null, // the id of the task opened
   busy: false,
+  again: false, // asked for while busy
   failed: false, // the last refresh failed: its message is shown
 };
 
@@ -156,8 +158,13 @@ function toggleStatus(status) {
   filtersChanged();
 }
 
-function filtersChanged() {
+function firstPage() {
   state.cursor = null;
+  state.newer = [];
+}
+
+function filtersChanged() {
+  firstPage();
   writeAddress();
   syncFilters();
   refresh();
@@ -192,6 +199,7 @@ async function showTasks() {
   $("task-rows").replaceChildren(...rows);
   $("no-tasks").hidden = rows.length > 0;
   $("older").disabled = !state.next;
+  $("newer").disabled = !state.cursor;
   $("newest").disabled = !state.cursor;
 }
 
@@ -309,7 +317,10 @@ async function showWorkers() {
 const VIEWS = { tasks: showTasks, schedules: showSchedules, workers: showWorkers };
 
 async function refresh() {
-  if (state.busy) return;
+  if (state.busy) {
+    state.again = true; // what changed meanwhile is shown by a refresh right after
+    return;
+  }
   state.busy = true;
   try {
     await Promise.all([showStats(), VIEWS[state.view](), showTask()]);
@@ -323,6 +334,10 @@ async function refresh() {
   } finally {
     state.busy = false;
     document.body.dataset.loaded = "true"; // for tests: the first round of answers is in
+    if (state.again) {
+      state.again = false;
+      refresh();
+    }
   }
 }
 
@@ -347,10 +362,15 @@ function start() {
     filtersChanged();
   });
   $("newest").addEventListener("click", () => {
-    state.cursor = null;
+    firstPage();
+    refresh();
+  });
+  $("newer").addEventListener("click", () => {
+    state.cursor = state.newer.pop() ?? null;
     refresh();
   });
   $("older").addEventListener("click", () => {
+    state.newer.push(state.cursor);
     state.cursor = state.next;
     refresh();
   });
@@ -375,7 +395,7 @@ function start() {
   });
   window.addEventListener("hashchange", () => {
     readAddress();
-    state.cursor = null;
+    firstPage();
     showView(state.view);
   });
   setInterval(() => {
