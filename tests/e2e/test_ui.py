@@ -16,7 +16,14 @@ from tests.e2e.browser import Page, chromium
 from tests.e2e.server import ServerProcess
 from tests.polling import eventually
 
-KEYS = {"alice": "key-a", "bob": "key-b", "carol": "key-c", "dave": "key-d", "erin": "key-e"}
+KEYS = {
+    "alice": "key-a",
+    "bob": "key-b",
+    "carol": "key-c",
+    "dave": "key-d",
+    "erin": "key-e",
+    "fay": "key-f",
+}
 ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.dataset.taskId)"
 
 
@@ -226,3 +233,36 @@ async def test_pages_of_tasks_are_walked_older_and_back(served: ServerProcess) -
         await page.evaluate("document.getElementById('newer').click()")
         assert await page.wait_for(f"{ROW_IDS}.length === 50 && {ROW_IDS}") == newest_first[:50]
         assert await page.evaluate(disabled) == [True, True, False]
+
+
+async def test_schedules_are_paused_and_resumed_and_workers_listed(served: ServerProcess) -> None:
+    schedule = {"name": "nightly", "cron": "0 3 * * *", "kind": "echo", "payload": {}}
+    async with client(served, "fay") as api:
+        created = (await api.post("/v1/schedules", json=schedule)).json()
+
+        async def paused() -> bool:
+            answer: bool = (await api.get(f"/v1/schedules/{created['id']}")).json()["paused"]
+            return answer
+
+        cells = "[...document.querySelectorAll('#schedule-rows td')].map((td) => td.textContent)"
+        async with chromium() as page:
+            await open_ui(page, served, "fay", "view=schedules")
+            shown = await page.wait_for(f"{cells}.length && {cells}")
+            assert shown[:4] == ["nightly", "0 3 * * *", "UTC", "echo"]
+            assert shown[-1] == "Pause"
+            assert await page.evaluate("document.getElementById('view-tasks').hidden")
+            await page.evaluate("document.querySelector('#schedule-rows button').click()")
+            await eventually(paused)
+            assert (await page.wait_for(f"{cells}[6] === 'Resume' && {cells}"))[4] == "paused"
+            await page.evaluate("document.querySelector('#schedule-rows button').click()")
+            await eventually(lambda: _negated(paused()))
+            await page.wait_for(f"{cells}[6] === 'Pause'")
+
+            await page.evaluate("document.querySelector('nav [data-view=workers]').click()")
+            assert await page.evaluate("location.hash") == "#view=workers"
+            worker = "document.querySelector('#worker-rows td:nth-child(2)')?.textContent"
+            assert await page.wait_for(worker) == "alive"
+
+
+async def _negated(condition: Any) -> bool:
+    return not await condition

@@ -298,6 +298,7 @@ async function showSchedules() {
   });
   $("schedule-rows").replaceChildren(...rows);
   $("no-schedules").hidden = rows.length > 0;
+  $("more-schedules").hidden = !page.next_cursor; // past one page of the API: the newest
 }
 
 async function showWorkers() {
