@@ -91,6 +91,14 @@ async def test_the_page_lists_the_tasks_of_the_statuses_chosen_with_their_counts
             done,
         ]
         assert await page.evaluate("location.hash") == "#status=FAILED%2CSCHEDULED%2CSUCCEEDED"
+        # And one kind, chosen from those the server registered.
+        await page.wait_for("document.querySelector('#kind-filter [value=fail]')")
+        await page.evaluate(
+            "const kind = document.getElementById('kind-filter');"
+            "kind.value = 'fail'; kind.dispatchEvent(new Event('change'))"
+        )
+        assert await page.wait_for(f"{ROW_IDS}.length === 1 && {ROW_IDS}") == [failed]
+        assert (await page.evaluate("location.hash")).endswith("&kind=fail")
 
 
 async def test_a_task_is_cancelled_retried_and_deleted_from_its_panel(
