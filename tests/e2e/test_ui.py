@@ -92,7 +92,7 @@ async def test_the_page_lists_the_tasks_of_the_statuses_chosen_with_their_counts
         ]
         assert await page.evaluate("location.hash") == "#status=FAILED%2CSCHEDULED%2CSUCCEEDED"
         # And one kind, chosen from those the server registered.
-        await page.wait_for("document.querySelector('#kind-filter [value=fail]')")
+        await page.wait_for("!!document.querySelector('#kind-filter [value=fail]')")
         await page.evaluate(
             "const kind = document.getElementById('kind-filter');"
             "kind.value = 'fail'; kind.dispatchEvent(new Event('change'))"
