@@ -226,7 +226,7 @@ async function showTask() {
   const fields = [
     ["status", task.cancel_requested && !FINISHED.has(task.status)
       ? `${task.status} (cancel requested)` : task.status],
-    ["attempts", `${task.attempts} of ${task.max_attempts}`],
+    ["attempts", `${task.attempts} of ${task.max_attempts}, ${task.timeout_seconds} s each`],
     ["created", when(task.created_at)],
     ["run at", when(task.run_at)],
     ["expires", when(task.expires_at)],
@@ -234,6 +234,7 @@ async function showTask() {
     ["finished", when(task.finished_at)],
     ["worker", task.worker_id],
     ["schedule", task.schedule_id],
+    ["callback", task.callback_url],
     ["progress", task.progress && JSON.stringify(task.progress)],
     ["payload", JSON.stringify(task.payload, null, 2)],
     ["result", task.result === null ? null : JSON.stringify(task.result, null, 2)],
