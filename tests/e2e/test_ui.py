@@ -23,6 +23,7 @@ KEYS = {
     "dave": "key-d",
     "erin": "key-e",
     "fay": "key-f",
+    "gus": "key-g",
 }
 ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.dataset.taskId)"
 
@@ -274,3 +275,13 @@ async def test_schedules_are_paused_and_resumed_and_workers_listed(served: Serve
 
 async def _negated(condition: Any) -> bool:
     return not await condition
+
+
+async def test_the_page_shows_new_tasks_by_itself(served: ServerProcess) -> None:
+    async with client(served, "gus") as api, chromium() as page:
+        await open_ui(page, served, "gus")
+        assert await page.evaluate("document.getElementById('no-tasks').hidden") is False
+        first = await submitted(api, {"kind": "echo"}, "SUCCEEDED")
+        assert await page.wait_for(f"{ROW_IDS}.length === 1 && {ROW_IDS}") == [first]
+        counts = "document.querySelector('[data-status=SUCCEEDED]').textContent"
+        assert await page.evaluate(counts) == "SUCCEEDED 1"
