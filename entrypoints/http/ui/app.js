@@ -173,7 +173,8 @@ function filtersChanged() {
 async function showKinds() {
   const kinds = await api("GET", "/v1/kinds");
   const select = $("kind-filter");
-  for (const kind of kinds.items) select.append(el("option", kind.name, { value: kind.name }));
+  const options = kinds.items.map((kind) => el("option", kind.name, { value: kind.name }));
+  select.replaceChildren(el("option", "any", { value: "" }), ...options);
   select.value = state.kind;
 }
 
