@@ -189,6 +189,14 @@ async def test_the_page_asks_for_a_key_and_keeps_it_in_the_tab_only(
         )
         refused = "document.getElementById('message').textContent === 'This key is refused.'"
         await page.wait_for(f"{refused} && !document.getElementById('key-form').hidden")
+        await page.evaluate(
+            f"document.getElementById('key').value = '{KEYS['dave']}';"
+            "document.getElementById('key-form').requestSubmit()"
+        )
+        kinds = "[...document.querySelectorAll('#kind-filter option')].map((o) => o.value)"
+        assert await page.wait_for(f"{kinds}.length > 1 && {kinds}") == [
+            "", "echo", "fail", "http", "predict", "sleep"
+        ]  # fmt: skip
 
 
 async def test_the_page_and_its_files_come_from_this_server_alone(

@@ -43,7 +43,8 @@ async function api(method, path) {
   } catch {
     throw new Refused(0, { detail: "The server cannot be reached." });
   }
-  if (response.status === 401) askForKey();
+  // A refusal of a request sent before the key was given asks for nothing.
+  if (response.status === 401 && key === sessionStorage.getItem(KEY)) askForKey();
   if (!response.ok) throw new Refused(response.status, await problemOf(response));
   return response.status === 204 ? null : response.json();
 }
