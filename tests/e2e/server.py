@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -75,6 +77,21 @@ class ServerProcess:
                 return (await client.get("/readyz")).status_code == 200
         except httpx.TransportError:
             return False
+
+
+@contextmanager
+def serving_embedded(folder: Path, env: Mapping[str, str]) -> Iterator[ServerProcess]:
+    """``taskport serve`` on the embedded default with its database and log in ``folder``,
+    ``env`` over its settings, ready; stopped on the way out. For a module's fixture, which
+    runs outside the tests' event loop."""
+    server = ServerProcess(
+        {"TASKPORT_STORAGE_URL": f"sqlite:///{folder}/taskport.db", **env}, folder / "serve.log"
+    )
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def taskport(

@@ -20,7 +20,6 @@ of the deployment refuses: a cursor this server did not issue (400), a callback 
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from hypothesis.strategies import SearchStrategy, one_of
 from schemathesis import GenerationMode, checks
 from schemathesis.schemas import APIOperation
 
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, serving_embedded
 
 API_KEY = "fuzzing-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -54,18 +53,12 @@ CHECKS_OF_BROKEN = [*CHECKS, checks.negative_data_rejection]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    folder = tmp_path_factory.mktemp("fuzzing")
     env = {
-        "TASKPORT_STORAGE_URL": f"sqlite:///{folder}/taskport.db",
         "TASKPORT_API_KEYS": f"fuzzer:{API_KEY}",
         "TASKPORT_SHUTDOWN_GRACE_SECONDS": "1",  # the sleeping task is handed back at once
     }
-    server = ServerProcess(env, folder / "serve.log")
-    asyncio.run(server.start())
-    try:
+    with serving_embedded(tmp_path_factory.mktemp("fuzzing"), env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ buttons do, how it asks for a key, and that it loads nothing but this server's f
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.browser import Page, chromium
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, serving_embedded
 from tests.polling import eventually
 
 KEYS = {
@@ -30,17 +29,9 @@ ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.data
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    folder = tmp_path_factory.mktemp("ui")
-    env = {
-        "TASKPORT_STORAGE_URL": f"sqlite:///{folder}/taskport.db",
-        "TASKPORT_API_KEYS": ",".join(f"{owner}:{key}" for owner, key in KEYS.items()),
-    }
-    server = ServerProcess(env, folder / "serve.log")
-    asyncio.run(server.start())
-    try:
+    keys = ",".join(f"{owner}:{key}" for owner, key in KEYS.items())
+    with serving_embedded(tmp_path_factory.mktemp("ui"), {"TASKPORT_API_KEYS": keys}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def client(served: ServerProcess, owner: str) -> httpx.AsyncClient:
