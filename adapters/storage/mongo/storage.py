@@ -73,6 +73,9 @@ when one is refused: until all are in, their idempotency keys are not found
 (``key_pending_until``), or a concurrent request could answer with a task about to be
 taken back. Should the process die in between, the keys are found once this has passed."""
 
+FINISHED: Document = {"$in": [status.value for status in TERMINAL_STATUSES]}
+"""The status of a task that may be deleted (by retention or by its owner)."""
+
 UNCLAIMED = 0
 """The lease of a document nobody claims: always in the past. A lease field is always
 present, so "free" is one ``$lte`` (no ``$or`` with a missing field)."""
@@ -189,7 +192,7 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
         """Found through the ``recovery_sweep`` index (status, updated_at); a document that
         still carries outbox messages is left (it is the relay's until they are sent)."""
         past_retention: Document = {
-            "status": {"$in": [status.value for status in TERMINAL_STATUSES]},
+            "status": FINISHED,
             "updated_at": {"$lt": instant(finished_before)},
         }
         with translated_errors():
@@ -213,7 +216,7 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
                 {
                     "_id": str(task_id),
                     "owner": owner,
-                    "status": {"$in": [status.value for status in TERMINAL_STATUSES]},
+                    "status": FINISHED,
                     "$or": [
                         {"outbox_count": {"$exists": False}},
                         {"outbox_count": {"$lte": 0}},
