@@ -264,19 +264,25 @@ function closeTask() {
   $("task").hidden = true;
 }
 
+// A button's request: whether the API took it. A refusal is shown until the next action.
+async function perform(action, method, path) {
+  try {
+    await api(method, path);
+    say("");
+    return true;
+  } catch (error) {
+    say(`${action}: ${error.message}`);
+    return false;
+  }
+}
+
 async function act(action) {
   const id = state.task;
-  if (action === "delete" && !confirm(`Delete task ${id}, its payload and its result?`)) return;
-  try {
-    if (action === "delete") {
-      await api("DELETE", `/v1/tasks/${id}`);
-      closeTask();
-    } else {
-      await api("POST", `/v1/tasks/${id}/${action}`);
-    }
-    say("");
-  } catch (error) {
-    say(`${action}: ${error.message}`); // shown until the next action
+  if (action === "delete") {
+    if (!confirm(`Delete task ${id}, its payload and its result?`)) return;
+    if (await perform(action, "DELETE", `/v1/tasks/${id}`)) closeTask();
+  } else {
+    await perform(action, "POST", `/v1/tasks/${id}/${action}`);
   }
   await refresh();
 }
@@ -287,12 +293,7 @@ async function showSchedules() {
     const action = schedule.paused ? "resume" : "pause";
     const button = el("button", action === "pause" ? "Pause" : "Resume", { type: "button" });
     button.addEventListener("click", async () => {
-      try {
-        await api("POST", `/v1/schedules/${schedule.id}/${action}`);
-        say("");
-      } catch (error) {
-        say(`${action}: ${error.message}`);
-      }
+      await perform(action, "POST", `/v1/schedules/${schedule.id}/${action}`);
       await refresh();
     });
     const next = schedule.paused ? "paused" : when(schedule.next_run_at);
