@@ -18,7 +18,7 @@ from attrs import define, frozen
 
 from domain.errors import InvalidSchedule
 from domain.task import SCHEDULE_KEY_PREFIX
-from domain.values import MAX_OWNER_LENGTH, JsonValue
+from domain.values import DEFAULT_QUEUE, MAX_OWNER_LENGTH, JsonValue
 
 SCHEDULE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 MAX_CRON_LENGTH = 200
@@ -39,6 +39,8 @@ class TaskTemplate:
     expires_after_seconds: float | None = None
     """Each task expires this long after its occurrence (``Task.expires_at``): one that no
     attempt has started by then fails as expired instead of running late."""
+    queue: str = DEFAULT_QUEUE
+    """The queue of each task (``Task.queue``)."""
 
 
 @define(eq=False)

@@ -24,6 +24,7 @@ from attrs import define, field
 from domain import events
 from domain.errors import IllegalTransition, InvalidTask
 from domain.values import (
+    DEFAULT_QUEUE,
     MAX_OWNER_LENGTH,
     MAX_TIMEOUT_SECONDS,
     TERMINAL_STATUSES,
@@ -32,6 +33,7 @@ from domain.values import (
     RetryPolicy,
     TaskError,
     TaskStatus,
+    check_queue_name,
 )
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
@@ -75,6 +77,8 @@ class Task:
     expires_at: datetime | None = None
     """No attempt starts from then on: the task fails as ``Expired`` instead (a retry that
     would come later is not scheduled)."""
+    queue: str = DEFAULT_QUEUE
+    """The queue its run messages go to: only the workers that take this queue run it."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -106,6 +110,7 @@ class Task:
         schedule_id: UUID | None = None,
         request_id: str | None = None,
         expires_at: datetime | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> Task:
         """A new task: SCHEDULED when ``run_at`` lies ahead, QUEUED otherwise. ``run_at`` and
         ``expires_at`` are kept in UTC: a time whose offset takes it out of the calendar
@@ -115,6 +120,7 @@ class Task:
                 f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
                 "starting with a letter"
             )
+        check_queue_name(queue)
         if not 0 < len(owner) <= MAX_OWNER_LENGTH:
             raise InvalidTask(f"a task needs an owner of 1-{MAX_OWNER_LENGTH} characters")
         if callback_url is not None and not 0 < len(callback_url) <= MAX_CALLBACK_URL_LENGTH:
@@ -152,6 +158,7 @@ class Task:
             schedule_id=schedule_id,
             request_id=request_id,
             expires_at=expires_at,
+            queue=queue,
         )
         task._record(events.TaskSubmitted(id, kind, now, scheduled=scheduled))
         return task

@@ -25,6 +25,21 @@ MAX_ERROR_MESSAGE = 4096
 """An error's message is kept up to this many characters (an exception's text can be a
 whole response body): longer ones are cut, ending in ``…``."""
 
+DEFAULT_QUEUE = "default"
+"""The queue of a task submitted without one."""
+QUEUE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+"""A queue's name: it becomes part of the broker's queue, topic and subscription names.
+Anchored as JSON Schema reads a pattern: match it with ``fullmatch``."""
+
+
+def check_queue_name(name: str) -> str:
+    """``name`` if it can name a queue; ``InvalidTask`` otherwise."""
+    if not QUEUE_PATTERN.fullmatch(name):
+        raise InvalidTask(
+            f"queue {name!r} must be 1-40 characters of a-z, 0-9, '_', '-' starting with a letter"
+        )
+    return name
+
 
 class TaskStatus(enum.StrEnum):
     SCHEDULED = "SCHEDULED"

@@ -10,7 +10,7 @@ from uuid import UUID
 from adapters.system import Uuid7Generator
 from application.ports.outbox import OutboxMessage
 from domain.task import Task
-from domain.values import RetryPolicy
+from domain.values import DEFAULT_QUEUE, RetryPolicy
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _ids = Uuid7Generator()
@@ -63,6 +63,7 @@ def make_task(
     schedule_id: UUID | None = None,
     request_id: str | None = None,
     expires_at: datetime | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> Task:
     task = Task.submit(
         id=new_id(),
@@ -81,6 +82,7 @@ def make_task(
         schedule_id=schedule_id,
         request_id=request_id,
         expires_at=expires_at,
+        queue=queue,
     )
     task.pull_events()
     return task

@@ -33,6 +33,7 @@ def schedule(
             timeout_seconds=1.5,
             callback_url="https://example.com/hook",
             expires_after_seconds=90.5,
+            queue="images",
         ),
         next_run_at=next_run_at,
         created_at=T0 - MINUTE,

@@ -37,6 +37,7 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         run_at=T0 + timedelta(hours=1),
         callback_url="https://hooks.example.com/done?token=ü",
         expires_at=T0 + timedelta(days=1),
+        queue="images",
     )
     await add(storage, task)
     async with storage.unit_of_work() as uow:
@@ -71,6 +72,7 @@ async def test_a_committed_task_reads_back_with_every_field(storage: Any) -> Non
         "worker_id",
         "callback_url",
         "expires_at",
+        "queue",
     ):
         assert getattr(stored, field) == getattr(loaded, field), field
     assert stored.status is TaskStatus.SCHEDULED
@@ -496,6 +498,28 @@ async def test_a_task_keeps_the_request_that_submitted_it_through_its_changes(
         started, other = await uow.tasks.get(task.id), await uow.tasks.get(anonymous.id)
     assert started is not None and started.request_id == "req-9:a.b_c"
     assert other is not None and other.request_id is None
+
+
+async def test_a_task_keeps_its_queue_through_its_changes_and_every_read(storage: Any) -> None:
+    images, default = make_task(queue="images"), make_task()
+    await add(storage, images)
+    async with storage.unit_of_work() as uow:
+        # Added beside a saved task: on PostgreSQL, the other way tasks are inserted.
+        await uow.tasks.add(default)
+        started = await uow.tasks.get(images.id)
+        started.start(T0, "worker-1")
+        await uow.tasks.save(started)
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        read = await uow.tasks.get(images.id)
+        listed = await uow.tasks.list(TaskQuery("alice", limit=10))
+        many = await uow.tasks.get_many([images.id, default.id])
+    assert read is not None and (read.status, read.queue) == (TaskStatus.RUNNING, "images")
+    assert {task.id: task.queue for task in listed} == {images.id: "images", default.id: "default"}
+    assert {task_id: task.queue for task_id, task in many.items()} == {
+        images.id: "images",
+        default.id: "default",
+    }
 
 
 async def test_due_returns_only_due_scheduled_tasks_earliest_first(storage: Any) -> None:

@@ -7,11 +7,13 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, insert, inspect
 
 from adapters.storage.sql import SqlStorage, migrate
-from adapters.storage.sql.schema import SCHEMA_REVISION, metadata
-from tests.factories import make_message, make_task
+from adapters.storage.sql.mapping import task_to_row
+from adapters.storage.sql.schema import SCHEMA_REVISION, metadata, schedules, tasks
+from domain.values import DEFAULT_QUEUE
+from tests.factories import T0, make_message, make_task, new_id
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -61,6 +63,39 @@ async def test_the_migrated_schema_matches_the_storage_tables(empty_database_url
         await storage.upgrade()
         async with storage.engine.connect() as connection:
             assert await connection.run_sync(_differences) == []
+    finally:
+        await storage.close()
+
+
+async def test_tasks_and_schedules_stored_before_queues_are_in_the_default_queue(
+    empty_database_url: str,
+) -> None:
+    storage = SqlStorage.from_url(empty_database_url)
+    try:
+        await storage.upgrade("0010")
+        task, schedule_id = make_task(), new_id()
+        before_queues = {name: v for name, v in task_to_row(task).items() if name != "queue"}
+        async with storage.engine.begin() as connection:
+            await connection.execute(insert(tasks).values(before_queues))
+            await connection.execute(
+                insert(schedules).values(
+                    id=schedule_id,
+                    owner="alice",
+                    cron="0 * * * *",
+                    timezone="UTC",
+                    kind="echo",
+                    paused=False,
+                    next_run_at=T0,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
+        await storage.upgrade()
+        async with storage.unit_of_work() as uow:
+            stored = await uow.tasks.get(task.id)
+        schedule = await storage.schedules().get("alice", schedule_id)
+        assert stored is not None and stored.queue == DEFAULT_QUEUE
+        assert schedule is not None and schedule.task.queue == DEFAULT_QUEUE
     finally:
         await storage.close()
 

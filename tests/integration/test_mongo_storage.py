@@ -16,10 +16,12 @@ from adapters.storage.mongo import storage as mongo_storage
 from adapters.system import Uuid7Generator
 from application.errors import DuplicateIdempotencyKey, StorageUnavailable
 from application.messages import RunTaskMessage, TaskEventMessage, event_messages
+from domain.schedule import Schedule, TaskTemplate
+from domain.values import DEFAULT_QUEUE
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
-from tests.factories import T0, make_message, make_task
+from tests.factories import T0, make_message, make_task, new_id
 from tests.integration.tcp_proxy import TcpProxy
 from tests.polling import eventually
 
@@ -129,6 +131,37 @@ async def test_a_message_stays_pending_when_it_arrives_while_the_relay_holds_the
         await relay.commit()
     async with storage.unit_of_work() as uow:
         assert [m.id for m in await uow.outbox.pending(10)] == [later_message.id]
+
+
+async def test_tasks_and_schedules_stored_before_queues_are_in_the_default_queue(
+    storage: MongoStorage,
+) -> None:
+    task = make_task(queue="images")
+    schedule = Schedule(
+        id=new_id(),
+        owner="alice",
+        name=None,
+        cron="0 * * * *",
+        timezone="UTC",
+        task=TaskTemplate(kind="echo", payload=None, queue="images"),
+        next_run_at=T0,
+        created_at=T0,
+        updated_at=T0,
+    )
+    async with storage.unit_of_work() as uow:
+        await uow.tasks.add(task)
+        await uow.commit()
+    await storage.schedules().add(schedule)
+    # As written before queues were: without the field.
+    await storage.tasks.update_one({"_id": str(task.id)}, {"$unset": {"queue": ""}})
+    await storage.schedules_collection.update_one(
+        {"_id": str(schedule.id)}, {"$unset": {"queue": ""}}
+    )
+    async with storage.unit_of_work() as uow:
+        stored = await uow.tasks.get(task.id)
+    stored_schedule = await storage.schedules().get("alice", schedule.id)
+    assert stored is not None and stored.queue == DEFAULT_QUEUE
+    assert stored_schedule is not None and stored_schedule.task.queue == DEFAULT_QUEUE
 
 
 async def test_claims_of_a_unit_that_never_ended_expire(

@@ -21,7 +21,7 @@ from bson import Binary
 from application.ports.outbox import OutboxMessage
 from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
-from domain.values import Progress, RetryPolicy, TaskError, TaskStatus
+from domain.values import DEFAULT_QUEUE, Progress, RetryPolicy, TaskError, TaskStatus
 
 _MICROSECOND = timedelta(microseconds=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,6 +92,7 @@ def task_fields(task: Task) -> dict[str, Any]:
         "schedule_id": str(task.schedule_id) if task.schedule_id is not None else None,
         "request_id": task.request_id,
         "expires_at": optional_instant(task.expires_at),
+        "queue": task.queue,
         "version": task.version,
     }
 
@@ -140,6 +141,8 @@ def task_from_document(document: dict[str, Any]) -> Task:
         callback_url=document.get("callback_url"),
         schedule_id=UUID(schedule_id) if (schedule_id := document.get("schedule_id")) else None,
         request_id=document.get("request_id"),
+        # Tasks stored before queues have none: they were all in the default queue.
+        queue=document.get("queue", DEFAULT_QUEUE),
         version=document["version"],
     )
 

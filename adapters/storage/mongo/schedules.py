@@ -23,6 +23,7 @@ from adapters.storage.mongo.mapping import (
 )
 from application.errors import ScheduleNameTaken
 from domain.schedule import Schedule, TaskTemplate
+from domain.values import DEFAULT_QUEUE
 
 SCHEDULE_INDEXES = [
     IndexModel([("owner", ASCENDING)], name="schedules_by_owner"),
@@ -140,6 +141,7 @@ def _document(schedule: Schedule) -> Document:
         "timeout_seconds": schedule.task.timeout_seconds,
         "callback_url": schedule.task.callback_url,
         "expires_after_seconds": schedule.task.expires_after_seconds,
+        "queue": schedule.task.queue,
         "paused": schedule.paused,
         "next_run_at": instant(schedule.next_run_at),
         "last_run_at": optional_instant(schedule.last_run_at),
@@ -167,6 +169,8 @@ def _from_document(document: dict[str, Any]) -> Schedule:
             timeout_seconds=document.get("timeout_seconds"),
             callback_url=document.get("callback_url"),
             expires_after_seconds=document.get("expires_after_seconds"),
+            # Schedules stored before queues have none: theirs was the default queue.
+            queue=document.get("queue", DEFAULT_QUEUE),
         ),
         paused=document["paused"],
         next_run_at=required_instant(document["next_run_at"]),

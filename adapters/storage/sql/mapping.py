@@ -50,6 +50,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "schedule_id": task.schedule_id,
         "request_id": task.request_id,
         "expires_at": task.expires_at,
+        "queue": task.queue,
     }
 
 
@@ -105,6 +106,7 @@ def task_from_values(values: Any) -> Task:
         schedule_id=values["schedule_id"],
         request_id=values["request_id"],
         expires_at=values["expires_at"],
+        queue=values["queue"],
     )
 
 

@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -136,6 +136,7 @@ tasks = Table(
     Column("schedule_id", Uuid()),
     Column("request_id", String(128)),
     Column("expires_at", UtcDateTime()),
+    Column("queue", String(40), nullable=False, server_default=text("'default'")),
     UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
@@ -203,6 +204,7 @@ schedules = Table(
     Column("timeout_seconds", Double()),
     Column("callback_url", String(2048)),
     Column("expires_after_seconds", Double()),
+    Column("queue", String(40), nullable=False, server_default=text("'default'")),
     Column("paused", Boolean(), nullable=False),
     Column("next_run_at", UtcDateTime(), nullable=False),
     Column("last_run_at", UtcDateTime()),

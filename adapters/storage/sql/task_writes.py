@@ -91,7 +91,7 @@ _FIXED = frozenset(
         *("id", "owner", "kind", "payload", "created_at", "timeout"),
         *("max_attempts", "retry_base_delay", "retry_factor", "retry_max_delay"),
         *("idempotency_key", "request_fingerprint", "callback_url", "schedule_id"),
-        "request_id",
+        *("request_id", "queue"),
     }
 )
 """What a task is asked to do: set at submit, changed by no transition."""
