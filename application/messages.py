@@ -16,10 +16,29 @@ from application.ports.ids import IdGenerator
 from application.ports.outbox import OutboxMessage
 from domain import events
 from domain.task import Task
+from domain.values import DEFAULT_QUEUE, QUEUE_PATTERN
 
 TASKS_TOPIC = "tasks"
+"""The topic of the run messages of the default queue; those of another queue go to
+``tasks.<queue>`` (``task_topic``)."""
 EVENTS_TOPIC = "events"
 """Where a task's outcomes are published for other systems, when events are on."""
+
+
+def task_topic(queue: str) -> str:
+    """The topic of the run messages of the tasks of ``queue``."""
+    return TASKS_TOPIC if queue == DEFAULT_QUEUE else f"{TASKS_TOPIC}.{queue}"
+
+
+def queue_of(topic: str) -> str | None:
+    """The queue whose run messages go to ``topic``; ``None`` for another topic."""
+    if topic == TASKS_TOPIC:
+        return DEFAULT_QUEUE
+    prefix, dot, queue = topic.partition(".")
+    if prefix == TASKS_TOPIC and dot and QUEUE_PATTERN.fullmatch(queue):
+        return queue
+    return None
+
 
 _DISPATCHING_EVENTS = (events.TaskQueued, events.TaskRequeued)
 # What reading a body that is not the message expected raises: json.loads raises
@@ -60,15 +79,15 @@ def messages_for(
     now: datetime,
 ) -> list[OutboxMessage]:
     """The outbox messages a set of recorded events of ``tasks`` calls for: one per task
-    that entered the queue, naming the request it was queued in, or else (a sweep queued
-    it) the request that submitted it."""
+    that entered the queue, on its queue's topic, naming the request it was queued in, or
+    else (a sweep queued it) the request that submitted it."""
     request = correlation.request_id.get()
-    submitted_in = {task.id: task.request_id for task in tasks} if request is None else {}
+    by_id = {task.id: task for task in tasks}
     return [
         OutboxMessage(
             ids.new_id(),
-            TASKS_TOPIC,
-            RunTaskMessage(event.task_id, request or submitted_in.get(event.task_id)).encode(),
+            task_topic(by_id[event.task_id].queue),
+            RunTaskMessage(event.task_id, request or by_id[event.task_id].request_id).encode(),
             now,
         )
         for event in recorded

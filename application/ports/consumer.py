@@ -34,14 +34,15 @@ FAILED_DELIVERY_DELAY = timedelta(seconds=5)
 
 
 class Consumer(Protocol):
-    """Delivers messages of the task topic to a callback.
+    """Delivers the run messages of the queues the consumer was made for to a callback.
 
     ``consume`` runs until ``stop`` is called (or it is cancelled), with at most
-    ``prefetch`` deliveries unsettled at once. Each delivery is awaited in its own task,
-    so deliveries run concurrently up to ``prefetch``. ``stop`` stops taking new messages
-    and returns once ``consume`` has returned; unsettled deliveries are redelivered.
-    Cancelled, ``consume`` cancels the callbacks in progress and returns once they have
-    ended (a worker hands back the tasks it was running before it closes its storage).
+    ``prefetch`` deliveries unsettled at once from each of its queues. Each delivery is
+    awaited in its own task, so deliveries run concurrently up to ``prefetch`` per queue.
+    ``stop`` stops taking new messages and returns once ``consume`` has returned;
+    unsettled deliveries are redelivered. Cancelled, ``consume`` cancels the callbacks in
+    progress and returns once they have ended (a worker hands back the tasks it was
+    running before it closes its storage).
 
     A callback that raises is a bug: the consumer logs the error with its traceback and,
     if the delivery is still unsettled, delivers it again after ``FAILED_DELIVERY_DELAY``.

@@ -46,16 +46,20 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
 Heard = list[tuple[bytes, dict[str, str]]]
 
 
+QUEUES = ("default", "images")
+"""The queues of the deployment every broker under test serves."""
+
+
 class BrokerUnderTest:
-    """A broker as the contract suite sees it: a publisher, fresh consumers of the task
-    queue, a view of the dead-letter destination and, where other systems can subscribe
-    to task events, what a subscriber of every event heard so far (each body with its
-    ``type``, ``kind`` and ``task_id`` as the broker tells them)."""
+    """A broker as the contract suite sees it: a publisher, fresh consumers of the queues
+    given (all of ``QUEUES`` by default), a view of the dead-letter destination and, where
+    other systems can subscribe to task events, what a subscriber of every event heard so
+    far (each body with its ``type``, ``kind`` and ``task_id`` as the broker tells them)."""
 
     def __init__(
         self,
         publisher: Any,
-        make_consumer: Callable[[], Any],
+        make_consumer: Callable[..., Any],
         dead_letters: Callable[[], Awaitable[list[bytes]]],
         events_heard: Callable[[], Awaitable[Heard]] | None = None,
     ) -> None:
@@ -68,21 +72,26 @@ class BrokerUnderTest:
 @pytest.fixture(params=BROKERS)
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTest]:
     if request.param == "memory":
-        memory = MemoryBroker()
+        memory = MemoryBroker(QUEUES)
+
+        def take(queues: tuple[str, ...] | None = None) -> MemoryBroker:
+            memory.consume_only(queues or QUEUES)
+            return memory
 
         async def dead_letters() -> list[bytes]:
             return [letter.body for letter in memory.dead_letters]
 
-        yield BrokerUnderTest(memory, lambda: memory, dead_letters)
+        yield BrokerUnderTest(memory, take, dead_letters)
         await memory.close()
     elif request.param == "pubsub":
         request.getfixturevalue("pubsub_emulator")
-        async for under_test in _pubsub(PubSubOptions(new_project(), create=True, events=True)):
+        options = PubSubOptions(new_project(), create=True, events=True, queues=QUEUES)
+        async for under_test in _pubsub(options):
             yield under_test
     else:
         queue_type = "classic" if request.param.endswith("classic") else "quorum"
         url = broker_url(request.getfixturevalue("rabbitmq_vhost"), queue_type)
-        async for under_test in _rabbitmq(RabbitMqOptions.from_url(url)):
+        async for under_test in _rabbitmq(RabbitMqOptions.from_url(url, QUEUES)):
             yield under_test
 
 
@@ -90,8 +99,8 @@ async def _rabbitmq(options: RabbitMqOptions) -> AsyncIterator[BrokerUnderTest]:
     publisher = RabbitMqPublisher(options)
     consumers: list[RabbitMqConsumer] = []
 
-    def make_consumer() -> RabbitMqConsumer:
-        consumers.append(RabbitMqConsumer(options))
+    def make_consumer(queues: tuple[str, ...] | None = None) -> RabbitMqConsumer:
+        consumers.append(RabbitMqConsumer(options, queues))
         return consumers[-1]
 
     async def dead_letters() -> list[bytes]:
@@ -117,8 +126,8 @@ async def _pubsub(options: PubSubOptions) -> AsyncIterator[BrokerUnderTest]:
     consumers: list[PubSubConsumer] = []
     dead: list[bytes] = []
 
-    def make_consumer() -> PubSubConsumer:
-        consumers.append(PubSubConsumer(options))
+    def make_consumer(queues: tuple[str, ...] | None = None) -> PubSubConsumer:
+        consumers.append(PubSubConsumer(options, queues))
         return consumers[-1]
 
     async def dead_letters() -> list[bytes]:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from adapters.system import Uuid7Generator
-from application.messages import event_messages
+from application.messages import event_messages, task_topic
 from application.ports.consumer import FAILED_DELIVERY_DELAY
 from domain.values import TaskError
 from tests.consuming import consuming
-from tests.contracts.conftest import BrokerUnderTest
+from tests.contracts.conftest import QUEUES, BrokerUnderTest
 from tests.factories import T0, make_message, make_task
 from tests.polling import eventually
 
@@ -243,6 +244,65 @@ async def test_a_stop_its_caller_gives_up_on_ends_with_the_callers_cancellation(
     assert not running.done()
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_consumer_takes_the_messages_of_its_queues_only(
+    broker: BrokerUnderTest,
+) -> None:
+    images = [make_message(body(i), topic=task_topic("images")) for i in range(3)]
+    defaults = [make_message(body(10 + i), topic=task_topic("default")) for i in range(3)]
+    await broker.publisher.publish([*defaults, *images])
+    taken: dict[str, list[bytes]] = {"images": [], "default": []}
+
+    def taking(queue: str) -> Callable[[Any], Awaitable[None]]:
+        async def take(delivery: Any) -> None:
+            taken[queue].append(delivery.body)
+            await delivery.ack()
+
+        return take
+
+    async with consuming(broker.make_consumer(("images",)), taking("images")):
+        await eventually(lambda: len(taken["images"]) == 3)
+    async with consuming(broker.make_consumer(("default",)), taking("default")):
+        await eventually(lambda: len(taken["default"]) == 3)
+    assert sorted(taken["images"]) == sorted(message.body for message in images)
+    assert sorted(taken["default"]) == sorted(message.body for message in defaults)
+
+
+async def test_a_consumer_of_several_queues_takes_the_messages_of_each(
+    broker: BrokerUnderTest,
+) -> None:
+    published = [make_message(body(i), topic=task_topic(QUEUES[i % 2])) for i in range(6)]
+    await broker.publisher.publish(published)
+    received: list[bytes] = []
+
+    async def ack(delivery: Any) -> None:
+        received.append(delivery.body)
+        await delivery.ack()
+
+    async with consuming(broker.make_consumer(QUEUES), ack):
+        await eventually(lambda: len(received) == 6)
+    assert sorted(received) == sorted(message.body for message in published)
+
+
+async def test_a_nacked_message_comes_back_on_its_own_queue(broker: BrokerUnderTest) -> None:
+    counts: list[int] = []
+
+    async def nack_first(delivery: Any) -> None:
+        counts.append(delivery.delivery_count)
+        if delivery.delivery_count == 1:
+            await delivery.nack(timedelta(seconds=0.3))
+        else:
+            await delivery.ack()
+
+    await broker.publisher.publish([make_message(body(1), topic=task_topic("images"))])
+    async with consuming(broker.make_consumer(("images",)), nack_first):
+        await eventually(lambda: counts == [1, 2])
+
+
+async def test_a_message_for_a_queue_of_no_deployment_is_refused(broker: BrokerUnderTest) -> None:
+    with pytest.raises(ValueError, match=r"tasks\.nope"):
+        await broker.publisher.publish([make_message(body(1), topic=task_topic("nope"))])
 
 
 async def test_health_check_answers(broker: BrokerUnderTest) -> None:

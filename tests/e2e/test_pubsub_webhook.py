@@ -127,6 +127,19 @@ async def test_a_pushed_message_runs_its_task_and_answers_204(start: Start, path
     assert task["result"] == {"hi": 1}
 
 
+async def test_a_push_from_the_subscription_of_a_named_queue_runs_its_task(start: Start) -> None:
+    """The webhook serves every queue's push subscription: it does not check which one."""
+    client = await start()
+    task_id = await submit(client, {"queue": "images"})
+    pushed = {
+        **run_task_envelope(task_id),
+        "subscription": "projects/taskport-local/subscriptions/taskport-tasks-worker-images",
+    }
+    response = await client.post("/webhook/pubsub", json=pushed)
+    assert response.status_code == 204
+    assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "SUCCEEDED"
+
+
 async def test_a_push_runs_under_the_request_and_the_task_it_carries(start: Start) -> None:
     """Log lines of a pushed run name the request that submitted the task, as a worker's do."""
     seen: list[tuple[str | None, str | None]] = []

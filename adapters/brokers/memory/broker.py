@@ -11,9 +11,10 @@ from datetime import timedelta
 
 from attrs import define
 
-from application.messages import EVENTS_TOPIC, TASKS_TOPIC
+from application.messages import EVENTS_TOPIC, queue_of
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
 from application.ports.outbox import OutboxMessage
+from domain.values import DEFAULT_QUEUE
 
 logger = logging.getLogger("taskport.memory")
 
@@ -22,6 +23,7 @@ logger = logging.getLogger("taskport.memory")
 class _Envelope:
     message_id: str
     body: bytes
+    queue: str = DEFAULT_QUEUE
     delivery_count: int = 0
 
 
@@ -61,34 +63,51 @@ class MemoryDelivery:
 
 
 class MemoryBroker:
-    """Publisher and consumer of the task topic within this process. Task events, which
-    only other systems would hear, are dropped (``TASKPORT_PUBLISH_EVENTS`` refuses this
-    broker; a deployment that had another one may leave some in its outbox)."""
+    """Publisher and consumer of the run messages of ``queues`` within this process; its
+    consumer takes those of ``consumed`` (all by default), and the others wait here for
+    none. Task events, which only other systems would hear, are dropped
+    (``TASKPORT_PUBLISH_EVENTS`` refuses this broker; a deployment that had another one may
+    leave some in its outbox)."""
 
     name = "broker"
 
-    def __init__(self, topic: str = TASKS_TOPIC) -> None:
-        self._topic = topic
-        self._ready: collections.deque[_Envelope] = collections.deque()
+    def __init__(
+        self,
+        queues: tuple[str, ...] = (DEFAULT_QUEUE,),
+        consumed: tuple[str, ...] | None = None,
+    ) -> None:
+        self._queues = queues
+        self._consumed = queues
+        self.consume_only(consumed if consumed is not None else queues)
+        self._ready: dict[str, collections.deque[_Envelope]] = {
+            queue: collections.deque() for queue in queues
+        }
         self._arrived = asyncio.Event()
         self._stopping = asyncio.Event()
         self._timers: set[asyncio.TimerHandle] = set()
         self._consuming: asyncio.Task[None] | None = None
         self.dead_letters: list[DeadLetter] = []
 
+    def consume_only(self, queues: tuple[str, ...]) -> None:
+        """The next ``consume`` takes the messages of ``queues`` only."""
+        if unknown := sorted(set(queues) - set(self._queues)):
+            raise ValueError(f"not queues of this deployment: {', '.join(unknown)}")
+        if not queues:
+            raise ValueError("a consumer needs at least one queue")
+        self._consumed = queues
+
     @property
     def ready_count(self) -> int:
-        return len(self._ready)
+        return sum(len(ready) for ready in self._ready.values())
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         for message in messages:
             if message.topic == EVENTS_TOPIC:
                 continue  # no other system can subscribe within this process
-            if message.topic != self._topic:
-                raise ValueError(
-                    f"this broker carries topic {self._topic!r}, not {message.topic!r}"
-                )
-            self.enqueue(_Envelope(str(message.id), message.body))
+            queue = queue_of(message.topic)
+            if queue not in self._ready:
+                raise ValueError(f"this broker carries no topic {message.topic!r}")
+            self.enqueue(_Envelope(str(message.id), message.body, queue))
 
     async def check(self) -> None:
         return None
@@ -99,8 +118,9 @@ class MemoryBroker:
         self._timers.clear()
 
     def enqueue(self, envelope: _Envelope) -> None:
-        self._ready.append(envelope)
-        self._arrived.set()
+        self._ready[envelope.queue].append(envelope)
+        if envelope.queue in self._consumed:
+            self._arrived.set()
 
     def enqueue_later(self, envelope: _Envelope, delay: timedelta) -> None:
         seconds = delay.total_seconds()
@@ -150,7 +170,7 @@ class MemoryBroker:
             self._consuming = None
 
     async def _next(self) -> _Envelope | None:
-        while not self._ready:
+        while not (ready := self._next_ready()):
             self._arrived.clear()
             arrived = asyncio.ensure_future(self._arrived.wait())
             stopping = asyncio.ensure_future(self._stopping.wait())
@@ -159,7 +179,16 @@ class MemoryBroker:
             stopping.cancel()
             if self._stopping.is_set():
                 return None
-        return self._ready.popleft()
+        return ready.popleft()
+
+    def _next_ready(self) -> collections.deque[_Envelope] | None:
+        """The next consumed queue holding a message; the queues take turns (the one
+        returned goes last), so a busy queue does not hold the others back."""
+        for index, queue in enumerate(self._consumed):
+            if self._ready[queue]:
+                self._consumed = (*self._consumed[index + 1 :], *self._consumed[: index + 1])
+                return self._ready[queue]
+        return None
 
     async def stop(self) -> None:
         self._stopping.set()

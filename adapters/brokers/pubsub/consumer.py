@@ -1,13 +1,15 @@
-"""Consuming the task subscription by streaming pull, with the client library's flow
-control and lease management; messages are handled on the event loop."""
+"""Consuming the subscriptions of a worker's queues by streaming pull, with the client
+library's flow control and lease management; messages are handled on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from adapters.brokers.pubsub.publisher import (
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe, made
 from application.errors import BrokerUnavailable
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
+from domain.values import DEFAULT_QUEUE
 
 logger = logging.getLogger("taskport.pubsub")
 
@@ -34,13 +37,29 @@ STREAM_RETRY_SECONDS = (0.5, 30.0)
 COUNTED_IDS = 10_000
 
 
+class _Source:
+    """One opening of a subscription's streaming pull. A message it delivered is settled
+    through the stream while the stream is open (batched, and out of lease management), by
+    unary calls on the subscription once it is closed."""
+
+    def __init__(self, subscription: str) -> None:
+        self.subscription = subscription
+        self.open = True
+
+
+Receiver = Callable[[_Source, Message], None]
+
+
 class PubSubDelivery:
-    """One message from the subscription. ``delivery_count`` is Pub/Sub's delivery attempt
+    """One message from a subscription. ``delivery_count`` is Pub/Sub's delivery attempt
     when the subscription has a dead-letter policy (as provisioned); without one Pub/Sub
     does not count, and the count is this process's own (1 + deliveries it saw before)."""
 
-    def __init__(self, consumer: PubSubConsumer, message: Message, delivery_count: int) -> None:
+    def __init__(
+        self, consumer: PubSubConsumer, source: _Source, message: Message, delivery_count: int
+    ) -> None:
         self._consumer = consumer
+        self._source = source
         self._message = message
         self.message_id = message.attributes.get(MESSAGE_ID_ATTRIBUTE) or message.message_id
         self.body: bytes = message.data
@@ -49,14 +68,14 @@ class PubSubDelivery:
 
     async def ack(self) -> None:
         self._settle()
-        await self._consumer.acknowledge(self._message)
+        await self._consumer.acknowledge(self._source, self._message)
 
     async def nack(self, delay: timedelta) -> None:
         """Sets the ack deadline to ``delay`` (whole seconds, 0..600): Pub/Sub delivers the
         message again once it passes, after the subscription's retry backoff."""
         self._settle()
         seconds = min(max(math.ceil(delay.total_seconds()), 0), MAX_NACK_SECONDS)
-        await self._consumer.modify_deadline(self._message, seconds)
+        await self._consumer.modify_deadline(self._source, self._message, seconds)
 
     async def reject(self, reason: str) -> None:
         """Publishes a copy to the dead-letter topic (with the reason), then acks; if the
@@ -67,7 +86,7 @@ class PubSubDelivery:
         attributes = dead_letter_attributes(
             message.attributes,
             message.message_id,
-            self._consumer.subscription,
+            self._source.subscription,
             message.delivery_attempt,
         )
         try:
@@ -75,9 +94,9 @@ class PubSubDelivery:
         except BrokerUnavailable:
             # Not on the dead-letter topic: back to Pub/Sub rather than leased for a day.
             with contextlib.suppress(BrokerUnavailable):
-                await self._consumer.modify_deadline(self._message, 0)
+                await self._consumer.modify_deadline(self._source, self._message, 0)
             raise
-        await self._consumer.acknowledge(self._message)
+        await self._consumer.acknowledge(self._source, self._message)
 
     def _settle(self) -> None:
         if self.settled:
@@ -86,29 +105,47 @@ class PubSubDelivery:
 
 
 class PubSubConsumer:
-    """Streaming pull from the task subscription with at most ``prefetch`` messages
-    outstanding (the client's flow control). ``stop`` closes the stream at once, waits for
-    the deliveries being handled, and returns; whatever is left unsettled is nacked for
-    immediate redelivery (or, if this process dies, redelivered when its deadline passes)."""
+    """Streaming pull from the subscription of each of ``queues`` (all of
+    ``options.queues`` when not given; another is a ``ValueError``), with at most
+    ``prefetch`` messages outstanding on each (the client's flow control). ``stop`` closes
+    the streams at once, waits for the deliveries being handled, and returns; whatever is
+    left unsettled is nacked for immediate redelivery (or, if this process dies,
+    redelivered when its deadline passes)."""
 
-    def __init__(self, options: PubSubOptions) -> None:
+    def __init__(self, options: PubSubOptions, queues: Sequence[str] | None = None) -> None:
+        consumed = options.queues if queues is None else tuple(dict.fromkeys(queues))
+        foreign = [queue for queue in consumed if queue not in options.queues]
+        if foreign or not consumed:
+            raise ValueError(
+                f"a Pub/Sub consumer consumes one or more of the deployment's queues "
+                f"({', '.join(options.queues)}), not {', '.join(foreign) or 'none'}"
+            )
         self._options = options
+        self._subscriptions = tuple(options.subscription_path_for(queue) for queue in consumed)
         self._client: pubsub_v1.SubscriberClient | None = None
         self.dead_letters = PubSubPublisher(options)
-        self._streaming = False
         self._stopping = asyncio.Event()
         self._consuming: asyncio.Task[None] | None = None
         self._counts: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._returning: set[asyncio.Task[None]] = set()
 
     @property
-    def subscription(self) -> str:
-        """The path of the subscription consumed."""
-        return self._options.subscription_path
+    def subscriptions(self) -> tuple[str, ...]:
+        """The paths of the subscriptions consumed."""
+        return self._subscriptions
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False, events: bool = False) -> PubSubConsumer:
-        return cls(PubSubOptions.from_url(url, create, events))
+    def from_url(
+        cls,
+        url: str,
+        create: bool = False,
+        events: bool = False,
+        queues: Iterable[str] = (DEFAULT_QUEUE,),
+        consumed: Sequence[str] | None = None,
+    ) -> PubSubConsumer:
+        """A consumer of ``consumed`` (all of ``queues`` when not given), the deployment's
+        queues being ``queues``."""
+        return cls(PubSubOptions.from_url(url, create, events, queues), consumed)
 
     def _subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._client is None:
@@ -124,24 +161,24 @@ class PubSubConsumer:
         running: dict[asyncio.Task[None], PubSubDelivery] = {}
         accepting = True
 
-        def start(message: Message) -> None:
-            if not accepting:  # arrived as the stream closed: straight back to Pub/Sub
-                returning = loop.create_task(self.modify_deadline(message, 0))
+        def start(source: _Source, message: Message) -> None:
+            if not accepting:  # arrived as the streams closed: straight back to Pub/Sub
+                returning = loop.create_task(self.modify_deadline(source, message, 0))
                 self._returning.add(returning)
                 returning.add_done_callback(self._returning.discard)
                 return
-            delivery = PubSubDelivery(self, message, self._count(message))
+            delivery = PubSubDelivery(self, source, message, self._count(message))
             handling = loop.create_task(self._handle(callback, delivery))
             running[handling] = delivery
             handling.add_done_callback(lambda done: running.pop(done, None))
 
-        def on_message(message: Message) -> None:  # on one of the client's threads
+        def on_message(source: _Source, message: Message) -> None:  # on a client's thread
             with contextlib.suppress(RuntimeError):  # the loop is closed: redelivered later
-                loop.call_soon_threadsafe(start, message)
+                loop.call_soon_threadsafe(start, source, message)
 
         try:
             await self._provisioned()
-            await self._stream(on_message, prefetch)
+            await self._streams(on_message, prefetch)
             accepting = False
             if running:
                 await asyncio.wait(running)
@@ -155,7 +192,7 @@ class PubSubConsumer:
                 if not delivery.settled:  # handed back for immediate redelivery
                     delivery.settled = True
                     with contextlib.suppress(Exception):
-                        await self.modify_deadline(delivery._message, 0)
+                        await self.modify_deadline(delivery._source, delivery._message, 0)
             self._consuming = None
 
     async def _provisioned(self) -> None:
@@ -173,27 +210,44 @@ class PubSubConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
 
-    async def _stream(self, on_message: Any, prefetch: int) -> None:
-        """Keeps a streaming pull open until ``stop``; opens it again if it fails."""
+    async def _streams(self, on_message: Receiver, prefetch: int) -> None:
+        """Keeps a streaming pull open on each subscription until ``stop``; the first
+        failure of one closes the others and is raised."""
+        streams = [
+            asyncio.create_task(self._stream(subscription, on_message, prefetch))
+            for subscription in self._subscriptions
+        ]
+        try:
+            done, _ = await asyncio.wait(streams, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for stream in streams:
+                stream.cancel()
+            await asyncio.wait(streams)
+        for stream in done:
+            stream.result()
+
+    async def _stream(self, subscription: str, on_message: Receiver, prefetch: int) -> None:
+        """Keeps a streaming pull of ``subscription`` open until ``stop``; opens it again if
+        it fails."""
         failures = 0
         flow_control = pubsub_v1.types.FlowControl(
             max_messages=prefetch, max_lease_duration=MAX_LEASE_SECONDS
         )
         while not self._stopping.is_set():
+            source = _Source(subscription)
             stream = self._subscriber().subscribe(
-                self._options.subscription_path,
-                on_message,
+                subscription,
+                functools.partial(on_message, source),
                 flow_control=flow_control,
                 await_callbacks_on_shutdown=False,
             )
-            self._streaming = True
             ended = asyncio.wrap_future(stream)
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
                 await asyncio.wait({ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopping.cancel()
-                self._streaming = False
+                source.open = False
                 await asyncio.shield(asyncio.to_thread(_close, stream))
             if ended.done() and not self._stopping.is_set():
                 failures += 1
@@ -201,7 +255,7 @@ class PubSubConsumer:
                 backoff = min(STREAM_RETRY_SECONDS[0] * 2**failures, STREAM_RETRY_SECONDS[1])
                 logger.warning(
                     "Pub/Sub stream of %s ended (%s); opening it again in %.1fs",
-                    self._options.subscription_path,
+                    subscription,
                     describe(error) if error else "closed",
                     backoff,
                 )
@@ -219,7 +273,7 @@ class PubSubConsumer:
                     await delivery.nack(FAILED_DELIVERY_DELAY)
         if not delivery.settled:
             delivery.settled = True
-            await self.modify_deadline(delivery._message, 0)
+            await self.modify_deadline(delivery._source, delivery._message, 0)
 
     def _count(self, message: Message) -> int:
         if message.delivery_attempt:
@@ -230,29 +284,29 @@ class PubSubConsumer:
             self._counts.popitem(last=False)
         return seen
 
-    async def acknowledge(self, message: Message) -> None:
-        if self._streaming:
+    async def acknowledge(self, source: _Source, message: Message) -> None:
+        if source.open:
             message.ack()  # batched by the client, and the lease released
             return
         client = self._subscriber()
         await call(
             lambda: client.acknowledge(
-                subscription=self._options.subscription_path,
+                subscription=source.subscription,
                 ack_ids=[message.ack_id],
                 timeout=RPC_TIMEOUT_SECONDS,
             ),
             "acknowledge",
         )
 
-    async def modify_deadline(self, message: Message, seconds: int) -> None:
-        if self._streaming:
+    async def modify_deadline(self, source: _Source, message: Message, seconds: int) -> None:
+        if source.open:
             message.modify_ack_deadline(seconds)
             message.drop()  # out of lease management, so the new deadline holds
             return
         client = self._subscriber()
         await call(
             lambda: client.modify_ack_deadline(
-                subscription=self._options.subscription_path,
+                subscription=source.subscription,
                 ack_ids=[message.ack_id],
                 ack_deadline_seconds=seconds,
                 timeout=RPC_TIMEOUT_SECONDS,
@@ -269,16 +323,19 @@ class PubSubConsumer:
             await asyncio.wait({consuming})
 
     async def check(self) -> None:
+        """Pub/Sub answers, and every subscription consumed exists."""
         client = self._subscriber()
         await self.dead_letters._ready()
-        await call(
-            lambda: client.get_subscription(
-                subscription=self._options.subscription_path,
-                timeout=RPC_TIMEOUT_SECONDS,
-                retry=None,
-            ),
-            f"subscription {self._options.subscription_path}",
-        )
+        for subscription in self._subscriptions:
+            await call(
+                functools.partial(
+                    client.get_subscription,
+                    subscription=subscription,
+                    timeout=RPC_TIMEOUT_SECONDS,
+                    retry=None,
+                ),
+                f"subscription {subscription}",
+            )
 
     async def close(self) -> None:
         await self.dead_letters.close()

@@ -3,9 +3,12 @@ Taskport's topics and subscriptions in it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from attrs import frozen
+
+from domain.values import DEFAULT_QUEUE, QUEUE_PATTERN
 
 DEFAULT_TOPIC = "taskport-tasks"
 DEFAULT_DEAD_LETTER_TOPIC = "taskport-dead-letters"
@@ -25,7 +28,11 @@ class PubSubOptions:
     - for provisioning (``create``, or ``TASKPORT_PUBSUB_CREATE=true``):
       ``max_delivery_attempts`` (5..100, default 100), ``ack_deadline`` (seconds, 10..600,
       default 60), ``min_backoff`` / ``max_backoff`` (seconds, the retry policy, default
-      1 and 60), ``push_endpoint`` (makes the task subscription a push subscription).
+      1 and 60), ``push_endpoint`` (makes the task subscriptions push subscriptions).
+
+    ``queues`` are the deployment's queues (every process is given the same ones): each has
+    a topic and a subscription of its own. The default queue's are ``topic`` and
+    ``subscription`` themselves; queue ``q``'s are ``<topic>-q`` and ``<subscription>-q``.
     """
 
     project: str
@@ -40,9 +47,16 @@ class PubSubOptions:
     min_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
     push_endpoint: str | None = None
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False, events: bool = False) -> PubSubOptions:
+    def from_url(
+        cls,
+        url: str,
+        create: bool = False,
+        events: bool = False,
+        queues: Iterable[str] = (DEFAULT_QUEUE,),
+    ) -> PubSubOptions:
         parts = urlsplit(url)
         if parts.scheme != "pubsub":
             raise ValueError(f"not a pubsub:// URL: {url!r}")
@@ -81,6 +95,7 @@ class PubSubOptions:
             min_backoff_seconds=float(query.get("min_backoff", 1)),
             max_backoff_seconds=float(query.get("max_backoff", 60)),
             push_endpoint=query.get("push_endpoint") or None,
+            queues=tuple(queues),
         )
         options.validate()
         return options
@@ -96,10 +111,48 @@ class PubSubOptions:
             raise ValueError("the dead-letter topic must differ from the task topic")
         if self.events_topic in (self.topic, self.dead_letter_topic):
             raise ValueError("the events topic must differ from the task and dead-letter topics")
+        self._validate_queues()
+
+    def _validate_queues(self) -> None:
+        if not self.queues:
+            raise ValueError("a deployment needs at least one queue")
+        if len(set(self.queues)) != len(self.queues):
+            raise ValueError(f"queues are named twice: {', '.join(self.queues)}")
+        for queue in self.queues:
+            if not QUEUE_PATTERN.fullmatch(queue):
+                raise ValueError(
+                    f"queue {queue!r} must be 1-40 characters of a-z, 0-9, '_', '-' "
+                    "starting with a letter"
+                )
+            if self._topic_of(queue) in (self.dead_letter_topic, self.events_topic):
+                raise ValueError(
+                    f"the topic of queue {queue!r} ({self._topic_of(queue)}) must differ from "
+                    "the dead-letter and events topics"
+                )
+            if self._subscription_of(queue) == self.dead_letter_topic:
+                raise ValueError(
+                    f"the subscription of queue {queue!r} ({self._subscription_of(queue)}) "
+                    "must differ from the dead-letter subscription"
+                )
+
+    def _topic_of(self, queue: str) -> str:
+        return self.topic if queue == DEFAULT_QUEUE else f"{self.topic}-{queue}"
+
+    def _subscription_of(self, queue: str) -> str:
+        return self.subscription if queue == DEFAULT_QUEUE else f"{self.subscription}-{queue}"
+
+    def topic_path_for(self, queue: str) -> str:
+        """The topic of the run messages of ``queue``."""
+        return f"projects/{self.project}/topics/{self._topic_of(queue)}"
+
+    def subscription_path_for(self, queue: str) -> str:
+        """The subscription workers of ``queue`` consume (or Pub/Sub pushes from)."""
+        return f"projects/{self.project}/subscriptions/{self._subscription_of(queue)}"
 
     @property
     def topic_path(self) -> str:
-        return f"projects/{self.project}/topics/{self.topic}"
+        """The default queue's topic."""
+        return self.topic_path_for(DEFAULT_QUEUE)
 
     @property
     def events_topic_path(self) -> str:
@@ -107,7 +160,8 @@ class PubSubOptions:
 
     @property
     def subscription_path(self) -> str:
-        return f"projects/{self.project}/subscriptions/{self.subscription}"
+        """The default queue's subscription."""
+        return self.subscription_path_for(DEFAULT_QUEUE)
 
     @property
     def dead_letter_topic_path(self) -> str:

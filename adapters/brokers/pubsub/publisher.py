@@ -4,7 +4,7 @@ poison messages to the dead-letter topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent import futures
 
 from google.api_core import exceptions as google_errors
@@ -21,8 +21,9 @@ from adapters.brokers.pubsub.topology import (
     made,
 )
 from application.errors import BrokerUnavailable
-from application.messages import EVENTS_TOPIC, TASKS_TOPIC, TaskEventMessage
+from application.messages import EVENTS_TOPIC, TaskEventMessage, queue_of
 from application.ports.outbox import OutboxMessage
+from domain.values import DEFAULT_QUEUE
 
 # The attribute carrying the outbox id; Pub/Sub assigns its own message ids.
 MESSAGE_ID_ATTRIBUTE = "taskport_message_id"
@@ -67,11 +68,13 @@ def dead_letter_attributes(
 
 
 class PubSubPublisher:
-    """Publishes to the task topic, and task events to the events topic; ``publish`` hands
-    the whole batch to the client, then waits (without blocking the event loop) until every
-    message's future resolved (``PartlyPublished`` names the messages Pub/Sub took when it
-    did not take all, as while the events topic is missing). Also the ``DeadLetters`` of
-    Pub/Sub: ``put`` publishes to the dead-letter topic."""
+    """Publishes run messages to their queue's topic, and task events to the events topic
+    (a run message of a queue not in ``options.queues`` is a ``ValueError``, as is a message
+    of a topic this broker does not carry); ``publish`` hands the whole batch to the client,
+    then waits (without blocking the event loop) until every message's future resolved
+    (``PartlyPublished`` names the messages Pub/Sub took when it did not take all, as while
+    the events topic is missing). Also the ``DeadLetters`` of Pub/Sub: ``put`` publishes to
+    the dead-letter topic."""
 
     name = "broker"
 
@@ -85,8 +88,14 @@ class PubSubPublisher:
         self._in_flight: set[futures.Future[str]] = set()
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False, events: bool = False) -> PubSubPublisher:
-        return cls(PubSubOptions.from_url(url, create, events))
+    def from_url(
+        cls,
+        url: str,
+        create: bool = False,
+        events: bool = False,
+        queues: Iterable[str] = (DEFAULT_QUEUE,),
+    ) -> PubSubPublisher:
+        return cls(PubSubOptions.from_url(url, create, events, queues))
 
     def _publisher(self) -> pubsub_v1.PublisherClient:
         if self._client is None:
@@ -129,12 +138,18 @@ class PubSubPublisher:
             raise naming_the_published(exc, messages, pending) from exc
 
     def _route(self, message: OutboxMessage) -> tuple[str, dict[str, str]]:
-        """The topic and attributes of ``message``: a task message goes to the task topic,
+        """The topic and attributes of ``message``: a run message goes to its queue's topic,
         a task event to the events topic with its ``type``, ``kind`` and ``task_id`` (for
         subscriptions' filters)."""
         attributes = {MESSAGE_ID_ATTRIBUTE: str(message.id)}
-        if message.topic == TASKS_TOPIC:
-            return self._options.topic_path, attributes
+        queue = queue_of(message.topic)
+        if queue is not None:
+            if queue not in self._options.queues:
+                raise ValueError(
+                    f"queue {queue!r} (topic {message.topic!r}) is not one of this "
+                    f"deployment's queues: {', '.join(self._options.queues)}"
+                )
+            return self._options.topic_path_for(queue), attributes
         if message.topic == EVENTS_TOPIC:
             event = TaskEventMessage.decode(message.body)
             attributes.update(type=event.type, kind=event.kind, task_id=str(event.task_id))
@@ -163,10 +178,10 @@ class PubSubPublisher:
         await all_published([self._track(published)], self._timeout)
 
     async def check(self) -> None:
-        """The task topic exists, and the events topic when events are on: otherwise every
-        publish of their messages would fail until someone created it."""
+        """The topic of every queue exists, and the events topic when events are on:
+        otherwise every publish of their messages would fail until someone created it."""
         client = await self._ready()
-        topics = [self._options.topic_path]
+        topics = [self._options.topic_path_for(queue) for queue in self._options.queues]
         if self._options.events:
             topics.append(self._options.events_topic_path)
         for topic in topics:

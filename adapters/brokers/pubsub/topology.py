@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,44 +30,49 @@ def provision(
     publisher: pubsub_v1.PublisherClient,
     subscriber: pubsub_v1.SubscriberClient,
 ) -> None:
-    """Creates the task topic, the dead-letter topic and its subscription, the task
-    subscription with its dead-letter and retry policies, and the events topic when events
-    are on; whatever exists is kept as is."""
-    topics = [options.topic_path, options.dead_letter_topic_path]
+    """Creates the topic of every queue, the dead-letter topic and its subscription, the
+    subscription of every queue with its dead-letter and retry policies, and the events
+    topic when events are on; whatever exists is kept as is."""
+    topics = [options.topic_path_for(queue) for queue in options.queues]
+    topics.append(options.dead_letter_topic_path)
     if options.events:
         topics.append(options.events_topic_path)
     for topic in topics:
-        _create(lambda topic=topic: publisher.create_topic(name=topic, timeout=RPC_TIMEOUT_SECONDS))
-    _create(
-        lambda: subscriber.create_subscription(
-            request=types.Subscription(
-                name=options.dead_letter_subscription_path,
-                topic=options.dead_letter_topic_path,
-                ack_deadline_seconds=60,
-            ),
-            timeout=RPC_TIMEOUT_SECONDS,
+        _create(functools.partial(publisher.create_topic, name=topic, timeout=RPC_TIMEOUT_SECONDS))
+    subscriptions = [
+        types.Subscription(
+            name=options.dead_letter_subscription_path,
+            topic=options.dead_letter_topic_path,
+            ack_deadline_seconds=60,
         )
-    )
-    _create(
-        lambda: subscriber.create_subscription(
-            request=types.Subscription(
-                name=options.subscription_path,
-                topic=options.topic_path,
-                ack_deadline_seconds=options.ack_deadline_seconds,
-                push_config=types.PushConfig(push_endpoint=options.push_endpoint or ""),
-                dead_letter_policy=types.DeadLetterPolicy(
-                    dead_letter_topic=options.dead_letter_topic_path,
-                    max_delivery_attempts=options.max_delivery_attempts,
-                ),
-                retry_policy=types.RetryPolicy(
-                    minimum_backoff=timedelta(seconds=options.min_backoff_seconds),
-                    maximum_backoff=timedelta(seconds=options.max_backoff_seconds),
-                ),
-            ),
-            timeout=RPC_TIMEOUT_SECONDS,
+    ]
+    subscriptions.extend(_task_subscription(options, queue) for queue in options.queues)
+    for subscription in subscriptions:
+        _create(
+            functools.partial(
+                subscriber.create_subscription, request=subscription, timeout=RPC_TIMEOUT_SECONDS
+            )
         )
-    )
     logger.info("Pub/Sub topics and subscriptions of %s are in place", options.project)
+
+
+def _task_subscription(options: PubSubOptions, queue: str) -> types.Subscription:
+    """The subscription of ``queue``'s topic: pushed to ``push_endpoint`` when there is one,
+    dead-lettering after ``max_delivery_attempts``."""
+    return types.Subscription(
+        name=options.subscription_path_for(queue),
+        topic=options.topic_path_for(queue),
+        ack_deadline_seconds=options.ack_deadline_seconds,
+        push_config=types.PushConfig(push_endpoint=options.push_endpoint or ""),
+        dead_letter_policy=types.DeadLetterPolicy(
+            dead_letter_topic=options.dead_letter_topic_path,
+            max_delivery_attempts=options.max_delivery_attempts,
+        ),
+        retry_policy=types.RetryPolicy(
+            minimum_backoff=timedelta(seconds=options.min_backoff_seconds),
+            maximum_backoff=timedelta(seconds=options.max_backoff_seconds),
+        ),
+    )
 
 
 def _create(create: Callable[[], object]) -> None:

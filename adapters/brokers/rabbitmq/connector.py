@@ -15,7 +15,6 @@ from tenacity.wait import wait_random_exponential
 from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
 from adapters.brokers.rabbitmq.session import AmqpSession
 from application.errors import BrokerUnavailable
-from application.messages import TASKS_TOPIC
 
 logger = logging.getLogger("taskport.rabbitmq")
 
@@ -101,14 +100,17 @@ class Connector:
 
 
 async def declare(session: AmqpSession, topology: Topology) -> None:
-    """Declares Taskport's queues and its events exchange; declaring them again with the same
-    arguments is a no-op."""
-    tasks = topology.queue_for(TASKS_TOPIC)
+    """Declares Taskport's queues (each task queue with its delay tiers) and its events
+    exchange; declaring them again with the same arguments is a no-op."""
     await session.declare_exchange(topology.events_exchange, "topic")
-    await session.declare_queue(tasks, {"x-queue-type": topology.queue_type})
     await session.declare_queue(topology.dead_letter_queue, {"x-queue-type": topology.queue_type})
-    for tier in topology.delay_tiers:
-        await session.declare_queue(topology.delay_queue(tier), _delay_arguments(tier, tasks))
+    for queue in topology.queues:
+        tasks = topology.task_queue(queue)
+        await session.declare_queue(tasks, {"x-queue-type": topology.queue_type})
+        for tier in topology.delay_tiers:
+            await session.declare_queue(
+                topology.delay_queue(tier, queue), _delay_arguments(tier, tasks)
+            )
 
 
 def _delay_arguments(tier: timedelta, target: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Consuming the task queue from RabbitMQ, with delayed redelivery through TTL queues."""
+"""Consuming task queues from RabbitMQ, with delayed redelivery through TTL queues."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 import logging
 import reprlib
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,10 +16,15 @@ from pika.spec import PERSISTENT_DELIVERY_MODE, Basic, BasicProperties
 
 from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions, Topology
-from adapters.brokers.rabbitmq.session import AmqpSession, UndecodableHeaders, all_confirmed
+from adapters.brokers.rabbitmq.session import (
+    AmqpSession,
+    MessageCallback,
+    UndecodableHeaders,
+    all_confirmed,
+)
 from application.errors import BrokerUnavailable
-from application.messages import TASKS_TOPIC
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
+from domain.values import DEFAULT_QUEUE
 
 logger = logging.getLogger("taskport.rabbitmq")
 
@@ -44,7 +49,8 @@ class UnreadableHeader(Exception):
 
 
 class RabbitMqDelivery:
-    """A message taken from the task queue on one channel; settled on that same channel."""
+    """A message taken from the task queue of ``queue`` on one channel; settled on that same
+    channel, and delayed or put back on that queue's own queues."""
 
     def __init__(
         self,
@@ -53,9 +59,11 @@ class RabbitMqDelivery:
         method: Basic.Deliver,
         properties: BasicProperties,
         body: bytes,
+        queue: str = DEFAULT_QUEUE,
     ) -> None:
         self._session = session
         self._topology = topology
+        self._queue = queue
         self._tag: int = method.delivery_tag
         session.delivered(self._tag)
         self.settled = False
@@ -109,7 +117,7 @@ class RabbitMqDelivery:
         in a header, so that the next delivery shows the right count."""
         self._settle()
         headers = {**self._own_headers(), DELIVERIES_HEADER: self.delivery_count - 1}
-        await self._move(self._topology.queue_for(TASKS_TOPIC), headers)
+        await self._move(self._topology.task_queue(self._queue), headers)
 
     async def postpone(self) -> None:
         """Sends a message that is not due yet back to wait, without counting a delivery."""
@@ -128,8 +136,8 @@ class RabbitMqDelivery:
 
     def _delay_queue(self, delay: timedelta) -> str:
         if delay <= timedelta(0):
-            return self._topology.queue_for(TASKS_TOPIC)
-        return self._topology.delay_queue(self._topology.tier_for(delay))
+            return self._topology.task_queue(self._queue)
+        return self._topology.delay_queue(self._topology.tier_for(delay), self._queue)
 
     async def _move(self, queue: str, headers: dict[str, Any]) -> None:
         """Publishes a copy to ``queue`` and, once confirmed, acks this delivery; if the copy
@@ -155,21 +163,34 @@ class RabbitMqDelivery:
 
 
 class RabbitMqConsumer:
-    """Consumes the task queue with ``basic.qos`` prefetch, one asyncio task per delivery;
-    resumes by itself on a new connection when the connection is lost."""
+    """Consumes the task queues of ``queues`` (all of the deployment's by default), each
+    with ``basic.qos`` prefetch (RabbitMQ applies it per consumer: quorum queues have no
+    prefetch shared by a channel's consumers), one asyncio task per delivery; resumes by
+    itself on a new connection when the connection is lost."""
 
     name = "broker"
 
-    def __init__(self, options: RabbitMqOptions) -> None:
+    def __init__(self, options: RabbitMqOptions, queues: Sequence[str] | None = None) -> None:
         self._topology = options.topology
+        self._queues = tuple(queues) if queues is not None else options.topology.queues
+        if unknown := sorted(set(self._queues) - set(options.topology.queues)):
+            raise ValueError(f"not queues of this deployment: {', '.join(unknown)}")
+        if not self._queues:
+            raise ValueError("a consumer needs at least one queue")
         self._connector = Connector(options, "consumer")
         self._stopping = asyncio.Event()
         self._consuming: asyncio.Task[None] | None = None
         self._handling: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_url(cls, url: str) -> RabbitMqConsumer:
-        return cls(RabbitMqOptions.from_url(url))
+    def from_url(
+        cls,
+        url: str,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        consumed: Sequence[str] | None = None,
+    ) -> RabbitMqConsumer:
+        """``queues``: the deployment's; ``consumed``: those this consumer takes (all)."""
+        return cls(RabbitMqOptions.from_url(url, queues), consumed)
 
     async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:
         if self._consuming is not None:
@@ -207,22 +228,31 @@ class RabbitMqConsumer:
     async def _consume_on(
         self, session: AmqpSession, callback: DeliveryCallback, prefetch: int
     ) -> None:
-        def on_message(
-            _: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes
-        ) -> None:
-            delivery = RabbitMqDelivery(session, self._topology, method, properties, body)
-            self._start(self._handle(callback, delivery))
+        def receiver(queue: str) -> MessageCallback:
+            def on_message(
+                _: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+            ) -> None:
+                delivery = RabbitMqDelivery(
+                    session, self._topology, method, properties, body, queue
+                )
+                self._start(self._handle(callback, delivery))
+
+            return on_message
 
         await session.qos(prefetch)
-        consumer_tag = await session.consume(self._topology.queue_for(TASKS_TOPIC), on_message)
+        consumer_tags = [
+            await session.consume(self._topology.task_queue(queue), receiver(queue))
+            for queue in self._queues
+        ]
         stopping = asyncio.ensure_future(self._stopping.wait())
         ends: set[asyncio.Future[Any]] = {stopping, session.lost}
         try:
             await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if session.is_open:
-            await session.cancel(consumer_tag)
+        for consumer_tag in consumer_tags:
+            if session.is_open:
+                await session.cancel(consumer_tag)
 
     def _start(self, handling: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(handling)

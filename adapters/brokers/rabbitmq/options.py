@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pika
 from attrs import frozen
+
+from application.messages import queue_of
+from domain.values import DEFAULT_QUEUE, check_queue_name
 
 QueueType = Literal["quorum", "classic"]
 
@@ -24,20 +28,34 @@ DELAY_TIERS = (
 
 @frozen
 class Topology:
-    """The queues of one Taskport deployment, all named after ``prefix``.
+    """The queues of one Taskport deployment, all named after ``prefix``: one task queue per
+    queue of the deployment (``<prefix>.tasks`` for the default one, ``<prefix>.tasks.<name>``
+    for the others).
 
     Task events (``TASKPORT_PUBLISH_EVENTS``) go to a topic exchange, which subscribers bind
-    their own queues to. Delayed redelivery needs no plugin: each delay tier is a queue
-    whose messages expire after the tier's TTL and are dead-lettered back to the task
-    queue.
+    their own queues to. Delayed redelivery needs no plugin: each delay tier of a task queue
+    is a queue whose messages expire after the tier's TTL and are dead-lettered back to
+    that task queue.
     """
 
     prefix: str = DEFAULT_PREFIX
     queue_type: QueueType = "quorum"
     delay_tiers: tuple[timedelta, ...] = DELAY_TIERS
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    """The deployment's queues (``TASKPORT_QUEUES``): each one's task queue is declared."""
+
+    def task_queue(self, queue: str) -> str:
+        """The RabbitMQ queue of the run messages of ``queue``."""
+        if queue == DEFAULT_QUEUE:
+            return f"{self.prefix}.tasks"
+        return f"{self.prefix}.tasks.{queue}"
 
     def queue_for(self, topic: str) -> str:
-        return f"{self.prefix}.{topic}"
+        """The RabbitMQ queue of the run messages published on ``topic``."""
+        queue = queue_of(topic)
+        if queue is None:
+            raise ValueError(f"{topic!r} is not a topic of run messages")
+        return self.task_queue(queue)
 
     @property
     def events_exchange(self) -> str:
@@ -48,8 +66,13 @@ class Topology:
     def dead_letter_queue(self) -> str:
         return f"{self.prefix}.dead-letters"
 
-    def delay_queue(self, tier: timedelta) -> str:
-        return f"{self.prefix}.delay.{int(tier.total_seconds() * 1000)}ms"
+    def delay_queue(self, tier: timedelta, queue: str = DEFAULT_QUEUE) -> str:
+        """Where a message of ``queue`` waits ``tier`` before going back to its task queue
+        (the default queue's tiers keep the names they had before there were others)."""
+        milliseconds = int(tier.total_seconds() * 1000)
+        if queue == DEFAULT_QUEUE:
+            return f"{self.prefix}.delay.{milliseconds}ms"
+        return f"{self.task_queue(queue)}.delay.{milliseconds}ms"
 
     def tier_for(self, delay: timedelta) -> timedelta:
         """The shortest tier not shorter than ``delay`` (the longest for longer delays)."""
@@ -65,7 +88,12 @@ class RabbitMqOptions:
     topology: Topology
 
     @classmethod
-    def from_url(cls, url: str) -> RabbitMqOptions:
+    def from_url(cls, url: str, queues: Sequence[str] = (DEFAULT_QUEUE,)) -> RabbitMqOptions:
+        """``queues``: the deployment's queues (``TASKPORT_QUEUES``)."""
+        if not queues:
+            raise ValueError("a deployment needs at least one queue")
+        for queue in queues:
+            check_queue_name(queue)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         prefix = query.pop("prefix", DEFAULT_PREFIX)
@@ -76,7 +104,7 @@ class RabbitMqOptions:
             raise ValueError("prefix must not be empty")
         server_url = urlunsplit(parts._replace(query=urlencode(query)))
         pika.URLParameters(server_url)  # refuses a malformed URL now rather than at connect
-        return cls(server_url, Topology(prefix, cast(QueueType, queue_type)))
+        return cls(server_url, Topology(prefix, cast(QueueType, queue_type), queues=tuple(queues)))
 
     def parameters(self) -> pika.URLParameters:
         return pika.URLParameters(self.url)

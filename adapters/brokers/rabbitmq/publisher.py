@@ -11,8 +11,9 @@ from adapters.brokers.rabbitmq.connector import Connector
 from adapters.brokers.rabbitmq.options import RabbitMqOptions
 from adapters.brokers.rabbitmq.session import all_confirmed
 from application.errors import BrokerUnavailable
-from application.messages import EVENTS_TOPIC, TASKS_TOPIC, TaskEventMessage
+from application.messages import EVENTS_TOPIC, TaskEventMessage, queue_of
 from application.ports.outbox import OutboxMessage
+from domain.values import DEFAULT_QUEUE
 
 # How long a publish waits for a connection that is being opened; while RabbitMQ is down
 # a publish fails after this, and the outbox relay tries again later.
@@ -20,9 +21,10 @@ CONNECT_WAIT_SECONDS = 1.0
 
 
 class RabbitMqPublisher:
-    """Publishes persistent messages to the task queue, and task events to the events
-    exchange; ``publish`` sends the whole batch, then waits until RabbitMQ confirmed every
-    message (``PartlyPublished`` names those it confirmed when it did not confirm all)."""
+    """Publishes persistent run messages to the task queue of their queue, and task events
+    to the events exchange; ``publish`` sends the whole batch, then waits until RabbitMQ
+    confirmed every message (``PartlyPublished`` names those it confirmed when it did not
+    confirm all)."""
 
     name = "broker"
 
@@ -31,8 +33,8 @@ class RabbitMqPublisher:
         self._connector = Connector(options, "publisher")
 
     @classmethod
-    def from_url(cls, url: str) -> RabbitMqPublisher:
-        return cls(RabbitMqOptions.from_url(url))
+    def from_url(cls, url: str, queues: Sequence[str] = (DEFAULT_QUEUE,)) -> RabbitMqPublisher:
+        return cls(RabbitMqOptions.from_url(url, queues))
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         routed = [self._route(message) for message in messages]
@@ -47,17 +49,18 @@ class RabbitMqPublisher:
             raise naming_the_published(exc, messages, confirmations) from exc
 
     def _route(self, message: OutboxMessage) -> tuple[str, bytes, BasicProperties, str, bool]:
-        """The arguments of ``AmqpSession.publish`` for ``message``: a task message goes to
-        the task queue (returned if it cannot be routed there), a task event to the events
-        exchange with the routing key ``<type>.<kind>`` (dropped by RabbitMQ when no queue
-        is bound to hear it)."""
-        if message.topic == TASKS_TOPIC:
+        """The arguments of ``AmqpSession.publish`` for ``message``: a run message goes to
+        the task queue of its queue (returned if it cannot be routed there), a task event to
+        the events exchange with the routing key ``<type>.<kind>`` (dropped by RabbitMQ when
+        no queue is bound to hear it)."""
+        queue = queue_of(message.topic)
+        if queue is not None and queue in self._topology.queues:
             properties = BasicProperties(
                 message_id=str(message.id),
                 delivery_mode=PERSISTENT_DELIVERY_MODE,
                 content_type="application/json",
             )
-            return self._topology.queue_for(TASKS_TOPIC), message.body, properties, "", True
+            return self._topology.task_queue(queue), message.body, properties, "", True
         if message.topic == EVENTS_TOPIC:
             event = TaskEventMessage.decode(message.body)
             properties = BasicProperties(
