@@ -77,6 +77,9 @@ class Callbacks:
                 now=outcome.event.occurred_at,
                 retry_policy=self._retry_policy,
                 timeout=CALLBACK_TIMEOUT,
+                # Run by the workers that ran the task: a deployment need not have workers
+                # on every queue.
+                queue=outcome.task.queue,
             )
             for outcome in outcomes(with_callback, recorded)
             if outcome.task.callback_url is not None

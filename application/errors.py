@@ -70,6 +70,13 @@ class UnknownKind(ApplicationError):
         super().__init__(f"unknown task kind {kind!r}; known kinds: {', '.join(self.known)}")
 
 
+class UnknownQueue(ApplicationError):
+    def __init__(self, queue: str, known: Sequence[str]) -> None:
+        self.queue = queue
+        self.known = list(known)
+        super().__init__(f"unknown queue {queue!r}; this deployment has: {', '.join(self.known)}")
+
+
 class InvalidPayload(ApplicationError):
     def __init__(self, kind: str, errors: Sequence[str]) -> None:
         self.kind = kind

@@ -14,14 +14,14 @@ from attrs import frozen
 
 from application import correlation
 from application.callbacks import CALLBACK_KIND, callback_request
-from application.errors import IdempotencyKeyReused, InvalidPayload, UnknownKind
+from application.errors import IdempotencyKeyReused, InvalidPayload, UnknownKind, UnknownQueue
 from application.json_values import unstorable
 from application.ports.clock import Clock
 from application.ports.handlers import HandlerRegistry
 from application.ports.ids import IdGenerator
 from domain.errors import InvalidTask
 from domain.task import Task
-from domain.values import JsonValue, RetryPolicy
+from domain.values import DEFAULT_QUEUE, JsonValue, RetryPolicy
 
 
 @frozen
@@ -32,6 +32,9 @@ class TaskDefaults:
     timeout: timedelta = timedelta(minutes=5)
     retry_base_delay: timedelta = timedelta(seconds=1)
     retry_max_delay: timedelta = timedelta(minutes=5)
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    """The deployment's queues: a task goes to one of them (the default queue unless it
+    names another)."""
 
 
 @frozen
@@ -45,6 +48,7 @@ class SubmitTask:
     idempotency_key: str | None = None
     callback_url: str | None = None
     expires_at: datetime | None = None
+    queue: str = DEFAULT_QUEUE
     schedule_id: UUID | None = None
     """The schedule submitting the task (not part of a request: its key names the schedule)."""
 
@@ -62,6 +66,8 @@ class SubmitTask:
             described["callback_url"] = self.callback_url
         if self.expires_at is not None:
             described["expires_at"] = self.expires_at.isoformat()
+        if self.queue != DEFAULT_QUEUE:
+            described["queue"] = self.queue
         canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -77,9 +83,10 @@ class NewTasks:
     """Turns submit requests into new tasks: the payload as its kind accepts it, the
     deployment's defaults where the request is silent, a new id, the time of submission.
 
-    ``build`` raises ``UnknownKind``, ``InvalidPayload`` (a payload its kind refuses, or one
-    that cannot be stored: see ``unstorable``) or ``InvalidTask`` (also for a callback URL
-    that the ``http`` kind, which delivers callbacks, would not call).
+    ``build`` raises ``UnknownKind``, ``UnknownQueue`` (a queue the deployment does not
+    have), ``InvalidPayload`` (a payload its kind refuses, or one that cannot be stored: see
+    ``unstorable``) or ``InvalidTask`` (also for a callback URL that the ``http`` kind,
+    which delivers callbacks, would not call).
     """
 
     def __init__(
@@ -91,6 +98,8 @@ class NewTasks:
         self._defaults = defaults
 
     def build(self, command: SubmitTask) -> Task:
+        if command.queue not in self._defaults.queues:
+            raise UnknownQueue(command.queue, self._defaults.queues)
         payload = self._registry.validate(command.kind, command.payload)
         if problem := unstorable(payload, "payload"):
             raise InvalidPayload(command.kind, [problem])
@@ -121,6 +130,7 @@ class NewTasks:
             schedule_id=command.schedule_id,
             request_id=correlation.request_id.get(),
             expires_at=command.expires_at,
+            queue=command.queue,
         )
 
     def _check_callback(self, url: str) -> None:

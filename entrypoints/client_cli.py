@@ -35,6 +35,8 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
+from domain.values import DEFAULT_QUEUE
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 FOLLOW_WAIT = 1
@@ -82,6 +84,10 @@ def _finite_seconds(value: float | None) -> float | None:
 
 Timeout = Annotated[
     float | None, typer.Option(help="seconds per attempt", callback=_finite_seconds)
+]
+Queue = Annotated[
+    str | None,
+    typer.Option(help="the queue its runs go to (one of the server's TASKPORT_QUEUES)"),
 ]
 
 DELAY = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)([smhd])")
@@ -216,6 +222,7 @@ def submit(
     expires_at: Annotated[
         str | None, _moment_option("fail as Expired if no attempt has started by then")
     ] = None,
+    queue: Queue = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -232,6 +239,8 @@ def submit(
         body["run_at"] = run_at
     if expires_at is not None:
         body["expires_at"] = expires_at
+    if queue is not None:
+        body["queue"] = queue
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     api = Api(url, api_key, as_json)
     task = api.call("POST", "/v1/tasks", json=body, headers=headers)
@@ -470,6 +479,11 @@ def _progress_bar(task_id: str) -> Iterator[Progress]:
         raise typer.Exit(130) from None
 
 
+def named_queue(queue: str | None) -> str | None:
+    """A queue worth showing: any but the default one."""
+    return queue if queue != DEFAULT_QUEUE else None
+
+
 def _print_task(task: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(task))
@@ -478,6 +492,7 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
         {
             "id": task["id"],
             "kind": task["kind"],
+            "queue": named_queue(task.get("queue")),
             "status": task["status"]
             + (" (cancel requested)" if task.get("cancel_requested") else ""),
             "attempts": f"{task['attempts']}/{task['max_attempts']}",

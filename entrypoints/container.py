@@ -69,16 +69,20 @@ def _mongo_storage(url: str) -> MongoStorage:
     return MongoStorage.from_url(url)
 
 
-def _pubsub_publisher(url: str, create: bool, events: bool) -> PubSubPublisher:
+def _pubsub_publisher(
+    url: str, create: bool, events: bool, queues: tuple[str, ...]
+) -> PubSubPublisher:
     from adapters.brokers.pubsub import PubSubPublisher
 
-    return PubSubPublisher.from_url(url, create, events)
+    return PubSubPublisher.from_url(url, create, events, queues)
 
 
-def _pubsub_consumer(url: str, create: bool, events: bool) -> PubSubConsumer:
+def _pubsub_consumer(
+    url: str, create: bool, events: bool, queues: tuple[str, ...], consumed: tuple[str, ...]
+) -> PubSubConsumer:
     from adapters.brokers.pubsub import PubSubConsumer
 
-    return PubSubConsumer.from_url(url, create, events)
+    return PubSubConsumer.from_url(url, create, events, queues, consumed)
 
 
 def _push_authenticator(**options: Any) -> PushAuthenticator:
@@ -97,6 +101,7 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
         timeout=timedelta(seconds=settings.default_timeout_seconds),
         retry_base_delay=timedelta(seconds=settings.retry_base_seconds),
         retry_max_delay=timedelta(seconds=settings.retry_max_seconds),
+        queues=tuple(settings.queues),
     )
 
 
@@ -133,22 +138,29 @@ class Container(containers.DeclarativeContainer):
         mongodb=providers.Singleton(_mongo_storage, settings.provided.storage_url),
     )
     broker_scheme = providers.Callable(url_scheme, settings.provided.broker_url)
-    in_process_queue = providers.Singleton(MemoryBroker)
+    queues = providers.Callable(tuple, settings.provided.queues)
+    consumed_queues = settings.provided.consumed_queues
+    in_process_queue = providers.Singleton(MemoryBroker, queues, consumed_queues)
     rabbitmq_publisher = providers.Singleton(
-        RabbitMqPublisher.from_url, settings.provided.broker_url
+        RabbitMqPublisher.from_url, settings.provided.broker_url, queues
     )
-    rabbitmq_consumer = providers.Singleton(RabbitMqConsumer.from_url, settings.provided.broker_url)
+    rabbitmq_consumer = providers.Singleton(
+        RabbitMqConsumer.from_url, settings.provided.broker_url, queues, consumed_queues
+    )
     pubsub_publisher = providers.Singleton(
         _pubsub_publisher,
         settings.provided.broker_url,
         settings.provided.pubsub_create,
         settings.provided.publish_events,
+        queues,
     )
     pubsub_consumer = providers.Singleton(
         _pubsub_consumer,
         settings.provided.broker_url,
         settings.provided.pubsub_create,
         settings.provided.publish_events,
+        queues,
+        consumed_queues,
     )
     publisher = providers.Selector(
         broker_scheme,

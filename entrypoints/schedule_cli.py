@@ -16,9 +16,11 @@ from entrypoints.client_cli import (
     Api,
     ApiKey,
     AsJson,
+    Queue,
     Timeout,
     Url,
     err,
+    named_queue,
     out,
     parse_duration,
     parse_payload,
@@ -53,6 +55,7 @@ def add(
             help="each task expires this long after its time (3600, 90s, 10m, 2h, 1d)",
         ),
     ] = None,
+    queue: Queue = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -71,6 +74,7 @@ def add(
         "timeout_seconds": timeout,
         "callback_url": callback_url,
         "expires_after_seconds": expires_after,
+        "queue": queue,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     _print(Api(url, api_key, as_json).call("POST", "/v1/schedules", json=body), as_json)
@@ -154,6 +158,7 @@ def _print(schedule: dict[str, Any], as_json: bool) -> None:
             "last run": schedule["last_run_at"] and _when(schedule["last_run_at"]) + " UTC",
             "last task": schedule["last_task_id"],
             "kind": schedule["kind"],
+            "queue": named_queue(schedule.get("queue")),
             "payload": json.dumps(schedule["payload"]),
             "expires after": schedule.get("expires_after_seconds")
             and f"{schedule['expires_after_seconds']:g} s",

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from domain.values import MAX_OWNER_LENGTH
+from domain.values import DEFAULT_QUEUE, MAX_OWNER_LENGTH, QUEUE_PATTERN
 
 DEV_SECRET_KEY = "taskport-local-development-only"
 PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         default=None, description="the service account the push subscription's tokens name"
     )
     worker_concurrency: int = Field(default=64, ge=1, le=1000)
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_QUEUE],
+        description="the deployment's queues, the same in every process: default,images",
+    )
+    worker_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="the queues this process's worker takes (all of TASKPORT_QUEUES if empty)",
+    )
     default_max_attempts: int = Field(default=3, ge=1, le=100)
     default_timeout_seconds: float = Field(default=300, gt=0, le=86400)
     retry_base_seconds: float = Field(default=1, ge=0, le=3600)
@@ -218,7 +226,14 @@ class Settings(BaseSettings):
                 )
         return parsed
 
-    @field_validator("cors_origins", "handler_modules", "http_allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins",
+        "handler_modules",
+        "http_allowed_hosts",
+        "queues",
+        "worker_queues",
+        mode="before",
+    )
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -269,6 +284,32 @@ class Settings(BaseSettings):
                 f"not a Sentry DSN ({exc}): https://<public key>@<host>/<project id>"
             ) from None
         return text
+
+    @field_validator("queues", "worker_queues")
+    @classmethod
+    def _check_queue_names(cls, queues: list[str]) -> list[str]:
+        for queue in queues:
+            if not QUEUE_PATTERN.fullmatch(queue):
+                raise ValueError(
+                    f"queue {queue!r} must be 1-40 characters of a-z, 0-9, '_', '-' "
+                    "starting with a letter"
+                )
+        return list(dict.fromkeys(queues))
+
+    @model_validator(mode="after")
+    def _check_worker_queues(self) -> Settings:
+        if not self.queues:
+            raise ValueError("TASKPORT_QUEUES must name at least one queue")
+        if unknown := [queue for queue in self.worker_queues if queue not in self.queues]:
+            raise ValueError(
+                f"TASKPORT_WORKER_QUEUES names queues not in TASKPORT_QUEUES: {', '.join(unknown)}"
+            )
+        return self
+
+    @property
+    def consumed_queues(self) -> tuple[str, ...]:
+        """The queues this process's worker takes."""
+        return tuple(self.worker_queues or self.queues)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

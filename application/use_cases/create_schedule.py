@@ -40,6 +40,7 @@ def task_of(
         max_attempts=template.max_attempts,
         timeout_seconds=template.timeout_seconds,
         callback_url=template.callback_url,
+        queue=template.queue,
         idempotency_key=key,
         schedule_id=schedule_id,
         expires_at=expires_at,
@@ -50,10 +51,10 @@ MAX_SCHEDULES_PER_OWNER = 1000
 
 
 class CreateScheduleHandler:
-    """Raises what a submit of its task would (``UnknownKind``, ``InvalidPayload``,
-    ``InvalidTask``), ``InvalidSchedule`` for a cron expression or time zone ``Recurrence``
-    cannot read, ``ScheduleNameTaken``, and ``TooManySchedules`` past ``max_per_owner``
-    (creates racing at the limit may pass it by a few)."""
+    """Raises what a submit of its task would (``UnknownKind``, ``UnknownQueue``,
+    ``InvalidPayload``, ``InvalidTask``), ``InvalidSchedule`` for a cron expression or time
+    zone ``Recurrence`` cannot read, ``ScheduleNameTaken``, and ``TooManySchedules`` past
+    ``max_per_owner`` (creates racing at the limit may pass it by a few)."""
 
     def __init__(
         self,

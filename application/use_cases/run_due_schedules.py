@@ -8,7 +8,7 @@ from uuid import UUID
 
 from attrs import frozen
 
-from application.errors import IdempotencyKeyReused, InvalidPayload, UnknownKind
+from application.errors import IdempotencyKeyReused, InvalidPayload, UnknownKind, UnknownQueue
 from application.ports.clock import Clock
 from application.ports.schedule_listener import ScheduleListener, SkipReason
 from application.ports.schedules import Recurrence, ScheduleRepository
@@ -105,7 +105,7 @@ class RunDueSchedulesHandler:
             submitted = await self._submit(command)
         except IdempotencyKeyReused as exc:  # submitted by an earlier form of the schedule
             return _Occurrence(exc.task_id)
-        except (UnknownKind, InvalidPayload, DomainError) as exc:
+        except (UnknownKind, UnknownQueue, InvalidPayload, DomainError) as exc:
             logger.warning(
                 "schedule %s: no task for %s: %s", schedule.id, schedule.next_run_at, exc
             )
@@ -123,6 +123,8 @@ class RunDueSchedulesHandler:
 def _skip_reason(error: Exception) -> SkipReason:
     if isinstance(error, UnknownKind):
         return "unknown_kind"
+    if isinstance(error, UnknownQueue):
+        return "unknown_queue"
     if isinstance(error, InvalidPayload):
         return "invalid_payload"
     return "invalid_task"

@@ -11,6 +11,7 @@ from application.errors import (
     InvalidBatch,
     InvalidPayload,
     UnknownKind,
+    UnknownQueue,
 )
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from application.recorder import TaskRecorder
@@ -75,7 +76,7 @@ class SubmitTaskBatchHandler:
                 problems.append((index, f"idempotency key {key!r} is also the key of item {first}"))
             try:
                 tasks.append(self._new_tasks.build(item))
-            except (UnknownKind, InvalidPayload, InvalidTask) as error:
+            except (UnknownKind, UnknownQueue, InvalidPayload, InvalidTask) as error:
                 problems.append((index, str(error)))
         if problems:
             raise InvalidBatch(problems)

@@ -27,6 +27,7 @@ from application.errors import (
     TooManySchedules,
     Unavailable,
     UnknownKind,
+    UnknownQueue,
 )
 from domain.errors import IllegalTransition, InvalidSchedule, InvalidTask
 
@@ -110,6 +111,8 @@ def problem_for(exc: Exception) -> Problem:
             return Problem(
                 422, "unknown-kind", "Unknown task kind", str(exc), known_kinds=exc.known
             )
+        case UnknownQueue():
+            return Problem(422, "unknown-queue", "Unknown queue", str(exc), known_queues=exc.known)
         case InvalidPayload():
             errors = [{"message": message} for message in exc.errors]
             return Problem(422, "invalid-payload", "Invalid payload", str(exc), errors=errors)
@@ -244,6 +247,7 @@ def install(app: FastAPI) -> None:
         TooManySchedules,
         InvalidSchedule,
         UnknownKind,
+        UnknownQueue,
         InvalidPayload,
         InvalidBatch,
         InvalidTask,

@@ -32,7 +32,13 @@ from domain.schedule import (
     TaskTemplate,
 )
 from domain.task import MAX_CALLBACK_URL_LENGTH, Task
-from domain.values import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS, TaskStatus
+from domain.values import (
+    DEFAULT_QUEUE,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_TIMEOUT_SECONDS,
+    QUEUE_PATTERN,
+    TaskStatus,
+)
 
 # The fields of a task as a request describes it, for a task (TaskIn) and for the tasks
 # of a schedule (ScheduleIn) alike.
@@ -69,6 +75,17 @@ CallbackUrl = Annotated[
 ]
 
 
+QueueName = Annotated[
+    str,
+    Field(
+        pattern=QUEUE_PATTERN.pattern,
+        description="the queue its run goes to: one of the deployment's (TASKPORT_QUEUES); "
+        "only the workers that take it run the task",
+        examples=[DEFAULT_QUEUE, "images"],
+    ),
+]
+
+
 class TaskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,6 +103,7 @@ class TaskIn(BaseModel):
         "a task still waiting then fails as Expired, unrun, and a retry that would come "
         "later is not scheduled",
     )
+    queue: QueueName = DEFAULT_QUEUE
 
     @field_validator("run_at", "expires_at", mode="before")
     @classmethod
@@ -108,6 +126,7 @@ class TaskIn(BaseModel):
             idempotency_key=idempotency_key,
             callback_url=self.callback_url,
             expires_at=self.expires_at,
+            queue=self.queue,
         )
 
 
@@ -184,6 +203,7 @@ class TaskOut(BaseModel):
     expires_at: datetime | None = Field(
         default=None, description="no attempt starts from then on (it fails as Expired)"
     )
+    queue: str = Field(default=DEFAULT_QUEUE, description="the queue its runs go to")
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -217,6 +237,7 @@ class TaskOut(BaseModel):
             callback_url=task.callback_url,
             schedule_id=task.schedule_id,
             expires_at=task.expires_at,
+            queue=task.queue,
         )
 
 
@@ -364,6 +385,7 @@ class ScheduleIn(BaseModel):
         "gets no task",
         examples=[3600],
     )
+    queue: QueueName = DEFAULT_QUEUE
 
     def command(self, owner: str) -> CreateSchedule:
         return CreateSchedule(
@@ -379,6 +401,7 @@ class ScheduleIn(BaseModel):
                 timeout_seconds=self.timeout_seconds,
                 callback_url=self.callback_url,
                 expires_after_seconds=self.expires_after_seconds,
+                queue=self.queue,
             ),
         )
 
@@ -398,6 +421,7 @@ class ScheduleOut(BaseModel):
     timeout_seconds: float | None
     callback_url: str | None
     expires_after_seconds: float | None
+    queue: str
     created_at: datetime
     updated_at: datetime
 
@@ -419,6 +443,7 @@ class ScheduleOut(BaseModel):
             timeout_seconds=task.timeout_seconds,
             callback_url=task.callback_url,
             expires_after_seconds=task.expires_after_seconds,
+            queue=task.queue,
             created_at=schedule.created_at,
             updated_at=schedule.updated_at,
         )

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from application.errors import Unavailable
+from application.ports.consumer import Delivery, DeliveryCallback
 from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, WorkerIdentity
 from application.use_cases.prune_outbox import PRUNE_BATCH
 from application.use_cases.prune_tasks import PRUNE_BATCH as TASK_PRUNE_BATCH
@@ -63,11 +64,12 @@ class Runtime:
         self._loops = self._start_loops()
         if self._consume:
             consumer = self._container.consumer()
+            concurrency = self._settings.worker_concurrency
+            callback: DeliveryCallback = self._container.process_delivery()
+            if len(self._settings.consumed_queues) > 1:
+                callback = at_most(concurrency, callback)
             self._consuming = asyncio.create_task(
-                consumer.consume(
-                    self._container.process_delivery(), self._settings.worker_concurrency
-                ),
-                name="consumer",
+                consumer.consume(callback, concurrency), name="consumer"
             )
             self._consuming.add_done_callback(self._consumer_ended)
         # What start-up made (modules, the container, the app, compiled statements) lives
@@ -259,3 +261,16 @@ async def _repeat(
             else:
                 logger.exception("%s failed; retrying in %.1fs", name, backoff)
             await asyncio.sleep(backoff)
+
+
+def at_most(runs: int, callback: DeliveryCallback) -> DeliveryCallback:
+    """``callback`` for at most ``runs`` deliveries at once. A consumer of several queues
+    holds up to ``runs`` deliveries of each (brokers count their prefetch per queue): the
+    worker still runs ``runs`` tasks at a time in all."""
+    slots = asyncio.Semaphore(runs)
+
+    async def limited(delivery: Delivery) -> None:
+        async with slots:
+            await callback(delivery)
+
+    return limited

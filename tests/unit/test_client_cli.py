@@ -172,6 +172,7 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
         "kind": "echo",
         "payload": {"a": 1},
         "expires_after_seconds": 5400,
+        "queue": "reports",
     }
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -195,6 +196,8 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
         '{"a": 1}',
         "--expires-after",
         "1.5h",
+        "--queue",
+        "reports",
     )
     assert added.exit_code == 0, added.output
     assert sent == [
@@ -206,14 +209,47 @@ def test_schedule_add_sends_what_was_given_and_delete_takes_a_204(serving: Any) 
             "paused": False,
             "name": "nightly",
             "expires_after_seconds": 5400.0,
+            "queue": "reports",
         }
     ]
     assert "2026-12-08 02:00:00 UTC" in added.output
+    assert "reports" in added.output
     assert "5400 s" in added.output
     deleted = run("schedule", "delete", TASK_ID)
     assert deleted.exit_code == 0, deleted.output
     assert f"deleted schedule {TASK_ID}" in deleted.output
     assert asked == ["/v1/schedules", f"/v1/schedules/{TASK_ID}"]
+
+
+def test_submit_names_the_queue_given_and_shows_any_but_the_default(serving: Any) -> None:
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sent.append(body)
+        task = {
+            "id": TASK_ID,
+            "kind": "echo",
+            "queue": body.get("queue", "default"),
+            "status": "QUEUED",
+            "attempts": 0,
+            "max_attempts": 3,
+            "created_at": "2026-12-07T10:00:00Z",
+            "payload": {},
+            "result": None,
+        }
+        return httpx.Response(201, json=task)
+
+    serving(handler)
+    named = run("submit", "echo", "--queue", "images")
+    plain = run("submit", "echo")
+    assert (named.exit_code, plain.exit_code) == (0, 0), named.output + plain.output
+    assert sent == [
+        {"kind": "echo", "payload": {}, "queue": "images"},
+        {"kind": "echo", "payload": {}},
+    ]
+    assert "images" in named.output
+    assert "queue" not in plain.output
 
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "-inf"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,7 @@ async def create(app: Container, cron: str = "*/5 * * * *", **fields: Any) -> Sc
         kind=fields.pop("kind", "echo"),
         payload=fields.pop("payload", {"n": 1}),
         expires_after_seconds=fields.pop("expires_after_seconds", None),
+        queue=fields.pop("queue", "default"),
     )
     return await app.create_schedule()(
         CreateSchedule(owner="alice", cron=cron, task=task, **fields)
@@ -169,6 +171,38 @@ async def test_each_task_of_a_schedule_expires_after_its_occurrence(
         schedule_id=schedule.id,
     )
     assert (await app.submit_task()(command)).task.id == task.id
+
+
+async def test_each_task_of_a_schedule_goes_to_its_queue(clock: FakeClock) -> None:
+    app = create_container(Settings(storage_url="memory://", queues=["default", "images"]))
+    app.clock.override(providers.Object(clock))
+    app.publish_committed.override(providers.Object(HeldRelay()))
+    await create(app, queue="images")
+    clock.advance(minutes=5)
+    assert await app.run_due_schedules()() == 1
+    [task] = await tasks_of(app)
+    assert task.queue == "images"
+
+
+async def test_an_occurrence_of_a_queue_the_deployment_no_longer_has_is_skipped(
+    app: Container, clock: FakeClock
+) -> None:
+    """Created while the deployment had the queue "images", due once it is gone."""
+    schedule = Schedule.create(
+        id=uuid.uuid4(),
+        owner="alice",
+        cron="*/5 * * * *",
+        timezone="UTC",
+        task=TaskTemplate(kind="echo", payload={}, queue="images"),
+        first_run_at=clock.now() + timedelta(minutes=5),
+        now=clock.now(),
+    )
+    await app.schedules().add(schedule)
+    clock.advance(minutes=5)
+    assert await app.run_due_schedules()() == 1
+    assert await tasks_of(app) == []
+    skipped = "taskport_schedule_occurrences_skipped_total"
+    assert metric(app, skipped, kind="echo", reason="unknown_queue") == 1
 
 
 async def test_an_occurrence_whose_task_would_have_expired_before_the_sweep_gets_none(

@@ -42,3 +42,31 @@ def test_events_are_refused_on_the_in_process_queue_no_other_system_hears() -> N
     with pytest.raises(ValidationError, match="TASKPORT_PUBLISH_EVENTS needs a broker"):
         Settings(publish_events=True)
     assert Settings(publish_events=True, broker_url="amqp://localhost/").publish_events
+
+
+def test_queues_are_read_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKPORT_QUEUES", "default, images,reports,images")
+    monkeypatch.setenv("TASKPORT_WORKER_QUEUES", "images")
+    settings = Settings()
+    assert settings.queues == ["default", "images", "reports"]
+    assert settings.consumed_queues == ("images",)
+
+
+def test_a_worker_takes_every_queue_unless_told_which() -> None:
+    assert Settings().consumed_queues == ("default",)
+    assert Settings(queues=["default", "images"]).consumed_queues == ("default", "images")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"queues": ["Images"]}, "TASKPORT_QUEUES|queue 'Images'"),
+        ({"queues": ["a.b"]}, "queue 'a.b'"),
+        ({"queues": ["x" * 41]}, "1-40 characters"),
+        ({"queues": []}, "TASKPORT_QUEUES must name"),
+        ({"queues": ["default"], "worker_queues": ["images"]}, "TASKPORT_WORKER_QUEUES"),
+    ],
+)
+def test_queues_that_cannot_be_served_are_refused(settings: dict, named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        Settings(**settings)

@@ -229,6 +229,7 @@ async function showTask() {
     ["status", task.cancel_requested && !FINISHED.has(task.status)
       ? `${task.status} (cancel requested)` : task.status],
     ["attempts", `${task.attempts} of ${task.max_attempts}, ${task.timeout_seconds} s each`],
+    ["queue", task.queue],
     ["created", when(task.created_at)],
     ["run at", when(task.run_at)],
     ["expires", when(task.expires_at)],

@@ -1,0 +1,113 @@
+"""Named queues through HTTP: a task goes to the queue it names, and only the workers that
+take that queue run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import ApiFactory, wait_for_status
+from tests.rabbitmq import broker_url
+
+QUEUES = ["default", "images"]
+
+
+async def test_a_task_waits_on_its_queue_for_a_worker_that_takes_it(
+    api_factory: ApiFactory, tmp_path: Path, rabbitmq_vhost: str
+) -> None:
+    """Two processes on one database and one broker: a worker of the default queue leaves
+    the task of "images" alone, and a worker of "images", started later, runs it."""
+    shared = {
+        "storage_url": f"sqlite:///{tmp_path / 'taskport.db'}",
+        "broker_url": broker_url(rabbitmq_vhost),
+        "queues": QUEUES,
+        "embedded_worker": True,
+    }
+    defaults: httpx.AsyncClient = await api_factory(**shared, worker_queues=["default"])
+    image = (await defaults.post("/v1/tasks", json={"kind": "echo", "queue": "images"})).json()
+    assert image["queue"] == "images"
+    plain = (await defaults.post("/v1/tasks", json={"kind": "echo"})).json()
+    assert plain["queue"] == "default"
+    await wait_for_status(defaults, plain["id"], "SUCCEEDED")
+    assert (await defaults.get(f"/v1/tasks/{image['id']}")).json()["status"] == "QUEUED"
+    await api_factory(**shared, worker_queues=["images"])
+    await wait_for_status(defaults, image["id"], "SUCCEEDED")
+
+
+async def test_the_in_process_queue_runs_only_the_queues_its_worker_takes(
+    api_factory: ApiFactory,
+) -> None:
+    api: httpx.AsyncClient = await api_factory(queues=QUEUES, worker_queues=["images"])
+    plain = (await api.post("/v1/tasks", json={"kind": "echo"})).json()
+    image = (await api.post("/v1/tasks", json={"kind": "echo", "queue": "images"})).json()
+    await wait_for_status(api, image["id"], "SUCCEEDED")
+    assert (await api.get(f"/v1/tasks/{plain['id']}")).json()["status"] == "QUEUED"
+
+
+async def test_every_queue_the_worker_takes_is_served(api_factory: ApiFactory) -> None:
+    api: httpx.AsyncClient = await api_factory(queues=QUEUES)
+    submitted = [
+        (await api.post("/v1/tasks", json={"kind": "echo", "payload": queue, "queue": queue}))
+        for queue in QUEUES
+    ]
+    for response in submitted:
+        assert response.status_code == 201
+        done = await wait_for_status(api, response.json()["id"], "SUCCEEDED")
+        assert done["result"] == done["queue"]
+
+
+async def test_a_queue_the_deployment_lacks_is_refused_with_the_ones_it_has(
+    api_factory: ApiFactory,
+) -> None:
+    api: httpx.AsyncClient = await api_factory(queues=QUEUES)
+    response = await api.post("/v1/tasks", json={"kind": "echo", "queue": "videos"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("unknown-queue")
+    assert problem["known_queues"] == QUEUES
+    batch = await api.post(
+        "/v1/tasks/batch", json={"tasks": [{"kind": "echo"}, {"kind": "echo", "queue": "videos"}]}
+    )
+    assert batch.status_code == 422
+    assert [error["index"] for error in batch.json()["errors"]] == [1]
+    schedule = await api.post(
+        "/v1/schedules", json={"cron": "@daily", "kind": "echo", "queue": "videos"}
+    )
+    assert schedule.status_code == 422
+    assert schedule.json()["known_queues"] == QUEUES
+    listed = await api.get("/v1/tasks")
+    assert listed.json()["items"] == []
+
+
+async def test_a_queue_name_that_cannot_name_a_queue_is_a_bad_request(
+    api_factory: ApiFactory,
+) -> None:
+    api: httpx.AsyncClient = await api_factory(queues=QUEUES)
+    for name in ["", "Images", "a.b", "x" * 41, 7, None]:
+        response = await api.post("/v1/tasks", json={"kind": "echo", "queue": name})
+        assert response.status_code == 422, name
+        assert response.json()["errors"][0]["location"] == ["body", "queue"]
+
+
+async def test_a_repeat_naming_another_queue_is_another_request(api_factory: ApiFactory) -> None:
+    api: httpx.AsyncClient = await api_factory(queues=QUEUES)
+    key = {"Idempotency-Key": "resize-42"}
+    first = await api.post("/v1/tasks", json={"kind": "echo", "queue": "images"}, headers=key)
+    again = await api.post("/v1/tasks", json={"kind": "echo", "queue": "images"}, headers=key)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    other = await api.post("/v1/tasks", json={"kind": "echo"}, headers=key)
+    assert other.status_code == 409
+
+
+async def test_a_schedule_submits_its_tasks_to_its_queue(api_factory: ApiFactory) -> None:
+    api: httpx.AsyncClient = await api_factory(queues=QUEUES, worker_queues=["default"])
+    created = await api.post(
+        "/v1/schedules", json={"cron": "* * * * *", "kind": "echo", "queue": "images"}
+    )
+    assert created.status_code == 201
+    assert created.json()["queue"] == "images"
+    listed = (await api.get("/v1/schedules")).json()["items"]
+    assert [schedule["queue"] for schedule in listed] == ["images"]
