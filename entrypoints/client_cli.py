@@ -374,7 +374,8 @@ def workers(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = Fa
 
 
 def stats(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """Count your tasks by kind and status, and say how long the oldest queued one waited."""
+    """Count your tasks by kind and status (and by queue, where there are several), and say
+    how long the oldest queued one waited."""
     answer = Api(url, api_key, as_json).call("GET", "/v1/stats")
     if as_json:
         typer.echo(json.dumps(answer))
@@ -388,6 +389,12 @@ def stats(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = Fals
         table.add_row(Text(kind), *(str(counts.get((kind, status), "")) for status in statuses))
     table.add_row("all", *(str(answer["by_status"][status]) for status in statuses))
     out.print(table if answer["by_kind"] else "no tasks")
+    by_queue = answer.get("by_queue", {})
+    if set(by_queue) - {DEFAULT_QUEUE}:
+        queues = Table("queue", *(Column(status, justify="right") for status in statuses), box=None)
+        for queue, counted in by_queue.items():
+            queues.add_row(Text(queue), *(str(counted.get(status) or "") for status in statuses))
+        out.print(queues)
     age = answer["oldest_queued_age_seconds"]
     out.print(f"oldest queued: {'none' if age is None else f'{age:.1f} s waiting'}")
     out.print(f"outbox backlog: {answer['outbox_backlog']} messages")

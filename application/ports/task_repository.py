@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import collections
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from attrs import frozen
+from attrs import field, frozen
 
 from domain.task import Task
 from domain.values import TaskStatus
@@ -26,10 +27,24 @@ class TaskQuery:
 
 @frozen
 class TaskStats:
-    """Counts of tasks by status and kind, and the oldest task waiting in the queue."""
+    """Counts of tasks by status and kind, and by status and queue, and the oldest task
+    waiting in a queue."""
 
     counts: dict[tuple[TaskStatus, str], int]
     oldest_queued_at: datetime | None
+    by_queue: dict[tuple[TaskStatus, str], int] = field(factory=dict)
+
+
+def counted_stats(
+    counted: Iterable[tuple[TaskStatus, str, str, int]], oldest_queued_at: datetime | None
+) -> TaskStats:
+    """``TaskStats`` of counts by (status, kind, queue)."""
+    by_kind: collections.Counter[tuple[TaskStatus, str]] = collections.Counter()
+    by_queue: collections.Counter[tuple[TaskStatus, str]] = collections.Counter()
+    for status, kind, queue, count in counted:
+        by_kind[status, kind] += count
+        by_queue[status, queue] += count
+    return TaskStats(dict(by_kind), oldest_queued_at, dict(by_queue))
 
 
 class TaskRepository(Protocol):

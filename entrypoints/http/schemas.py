@@ -287,6 +287,9 @@ class StatsOut(BaseModel):
     by_status: dict[TaskStatus, int]
     by_kind: dict[str, int]
     by_status_and_kind: list[StatusKindCount]
+    by_queue: dict[str, dict[TaskStatus, int]] = Field(
+        description="each queue holding tasks, with its tasks in each status (QUEUED: its backlog)"
+    )
     oldest_queued_age_seconds: float | None = Field(
         description="how long the oldest QUEUED task has waited; null when none waits"
     )
@@ -302,10 +305,14 @@ class StatsOut(BaseModel):
         for (status, kind), count in stats.tasks.counts.items():
             by_status[status] += count
             by_kind[kind] = by_kind.get(kind, 0) + count
+        by_queue: dict[str, dict[TaskStatus, int]] = {}
+        for (status, queue), count in sorted(stats.tasks.by_queue.items(), key=_by_queue):
+            by_queue.setdefault(queue, dict.fromkeys(TaskStatus, 0))[status] += count
         age = stats.oldest_queued_age
         return cls(
             by_status=by_status,
             by_kind=dict(sorted(by_kind.items())),
+            by_queue=by_queue,
             by_status_and_kind=[
                 StatusKindCount(status=status, kind=kind, count=count)
                 for (status, kind), count in sorted(stats.tasks.counts.items())
@@ -313,6 +320,11 @@ class StatsOut(BaseModel):
             oldest_queued_age_seconds=age.total_seconds() if age is not None else None,
             outbox_backlog=stats.outbox_backlog,
         )
+
+
+def _by_queue(counted: tuple[tuple[TaskStatus, str], int]) -> str:
+    (_, queue), _ = counted
+    return queue
 
 
 class WorkerOut(BaseModel):

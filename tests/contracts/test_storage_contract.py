@@ -886,10 +886,14 @@ async def test_stalled_finds_ended_leases_and_forgotten_queued_tasks(storage: An
         assert {task.id for task in others} == {new_queued.id}
 
 
-async def test_stats_count_by_status_and_kind_and_find_the_oldest_queued(storage: Any) -> None:
+async def test_stats_count_by_status_and_kind_and_by_queue_and_find_the_oldest_queued(
+    storage: Any,
+) -> None:
     oldest = make_task(owner="alice", kind="echo", now=T0 - timedelta(minutes=10))
-    newer = make_task(owner="alice", kind="echo", now=T0)
-    sleeping = make_task(owner="alice", kind="sleep", run_at=T0 + timedelta(hours=1))
+    newer = make_task(owner="alice", kind="echo", now=T0, queue="images")
+    sleeping = make_task(
+        owner="alice", kind="sleep", run_at=T0 + timedelta(hours=1), queue="images"
+    )
     elsewhere = make_task(owner="bob", kind="echo", now=T0 - timedelta(hours=1))
     await add(storage, oldest, newer, sleeping, elsewhere)
     async with storage.unit_of_work() as uow:
@@ -900,6 +904,11 @@ async def test_stats_count_by_status_and_kind_and_find_the_oldest_queued(storage
         everyone = await uow.tasks.stats(None)
         backlog = await uow.outbox.backlog()
     assert mine.counts == {(TaskStatus.QUEUED, "echo"): 2, (TaskStatus.SCHEDULED, "sleep"): 1}
+    assert mine.by_queue == {
+        (TaskStatus.QUEUED, "default"): 1,
+        (TaskStatus.QUEUED, "images"): 1,
+        (TaskStatus.SCHEDULED, "images"): 1,
+    }
     assert mine.oldest_queued_at == oldest.created_at
     assert everyone.counts[TaskStatus.QUEUED, "echo"] == 3
     assert everyone.oldest_queued_at == elsewhere.created_at

@@ -31,6 +31,8 @@ async def test_a_task_waits_on_its_queue_for_a_worker_that_takes_it(
     assert plain["queue"] == "default"
     await wait_for_status(defaults, plain["id"], "SUCCEEDED")
     assert (await defaults.get(f"/v1/tasks/{image['id']}")).json()["status"] == "QUEUED"
+    backlog = (await defaults.get("/v1/stats")).json()["by_queue"]
+    assert (backlog["images"]["QUEUED"], backlog["default"]["SUCCEEDED"]) == (1, 1)
     await api_factory(**shared, worker_queues=["images"])
     await wait_for_status(defaults, image["id"], "SUCCEEDED")
 

@@ -368,6 +368,8 @@ async def test_stats_reflect_the_work_done(api: httpx.AsyncClient) -> None:
     assert stats["by_status"]["SCHEDULED"] == 1
     assert stats["by_kind"] == {"echo": 3, "fail": 1, "sleep": 1}
     assert {"status": "SUCCEEDED", "kind": "echo", "count": 3} in stats["by_status_and_kind"]
+    assert list(stats["by_queue"]) == ["default"]
+    assert stats["by_queue"]["default"] == stats["by_status"]
     assert stats["oldest_queued_age_seconds"] is None
 
     async def no_backlog() -> bool:

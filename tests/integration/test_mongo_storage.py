@@ -17,7 +17,7 @@ from adapters.system import Uuid7Generator
 from application.errors import DuplicateIdempotencyKey, StorageUnavailable
 from application.messages import RunTaskMessage, TaskEventMessage, event_messages
 from domain.schedule import Schedule, TaskTemplate
-from domain.values import DEFAULT_QUEUE
+from domain.values import DEFAULT_QUEUE, TaskStatus
 from entrypoints.container import create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
@@ -159,8 +159,10 @@ async def test_tasks_and_schedules_stored_before_queues_are_in_the_default_queue
     )
     async with storage.unit_of_work() as uow:
         stored = await uow.tasks.get(task.id)
+        stats = await uow.tasks.stats(None)
     stored_schedule = await storage.schedules().get("alice", schedule.id)
     assert stored is not None and stored.queue == DEFAULT_QUEUE
+    assert stats.by_queue == {(TaskStatus.QUEUED, DEFAULT_QUEUE): 1}
     assert stored_schedule is not None and stored_schedule.task.queue == DEFAULT_QUEUE
 
 

@@ -313,4 +313,25 @@ def test_stats_shows_a_count_per_kind_and_status_and_the_oldest_wait(serving: An
     assert lines[1:4] == [["echo", "3"], ["fail", "1"], ["all", "0", "3", "0", "0", "1", "0"]]
     assert "oldest queued: 12.3 s waiting" in result.output
     assert "outbox backlog: 2 messages" in result.output
+    assert ["queue", *statuses] not in lines  # one queue: its counts are the ones above
     assert json.loads(run("stats", "--json").output) == answer
+
+
+def test_stats_shows_the_counts_of_each_queue_where_there_are_several(serving: Any) -> None:
+    statuses = ["SCHEDULED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+    answer = {
+        "by_status": {status: 0 for status in statuses} | {"QUEUED": 3},
+        "by_kind": {"echo": 3},
+        "by_status_and_kind": [{"status": "QUEUED", "kind": "echo", "count": 3}],
+        "by_queue": {
+            "default": {status: 0 for status in statuses} | {"QUEUED": 1},
+            "images": {status: 0 for status in statuses} | {"QUEUED": 2},
+        },
+        "oldest_queued_age_seconds": 1.0,
+        "outbox_backlog": 0,
+    }
+    serving(lambda request: httpx.Response(200, json=answer))
+    result = run("stats")
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines()]
+    assert lines[3:6] == [["queue", *statuses], ["default", "1"], ["images", "2"]]

@@ -20,7 +20,7 @@ from adapters.storage.memory.schedules import MemorySchedules
 from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork, UnitClaims
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.ports.outbox import OutboxMessage
-from application.ports.task_repository import TaskQuery, TaskStats
+from application.ports.task_repository import TaskQuery, TaskStats, counted_stats
 from application.ports.worker_registry import WorkerRecord
 from domain.schedule import Schedule
 from domain.task import Task
@@ -183,15 +183,15 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
         return await self._claim(candidates)
 
     async def stats(self, owner: str | None) -> TaskStats:
-        counts: collections.Counter[tuple[TaskStatus, str]] = collections.Counter()
+        counts: collections.Counter[tuple[TaskStatus, str, str]] = collections.Counter()
         oldest: datetime | None = None
         for task in self._storage.tasks.values():
             if owner is not None and task.owner != owner:
                 continue
-            counts[task.status, task.kind] += 1
+            counts[task.status, task.kind, task.queue] += 1
             if task.status is TaskStatus.QUEUED and (oldest is None or task.due_since < oldest):
                 oldest = task.due_since
-        return TaskStats(counts=dict(counts), oldest_queued_at=oldest)
+        return counted_stats(((*key, count) for key, count in counts.items()), oldest)
 
     async def stalled(
         self,

@@ -55,9 +55,9 @@ from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.messages import task_named_by
 from application.ports.outbox import OutboxMessage
-from application.ports.task_repository import TaskQuery, TaskStats
+from application.ports.task_repository import TaskQuery, TaskStats, counted_stats
 from domain.task import Task
-from domain.values import TERMINAL_STATUSES, TaskStatus
+from domain.values import DEFAULT_QUEUE, TERMINAL_STATUSES, TaskStatus
 
 DUPLICATE_KEY = 11000
 
@@ -273,11 +273,13 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
 
     async def stats(self, owner: str | None) -> TaskStats:
         match: Document = {} if owner is None else {"owner": owner}
-        # One string key per (status, kind): nx-27017 does not group by a compound key, and
-        # neither a status nor a kind name can contain "|".
+        # One string key per (status, kind, queue): nx-27017 does not group by a compound
+        # key, and no status, kind or queue name can contain "|". A task stored before
+        # there were queues has none: the default one.
+        queue = {"$ifNull": ["$queue", DEFAULT_QUEUE]}
         grouped = [
             {"$match": match},
-            {"$project": {"key": {"$concat": ["$status", "|", "$kind"]}}},
+            {"$project": {"key": {"$concat": ["$status", "|", "$kind", "|", queue]}}},
             {"$group": {"_id": "$key", "count": {"$sum": 1}}},
         ]
         # Task.due_since: the later of created_at and run_at (a null run_at is less than
@@ -291,13 +293,13 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
         with translated_errors():
             rows = [row async for row in await self._tasks.aggregate(grouped)]
             oldest = [row async for row in await self._tasks.aggregate(oldest_due)]
-        counts = {}
-        for row in rows:
-            status, kind = row["_id"].split("|", 1)
-            counts[TaskStatus(status), kind] = int(row["count"])
-        return TaskStats(
-            counts=counts,
-            oldest_queued_at=parse_instant(oldest[0]["since"]) if oldest else None,
+        return counted_stats(
+            (
+                (TaskStatus(status), kind, queue, int(row["count"]))
+                for row in rows
+                for status, kind, queue in [row["_id"].split("|", 2)]
+            ),
+            parse_instant(oldest[0]["since"]) if oldest else None,
         )
 
     async def _workers_alive_since(self, since: datetime) -> Sequence[str | None]:

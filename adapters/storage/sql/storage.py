@@ -87,7 +87,7 @@ from adapters.storage.sql.schema import (
 from adapters.storage.sql.task_writes import NO_FLUSH, insert_new, insert_tasks, update_tasks
 from adapters.storage.staging import StagingTaskRepository, StagingUnitOfWork, UnitClaims
 from application.ports.outbox import OutboxMessage
-from application.ports.task_repository import TaskQuery, TaskStats
+from application.ports.task_repository import TaskQuery, TaskStats, counted_stats
 from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
 from domain.values import TERMINAL_STATUSES, TaskStatus
@@ -289,8 +289,8 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         return await self._claimed(statement, limit)
 
     async def stats(self, owner: str | None) -> TaskStats:
-        counted = select(tasks.c.status, tasks.c.kind, func.count()).group_by(
-            tasks.c.status, tasks.c.kind
+        counted = select(tasks.c.status, tasks.c.kind, tasks.c.queue, func.count()).group_by(
+            tasks.c.status, tasks.c.kind, tasks.c.queue
         )
         # Task.due_since: the later of created_at and run_at (NULL compares false).
         due_since = case(
@@ -302,9 +302,9 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
             oldest = oldest.where(tasks.c.owner == owner)
         rows = await self._work.fetch(counted)
         oldest_rows = await self._work.fetch(oldest)
-        return TaskStats(
-            counts={(TaskStatus(status), kind): count for status, kind, count in rows},
-            oldest_queued_at=oldest_rows[0][0],
+        return counted_stats(
+            ((TaskStatus(status), kind, queue, count) for status, kind, queue, count in rows),
+            oldest_rows[0][0],
         )
 
     async def stalled(
