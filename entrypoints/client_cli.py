@@ -541,4 +541,6 @@ def _attempts(task: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, list):  # a worker's queues
+        return ",".join(map(str, value))
     return value if isinstance(value, str) else json.dumps(value)

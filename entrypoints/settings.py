@@ -21,6 +21,9 @@ MAX_RETENTION_SECONDS = 100 * 365 * 86400
 """A retention (or a worker's lost and prune thresholds) reaches back at most a century:
 the cutoff stays a date."""
 WEBHOOK_SECRET_PREFIX = "whsec_"
+MAX_QUEUES = 40
+"""Each queue is a task queue and six delay queues on RabbitMQ, a topic and a subscription
+on Pub/Sub; a worker's queues are recorded in the registry (at most 40 names of 40)."""
 
 
 def webhook_secret_valid(secret: str) -> bool:
@@ -298,8 +301,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_worker_queues(self) -> Settings:
-        if not self.queues:
-            raise ValueError("TASKPORT_QUEUES must name at least one queue")
+        if not 1 <= len(self.queues) <= MAX_QUEUES:
+            raise ValueError(f"TASKPORT_QUEUES must name 1 to {MAX_QUEUES} queues")
         if unknown := [queue for queue in self.worker_queues if queue not in self.queues]:
             raise ValueError(
                 f"TASKPORT_WORKER_QUEUES names queues not in TASKPORT_QUEUES: {', '.join(unknown)}"

@@ -6,6 +6,8 @@ from typing import Protocol
 
 from attrs import frozen
 
+from domain.values import DEFAULT_QUEUE
+
 
 @frozen
 class WorkerRecord:
@@ -18,6 +20,8 @@ class WorkerRecord:
     last_heartbeat: datetime
     concurrency: int
     running: int
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    """The queues whose tasks it takes."""
 
 
 class WorkerRegistry(Protocol):

@@ -9,6 +9,7 @@ from attrs import frozen
 
 from application.ports.clock import Clock
 from application.ports.worker_registry import WorkerRecord, WorkerRegistry
+from domain.values import DEFAULT_QUEUE
 
 
 @frozen
@@ -20,6 +21,7 @@ class WorkerIdentity:
     pid: int
     started_at: datetime
     concurrency: int
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
 
 
 class HeartbeatWorkerHandler:
@@ -44,6 +46,7 @@ class HeartbeatWorkerHandler:
                 last_heartbeat=now,
                 concurrency=worker.concurrency,
                 running=running,
+                queues=worker.queues,
             )
         )
         await self._registry.prune(now - self._prune_after)

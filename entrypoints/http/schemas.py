@@ -338,6 +338,7 @@ class WorkerOut(BaseModel):
         description="tasks it was running at its last heartbeat (from the queue or pushed)"
     )
     status: Literal["alive", "lost"]
+    queues: list[str] = Field(description="the queues whose tasks it takes")
 
     @classmethod
     def of(cls, worker: WorkerView) -> WorkerOut:
@@ -351,6 +352,7 @@ class WorkerOut(BaseModel):
             concurrency=record.concurrency,
             running=record.running,
             status=worker.status.value,
+            queues=list(record.queues),
         )
 
 

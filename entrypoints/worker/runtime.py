@@ -94,6 +94,7 @@ class Runtime:
                     pid=os.getpid(),
                     started_at=self._container.clock().now(),
                     concurrency=self._settings.worker_concurrency,
+                    queues=self._settings.consumed_queues,
                 )
                 await self._container.heartbeat_worker()(self._identity, 0)
         except BaseException:

@@ -10,7 +10,14 @@ from application.ports.worker_registry import WorkerRecord
 from tests.factories import T0, make_task
 
 
-def worker(worker_id: str, *, started: datetime = T0, beat: datetime = T0, running: int = 0) -> Any:
+def worker(
+    worker_id: str,
+    *,
+    started: datetime = T0,
+    beat: datetime = T0,
+    running: int = 0,
+    queues: tuple[str, ...] = ("default",),
+) -> Any:
     return WorkerRecord(
         id=worker_id,
         host="host-1",
@@ -19,6 +26,7 @@ def worker(worker_id: str, *, started: datetime = T0, beat: datetime = T0, runni
         last_heartbeat=beat,
         concurrency=8,
         running=running,
+        queues=queues,
     )
 
 
@@ -28,6 +36,13 @@ async def test_a_heartbeat_registers_the_worker_and_reads_back(storage: Any) -> 
     await registry.heartbeat(record)
     assert list(await registry.list()) == [record]
     assert (await registry.list())[0].last_heartbeat.tzinfo is not None
+
+
+async def test_a_worker_reads_back_with_the_queues_it_takes(storage: Any) -> None:
+    registry = storage.workers()
+    record = worker("w-1", queues=("images", "reports-2_b"))
+    await registry.heartbeat(record)
+    assert list(await registry.list()) == [record]
 
 
 async def test_a_later_heartbeat_replaces_the_record(storage: Any) -> None:

@@ -35,6 +35,8 @@ async def test_a_task_waits_on_its_queue_for_a_worker_that_takes_it(
     assert (backlog["images"]["QUEUED"], backlog["default"]["SUCCEEDED"]) == (1, 1)
     await api_factory(**shared, worker_queues=["images"])
     await wait_for_status(defaults, image["id"], "SUCCEEDED")
+    workers = (await defaults.get("/v1/workers")).json()["items"]
+    assert sorted(worker["queues"] for worker in workers) == [["default"], ["images"]]
 
 
 async def test_the_in_process_queue_runs_only_the_queues_its_worker_takes(

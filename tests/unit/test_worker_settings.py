@@ -63,7 +63,8 @@ def test_a_worker_takes_every_queue_unless_told_which() -> None:
         ({"queues": ["Images"]}, "TASKPORT_QUEUES|queue 'Images'"),
         ({"queues": ["a.b"]}, "queue 'a.b'"),
         ({"queues": ["x" * 41]}, "1-40 characters"),
-        ({"queues": []}, "TASKPORT_QUEUES must name"),
+        ({"queues": []}, "TASKPORT_QUEUES must name 1 to 40"),
+        ({"queues": [f"q{n}" for n in range(41)]}, "TASKPORT_QUEUES must name 1 to 40"),
         ({"queues": ["default"], "worker_queues": ["images"]}, "TASKPORT_WORKER_QUEUES"),
     ],
 )

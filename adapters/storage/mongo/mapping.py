@@ -172,6 +172,7 @@ def worker_document(worker: WorkerRecord) -> dict[str, Any]:
         "last_heartbeat": instant(worker.last_heartbeat),
         "concurrency": worker.concurrency,
         "running": worker.running,
+        "queues": list(worker.queues),
     }
 
 
@@ -184,4 +185,5 @@ def worker_from_document(document: dict[str, Any]) -> WorkerRecord:
         last_heartbeat=required_instant(document["last_heartbeat"]),
         concurrency=document["concurrency"],
         running=document["running"],
+        queues=tuple(document.get("queues", [DEFAULT_QUEUE])),
     )

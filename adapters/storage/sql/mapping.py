@@ -139,6 +139,7 @@ def worker_to_row(worker: WorkerRecord) -> dict[str, Any]:
         "last_heartbeat": worker.last_heartbeat,
         "concurrency": worker.concurrency,
         "running": worker.running,
+        "queues": ",".join(worker.queues),
     }
 
 
@@ -151,4 +152,5 @@ def worker_from_row(row: Row[Any]) -> WorkerRecord:
         last_heartbeat=row.last_heartbeat,
         concurrency=row.concurrency,
         running=row.running,
+        queues=tuple(row.queues.split(",")),
     )

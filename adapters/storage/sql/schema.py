@@ -188,6 +188,8 @@ workers = Table(
     Column("last_heartbeat", UtcDateTime(), nullable=False),
     Column("concurrency", Integer, nullable=False),
     Column("running", Integer, nullable=False),
+    # Comma-separated: every queue name is a word of a-z, 0-9, '_', '-'.
+    Column("queues", String(2000), nullable=False, server_default=text("'default'")),
 )
 
 schedules = Table(

@@ -311,6 +311,7 @@ async function showWorkers() {
   const rows = workers.items.map((worker) => row(
     worker.id,
     el("span", worker.status, { class: `status ${worker.status}` }),
+    worker.queues.join(", "),
     worker.running,
     worker.concurrency,
     when(worker.started_at),

@@ -1,4 +1,4 @@
-"""the queue of each task, and of the tasks of each schedule
+"""the queue of each task, of the tasks of each schedule, and the queues of each worker
 
 Revision ID: 0011
 Revises: 0010
@@ -29,9 +29,15 @@ def upgrade() -> None:
         "schedules",
         sa.Column("queue", sa.String(40), nullable=False, server_default=sa.text("'default'")),
     )
+    op.add_column(
+        "workers",
+        sa.Column("queues", sa.String(2000), nullable=False, server_default=sa.text("'default'")),
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("workers") as batch:
+        batch.drop_column("queues")
     with op.batch_alter_table("schedules") as batch:
         batch.drop_column("queue")
     with op.batch_alter_table("tasks") as batch:
