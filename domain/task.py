@@ -33,7 +33,7 @@ from domain.values import (
     RetryPolicy,
     TaskError,
     TaskStatus,
-    check_queue_name,
+    queue_name_problem,
 )
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
@@ -120,7 +120,8 @@ class Task:
                 f"kind {kind!r} must be 1-100 characters of a-z, 0-9, '_', '.', '-' "
                 "starting with a letter"
             )
-        check_queue_name(queue)
+        if problem := queue_name_problem(queue):
+            raise InvalidTask(problem)
         if not 0 < len(owner) <= MAX_OWNER_LENGTH:
             raise InvalidTask(f"a task needs an owner of 1-{MAX_OWNER_LENGTH} characters")
         if callback_url is not None and not 0 < len(callback_url) <= MAX_CALLBACK_URL_LENGTH:

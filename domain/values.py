@@ -32,13 +32,11 @@ QUEUE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 Anchored as JSON Schema reads a pattern: match it with ``fullmatch``."""
 
 
-def check_queue_name(name: str) -> str:
-    """``name`` if it can name a queue; ``InvalidTask`` otherwise."""
-    if not QUEUE_PATTERN.fullmatch(name):
-        raise InvalidTask(
-            f"queue {name!r} must be 1-40 characters of a-z, 0-9, '_', '-' starting with a letter"
-        )
-    return name
+def queue_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a queue; ``None`` when it can."""
+    if QUEUE_PATTERN.fullmatch(name):
+        return None
+    return f"queue {name!r} must be 1-40 characters of a-z, 0-9, '_', '-' starting with a letter"
 
 
 class TaskStatus(enum.StrEnum):

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from domain.values import DEFAULT_QUEUE, MAX_OWNER_LENGTH, QUEUE_PATTERN
+from domain.values import DEFAULT_QUEUE, MAX_OWNER_LENGTH, queue_name_problem
 
 DEV_SECRET_KEY = "taskport-local-development-only"
 PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
@@ -292,11 +292,8 @@ class Settings(BaseSettings):
     @classmethod
     def _check_queue_names(cls, queues: list[str]) -> list[str]:
         for queue in queues:
-            if not QUEUE_PATTERN.fullmatch(queue):
-                raise ValueError(
-                    f"queue {queue!r} must be 1-40 characters of a-z, 0-9, '_', '-' "
-                    "starting with a letter"
-                )
+            if problem := queue_name_problem(queue):
+                raise ValueError(problem)
         return list(dict.fromkeys(queues))
 
     @model_validator(mode="after")

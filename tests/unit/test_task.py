@@ -52,6 +52,17 @@ def test_a_run_at_outside_the_calendar_in_utc_is_refused(run_at: datetime) -> No
         make_task(run_at=run_at)
 
 
+@pytest.mark.parametrize("queue", ["", "Images", "a.b", "1st", "x" * 41, "a b"])
+def test_a_queue_that_no_broker_could_name_is_refused(queue: str) -> None:
+    with pytest.raises(InvalidTask, match="1-40 characters"):
+        make_task(queue=queue)
+
+
+def test_a_task_goes_to_the_default_queue_unless_it_names_another() -> None:
+    assert make_task().queue == "default"
+    assert make_task(queue="images-2_b").queue == "images-2_b"
+
+
 def test_an_error_is_cut_to_its_limits() -> None:
     error = TaskError("T" * 300, "m" * 10_000)
     assert (len(error.type), len(error.message)) == (MAX_ERROR_TYPE, MAX_ERROR_MESSAGE)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from attrs import frozen
 
-from domain.values import DEFAULT_QUEUE, QUEUE_PATTERN
+from domain.values import DEFAULT_QUEUE, queue_name_problem
 
 DEFAULT_TOPIC = "taskport-tasks"
 DEFAULT_DEAD_LETTER_TOPIC = "taskport-dead-letters"
@@ -119,11 +119,8 @@ class PubSubOptions:
         if len(set(self.queues)) != len(self.queues):
             raise ValueError(f"queues are named twice: {', '.join(self.queues)}")
         for queue in self.queues:
-            if not QUEUE_PATTERN.fullmatch(queue):
-                raise ValueError(
-                    f"queue {queue!r} must be 1-40 characters of a-z, 0-9, '_', '-' "
-                    "starting with a letter"
-                )
+            if problem := queue_name_problem(queue):
+                raise ValueError(problem)
             if self._topic_of(queue) in (self.dead_letter_topic, self.events_topic):
                 raise ValueError(
                     f"the topic of queue {queue!r} ({self._topic_of(queue)}) must differ from "

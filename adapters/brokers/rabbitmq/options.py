@@ -11,7 +11,7 @@ import pika
 from attrs import frozen
 
 from application.messages import queue_of
-from domain.values import DEFAULT_QUEUE, check_queue_name
+from domain.values import DEFAULT_QUEUE, queue_name_problem
 
 QueueType = Literal["quorum", "classic"]
 
@@ -93,7 +93,8 @@ class RabbitMqOptions:
         if not queues:
             raise ValueError("a deployment needs at least one queue")
         for queue in queues:
-            check_queue_name(queue)
+            if problem := queue_name_problem(queue):
+                raise ValueError(problem)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         prefix = query.pop("prefix", DEFAULT_PREFIX)
