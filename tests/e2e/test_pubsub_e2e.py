@@ -1,4 +1,4 @@
-"""Seed 000's shape and the pull shape, through the Pub/Sub emulator, with real processes:
+"""The push shape and the pull shape, through the Pub/Sub emulator, with real processes:
 ``taskport serve`` publishes; the emulator pushes to its webhook, or ``taskport worker``
 pulls."""
 

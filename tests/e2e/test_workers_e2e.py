@@ -124,7 +124,7 @@ class Cluster:
 
 @pytest.fixture
 def storage_url(request: pytest.FixtureRequest) -> str:
-    """A fresh PostgreSQL database by default; MongoDB (seed 001's stack) when a test asks."""
+    """A fresh PostgreSQL database by default; MongoDB (with RabbitMQ) when a test asks."""
     kind = getattr(request, "param", "postgresql")
     url: str = request.getfixturevalue("mongo_url" if kind == "mongo" else "empty_postgres_url")
     return url
