@@ -187,7 +187,9 @@ class Container(containers.DeclarativeContainer):
     worker_registry = storage.provided.workers.call()
     metrics = providers.Singleton(PrometheusMetrics)
     completions = providers.Singleton(Completions)
-    publish_committed = providers.Singleton(PublishCommittedHandler, uow=uow, publisher=publisher)
+    publish_committed = providers.Singleton(
+        PublishCommittedHandler, uow=uow, publisher=publisher, queues=queues
+    )
     recorder = providers.Singleton(
         TaskRecorder,
         ids=ids,
@@ -265,6 +267,7 @@ class Container(containers.DeclarativeContainer):
         publisher=publisher,
         clock=clock,
         sweep_after=providers.Callable(_seconds, settings.provided.relay_sweep_after_seconds),
+        queues=queues,
     )
     prune_outbox = providers.Singleton(
         PruneOutboxHandler,

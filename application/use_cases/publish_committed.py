@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from application.batching import Batcher, Request
@@ -12,6 +12,7 @@ from application.ports.outbox import OutboxMessage
 from application.ports.publisher import Publisher
 from application.ports.unit_of_work import UnitOfWorkFactory
 from application.use_cases.relay_outbox import RELAY_BATCH, published
+from domain.values import DEFAULT_QUEUE
 
 logger = logging.getLogger("taskport.relay")
 
@@ -57,9 +58,12 @@ class PublishCommittedHandler:
         publishers: int = PUBLISHERS,
         max_waiting: int = MAX_WAITING,
         mark_delay: timedelta = MARK_DELAY,
+        queues: Collection[str] = (DEFAULT_QUEUE,),
     ) -> None:
+        """``queues``: the deployment's (see ``published``)."""
         self._uow = uow
         self._publisher = publisher
+        self._queues = queues
         self._max_waiting = max_waiting
         self._mark_delay = mark_delay.total_seconds()
         self._published: list[OutboxMessage] = []
@@ -97,7 +101,7 @@ class PublishCommittedHandler:
     async def _publish(self, requests: Sequence[Request[OutboxMessage]]) -> list[None]:
         batch = [request.item for request in requests]
         try:
-            sent, failure = await published(self._publisher, batch)
+            sent, failure = await published(self._publisher, batch, self._queues)
             self._to_mark(sent)
         except Exception as exc:
             logger.warning("%d messages left to the relay sweep: %s", len(batch), exc)

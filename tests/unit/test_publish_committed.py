@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from adapters.storage.memory import MemoryStorage
 from application.errors import PartlyPublished
+from application.messages import task_topic
 from application.ports.outbox import OutboxMessage
 from application.use_cases.publish_committed import PublishCommittedHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
@@ -158,3 +160,39 @@ async def test_the_sweep_marks_sent_what_the_broker_took_and_reports_the_rest() 
         await sweep()
     assert publisher.published == [task]
     assert await _pending(storage) == events
+
+
+async def test_run_messages_of_a_queue_the_deployment_lacks_do_not_hold_the_sweep(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A queue taken out of TASKPORT_QUEUES with tasks still in it: no broker here carries
+    their messages, and the sweep goes on with the others."""
+    storage, publisher = MemoryStorage(), Publisher()
+    stranded = [make_message(topic=task_topic("images")) for _ in range(3)]
+    others = [make_message(), make_message(topic=task_topic("reports"))]
+    await _stored(storage, *stranded, *others)
+    sweep = RelayOutboxHandler(
+        storage.unit_of_work, publisher, FakeClock(T0), timedelta(0), ("default", "reports")
+    )
+    with caplog.at_level(logging.ERROR, "taskport.relay"):
+        assert await sweep(limit=4) == 4
+    assert "3 run messages not published: their queues (images) are not in" in caplog.text
+    assert publisher.published == others[:1]
+    assert await sweep() == 1
+    assert publisher.published == others
+    assert await _pending(storage) == []
+
+
+async def test_the_fast_path_sets_aside_the_run_messages_of_a_queue_the_deployment_lacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage, publisher = MemoryStorage(), Publisher()
+    stranded, task = make_message(topic=task_topic("images")), make_message()
+    await _stored(storage, stranded, task)
+    relay = PublishCommittedHandler(storage.unit_of_work, publisher, queues=("default",))
+    with caplog.at_level(logging.ERROR, "taskport.relay"):
+        relay.notify([stranded, task])
+        await relay.drain()
+    assert publisher.published == [task]
+    assert await _pending(storage) == []
+    assert "queues (images)" in caplog.text
