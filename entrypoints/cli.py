@@ -10,7 +10,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from prometheus_client import start_http_server
@@ -58,9 +58,10 @@ def _settings_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _load() -> tuple[Settings, Container]:
+def _load(**overrides: Any) -> tuple[Settings, Container]:
+    """The settings (from the environment, but for ``overrides``) and the container."""
     try:
-        settings = Settings()
+        settings = Settings(**overrides)
         container = create_container(settings)
     except ValidationError as exc:
         typer.echo(f"taskport: invalid configuration:\n{_settings_errors(exc)}", err=True)
@@ -135,9 +136,19 @@ def _prepare_schema_or_exit(settings: Settings) -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run a worker: consume the task queue until SIGTERM or SIGINT."""
-    settings, container = _load()
+def worker(
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues",
+            "-Q",
+            help="the queues to take, comma-separated: default,images "
+            "(TASKPORT_WORKER_QUEUES; all of TASKPORT_QUEUES when not given)",
+        ),
+    ] = None,
+) -> None:
+    """Run a worker: consume its queues until SIGTERM or SIGINT."""
+    settings, container = _load(**({"worker_queues": queues} if queues is not None else {}))
     if settings.in_process_broker:
         typer.echo(
             "taskport: the in-process queue (TASKPORT_BROKER_URL=memory://) lives inside the API "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from typer.testing import CliRunner
 
+from entrypoints import cli
 from entrypoints.cli import app
 from entrypoints.settings import Settings
 
@@ -94,3 +97,33 @@ def test_a_callback_secret_not_in_the_standard_format_is_refused_unrepeated() ->
             result.output
         )
         assert secret not in result.output
+
+
+def test_the_queues_given_on_the_command_line_are_the_ones_the_worker_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[tuple[str, ...]] = []
+
+    async def work(container: Any) -> bool:
+        taken.append(container.settings().consumed_queues)
+        return False
+
+    monkeypatch.setattr(cli, "_work", work)
+    env = {
+        "TASKPORT_STORAGE_URL": "sqlite:///unused.db",
+        "TASKPORT_BROKER_URL": AMQP,
+        "TASKPORT_QUEUES": "default,images,reports",
+        "TASKPORT_WORKER_QUEUES": "default",
+    }
+    result = CliRunner().invoke(app, ["worker", "--queues", "images,reports"], env=env)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exit_code == 0, result.output
+    assert taken == [("images", "reports"), ("default",)]
+
+
+def test_a_queue_the_deployment_lacks_is_a_configuration_error() -> None:
+    env = {"TASKPORT_BROKER_URL": AMQP, "TASKPORT_QUEUES": "default"}
+    result = CliRunner().invoke(app, ["worker", "-Q", "images"], env=env)
+    assert result.exit_code == 2
+    assert "TASKPORT_WORKER_QUEUES names queues not in TASKPORT_QUEUES: images" in result.output
