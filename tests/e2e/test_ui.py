@@ -23,6 +23,7 @@ KEYS = {
     "erin": "key-e",
     "fay": "key-f",
     "gus": "key-g",
+    "hal": "key-h",
 }
 ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.dataset.taskId)"
 
@@ -30,7 +31,13 @@ ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.data
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     keys = ",".join(f"{owner}:{key}" for owner, key in KEYS.items())
-    with serving_embedded(tmp_path_factory.mktemp("ui"), {"TASKPORT_API_KEYS": keys}) as server:
+    env = {
+        "TASKPORT_API_KEYS": keys,
+        # The embedded worker leaves the tasks of "images" queued.
+        "TASKPORT_QUEUES": "default,images",
+        "TASKPORT_WORKER_QUEUES": "default",
+    }
+    with serving_embedded(tmp_path_factory.mktemp("ui"), env) as server:
         yield server
 
 
@@ -284,3 +291,26 @@ async def test_the_page_shows_new_tasks_by_itself(served: ServerProcess) -> None
         assert await page.wait_for(f"{ROW_IDS}.length === 1 && {ROW_IDS}") == [first]
         counts = "document.querySelector('[data-status=SUCCEEDED]').textContent"
         assert await page.evaluate(counts) == "SUCCEEDED 1"
+
+
+async def test_each_task_shows_its_queue_and_each_worker_the_queues_it_takes(
+    served: ServerProcess,
+) -> None:
+    async with client(served, "hal") as api, chromium() as page:
+        waiting = await submitted(api, {"kind": "echo", "queue": "images"}, "QUEUED")
+        ran = await submitted(api, {"kind": "echo"}, "SUCCEEDED")
+        await open_ui(page, served, "hal")
+        queues = (
+            "Object.fromEntries([...document.querySelectorAll('#task-rows tr')]"
+            ".map((row) => [row.dataset.taskId, row.children[2].textContent]))"
+        )
+        assert await page.wait_for(f"Object.keys({queues}).length === 2 && {queues}") == {
+            waiting: "images",
+            ran: "default",
+        }
+        await page.goto(f"{served.base_url}/ui#task={waiting}")
+        fields = "document.getElementById('task-fields').textContent"
+        assert "queueimages" in await page.wait_for(f"{fields}.includes('queue') && {fields}")
+        await page.evaluate("document.querySelector('nav [data-view=workers]').click()")
+        shown = "document.querySelector('#worker-rows td:nth-child(3)')?.textContent"
+        assert await page.wait_for(shown) == "default"

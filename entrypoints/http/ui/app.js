@@ -193,8 +193,8 @@ async function showTasks() {
     const progress = task.progress
       ? `${Math.round(task.progress.fraction * 100)}% ${task.progress.message ?? ""}`
       : "";
-    const shown = row(link, task.kind, status, `${task.attempts}/${task.max_attempts}`,
-      when(task.created_at), progress);
+    const shown = row(link, task.kind, task.queue, status,
+      `${task.attempts}/${task.max_attempts}`, when(task.created_at), progress);
     shown.dataset.taskId = task.id;
     return shown;
   });
