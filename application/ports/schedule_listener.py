@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 SkipReason = Literal["unknown_kind", "unknown_queue", "invalid_payload", "invalid_task", "expired"]
-"""Why an occurrence got no task: its kind is no longer registered, its payload no longer
-passes its kind, the task is refused otherwise (its callback URL, its attempts), or its
-task would have expired (``expires_after_seconds``) before a sweep came to submit it."""
+"""Why an occurrence got no task: its kind is no longer registered, its queue is no longer
+one of the deployment's, its payload no longer passes its kind, the task is refused
+otherwise (its callback URL, its attempts), or its task would have expired
+(``expires_after_seconds``) before a sweep came to submit it."""
 
 
 class ScheduleListener(Protocol):
