@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,28 @@ def queue_name_problem(name: str) -> str | None:
     if QUEUE_PATTERN.fullmatch(name):
         return None
     return f"queue {name!r} must be 1-40 characters of a-z, 0-9, '_', '-' starting with a letter"
+
+
+def queues_problem(queues: Sequence[str]) -> str | None:
+    """Why ``queues`` cannot be a deployment's queues (none, one named twice, or a name that
+    cannot name a queue); ``None`` when they can."""
+    if not queues:
+        return "a deployment needs at least one queue"
+    if len(set(queues)) != len(queues):
+        return f"queues are named twice: {', '.join(queues)}"
+    return next(filter(None, map(queue_name_problem, queues)), None)
+
+
+def consumed_problem(consumed: Sequence[str], queues: Sequence[str]) -> str | None:
+    """Why a consumer cannot take ``consumed`` of the deployment's ``queues``; ``None`` when
+    it can."""
+    unknown = [queue for queue in consumed if queue not in queues]
+    if unknown or not consumed:
+        return (
+            f"a consumer takes one or more of the deployment's queues ({', '.join(queues)}), "
+            f"not {', '.join(unknown) or 'none'}"
+        )
+    return None
 
 
 class TaskStatus(enum.StrEnum):

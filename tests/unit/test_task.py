@@ -15,6 +15,8 @@ from domain.values import (
     RetryPolicy,
     TaskError,
     TaskStatus,
+    consumed_problem,
+    queues_problem,
 )
 from tests.factories import T0, make_task
 
@@ -56,6 +58,38 @@ def test_a_run_at_outside_the_calendar_in_utc_is_refused(run_at: datetime) -> No
 def test_a_queue_that_no_broker_could_name_is_refused(queue: str) -> None:
     with pytest.raises(InvalidTask, match="1-40 characters"):
         make_task(queue=queue)
+
+
+@pytest.mark.parametrize(
+    ("queues", "problem"),
+    [
+        ((), "at least one queue"),
+        (("default", "images", "images"), "named twice"),
+        (("default", "Images"), "queue 'Images' must be"),
+        (("default", "images"), None),
+    ],
+)
+def test_a_deployment_has_one_or_more_queues_each_named_once(
+    queues: tuple[str, ...], problem: str | None
+) -> None:
+    found = queues_problem(queues)
+    assert found is None if problem is None else problem in (found or "")
+
+
+@pytest.mark.parametrize(
+    ("consumed", "problem"),
+    [
+        ((), "not none"),
+        (("video",), "not video"),
+        (("default", "video"), "not video"),
+        (("images",), None),
+    ],
+)
+def test_a_consumer_takes_one_or_more_of_the_deployments_queues(
+    consumed: tuple[str, ...], problem: str | None
+) -> None:
+    found = consumed_problem(consumed, ("default", "images"))
+    assert found is None if problem is None else problem in (found or "")
 
 
 def test_a_task_goes_to_the_default_queue_unless_it_names_another() -> None:

@@ -14,7 +14,7 @@ from attrs import define
 from application.messages import EVENTS_TOPIC, queue_of
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
 from application.ports.outbox import OutboxMessage
-from domain.values import DEFAULT_QUEUE
+from domain.values import DEFAULT_QUEUE, consumed_problem
 
 logger = logging.getLogger("taskport.memory")
 
@@ -90,10 +90,8 @@ class MemoryBroker:
 
     def consume_only(self, queues: tuple[str, ...]) -> None:
         """The next ``consume`` takes the messages of ``queues`` only."""
-        if unknown := sorted(set(queues) - set(self._queues)):
-            raise ValueError(f"not queues of this deployment: {', '.join(unknown)}")
-        if not queues:
-            raise ValueError("a consumer needs at least one queue")
+        if problem := consumed_problem(queues, self._queues):
+            raise ValueError(problem)
         self._consumed = queues
 
     @property

@@ -25,7 +25,7 @@ from adapters.brokers.pubsub.publisher import (
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe, made
 from application.errors import BrokerUnavailable
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
-from domain.values import DEFAULT_QUEUE
+from domain.values import DEFAULT_QUEUE, consumed_problem
 
 logger = logging.getLogger("taskport.pubsub")
 
@@ -114,12 +114,8 @@ class PubSubConsumer:
 
     def __init__(self, options: PubSubOptions, queues: Sequence[str] | None = None) -> None:
         consumed = options.queues if queues is None else tuple(dict.fromkeys(queues))
-        foreign = [queue for queue in consumed if queue not in options.queues]
-        if foreign or not consumed:
-            raise ValueError(
-                f"a Pub/Sub consumer consumes one or more of the deployment's queues "
-                f"({', '.join(options.queues)}), not {', '.join(foreign) or 'none'}"
-            )
+        if problem := consumed_problem(consumed, options.queues):
+            raise ValueError(problem)
         self._options = options
         self._subscriptions = tuple(options.subscription_path_for(queue) for queue in consumed)
         self._client: pubsub_v1.SubscriberClient | None = None

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from attrs import frozen
 
-from domain.values import DEFAULT_QUEUE, queue_name_problem
+from domain.values import DEFAULT_QUEUE, queues_problem
 
 DEFAULT_TOPIC = "taskport-tasks"
 DEFAULT_DEAD_LETTER_TOPIC = "taskport-dead-letters"
@@ -114,13 +114,9 @@ class PubSubOptions:
         self._validate_queues()
 
     def _validate_queues(self) -> None:
-        if not self.queues:
-            raise ValueError("a deployment needs at least one queue")
-        if len(set(self.queues)) != len(self.queues):
-            raise ValueError(f"queues are named twice: {', '.join(self.queues)}")
+        if problem := queues_problem(self.queues):
+            raise ValueError(problem)
         for queue in self.queues:
-            if problem := queue_name_problem(queue):
-                raise ValueError(problem)
             if self._topic_of(queue) in (self.dead_letter_topic, self.events_topic):
                 raise ValueError(
                     f"the topic of queue {queue!r} ({self._topic_of(queue)}) must differ from "

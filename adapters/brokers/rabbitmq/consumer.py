@@ -24,7 +24,7 @@ from adapters.brokers.rabbitmq.session import (
 )
 from application.errors import BrokerUnavailable
 from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
-from domain.values import DEFAULT_QUEUE
+from domain.values import DEFAULT_QUEUE, consumed_problem
 
 logger = logging.getLogger("taskport.rabbitmq")
 
@@ -173,10 +173,8 @@ class RabbitMqConsumer:
     def __init__(self, options: RabbitMqOptions, queues: Sequence[str] | None = None) -> None:
         self._topology = options.topology
         self._queues = tuple(queues) if queues is not None else options.topology.queues
-        if unknown := sorted(set(self._queues) - set(options.topology.queues)):
-            raise ValueError(f"not queues of this deployment: {', '.join(unknown)}")
-        if not self._queues:
-            raise ValueError("a consumer needs at least one queue")
+        if problem := consumed_problem(self._queues, options.topology.queues):
+            raise ValueError(problem)
         self._connector = Connector(options, "consumer")
         self._stopping = asyncio.Event()
         self._consuming: asyncio.Task[None] | None = None

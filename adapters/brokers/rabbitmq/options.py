@@ -11,7 +11,7 @@ import pika
 from attrs import frozen
 
 from application.messages import queue_of
-from domain.values import DEFAULT_QUEUE, queue_name_problem
+from domain.values import DEFAULT_QUEUE, queues_problem
 
 QueueType = Literal["quorum", "classic"]
 
@@ -90,11 +90,8 @@ class RabbitMqOptions:
     @classmethod
     def from_url(cls, url: str, queues: Sequence[str] = (DEFAULT_QUEUE,)) -> RabbitMqOptions:
         """``queues``: the deployment's queues (``TASKPORT_QUEUES``)."""
-        if not queues:
-            raise ValueError("a deployment needs at least one queue")
-        for queue in queues:
-            if problem := queue_name_problem(queue):
-                raise ValueError(problem)
+        if problem := queues_problem(queues):
+            raise ValueError(problem)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         prefix = query.pop("prefix", DEFAULT_PREFIX)
