@@ -18,7 +18,7 @@ from adapters.brokers.rabbitmq import RabbitMqConsumer, RabbitMqOptions, RabbitM
 from application.messages import RunTaskMessage
 from application.use_cases.get_task import GetTask
 from application.use_cases.submit_task import SubmitTask
-from domain.values import TaskStatus
+from domain.values import DEFAULT_QUEUE, TaskStatus
 from entrypoints.container import create_container
 from entrypoints.settings import Settings
 from tests.consuming import consuming
@@ -203,7 +203,7 @@ async def test_acks_sent_together_never_ack_a_delivery_still_in_hand(rabbitmq_vh
         await consumer.stop()
         await asyncio.gather(consuming, return_exceptions=True)
         await publisher.close()
-    queue = options.topology.queue_for("tasks")
+    queue = options.topology.task_queue(DEFAULT_QUEUE)
     assert [body for body, _ in await read_messages(options.url, queue)] == [b"message 2"]
 
 
@@ -216,7 +216,7 @@ async def test_a_hostile_message_is_dead_lettered_once_and_the_next_task_runs(
     reason: str,
 ) -> None:
     options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))
-    tasks_queue = options.topology.queue_for("tasks")
+    tasks_queue = options.topology.task_queue(DEFAULT_QUEUE)
     app = create_container(Settings(storage_url="memory://", broker_url="memory://"))
     task = (await app.submit_task()(SubmitTask(owner="local", kind="echo", payload=1))).task
     publisher = RabbitMqPublisher(options)

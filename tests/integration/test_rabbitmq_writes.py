@@ -10,6 +10,7 @@ from pika.spec import BasicProperties
 
 from adapters.brokers.rabbitmq import RabbitMqOptions, RabbitMqPublisher
 from adapters.brokers.rabbitmq.session import all_confirmed
+from domain.values import DEFAULT_QUEUE
 from tests.factories import make_message
 from tests.rabbitmq import broker_url, read_queue
 
@@ -35,14 +36,14 @@ async def test_a_batch_of_publishes_is_one_write_and_every_message_arrives(
         assert len(writes) == 1
     finally:
         await publisher.close()
-    bodies = await read_queue(options.url, options.topology.queue_for("tasks"))
+    bodies = await read_queue(options.url, options.topology.task_queue(DEFAULT_QUEUE))
     assert bodies == [message.body for message in messages]
 
 
 async def test_a_publish_is_written_before_the_event_loop_turns(rabbitmq_vhost: str) -> None:
     options = RabbitMqOptions.from_url(broker_url(rabbitmq_vhost))
     publisher = RabbitMqPublisher(options)
-    queue = options.topology.queue_for("tasks")
+    queue = options.topology.task_queue(DEFAULT_QUEUE)
     try:
         await publisher.publish([make_message()])  # connects and declares the queues
         session = await publisher._connector.session(wait=5)

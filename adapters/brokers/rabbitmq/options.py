@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pika
 from attrs import frozen
 
-from application.messages import queue_of
 from domain.values import DEFAULT_QUEUE, queues_problem
 
 QueueType = Literal["quorum", "classic"]
@@ -49,13 +48,6 @@ class Topology:
         if queue == DEFAULT_QUEUE:
             return f"{self.prefix}.tasks"
         return f"{self.prefix}.tasks.{queue}"
-
-    def queue_for(self, topic: str) -> str:
-        """The RabbitMQ queue of the run messages published on ``topic``."""
-        queue = queue_of(topic)
-        if queue is None:
-            raise ValueError(f"{topic!r} is not a topic of run messages")
-        return self.task_queue(queue)
 
     @property
     def events_exchange(self) -> str:
