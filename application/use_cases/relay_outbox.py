@@ -79,7 +79,11 @@ async def published(
     carries it, and left pending it would hold the sweep at it for good. Its task stays
     QUEUED, counted in its queue, until a process that has the queue dispatches it again
     (the recovery sweep's redispatch)."""
-    set_aside = [message for message in messages if _stranded(message, queues)]
+    carried: list[OutboxMessage] = []
+    set_aside: list[OutboxMessage] = []
+    for message in messages:
+        queue = queue_of(message.topic)
+        (set_aside if queue is not None and queue not in queues else carried).append(message)
     if set_aside:
         named = sorted({str(queue_of(message.topic)) for message in set_aside})
         logger.error(
@@ -90,16 +94,10 @@ async def published(
             ", ".join(named),
             ", ".join(queues),
         )
-        messages = [message for message in messages if not _stranded(message, queues)]
     try:
-        if messages:
-            await publisher.publish(messages)
+        if carried:
+            await publisher.publish(carried)
     except PartlyPublished as exc:
-        taken = [message for message in messages if message.id in exc.published]
+        taken = [message for message in carried if message.id in exc.published]
         return [*set_aside, *taken], exc
-    return [*set_aside, *messages], None
-
-
-def _stranded(message: OutboxMessage, queues: Collection[str]) -> bool:
-    queue = queue_of(message.topic)
-    return queue is not None and queue not in queues
+    return [*set_aside, *carried], None
