@@ -228,19 +228,18 @@ def submit(
     as_json: AsJson = False,
 ) -> None:
     """Submit a task; with --wait, show its progress and exit 0 only if it succeeded."""
-    body: dict[str, Any] = {"kind": kind, "payload": parse_payload(payload)}
-    if max_attempts is not None:
-        body["max_attempts"] = max_attempts
-    if timeout is not None:
-        body["timeout_seconds"] = timeout
-    if callback_url is not None:
-        body["callback_url"] = callback_url
-    if run_at is not None:
-        body["run_at"] = run_at
-    if expires_at is not None:
-        body["expires_at"] = expires_at
-    if queue is not None:
-        body["queue"] = queue
+    body = {
+        "kind": kind,
+        "payload": parse_payload(payload),
+        **given(
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            callback_url=callback_url,
+            run_at=run_at,
+            expires_at=expires_at,
+            queue=queue,
+        ),
+    }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     api = Api(url, api_key, as_json)
     task = api.call("POST", "/v1/tasks", json=body, headers=headers)
@@ -413,6 +412,12 @@ def attach(app: typer.Typer) -> None:
         (stats, "stats"),
     ):
         app.command(name)(command)
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields of a request body that were given (not ``None``): the API's defaults
+    stand for the others."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def parse_payload(raw: str) -> Any:

@@ -20,6 +20,7 @@ from entrypoints.client_cli import (
     Timeout,
     Url,
     err,
+    given,
     named_queue,
     out,
     parse_duration,
@@ -61,22 +62,21 @@ def add(
     as_json: AsJson = False,
 ) -> None:
     """Create a schedule."""
-    body: dict[str, Any] = {
+    body = {
         "kind": kind,
         "cron": cron,
         "timezone": timezone,
         "payload": parse_payload(payload),
         "paused": paused,
+        **given(
+            name=name,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            callback_url=callback_url,
+            expires_after_seconds=expires_after,
+            queue=queue,
+        ),
     }
-    optional = {
-        "name": name,
-        "max_attempts": max_attempts,
-        "timeout_seconds": timeout,
-        "callback_url": callback_url,
-        "expires_after_seconds": expires_after,
-        "queue": queue,
-    }
-    body.update({key: value for key, value in optional.items() if value is not None})
     _print(Api(url, api_key, as_json).call("POST", "/v1/schedules", json=body), as_json)
 
 
