@@ -132,8 +132,16 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(MemoryStorage),
         # Deliveries running together claim and record their tasks in shared units of
         # work: the engine's default pool serves any worker concurrency.
-        sqlite=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
-        postgresql=providers.Singleton(SqlStorage.from_url, settings.provided.storage_url),
+        sqlite=providers.Singleton(
+            SqlStorage.from_url,
+            settings.provided.storage_url,
+            keep_sent=settings.provided.keeps_sent_messages,
+        ),
+        postgresql=providers.Singleton(
+            SqlStorage.from_url,
+            settings.provided.storage_url,
+            keep_sent=settings.provided.keeps_sent_messages,
+        ),
         # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
         mongodb=providers.Singleton(_mongo_storage, settings.provided.storage_url),
     )

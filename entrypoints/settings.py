@@ -118,10 +118,11 @@ class Settings(BaseSettings):
         "right after their commit",
     )
     outbox_retention_seconds: float = Field(
-        default=86400,
-        gt=0,
+        default=0,
+        ge=0,
         le=MAX_RETENTION_SECONDS,
-        description="sent outbox messages are deleted once sent this long ago",
+        description="SQL storage keeps a row for each sent outbox message this long, a "
+        "record of what was published and when; 0: deleted as it is sent",
     )
     outbox_prune_interval_seconds: float = Field(default=60, gt=0, le=3600)
     task_retention_seconds: float | None = Field(
@@ -360,6 +361,10 @@ class Settings(BaseSettings):
         if self.worker_lost_after_seconds is None:
             return 3 * self.heartbeat_seconds
         return self.worker_lost_after_seconds
+
+    @property
+    def keeps_sent_messages(self) -> bool:
+        return self.outbox_retention_seconds > 0
 
     @property
     def in_process_broker(self) -> bool:

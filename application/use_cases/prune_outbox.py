@@ -10,8 +10,9 @@ from application.ports.unit_of_work import UnitOfWorkFactory
 PRUNE_BATCH = 1000
 """Messages one prune pass deletes at most: one short statement, however many are due."""
 
-RETENTION = timedelta(days=1)
-"""How long a sent message is kept: the record of what was published, and when."""
+RETENTION = timedelta(0)
+"""How long a sent message is kept, by a storage told to keep sent messages as a record of
+what was published and when; 0 deletes those kept under a longer retention."""
 
 
 class PruneOutboxHandler:

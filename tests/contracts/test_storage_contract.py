@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from adapters.storage.sql import SqlStorage
+from adapters.storage.sql.schema import outbox
 from application.errors import ConcurrencyConflict, DuplicateIdempotencyKey
 from application.messages import RunTaskMessage
 from application.ports.task_repository import TaskQuery
@@ -630,10 +632,14 @@ async def test_pending_messages_come_oldest_first_whatever_the_order_they_were_p
         assert [m.id for m in await uow.outbox.pending(10)] == [m.id for m in by_age]
 
 
-def keeps_sent_messages(storage: Any) -> bool:
-    """SQL keeps a row for each sent message until it is pruned; memory and MongoDB delete a
-    message when it is marked sent."""
-    return isinstance(storage, SqlStorage)
+def keeping_sent(storage: Any) -> bool:
+    """Tells SQL storage to keep a row for each sent message until it is pruned (as
+    ``TASKPORT_OUTBOX_RETENTION_SECONDS`` above 0 does) and says whether the storage keeps
+    them: memory and MongoDB delete a message when it is marked sent."""
+    if isinstance(storage, SqlStorage):
+        storage.keep_sent = True
+        return True
+    return False
 
 
 async def prune(storage: Any, sent_before: datetime, limit: int = 100) -> int:
@@ -641,7 +647,22 @@ async def prune(storage: Any, sent_before: datetime, limit: int = 100) -> int:
         return int(await uow.outbox.prune(sent_before, limit))
 
 
+async def test_a_sent_message_is_deleted_unless_the_storage_keeps_sent_ones(
+    storage: Any,
+) -> None:
+    sent, waiting = make_message(), make_message()
+    await add_with_messages(storage, [], [sent, waiting])
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.mark_sent([sent])
+        await uow.commit()
+    assert await prune(storage, datetime.now(UTC) + timedelta(days=1)) == 0  # none kept
+    if isinstance(storage, SqlStorage):
+        rows = await storage.read_alone(select(outbox.c.id))
+        assert [row.id for row in rows] == [waiting.id]
+
+
 async def test_prune_deletes_sent_messages_once_older_than_the_cutoff(storage: Any) -> None:
+    keeps = keeping_sent(storage)
     task = make_task()
     sent = [message_about(task), make_message(), make_message()]
     await add_with_messages(storage, [task, make_task()], sent)
@@ -651,11 +672,12 @@ async def test_prune_deletes_sent_messages_once_older_than_the_cutoff(storage: A
     after_send = datetime.now(UTC)
     assert await prune(storage, after_send - timedelta(hours=1)) == 0  # sent too recently
     pruned = [await prune(storage, after_send + timedelta(seconds=1), limit=2) for _ in range(3)]
-    assert pruned == ([2, 1, 0] if keeps_sent_messages(storage) else [0, 0, 0])
+    assert pruned == ([2, 1, 0] if keeps else [0, 0, 0])
     assert await prune(storage, after_send + timedelta(days=1)) == 0  # gone for good
 
 
 async def test_prune_never_deletes_a_message_not_yet_sent(storage: Any) -> None:
+    keeps = keeping_sent(storage)
     task = make_task()
     waiting = [message_about(task), make_message(), make_message()]
     sent = make_message()
@@ -666,7 +688,7 @@ async def test_prune_never_deletes_a_message_not_yet_sent(storage: Any) -> None:
     future = datetime.now(UTC) + timedelta(days=1)
     async with storage.unit_of_work() as claimer:
         assert len(await claimer.outbox.pending(1)) == 1  # one of them claimed meanwhile
-        assert await prune(storage, future) == (1 if keeps_sent_messages(storage) else 0)
+        assert await prune(storage, future) == (1 if keeps else 0)
     async with storage.unit_of_work() as uow:
         assert await uow.outbox.backlog() == 3
         assert {m.id for m in await uow.outbox.pending(10)} == {m.id for m in waiting}

@@ -20,8 +20,11 @@ from entrypoints.settings import Settings
 
 @pytest.fixture
 async def app(empty_database_url: str) -> AsyncIterator[Container]:
-    container = create_container(Settings(storage_url=empty_database_url))
-    storage = SqlStorage.from_url(empty_database_url)
+    # Sent messages keep their rows, counted with the ones still to send.
+    container = create_container(
+        Settings(storage_url=empty_database_url, outbox_retention_seconds=3600)
+    )
+    storage = SqlStorage.from_url(empty_database_url, keep_sent=True)
     container.storage.override(providers.Object(storage))
     await storage.upgrade()
     yield container

@@ -1,5 +1,5 @@
 """The outbox prune, wired by the real container over SQLite (the storage that keeps sent
-messages) with a fake clock; its settings."""
+messages when told to) with a fake clock; its settings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from dependency_injector import providers
 from pydantic import ValidationError
+from sqlalchemy import select
 
+from adapters.storage.sql.schema import outbox
 from entrypoints.container import Container, create_container
 from entrypoints.settings import Settings
 from tests.factories import FakeClock, make_message
@@ -53,14 +55,33 @@ async def test_messages_sent_longer_ago_than_the_retention_are_deleted_in_batche
         assert [m.id for m in await uow.outbox.pending(10)] == [waiting.id]
 
 
-def test_sent_messages_are_kept_a_day_by_default() -> None:
-    assert Settings().outbox_retention_seconds == 86400
+async def test_by_default_a_sent_message_leaves_no_row(tmp_path: Path) -> None:
+    container = create_container(Settings(storage_url=f"sqlite:///{tmp_path / 'taskport.db'}"))
+    storage = container.storage()
+    await storage.upgrade()
+    try:
+        sent, waiting = make_message(), make_message()
+        async with container.uow()() as uow:
+            await uow.outbox.put(sent)
+            await uow.outbox.put(waiting)
+            await uow.commit()
+        async with container.uow()() as uow:
+            await uow.outbox.mark_sent([sent])
+            await uow.commit()
+        rows = await storage.read_alone(select(outbox.c.id))
+        assert [row.id for row in rows] == [waiting.id]
+    finally:
+        await storage.close()
 
 
-@pytest.mark.parametrize("seconds", ["0", "-60"])
-def test_a_retention_that_is_not_positive_is_refused(
-    seconds: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sent_messages_are_not_kept_by_default() -> None:
+    assert Settings().outbox_retention_seconds == 0
+    assert not Settings().keeps_sent_messages
+    assert Settings(outbox_retention_seconds=60).keeps_sent_messages
+
+
+@pytest.mark.parametrize("seconds", ["-1", "-60"])
+def test_a_negative_retention_is_refused(seconds: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKPORT_OUTBOX_RETENTION_SECONDS", seconds)
     with pytest.raises(ValidationError, match="outbox_retention_seconds"):
         Settings()

@@ -27,9 +27,11 @@ Claims made by ``due`` and ``pending`` last until the unit ends:
   in this process. Units in other processes sharing the file may receive the same rows;
   the version check still lets only one of them commit a change to a task.
 
-Sent outbox messages keep their row with ``sent_at`` set (a partial index covers the
-unsent ones), which leaves a record of what was published and when, until ``prune``
-deletes it (another partial index covers the sent ones).
+A sent outbox message's row is deleted as it is marked sent, as memory and MongoDB do.
+With ``keep_sent`` it keeps its row with ``sent_at`` set instead (a partial index covers
+the unsent ones), a record of what was published and when, until ``prune`` deletes it
+(another partial index covers the sent ones): an ``UPDATE`` that writes a new version of
+the row and its index entries, where a ``DELETE`` writes neither.
 """
 
 from __future__ import annotations
@@ -101,10 +103,11 @@ _TASKS_BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("task_ids", expandi
 # On PostgreSQL one array parameter: one prepared statement whatever the number of ids.
 _TASKS_BY_ID_PG = AsyncpgStatement("SELECT * FROM tasks WHERE id = ANY(CAST(:task_ids AS uuid[]))")
 _MARK_SENT = update(outbox).where(outbox.c.sent_at.is_(None)).values(sent_at=bindparam("sent_at"))
-_MARK_SENT_PG = _MARK_SENT.where(
-    outbox.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
-)
+_MESSAGE_IDS_PG = outbox.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
+_MARK_SENT_PG = _MARK_SENT.where(_MESSAGE_IDS_PG)
 _MARK_SENT_PG_NO_FLUSH = _MARK_SENT_PG.where(text(NO_FLUSH))
+_DELETE_SENT_PG = delete(outbox).where(_MESSAGE_IDS_PG)
+_DELETE_SENT_PG_NO_FLUSH = _DELETE_SENT_PG.where(text(NO_FLUSH))
 
 
 class SqlStorage:
@@ -112,20 +115,22 @@ class SqlStorage:
 
     name = "storage"
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, keep_sent: bool = False) -> None:
         self.engine = engine
+        self.keep_sent = keep_sent
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.claimed_tasks: set[UUID] = set()
         self.claimed_messages: set[UUID] = set()
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, url: str, pool_size: int = POOL_SIZE) -> SqlStorage:
+    def from_url(cls, url: str, pool_size: int = POOL_SIZE, keep_sent: bool = False) -> SqlStorage:
         """``sqlite:///path`` or ``postgresql://...``; nothing connects before first use.
 
         ``pool_size`` connections are kept open: enough for the units of work that run at
-        once, or each unit beyond them opens and closes a connection of its own."""
-        return cls(create_engine(url, pool_size))
+        once, or each unit beyond them opens and closes a connection of its own.
+        ``keep_sent`` keeps a row for each sent outbox message until it is pruned."""
+        return cls(create_engine(url, pool_size), keep_sent)
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
@@ -561,14 +566,24 @@ class SqlUnitOfWork(StagingUnitOfWork):
         if self.new_messages:
             await connection.execute(insert(outbox), [message_to_row(m) for m in self.new_messages])
         if self.sent_messages:
-            ids = [message.id for message in self.sent_messages]
-            sent_at = datetime.now(UTC)
-            if self.storage.is_sqlite:
+            await self._write_sent(connection, durable)
+
+    async def _write_sent(self, connection: AsyncConnection, durable: bool) -> None:
+        """Deletes the rows of the messages sent, or marks them sent with ``keep_sent``."""
+        ids = [message.id for message in self.sent_messages]
+        keep = self.storage.keep_sent
+        if self.storage.is_sqlite:
+            if keep:
                 marking = _MARK_SENT.where(outbox.c.id.in_(ids))
-                await connection.execute(marking, {"sent_at": sent_at})
-            else:  # one array: one prepared statement whatever the number of messages
-                marking = _MARK_SENT_PG if durable else _MARK_SENT_PG_NO_FLUSH
-                await connection.execute(marking, {"ids": ids, "sent_at": sent_at})
+                await connection.execute(marking, {"sent_at": datetime.now(UTC)})
+            else:
+                await connection.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+        elif keep:  # one array: one prepared statement whatever the number of messages
+            marking = _MARK_SENT_PG if durable else _MARK_SENT_PG_NO_FLUSH
+            await connection.execute(marking, {"ids": ids, "sent_at": datetime.now(UTC)})
+        else:
+            deleting = _DELETE_SENT_PG if durable else _DELETE_SENT_PG_NO_FLUSH
+            await connection.execute(deleting, {"ids": ids})
 
     async def _release(self) -> None:
         connection, self._connection = self._connection, None
