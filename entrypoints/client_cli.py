@@ -281,6 +281,7 @@ def list_tasks(
         ),
     ] = None,
     kind: Annotated[str | None, typer.Option()] = None,
+    queue: Annotated[str | None, typer.Option(help="only the tasks of this queue")] = None,
     schedule: Annotated[
         str | None, typer.Option(help="a schedule's id: only the tasks it submitted")
     ] = None,
@@ -294,22 +295,27 @@ def list_tasks(
     statuses = [part.strip().upper() for value in status or () for part in value.split(",")]
     statuses = [part for part in statuses if part]
     query = {"status": statuses or None, "kind": kind, "limit": limit}
-    query.update(schedule_id=schedule, cursor=cursor)
+    query.update(queue=queue, schedule_id=schedule, cursor=cursor)
     params = {name: value for name, value in query.items() if value is not None}
     page = Api(url, api_key, as_json).call("GET", "/v1/tasks", params=params)
     if as_json:
         typer.echo(json.dumps(page))
         return
+    # The queue column, only where a task of the page is not in the default one.
+    queues = any(task.get("queue", DEFAULT_QUEUE) != DEFAULT_QUEUE for task in page["items"])
     table = Table(box=None)
-    for column in ("id", "kind", "status", "attempts", "created", "progress"):
+    columns = ("id", "kind", *(("queue",) if queues else ()), "status", "attempts", "created")
+    for column in (*columns, "progress"):
         table.add_column(column, no_wrap=column != "progress")
     for task in page["items"]:
+        queue = (task.get("queue", DEFAULT_QUEUE),) if queues else ()
         table.add_row(
             *map(
                 Text,
                 (
                     task["id"],
                     task["kind"],
+                    *queue,
                     task["status"],
                     f"{task['attempts']}/{task['max_attempts']}",
                     task["created_at"][:19].replace("T", " "),

@@ -21,6 +21,7 @@ class TaskQuery:
     statuses: frozenset[TaskStatus] = frozenset()
     """The tasks in any of these statuses; in any status when empty."""
     kind: str | None = None
+    queue: str | None = None
     schedule_id: UUID | None = None
     before: UUID | None = None
 

@@ -17,7 +17,7 @@ from application.messages import RunTaskMessage
 from application.ports.task_repository import TaskQuery
 from domain.errors import IllegalTransition
 from domain.task import Task
-from domain.values import TaskError, TaskStatus
+from domain.values import DEFAULT_QUEUE, TaskError, TaskStatus
 from tests.factories import T0, make_message, make_task
 
 
@@ -419,6 +419,23 @@ async def test_pages_filter_by_status_and_kind(storage: Any) -> None:
     assert [t.id for t in sleeps] == [t.id for t in reversed(tasks) if t.kind == "sleep"]
     assert [t.id for t in running] == [tasks[1].id]
     assert len(queued_echo) == 4
+
+
+async def test_pages_filter_by_queue(storage: Any) -> None:
+    tasks = [make_task(queue="images" if i % 3 else DEFAULT_QUEUE) for i in range(9)]
+    await add(storage, *tasks)
+    async with storage.unit_of_work() as uow:
+        images = await uow.tasks.list(TaskQuery("alice", limit=100, queue="images"))
+        plain = await uow.tasks.list(TaskQuery("alice", limit=2, queue=DEFAULT_QUEUE))
+        queued_images = await uow.tasks.list(
+            TaskQuery("alice", limit=3, queue="images", statuses=frozenset({TaskStatus.QUEUED}))
+        )
+        elsewhere = await uow.tasks.list(TaskQuery("alice", limit=100, queue="video"))
+    newest_first = list(reversed(tasks))
+    assert [t.id for t in images] == [t.id for t in newest_first if t.queue == "images"]
+    assert [t.id for t in plain] == [t.id for t in newest_first if t.queue == DEFAULT_QUEUE][:2]
+    assert [t.id for t in queued_images] == [t.id for t in images[:3]]
+    assert elsewhere == []
 
 
 async def test_pages_of_several_statuses_are_newest_first_and_never_skip_or_repeat(

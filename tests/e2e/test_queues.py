@@ -115,3 +115,28 @@ async def test_a_schedule_submits_its_tasks_to_its_queue(api_factory: ApiFactory
     assert created.json()["queue"] == "images"
     listed = (await api.get("/v1/schedules")).json()["items"]
     assert [schedule["queue"] for schedule in listed] == ["images"]
+
+
+async def test_the_task_list_filters_by_queue_with_a_cursor_bound_to_it(
+    api_factory: ApiFactory,
+) -> None:
+    # The worker takes neither queue's tasks away: they stay QUEUED where they were put.
+    api: httpx.AsyncClient = await api_factory(queues=[*QUEUES, "video"], worker_queues=["video"])
+    for n in range(5):
+        queue = "images" if n % 2 else "default"
+        await api.post("/v1/tasks", json={"kind": "echo", "payload": n, "queue": queue})
+    page = (await api.get("/v1/tasks", params={"queue": "images", "limit": 1})).json()
+    rest = await api.get("/v1/tasks", params={"queue": "images", "cursor": page["next_cursor"]})
+    images = [task["payload"] for task in [*page["items"], *rest.json()["items"]]]
+    assert (images, rest.json()["next_cursor"]) == ([3, 1], None)
+    plain = (await api.get("/v1/tasks", params={"queue": "default"})).json()["items"]
+    assert [task["payload"] for task in plain] == [4, 2, 0]
+    elsewhere = await api.get(
+        "/v1/tasks", params={"queue": "default", "cursor": page["next_cursor"]}
+    )
+    assert elsewhere.status_code == 400  # a cursor of another queue's pages
+    none = await api.get("/v1/tasks", params={"queue": "gone"})  # a queue no task is in
+    assert none.json() == {"items": [], "next_cursor": None}
+    invalid = await api.get("/v1/tasks", params={"queue": "Images!"})
+    assert invalid.status_code == 422
+    assert invalid.headers["content-type"] == "application/problem+json"

@@ -308,6 +308,19 @@ async def test_each_task_shows_its_queue_and_each_worker_the_queues_it_takes(
             waiting: "images",
             ran: "default",
         }
+        # The queue filter offers the queues holding tasks, and keeps the one chosen.
+        offered = "[...document.querySelectorAll('#queue-filter option')].map((o) => o.value)"
+        assert await page.wait_for(f"{offered}.length === 3 && {offered}") == [
+            "",
+            "default",
+            "images",
+        ]
+        await page.evaluate(
+            "const queue = document.getElementById('queue-filter');"
+            "queue.value = 'images'; queue.dispatchEvent(new Event('change'))"
+        )
+        assert await page.wait_for(f"{ROW_IDS}.length === 1 && {ROW_IDS}") == [waiting]
+        assert (await page.evaluate("location.hash")).endswith("queue=images")
         await page.goto(f"{served.base_url}/ui#task={waiting}")
         fields = "document.getElementById('task-fields').textContent"
         assert "queueimages" in await page.wait_for(f"{fields}.includes('queue') && {fields}")

@@ -16,6 +16,7 @@ from adapters.storage.mongo import storage as mongo_storage
 from adapters.system import Uuid7Generator
 from application.errors import DuplicateIdempotencyKey, StorageUnavailable
 from application.messages import RunTaskMessage, TaskEventMessage, event_messages
+from application.ports.task_repository import TaskQuery
 from domain.schedule import Schedule, TaskTemplate
 from domain.values import DEFAULT_QUEUE, TaskStatus
 from entrypoints.container import create_container
@@ -160,9 +161,12 @@ async def test_tasks_and_schedules_stored_before_queues_are_in_the_default_queue
     async with storage.unit_of_work() as uow:
         stored = await uow.tasks.get(task.id)
         stats = await uow.tasks.stats(None)
+        listed = await uow.tasks.list(TaskQuery("alice", limit=10, queue=DEFAULT_QUEUE))
+        in_images = await uow.tasks.list(TaskQuery("alice", limit=10, queue="images"))
     stored_schedule = await storage.schedules().get("alice", schedule.id)
     assert stored is not None and stored.queue == DEFAULT_QUEUE
     assert stats.by_queue == {(TaskStatus.QUEUED, DEFAULT_QUEUE): 1}
+    assert ([t.id for t in listed], in_images) == ([task.id], [])
     assert stored_schedule is not None and stored_schedule.task.queue == DEFAULT_QUEUE
 
 

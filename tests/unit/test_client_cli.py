@@ -335,3 +335,32 @@ def test_stats_shows_the_counts_of_each_queue_where_there_are_several(serving: A
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.output.splitlines()]
     assert lines[3:6] == [["queue", *statuses], ["default", "1"], ["images", "2"]]
+
+
+def test_list_asks_for_the_queue_given_and_shows_queues_where_a_task_is_elsewhere(
+    serving: Any,
+) -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url.params))
+        queue = request.url.params.get("queue", "default")
+        task = {
+            "id": TASK_ID,
+            "kind": "echo",
+            "queue": queue,
+            "status": "QUEUED",
+            "attempts": 0,
+            "max_attempts": 3,
+            "created_at": "2026-12-07T10:00:00Z",
+            "progress": None,
+        }
+        return httpx.Response(200, json={"items": [task], "next_cursor": None})
+
+    serving(handler)
+    images = run("list", "--queue", "images")
+    plain = run("list")
+    assert (images.exit_code, plain.exit_code) == (0, 0), images.output + plain.output
+    assert asked == ["limit=20&queue=images", "limit=20"]
+    assert "queue" in images.output and "images" in images.output
+    assert "queue" not in plain.output

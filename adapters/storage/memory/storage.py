@@ -162,6 +162,7 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
             if (
                 (not query.statuses or stored.status in query.statuses)
                 and (query.kind is None or stored.kind == query.kind)
+                and (query.queue is None or stored.queue == query.queue)
                 and (query.schedule_id is None or stored.schedule_id == query.schedule_id)
             ):
                 task = self._storage.read(task_id)

@@ -66,8 +66,8 @@ def _keyset(*prefix: str) -> list[tuple[str, int]]:
 
 
 def task_indexes(id_in_compound_indexes: bool) -> list[IndexModel]:
-    """The indexes of the tasks collection. Keyset pages read (owner[, status | kind |
-    schedule_id], _id); a server that cannot index ``_id`` inside a compound index
+    """The indexes of the tasks collection. Keyset pages read (owner[, status | kind | queue
+    | schedule_id], _id); a server that cannot index ``_id`` inside a compound index
     (nx-27017) gets the prefix."""
 
     def keyset(name: str, *prefix: str, **options: Any) -> IndexModel:
@@ -78,6 +78,7 @@ def task_indexes(id_in_compound_indexes: bool) -> list[IndexModel]:
         keyset("owner_pages", "owner"),
         keyset("owner_status_pages", "owner", "status"),
         keyset("owner_kind_pages", "owner", "kind"),
+        keyset("owner_queue_pages", "owner", "queue"),
         keyset(
             "owner_schedule_pages",
             "owner",

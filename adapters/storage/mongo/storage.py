@@ -231,6 +231,10 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
             conditions["status"] = {"$in": sorted(status.value for status in query.statuses)}
         if query.kind is not None:
             conditions["kind"] = query.kind
+        if query.queue == DEFAULT_QUEUE:  # documents written before queues have none
+            conditions["queue"] = {"$in": [DEFAULT_QUEUE, None]}
+        elif query.queue is not None:
+            conditions["queue"] = query.queue
         if query.schedule_id is not None:
             # With the index's own filter: the index is used whatever the server infers.
             conditions["schedule_id"] = {"$type": "string", "$eq": str(query.schedule_id)}

@@ -93,7 +93,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -141,6 +141,7 @@ tasks = Table(
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
     Index("ix_tasks_owner_kind_id", "owner", "kind", "id"),
+    Index("ix_tasks_owner_queue_id", "owner", "queue", "id"),
     Index(
         "ix_tasks_owner_schedule_id_id",
         "owner",

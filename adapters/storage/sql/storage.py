@@ -270,6 +270,8 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         statement = select(tasks).where(tasks.c.owner == query.owner)
         if query.kind is not None:
             statement = statement.where(tasks.c.kind == query.kind)
+        if query.queue is not None:
+            statement = statement.where(tasks.c.queue == query.queue)
         if query.schedule_id is not None:
             statement = statement.where(tasks.c.schedule_id == query.schedule_id)
         if query.before is not None:

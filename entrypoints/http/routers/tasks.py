@@ -24,7 +24,7 @@ from application.use_cases.retry_task import RetryTask, RetryTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler
 from application.use_cases.submit_task_batch import SubmitTaskBatch, SubmitTaskBatchHandler
 from domain.task import KIND_PATTERN
-from domain.values import TaskStatus
+from domain.values import QUEUE_PATTERN, TaskStatus
 from entrypoints.http.dependencies import Owner, authenticate, container_of, provided
 from entrypoints.http.problems import Problem
 from entrypoints.http.request_context import mark_waiting_read
@@ -270,6 +270,10 @@ async def list_tasks(
         ),
     ] = None,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN.pattern)] = None,
+    queue: Annotated[
+        str | None,
+        Query(pattern=QUEUE_PATTERN.pattern, description="only the tasks of this queue"),
+    ] = None,
     schedule_id: Annotated[
         UUID | None, Query(description="only the tasks this schedule submitted")
     ] = None,
@@ -282,11 +286,16 @@ async def list_tasks(
     # One status reads as it always did: cursors issued before several could be asked
     # still read.
     filters = {"status": ",".join(sorted(statuses)) or None, "kind": kind}
-    if schedule_id is not None:  # absent otherwise: cursors issued before it still read
+    # Absent when not asked: cursors issued before these filters still read.
+    if queue is not None:
+        filters["queue"] = queue
+    if schedule_id is not None:
         filters["schedule_id"] = str(schedule_id)
     before = cursors.decode(cursor, filters) if cursor else None
     page = await list_tasks(
-        TaskQuery(owner, limit, statuses, kind=kind, schedule_id=schedule_id, before=before)
+        TaskQuery(
+            owner, limit, statuses, kind=kind, queue=queue, schedule_id=schedule_id, before=before
+        )
     )
     return TaskPageOut(
         items=[TaskOut.of(task) for task in page.items],

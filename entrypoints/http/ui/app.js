@@ -10,6 +10,7 @@ const KEY = "taskport-api-key";
 const PAGE = 50;
 const REFRESH_MS = 3000;
 const TASK_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const QUEUE = /^[a-z][a-z0-9_-]{0,39}$/;
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,6 +18,7 @@ const state = {
   view: "tasks",
   statuses: new Set(),
   kind: "",
+  queue: "",
   cursor: null, // the page shown: null for the newest
   newer: [], // the cursors of the pages before it, to walk back
   next: null, // the next_cursor of the page shown
@@ -90,13 +92,15 @@ function askForKey() {
 }
 
 // The view, the filters and the task opened live in the address
-// (#status=FAILED,RUNNING&kind=echo, #task=<id>, #view=workers): a view can be shared.
+// (#status=FAILED,RUNNING&kind=echo&queue=images, #task=<id>, #view=workers): a view can
+// be shared.
 function readAddress() {
   const wanted = new URLSearchParams(location.hash.slice(1));
   state.view = Object.hasOwn(VIEWS, wanted.get("view")) ? wanted.get("view") : "tasks";
   const statuses = (wanted.get("status") || "").toUpperCase().split(",");
   state.statuses = new Set(statuses.filter((status) => STATUSES.includes(status)));
   state.kind = wanted.get("kind") || "";
+  state.queue = QUEUE.test(wanted.get("queue") || "") ? wanted.get("queue") : "";
   // Only an id: an address may not point the task's buttons at another path of the API.
   state.task = TASK_ID.test(wanted.get("task") || "") ? wanted.get("task") : null;
 }
@@ -106,6 +110,7 @@ function writeAddress() {
   if (state.view !== "tasks") wanted.set("view", state.view);
   if (state.statuses.size) wanted.set("status", [...state.statuses].join(","));
   if (state.kind) wanted.set("kind", state.kind);
+  if (state.queue) wanted.set("queue", state.queue);
   if (state.task) wanted.set("task", state.task);
   history.replaceState(null, "", wanted.size ? `#${wanted}` : location.pathname);
 }
@@ -130,6 +135,20 @@ async function showStats() {
   const waiting = age === null ? "none waiting" : `${age.toFixed(1)} s waiting`;
   $("waits").textContent =
     `oldest queued: ${waiting} · outbox backlog: ${stats.outbox_backlog} messages`;
+  showQueues(Object.keys(stats.by_queue));
+}
+
+// The queues holding tasks, and the one chosen: rebuilt only when they change, so that a
+// list the user has open is not replaced under the pointer.
+function showQueues(holding) {
+  const queues = [...new Set([...holding, ...(state.queue ? [state.queue] : [])])].sort();
+  const select = $("queue-filter");
+  const shown = [...select.options].slice(1).map((option) => option.value);
+  if (shown.join(",") !== queues.join(",")) {
+    const options = queues.map((queue) => el("option", queue, { value: queue }));
+    select.replaceChildren(el("option", "any", { value: "" }), ...options);
+  }
+  select.value = state.queue;
 }
 
 function showStatusFilter() {
@@ -151,6 +170,7 @@ function syncFilters() {
     chip.setAttribute("aria-pressed", String(state.statuses.has(chip.dataset.status)));
   }
   $("kind-filter").value = state.kind;
+  $("queue-filter").value = state.queue;
 }
 
 function toggleStatus(status) {
@@ -183,6 +203,7 @@ async function showTasks() {
   const query = new URLSearchParams({ limit: PAGE });
   for (const status of state.statuses) query.append("status", status);
   if (state.kind) query.set("kind", state.kind);
+  if (state.queue) query.set("queue", state.queue);
   if (state.cursor) query.set("cursor", state.cursor);
   const page = await api("GET", `/v1/tasks?${query}`);
   state.next = page.next_cursor;
@@ -378,6 +399,10 @@ function start() {
   }
   $("kind-filter").addEventListener("change", (event) => {
     state.kind = event.target.value;
+    filtersChanged();
+  });
+  $("queue-filter").addEventListener("change", (event) => {
+    state.queue = event.target.value;
     filtersChanged();
   });
   $("newest").addEventListener("click", () => {
