@@ -81,6 +81,7 @@ from adapters.storage.sql.mapping import (
 from adapters.storage.sql.schedules import SqlSchedules
 from adapters.storage.sql.schema import (
     ALEMBIC_VERSION,
+    IN_A_NAMED_QUEUE,
     SCHEMA_REVISION,
     outbox,
     tasks,
@@ -92,7 +93,7 @@ from application.ports.outbox import OutboxMessage
 from application.ports.task_repository import TaskQuery, TaskStats, counted_stats
 from application.ports.worker_registry import WorkerRecord
 from domain.task import Task
-from domain.values import TERMINAL_STATUSES, TaskStatus
+from domain.values import DEFAULT_QUEUE, TERMINAL_STATUSES, TaskStatus
 
 logger = logging.getLogger("taskport.storage")
 
@@ -272,6 +273,8 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
             statement = statement.where(tasks.c.kind == query.kind)
         if query.queue is not None:
             statement = statement.where(tasks.c.queue == query.queue)
+            if query.queue != DEFAULT_QUEUE:
+                statement = statement.where(IN_A_NAMED_QUEUE)
         if query.schedule_id is not None:
             statement = statement.where(tasks.c.schedule_id == query.schedule_id)
         if query.before is not None:
