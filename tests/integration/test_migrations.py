@@ -21,7 +21,17 @@ def _tables(connection: Connection) -> set[str]:
 
 
 def _differences(connection: Connection) -> list[Any]:
-    return compare_metadata(MigrationContext.configure(connection), metadata)
+    """What the migrated schema lacks or has more than the tables, of what this database
+    builds: an index or a constraint made for another database only (``ddl_if``) is not
+    compared, which Alembic would."""
+    dialect = connection.dialect.name
+
+    def built_here(item: Any, name: Any, type_: str, reflected: bool, compared: Any) -> bool:
+        ddl_if = getattr(item, "_ddl_if", None)
+        return reflected or ddl_if is None or ddl_if.dialect in (None, dialect)
+
+    context = MigrationContext.configure(connection, opts={"include_object": built_here})
+    return compare_metadata(context, metadata)
 
 
 async def tables(storage: SqlStorage) -> set[str]:

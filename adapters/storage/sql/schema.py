@@ -95,11 +95,14 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
+SCHEDULED = text("status = 'SCHEDULED'")
+"""The condition of the due sweep's index, in the words the sweep states it."""
+
 IN_A_NAMED_QUEUE = text(f"queue <> '{DEFAULT_QUEUE}'")
 """The condition of the queue index; a query that reads the index states it in these words,
 so that the planner sees it holds whatever the queue bound to the statement."""
 
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -143,7 +146,18 @@ tasks = Table(
     Column("request_id", String(128)),
     Column("expires_at", UtcDateTime()),
     Column("queue", String(40), nullable=False, server_default=text("'default'")),
-    UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key"),
+    # One task per (owner, key). On PostgreSQL a partial unique index, which the tasks
+    # without a key (most) never write; SQLite keeps the table's constraint it was built with.
+    UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idempotency_key").ddl_if(
+        dialect="sqlite"
+    ),
+    Index(
+        "ix_tasks_owner_idempotency_key",
+        "owner",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ).ddl_if(dialect="postgresql"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_owner_status_id", "owner", "status", "id"),
     Index("ix_tasks_owner_kind_id", "owner", "kind", "id"),
@@ -165,7 +179,14 @@ tasks = Table(
         postgresql_where=text("schedule_id IS NOT NULL"),
         sqlite_where=text("schedule_id IS NOT NULL"),
     ),
-    Index("ix_tasks_status_run_at", "status", "run_at"),
+    # The due sweep: only the SCHEDULED tasks are in it.
+    Index(
+        "ix_tasks_status_run_at",
+        "status",
+        "run_at",
+        postgresql_where=SCHEDULED,
+        sqlite_where=SCHEDULED,
+    ),
     # The recovery sweep: forgotten QUEUED tasks (and RUNNING ones, whose lease it checks).
     Index("ix_tasks_status_updated_at", "status", "updated_at"),
 )

@@ -82,6 +82,7 @@ from adapters.storage.sql.schedules import SqlSchedules
 from adapters.storage.sql.schema import (
     ALEMBIC_VERSION,
     IN_A_NAMED_QUEUE,
+    SCHEDULED,
     SCHEMA_REVISION,
     outbox,
     tasks,
@@ -291,7 +292,7 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         statement = (
             select(tasks)
             .where(
-                tasks.c.status == TaskStatus.SCHEDULED.value,
+                SCHEDULED,  # the index's condition, in its words
                 or_(tasks.c.run_at.is_(None), tasks.c.run_at <= now),
             )
             .order_by(tasks.c.run_at.asc().nulls_first(), tasks.c.id)
