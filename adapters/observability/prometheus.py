@@ -106,6 +106,12 @@ class PrometheusMetrics:
             ["status", "kind"],
             registry=registry,
         )
+        self.queue_tasks = Gauge(
+            "taskport_queue_tasks",
+            "Stored tasks by queue and status (QUEUED: the queue's backlog)",
+            ["queue", "status"],
+            registry=registry,
+        )
         self.queue_lag = Gauge(
             "taskport_queue_lag_seconds",
             "How long the oldest QUEUED task has waited since it was due (0 when none waits)",
@@ -139,6 +145,8 @@ class PrometheusMetrics:
         looks them up at a cost every event and request would pay."""
         self._kinds_stored: set[str] = set()
         """The kinds of the stored tasks counted so far: a handful, those of the deployment."""
+        self._queues_stored: set[str] = set()
+        """The queues of the stored tasks counted so far: at most the deployment's 40."""
         self._started_at: dict[UUID, datetime] = {}
         """When the running attempt of each task started (a task runs one attempt at a time)."""
 
@@ -186,14 +194,20 @@ class PrometheusMetrics:
         return child
 
     def observe_stats(self, stats: Stats) -> None:
-        """Every status of every kind stored since the process started has its count, 0
-        included: a series that vanished at zero would leave sums without a value and
-        graphs cut short (and a scrape in between a clear and the new counts, none)."""
+        """Every status of every kind, and of every queue, stored since the process started
+        has its count, 0 included: a series that vanished at zero would leave sums without a
+        value and graphs cut short (and a scrape in between a clear and the new counts,
+        none)."""
         counts = stats.tasks.counts
         self._kinds_stored.update(kind for _, kind in counts)
         for kind in self._kinds_stored:
             for status in TaskStatus:
                 self.tasks.labels(status.value, kind).set(counts.get((status, kind), 0))
+        by_queue = stats.tasks.by_queue
+        self._queues_stored.update(queue for _, queue in by_queue)
+        for queue in self._queues_stored:
+            for status in TaskStatus:
+                self.queue_tasks.labels(queue, status.value).set(by_queue.get((status, queue), 0))
         lag = stats.oldest_queued_age
         self.queue_lag.set(lag.total_seconds() if lag is not None else 0)
         self.outbox_backlog.set(stats.outbox_backlog)

@@ -75,6 +75,7 @@ async def test_metrics_count_tasks_and_requests(api_factory: ApiFactory) -> None
         "taskport_http_requests_total", method="GET", route="/v1/tasks/{task_id}", status="200"
     )
     assert value("taskport_tasks", status="SUCCEEDED", kind="echo") == 3
+    assert value("taskport_queue_tasks", queue="default", status="SUCCEEDED") == 3
     assert value("taskport_queue_lag_seconds") == 0
     assert value("taskport_outbox_backlog") == 0
     assert ("taskport_schedule_lag_seconds", frozenset()) in found

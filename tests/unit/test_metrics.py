@@ -30,3 +30,20 @@ def test_stored_tasks_read_zero_in_every_status_of_a_kind_once_seen() -> None:
     assert {status.value: stored(metrics, status.value, "echo") for status in TaskStatus} == {
         status.value: 0 for status in TaskStatus
     }
+
+
+def test_each_queue_counts_its_tasks_in_every_status_zero_included() -> None:
+    metrics = PrometheusMetrics()
+
+    def in_queue(queue: str, status: str) -> float | None:
+        labels = {"queue": queue, "status": status}
+        return metrics.registry.get_sample_value("taskport_queue_tasks", labels)
+
+    by_queue = {(TaskStatus.QUEUED, "images"): 4, (TaskStatus.SUCCEEDED, "default"): 2}
+    metrics.observe_stats(
+        Stats(TaskStats({}, None, by_queue), oldest_queued_age=None, outbox_backlog=0)
+    )
+    assert (in_queue("images", "QUEUED"), in_queue("images", "RUNNING")) == (4, 0)
+    assert in_queue("default", "SUCCEEDED") == 2
+    metrics.observe_stats(stats({}))  # the queue drained and its tasks pruned
+    assert in_queue("images", "QUEUED") == 0
