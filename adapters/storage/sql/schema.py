@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from domain.values import DEFAULT_QUEUE
+from domain.values import DEFAULT_QUEUE, TaskStatus
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -95,7 +95,7 @@ def json_type() -> JSON:
 
 metadata = MetaData()
 
-SCHEDULED = text("status = 'SCHEDULED'")
+SCHEDULED = text(f"status = '{TaskStatus.SCHEDULED.value}'")
 """The condition of the due sweep's index, in the words the sweep states it."""
 
 IN_A_NAMED_QUEUE = text(f"queue <> '{DEFAULT_QUEUE}'")
