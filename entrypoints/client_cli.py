@@ -292,9 +292,7 @@ def list_tasks(
     as_json: AsJson = False,
 ) -> None:
     """List tasks, newest first, one page at a time."""
-    statuses = [part.strip().upper() for value in status or () for part in value.split(",")]
-    statuses = [part for part in statuses if part]
-    query = {"status": statuses or None, "kind": kind, "limit": limit}
+    query = {"status": _statuses(status), "kind": kind, "limit": limit}
     query.update(queue=queue, schedule_id=schedule, cursor=cursor)
     params = {name: value for name, value in query.items() if value is not None}
     page = Api(url, api_key, as_json).call("GET", "/v1/tasks", params=params)
@@ -346,6 +344,75 @@ def retry(
 ) -> None:
     """Send a failed or cancelled task back to the queue."""
     _print_task(Api(url, api_key, as_json).call("POST", f"/v1/tasks/{task_id}/retry"), as_json)
+
+
+Statuses = Annotated[
+    list[str] | None,
+    typer.Option("--status", help="repeated or comma-separated, any of them"),
+]
+KindFilter = Annotated[str | None, typer.Option("--kind", help="only the tasks of this kind")]
+QueueFilter = Annotated[str | None, typer.Option("--queue", help="only the tasks of this queue")]
+ScheduleFilter = Annotated[
+    str | None, typer.Option("--schedule", help="a schedule's id: only the tasks it submitted")
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="change them without asking first")]
+
+
+def cancel_all(
+    status: Statuses = None,
+    kind: KindFilter = None,
+    queue: QueueFilter = None,
+    schedule: ScheduleFilter = None,
+    yes: Yes = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel every waiting task (SCHEDULED or QUEUED, both by default) that matches."""
+    filters = {"status": _statuses(status), "kind": kind, "queue": queue, "schedule_id": schedule}
+    _change_all("cancel", "cancelled", filters, yes, Api(url, api_key, as_json), as_json)
+
+
+def retry_all(
+    status: Statuses = None,
+    kind: KindFilter = None,
+    queue: QueueFilter = None,
+    schedule: ScheduleFilter = None,
+    yes: Yes = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Send every finished task that matches (FAILED by default, or CANCELLED) back to the
+    queue, each with fresh attempts."""
+    filters = {"status": _statuses(status), "kind": kind, "queue": queue, "schedule_id": schedule}
+    _change_all("retry", "retried", filters, yes, Api(url, api_key, as_json), as_json)
+
+
+def _statuses(given: list[str] | None) -> list[str] | None:
+    statuses = [part.strip().upper() for value in given or () for part in value.split(",")]
+    return [part for part in statuses if part] or None
+
+
+def _change_all(
+    action: str, done: str, filters: dict[str, Any], yes: bool, api: Api, as_json: bool
+) -> None:
+    """Asks first (unless ``yes``), then changes the matching tasks a request at a time
+    until none is left, and says how many it changed."""
+    body = given(**filters)
+    if not yes:
+        described = ", ".join(f"{name} {value}" for name, value in body.items()) or "any"
+        typer.confirm(f"{action} every task that matches ({described})?", abort=True, err=True)
+    changed: list[str] = []
+    while True:
+        answer = api.call("POST", f"/v1/tasks/{action}", json=body)
+        changed += answer["ids"]
+        if not answer["more"]:
+            break
+    if as_json:
+        typer.echo(json.dumps({"ids": changed, "count": len(changed)}))
+    else:
+        err.print(Text(f"{done} {len(changed)} task{'' if len(changed) == 1 else 's'}"))
 
 
 def delete(
@@ -413,6 +480,8 @@ def attach(app: typer.Typer) -> None:
         (list_tasks, "list"),
         (cancel, "cancel"),
         (retry, "retry"),
+        (cancel_all, "cancel-all"),
+        (retry_all, "retry-all"),
         (delete, "delete"),
         (workers, "workers"),
         (stats, "stats"),

@@ -24,6 +24,7 @@ from application.group_commit import GroupCommit
 from application.recorder import TaskRecorder
 from application.submissions import NewTasks, TaskDefaults
 from application.use_cases.cancel_task import CancelTaskHandler
+from application.use_cases.cancel_tasks import CancelTasksHandler
 from application.use_cases.check_readiness import CheckReadinessHandler
 from application.use_cases.create_schedule import CreateScheduleHandler
 from application.use_cases.delete_task import DeleteTaskHandler
@@ -42,6 +43,7 @@ from application.use_cases.publish_committed import PublishCommittedHandler
 from application.use_cases.recover_stalled_tasks import RecoverStalledTasksHandler
 from application.use_cases.relay_outbox import RelayOutboxHandler
 from application.use_cases.retry_task import RetryTaskHandler
+from application.use_cases.retry_tasks import RetryTasksHandler
 from application.use_cases.run_due_schedules import RunDueSchedulesHandler
 from application.use_cases.run_task import RunTaskHandler
 from application.use_cases.submit_task import SubmitTaskHandler
@@ -233,6 +235,8 @@ class Container(containers.DeclarativeContainer):
     list_tasks = providers.Singleton(ListTasksHandler, uow=uow)
     cancel_task = providers.Singleton(CancelTaskHandler, uow=uow, recorder=recorder, clock=clock)
     retry_task = providers.Singleton(RetryTaskHandler, uow=uow, recorder=recorder, clock=clock)
+    cancel_tasks = providers.Singleton(CancelTasksHandler, uow=uow, recorder=recorder, clock=clock)
+    retry_tasks = providers.Singleton(RetryTasksHandler, uow=uow, recorder=recorder, clock=clock)
     delete_task = providers.Singleton(DeleteTaskHandler, uow=uow)
     run_task = providers.Singleton(
         RunTaskHandler,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -18,6 +19,7 @@ from pydantic import (
 )
 
 from application.ports.handlers import KindInfo
+from application.use_cases.bulk_change import MAX_BULK_CHANGE, BulkChange, MatchingTasks
 from application.use_cases.create_schedule import CreateSchedule
 from application.use_cases.get_stats import Stats
 from application.use_cases.list_workers import WorkerView
@@ -31,7 +33,7 @@ from domain.schedule import (
     Schedule,
     TaskTemplate,
 )
-from domain.task import MAX_CALLBACK_URL_LENGTH, Task
+from domain.task import KIND_PATTERN, MAX_CALLBACK_URL_LENGTH, Task
 from domain.values import (
     DEFAULT_QUEUE,
     MAX_ATTEMPTS_LIMIT,
@@ -243,6 +245,65 @@ class TaskOut(BaseModel):
 
 class TaskBatchOut(BaseModel):
     items: list[TaskOut] = Field(description="one task per submitted item, in request order")
+
+
+class _MatchingTasksIn(BaseModel):
+    """The filter of a change to many tasks: the same as the task list's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind | None = Field(default=None, pattern=KIND_PATTERN.pattern)
+    queue: str | None = Field(
+        default=None, pattern=QUEUE_PATTERN.pattern, description="only the tasks of this queue"
+    )
+    schedule_id: UUID | None = Field(default=None, description="only this schedule's tasks")
+    limit: int = Field(
+        default=MAX_BULK_CHANGE,
+        ge=1,
+        le=MAX_BULK_CHANGE,
+        description="the most tasks this call changes, newest first",
+    )
+
+    def matching(self, owner: str, statuses: Iterable[str]) -> MatchingTasks:
+        return MatchingTasks(
+            owner,
+            frozenset(TaskStatus(status) for status in statuses),
+            self.limit,
+            kind=self.kind,
+            queue=self.queue,
+            schedule_id=self.schedule_id,
+        )
+
+
+class CancelTasksIn(_MatchingTasksIn):
+    status: list[Literal["SCHEDULED", "QUEUED"]] = Field(
+        default=["SCHEDULED", "QUEUED"],
+        min_length=1,
+        max_length=2,
+        description="the waiting tasks in any of these statuses (running ones are cancelled "
+        "one at a time)",
+    )
+
+
+class RetryTasksIn(_MatchingTasksIn):
+    status: list[Literal["FAILED", "CANCELLED"]] = Field(
+        default=["FAILED"],
+        min_length=1,
+        max_length=2,
+        description="the finished tasks in any of these statuses",
+    )
+
+
+class BulkChangeOut(BaseModel):
+    ids: list[UUID] = Field(description="the tasks changed, newest first")
+    more: bool = Field(
+        description="more tasks matched than limit: call again (the tasks changed no longer "
+        "match) until false"
+    )
+
+    @classmethod
+    def of(cls, change: BulkChange) -> BulkChangeOut:
+        return cls(ids=list(change.changed), more=change.more)
 
 
 class TaskPageOut(BaseModel):

@@ -364,3 +364,35 @@ def test_list_asks_for_the_queue_given_and_shows_queues_where_a_task_is_elsewher
     assert asked == ["limit=20&queue=images", "limit=20"]
     assert "queue" in images.output and "images" in images.output
     assert "queue" not in plain.output
+
+
+def test_cancel_all_asks_until_none_is_left_and_says_how_many(serving: Any) -> None:
+    sent: list[Any] = []
+    pages = [{"ids": ["a", "b"], "more": True}, {"ids": ["c"], "more": False}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=pages[len(sent) - 1])
+
+    asked = serving(handler)
+    result = run("cancel-all", "--queue", "images", "--status", "queued", "--yes")
+    assert result.exit_code == 0, result.output
+    assert asked == ["/v1/tasks/cancel"] * 2
+    assert sent == [{"status": ["QUEUED"], "queue": "images"}] * 2
+    assert "cancelled 3 tasks" in result.output
+
+
+def test_retry_all_asks_first_and_changes_nothing_when_told_no(serving: Any) -> None:
+    asked = serving(lambda request: httpx.Response(200, json={"ids": [], "more": False}))
+    result = CliRunner().invoke(
+        app, ["retry-all", "--kind", "http", "--url", "http://taskport"], input="n\n"
+    )
+    assert result.exit_code == 1
+    assert "retry every task that matches (kind http)?" in result.output
+    assert asked == []
+    agreed = CliRunner().invoke(
+        app, ["retry-all", "--kind", "http", "--url", "http://taskport", "--json"], input="y\n"
+    )
+    assert agreed.exit_code == 0, agreed.output
+    assert asked == ["/v1/tasks/retry"]
+    assert json.loads(agreed.output.splitlines()[-1]) == {"ids": [], "count": 0}

@@ -17,10 +17,12 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from adapters.codecs import CursorCodec
 from application.ports.task_repository import TaskQuery
 from application.use_cases.cancel_task import CancelTask, CancelTaskHandler
+from application.use_cases.cancel_tasks import CancelTasksHandler
 from application.use_cases.delete_task import DeleteTask, DeleteTaskHandler
 from application.use_cases.get_task import MAX_WAIT, GetTask, GetTaskHandler
 from application.use_cases.list_tasks import MAX_PAGE_SIZE, ListTasksHandler
 from application.use_cases.retry_task import RetryTask, RetryTaskHandler
+from application.use_cases.retry_tasks import RetryTasksHandler
 from application.use_cases.submit_task import SubmitTaskHandler
 from application.use_cases.submit_task_batch import SubmitTaskBatch, SubmitTaskBatchHandler
 from domain.task import KIND_PATTERN
@@ -32,6 +34,9 @@ from entrypoints.http.routing import JsonRoute, Router, read_json, unless_discon
 from entrypoints.http.schemas import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_PATTERN,
+    BulkChangeOut,
+    CancelTasksIn,
+    RetryTasksIn,
     TaskBatchIn,
     TaskBatchOut,
     TaskIn,
@@ -49,10 +54,11 @@ NOT_NOW: dict[str, Any] = {
 
 
 class _TaskIdSegment(StringConvertor):
-    """A path segment that may be a task id: any but ``batch``, the batch route's, so that
-    a GET of /v1/tasks/batch is that route's 405 (Allow: POST), not a 422 for a bad id."""
+    """A path segment that may be a task id: any but ``batch``, ``cancel`` and ``retry``,
+    the routes on many tasks, so that a GET of /v1/tasks/batch is that route's 405 (Allow:
+    POST), not a 422 for a bad id."""
 
-    regex = r"(?!batch\Z)[^/]+"
+    regex = r"(?!(?:batch|cancel|retry)\Z)[^/]+"
 
 
 register_url_convertor("task_id", _TaskIdSegment())
@@ -301,6 +307,26 @@ async def list_tasks(
         items=[TaskOut.of(task) for task in page.items],
         next_cursor=cursors.encode(page.next_before, filters) if page.next_before else None,
     )
+
+
+@router.post("/cancel", response_model=BulkChangeOut)
+async def cancel_tasks(
+    body: CancelTasksIn, owner: Owner, cancel: CancelTasksHandler = provided("cancel_tasks")
+) -> BulkChangeOut:
+    """Cancel the waiting tasks (SCHEDULED, QUEUED) that match, up to `limit`, newest first:
+    everything that waits in a queue, of a kind, or from a schedule. Call again until
+    `more` is false."""
+    return BulkChangeOut.of(await cancel(body.matching(owner, body.status)))
+
+
+@router.post("/retry", response_model=BulkChangeOut)
+async def retry_tasks(
+    body: RetryTasksIn, owner: Owner, retry: RetryTasksHandler = provided("retry_tasks")
+) -> BulkChangeOut:
+    """Send the finished tasks that match (FAILED by default, or CANCELLED) back to the
+    queue with fresh attempts, up to `limit`, newest first. Call again until `more` is
+    false."""
+    return BulkChangeOut.of(await retry(body.matching(owner, body.status)))
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut, responses={404: NOT_FOUND, 409: NOT_NOW})

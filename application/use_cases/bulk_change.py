@@ -1,0 +1,78 @@
+"""The shared shape of an owner's command on every task that matches a filter (cancel the
+waiting ones, retry the failed ones): one call changes a bounded number of them."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from attrs import frozen
+
+from application.errors import ConcurrencyConflict, TaskNotFound
+from application.ports.task_repository import TaskQuery
+from application.use_cases.owned_change import OwnedTaskChange
+from domain.errors import IllegalTransition
+from domain.values import TaskStatus
+
+MAX_BULK_CHANGE = 1000
+"""The most tasks one call changes: its tasks are read, and written, together."""
+
+
+@frozen
+class MatchingTasks:
+    """The owner's tasks in any of ``statuses`` (and of one kind, queue or schedule when
+    given), newest first, at most ``limit`` of them."""
+
+    owner: str
+    statuses: frozenset[TaskStatus]
+    limit: int = MAX_BULK_CHANGE
+    kind: str | None = None
+    queue: str | None = None
+    schedule_id: UUID | None = None
+
+
+@frozen
+class BulkChange:
+    changed: tuple[UUID, ...]
+    """The tasks changed, newest first."""
+    more: bool
+    """Tasks that matched were left for another call (more than ``limit`` matched)."""
+
+
+class OwnedTasksChange(OwnedTaskChange):
+    """Applies ``change`` to the owner's tasks that match, all in one unit of work.
+
+    The statuses asked must be ones ``change`` takes a task from: a changed task no longer
+    matches, so calling again until ``more`` is false changes every task that matched. When
+    one of the tasks changed meanwhile (a worker started it, another call changed it), the
+    unit commits nothing and each task is changed on its own, as ``apply`` does: a task
+    deleted or moved to a state the change does not take meanwhile is left out.
+    """
+
+    async def apply_matching(self, matching: MatchingTasks) -> BulkChange:
+        query = TaskQuery(
+            matching.owner,
+            matching.limit + 1,
+            matching.statuses,
+            kind=matching.kind,
+            queue=matching.queue,
+            schedule_id=matching.schedule_id,
+        )
+        async with self._uow() as uow:
+            found = list(await uow.tasks.list(query))
+            chosen, more = found[: matching.limit], len(found) > matching.limit
+            now = self._clock.now()
+            for task in chosen:
+                await uow.tasks.track(task)
+                self.change(task, now)
+            try:
+                await self._recorder.commit(uow, saved=chosen)
+                return BulkChange(tuple(task.id for task in chosen), more)
+            except ConcurrencyConflict:
+                pass
+        changed: list[UUID] = []
+        for task in chosen:
+            try:
+                changed.append((await self.apply(matching.owner, task.id)).id)
+            except (TaskNotFound, IllegalTransition, ConcurrencyConflict):
+                continue
+        return BulkChange(tuple(changed), more)

@@ -1,0 +1,29 @@
+"""Cancel the owner's waiting tasks that match a filter: what waits in a queue, of a kind,
+or from a schedule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from application.use_cases.bulk_change import BulkChange, MatchingTasks, OwnedTasksChange
+from domain.task import Task
+from domain.values import TaskStatus
+
+WAITING = frozenset({TaskStatus.SCHEDULED, TaskStatus.QUEUED})
+"""The statuses a bulk cancel takes. A running task is cancelled by request, one at a time
+(``CancelTask``): it stays RUNNING until its worker stops it."""
+
+
+class CancelTasksHandler(OwnedTasksChange):
+    """Cancels up to ``matching.limit`` of the owner's tasks that match, whose statuses must
+    be among ``WAITING``; raises ``ValueError`` otherwise."""
+
+    def change(self, task: Task, now: datetime) -> None:
+        task.cancel(now)
+
+    async def __call__(self, matching: MatchingTasks) -> BulkChange:
+        if not matching.statuses or not matching.statuses <= WAITING:
+            raise ValueError(
+                f"a bulk cancel takes tasks in {sorted(s.value for s in WAITING)} only"
+            )
+        return await self.apply_matching(matching)
