@@ -15,7 +15,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -358,35 +358,38 @@ ScheduleFilter = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="change them without asking first")]
 
 
-def cancel_all(
-    status: Statuses = None,
-    kind: KindFilter = None,
-    queue: QueueFilter = None,
-    schedule: ScheduleFilter = None,
-    yes: Yes = False,
-    url: Url = DEFAULT_URL,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-) -> None:
-    """Cancel every waiting task (SCHEDULED or QUEUED, both by default) that matches."""
-    filters = {"status": _statuses(status), "kind": kind, "queue": queue, "schedule_id": schedule}
-    _change_all("cancel", "cancelled", filters, yes, Api(url, api_key, as_json), as_json)
+def _change_all_command(action: str, done: str, doc: str) -> Callable[..., None]:
+    """``taskport cancel-all`` and ``retry-all``: the same filters, another change."""
+
+    def command(
+        status: Statuses = None,
+        kind: KindFilter = None,
+        queue: QueueFilter = None,
+        schedule: ScheduleFilter = None,
+        yes: Yes = False,
+        url: Url = DEFAULT_URL,
+        api_key: ApiKey = None,
+        as_json: AsJson = False,
+    ) -> None:
+        filters = {"status": _statuses(status), "kind": kind, "queue": queue}
+        filters["schedule_id"] = schedule
+        _change_all(action, done, filters, yes, Api(url, api_key, as_json), as_json)
+
+    command.__doc__ = doc
+    return command
 
 
-def retry_all(
-    status: Statuses = None,
-    kind: KindFilter = None,
-    queue: QueueFilter = None,
-    schedule: ScheduleFilter = None,
-    yes: Yes = False,
-    url: Url = DEFAULT_URL,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-) -> None:
-    """Send every finished task that matches (FAILED by default, or CANCELLED) back to the
-    queue, each with fresh attempts."""
-    filters = {"status": _statuses(status), "kind": kind, "queue": queue, "schedule_id": schedule}
-    _change_all("retry", "retried", filters, yes, Api(url, api_key, as_json), as_json)
+cancel_all = _change_all_command(
+    "cancel",
+    "cancelled",
+    "Cancel every waiting task (SCHEDULED or QUEUED, both by default) that matches.",
+)
+retry_all = _change_all_command(
+    "retry",
+    "retried",
+    "Send every finished task that matches (FAILED by default, or CANCELLED) back to the "
+    "queue, each with fresh attempts.",
+)
 
 
 def _statuses(given: list[str] | None) -> list[str] | None:

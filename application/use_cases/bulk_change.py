@@ -39,16 +39,23 @@ class BulkChange:
 
 
 class OwnedTasksChange(OwnedTaskChange):
-    """Applies ``change`` to the owner's tasks that match, all in one unit of work.
+    """Applies ``change`` to up to ``matching.limit`` of the owner's tasks that match, all
+    in one unit of work.
 
-    The statuses asked must be ones ``change`` takes a task from: a changed task no longer
-    matches, so calling again until ``more`` is false changes every task that matched. When
+    The statuses asked must be among ``takes``, the ones ``change`` takes a task from
+    (``ValueError`` otherwise): a changed task no longer matches, so calling again until
+    ``more`` is false changes every task that matched. When
     one of the tasks changed meanwhile (a worker started it, another call changed it), the
     unit commits nothing and each task is changed on its own, as ``apply`` does: a task
     deleted or moved to a state the change does not take meanwhile is left out.
     """
 
-    async def apply_matching(self, matching: MatchingTasks) -> BulkChange:
+    takes: frozenset[TaskStatus] = frozenset()
+
+    async def __call__(self, matching: MatchingTasks) -> BulkChange:
+        if not matching.statuses or not matching.statuses <= self.takes:
+            taken = ", ".join(sorted(status.value for status in self.takes))
+            raise ValueError(f"this change takes tasks in {taken} only")
         query = TaskQuery(
             matching.owner,
             matching.limit + 1,

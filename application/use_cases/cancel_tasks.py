@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from application.use_cases.bulk_change import BulkChange, MatchingTasks, OwnedTasksChange
+from application.use_cases.bulk_change import OwnedTasksChange
 from domain.task import Task
 from domain.values import TaskStatus
 
@@ -15,15 +15,9 @@ WAITING = frozenset({TaskStatus.SCHEDULED, TaskStatus.QUEUED})
 
 
 class CancelTasksHandler(OwnedTasksChange):
-    """Cancels up to ``matching.limit`` of the owner's tasks that match, whose statuses must
-    be among ``WAITING``; raises ``ValueError`` otherwise."""
+    """Cancels the owner's waiting tasks that match."""
+
+    takes = WAITING
 
     def change(self, task: Task, now: datetime) -> None:
         task.cancel(now)
-
-    async def __call__(self, matching: MatchingTasks) -> BulkChange:
-        if not matching.statuses or not matching.statuses <= WAITING:
-            raise ValueError(
-                f"a bulk cancel takes tasks in {sorted(s.value for s in WAITING)} only"
-            )
-        return await self.apply_matching(matching)

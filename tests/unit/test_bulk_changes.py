@@ -99,5 +99,5 @@ async def test_a_task_changed_meanwhile_sends_each_on_its_own(
 async def test_statuses_the_change_does_not_take_are_refused(
     app: Container, use_case: str, statuses: set[TaskStatus]
 ) -> None:
-    with pytest.raises(ValueError, match="takes tasks in"):
+    with pytest.raises(ValueError, match=r"takes tasks in .* only"):
         await getattr(app, use_case)()(MatchingTasks("alice", frozenset(statuses)))
