@@ -24,6 +24,7 @@ KEYS = {
     "fay": "key-f",
     "gus": "key-g",
     "hal": "key-h",
+    "ivy": "key-i",
 }
 ROW_IDS = "[...document.querySelectorAll('#task-rows tr')].map((row) => row.dataset.taskId)"
 
@@ -134,6 +135,45 @@ async def test_a_task_is_cancelled_retried_and_deleted_from_its_panel(
             await eventually(lambda: _is(status(), "gone"))
             await page.wait_for("document.getElementById('task').hidden")
             assert await page.wait_for(f"{ROW_IDS}.length === 0 && 'none'") == "none"
+
+
+async def test_the_waiting_tasks_of_a_queue_are_cancelled_and_retried_at_once(
+    served: ServerProcess,
+) -> None:
+    async with client(served, "ivy") as api, chromium() as page:
+        waiting = [
+            await submitted(api, {"kind": "echo", "queue": "images"}, "QUEUED") for _ in range(3)
+        ]
+        ran = await submitted(api, {"kind": "echo"}, "SUCCEEDED")
+        await open_ui(page, served, "ivy", "queue=images")
+        assert await page.wait_for(f"{ROW_IDS}.length === 3 && {ROW_IDS}") == waiting[::-1]
+        await page.evaluate("window.asked = []; window.confirm = (q) => (asked.push(q), true)")
+        await page.evaluate("document.getElementById('bulk-cancel').click()")
+        message = "document.getElementById('message').textContent"
+        assert await page.wait_for(f"{message}.startsWith('cancelled') && {message}") == (
+            "cancelled 3 tasks"
+        )
+        assert await page.evaluate("asked") == [
+            "Cancel every task (SCHEDULED or QUEUED, queue images)?"
+        ]
+        statuses = (
+            "[...document.querySelectorAll('#task-rows tr')]"
+            ".map((row) => row.children[3].textContent)"
+        )
+        assert (
+            await page.wait_for(f"{statuses}.every((s) => s === 'CANCELLED') && {statuses}")
+            == ["CANCELLED"] * 3
+        )
+        # Only the chosen statuses: with CANCELLED chosen, a cancel has nothing to take.
+        await page.evaluate("document.querySelector('[data-status=CANCELLED]').click()")
+        assert await page.wait_for("document.getElementById('bulk-cancel').disabled")
+        await page.evaluate("document.getElementById('bulk-retry').click()")
+        assert await page.wait_for(f"{message}.startsWith('retried') && {message}") == (
+            "retried 3 tasks"
+        )
+        for task_id in waiting:
+            assert (await api.get(f"/v1/tasks/{task_id}")).json()["status"] == "QUEUED"
+        assert (await api.get(f"/v1/tasks/{ran}")).json()["status"] == "SUCCEEDED"
 
 
 async def _is(status: Any, wanted: str) -> bool:

@@ -35,13 +35,18 @@ class Refused extends Error {
   }
 }
 
-async function api(method, path) {
+async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   const key = sessionStorage.getItem(KEY);
   if (key) headers.Authorization = `Bearer ${key}`;
+  const request = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    request.body = JSON.stringify(body);
+  }
   let response;
   try {
-    response = await fetch(path, { method, headers });
+    response = await fetch(path, request);
   } catch {
     throw new Refused(0, { detail: "The server cannot be reached." });
   }
@@ -171,6 +176,42 @@ function syncFilters() {
   }
   $("kind-filter").value = state.kind;
   $("queue-filter").value = state.queue;
+  for (const [action, { statuses }] of Object.entries(BULK)) {
+    $(`bulk-${action}`).disabled = bulkStatuses(statuses).length === 0;
+  }
+}
+
+// The changes to every task the filters show: the statuses chosen that the change takes
+// (all it takes by default: FAILED alone for a retry), the kind and the queue chosen.
+const BULK = {
+  cancel: { statuses: ["SCHEDULED", "QUEUED"], fallback: ["SCHEDULED", "QUEUED"], done: "cancelled" },
+  retry: { statuses: ["FAILED", "CANCELLED"], fallback: ["FAILED"], done: "retried" },
+};
+
+function bulkStatuses(statuses) {
+  return state.statuses.size ? statuses.filter((status) => state.statuses.has(status)) : statuses;
+}
+
+async function changeAll(action) {
+  const { statuses, fallback, done } = BULK[action];
+  const body = { status: state.statuses.size ? bulkStatuses(statuses) : fallback };
+  if (state.kind) body.kind = state.kind;
+  if (state.queue) body.queue = state.queue;
+  const scope = [body.status.join(" or "), body.kind && `kind ${body.kind}`,
+    body.queue && `queue ${body.queue}`].filter(Boolean).join(", ");
+  if (!confirm(`${action[0].toUpperCase()}${action.slice(1)} every task (${scope})?`)) return;
+  let changed = 0;
+  try {
+    for (let more = true; more; ) {
+      const answer = await api("POST", `/v1/tasks/${action}`, body);
+      changed += answer.ids.length;
+      more = answer.more;
+    }
+    say(`${done} ${changed} task${changed === 1 ? "" : "s"}`);
+  } catch (error) {
+    say(`${action}: ${error.message} (${done} ${changed} before)`);
+  }
+  await refresh();
 }
 
 function toggleStatus(status) {
@@ -401,6 +442,9 @@ function start() {
     state.kind = event.target.value;
     filtersChanged();
   });
+  for (const action of Object.keys(BULK)) {
+    $(`bulk-${action}`).addEventListener("click", () => changeAll(action));
+  }
   $("queue-filter").addEventListener("change", (event) => {
     state.queue = event.target.value;
     filtersChanged();
