@@ -179,6 +179,8 @@ function syncFilters() {
   for (const [action, { statuses }] of Object.entries(BULK)) {
     $(`bulk-${action}`).disabled = bulkStatuses(statuses).length === 0;
   }
+  const retried = state.statuses.size ? bulkStatuses(BULK.retry.statuses) : ["FAILED"];
+  $("bulk-retry").textContent = `Retry the ${retried.join(" and ").toLowerCase() || "failed"} ones`;
 }
 
 // The changes to every task the filters show: the statuses chosen that the change takes
