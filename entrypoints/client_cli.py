@@ -404,7 +404,13 @@ def _change_all(
     until none is left, and says how many it changed."""
     body = given(**filters)
     if not yes:
-        described = ", ".join(f"{name} {value}" for name, value in body.items()) or "any"
+        described = (
+            ", ".join(
+                f"{name} {value if isinstance(value, str) else ' or '.join(value)}"
+                for name, value in body.items()
+            )
+            or "no filter"
+        )
         typer.confirm(f"{action} every task that matches ({described})?", abort=True, err=True)
     changed: list[str] = []
     while True:

@@ -44,10 +44,10 @@ class OwnedTasksChange(OwnedTaskChange):
 
     The statuses asked must be among ``takes``, the ones ``change`` takes a task from
     (``ValueError`` otherwise): a changed task no longer matches, so calling again until
-    ``more`` is false changes every task that matched. When
-    one of the tasks changed meanwhile (a worker started it, another call changed it), the
-    unit commits nothing and each task is changed on its own, as ``apply`` does: a task
-    deleted or moved to a state the change does not take meanwhile is left out.
+    ``more`` is false changes every task that matched. When one of the tasks changed
+    meanwhile (a worker started it, another call changed it), the unit commits nothing and
+    each task is changed on its own, as ``apply`` does: a task deleted or moved to a state
+    the change does not take meanwhile is left out.
     """
 
     takes: frozenset[TaskStatus] = frozenset()

@@ -385,10 +385,14 @@ def test_cancel_all_asks_until_none_is_left_and_says_how_many(serving: Any) -> N
 def test_retry_all_asks_first_and_changes_nothing_when_told_no(serving: Any) -> None:
     asked = serving(lambda request: httpx.Response(200, json={"ids": [], "more": False}))
     result = CliRunner().invoke(
-        app, ["retry-all", "--kind", "http", "--url", "http://taskport"], input="n\n"
+        app,
+        ["retry-all", "--kind", "http", "--status", "failed,cancelled", "--url", "http://x"],
+        input="n\n",
     )
     assert result.exit_code == 1
-    assert "retry every task that matches (kind http)?" in result.output
+    assert "retry every task that matches (status FAILED or CANCELLED, kind http)?" in (
+        result.output
+    )
     assert asked == []
     agreed = CliRunner().invoke(
         app, ["retry-all", "--kind", "http", "--url", "http://taskport", "--json"], input="y\n"
