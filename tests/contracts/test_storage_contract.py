@@ -284,6 +284,44 @@ async def test_a_tracked_task_changed_since_is_refused(storage: Any) -> None:
     assert (stored.status, stored.cancel_requested) == (TaskStatus.RUNNING, True)
 
 
+async def test_listed_tasks_saved_together_commit_all_or_none_when_one_changed_since(
+    storage: Any,
+) -> None:
+    """What a change to many tasks (a bulk cancel) rests on: the tasks of a page, tracked
+    and saved in one unit, are written together, or none of them when one changed since."""
+    tasks = [make_task() for _ in range(3)]
+    await add(storage, *tasks)
+    query = TaskQuery("alice", limit=10, statuses=frozenset({TaskStatus.QUEUED}))
+    async with storage.unit_of_work() as uow:
+        listed = list(await uow.tasks.list(query))
+        async with storage.unit_of_work() as other:
+            started = await other.tasks.get(tasks[1].id)
+            started.start(T0)
+            await other.tasks.save(started)
+            await other.commit()
+        for task in listed:
+            await uow.tasks.track(task)
+            task.cancel(T0)
+            await uow.tasks.save(task)
+        with pytest.raises(ConcurrencyConflict):
+            await uow.commit()
+    assert [(await get(storage, task.id)).status for task in tasks] == [
+        TaskStatus.QUEUED,
+        TaskStatus.RUNNING,
+        TaskStatus.QUEUED,
+    ]
+    async with storage.unit_of_work() as uow:
+        listed = list(await uow.tasks.list(query))
+        for task in listed:
+            await uow.tasks.track(task)
+            task.cancel(T0)
+            await uow.tasks.save(task)
+        await uow.commit()
+    assert {(await get(storage, task.id)).status for task in (tasks[0], tasks[2])} == {
+        TaskStatus.CANCELLED
+    }
+
+
 async def test_many_tasks_are_read_at_once(storage: Any) -> None:
     first, second, unknown = make_task(payload={"n": 1}), make_task(payload=[1, "two"]), make_task()
     await add(storage, first, second)
