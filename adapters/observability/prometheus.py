@@ -117,6 +117,13 @@ class PrometheusMetrics:
             "How long the oldest QUEUED task has waited since it was due (0 when none waits)",
             registry=registry,
         )
+        self.queue_wait = Gauge(
+            "taskport_queue_wait_seconds",
+            "How long the oldest QUEUED task of each queue has waited since it was due (0 "
+            "when none waits)",
+            ["queue"],
+            registry=registry,
+        )
         self.outbox_backlog = Gauge(
             "taskport_outbox_backlog",
             "Messages committed but not yet marked sent (published ones are marked about "
@@ -208,6 +215,10 @@ class PrometheusMetrics:
         for queue in self._queues_stored:
             for status in TaskStatus:
                 self.queue_tasks.labels(queue, status.value).set(by_queue.get((status, queue), 0))
+        self._queues_stored.update(stats.oldest_queued_age_by_queue)
+        for queue in self._queues_stored:
+            waited = stats.oldest_queued_age_by_queue.get(queue)
+            self.queue_wait.labels(queue).set(waited.total_seconds() if waited else 0)
         lag = stats.oldest_queued_age
         self.queue_lag.set(lag.total_seconds() if lag is not None else 0)
         self.outbox_backlog.set(stats.outbox_backlog)

@@ -28,24 +28,32 @@ class TaskQuery:
 
 @frozen
 class TaskStats:
-    """Counts of tasks by status and kind, and by status and queue, and the oldest task
-    waiting in a queue."""
+    """Counts of tasks by status and kind, and by status and queue, and since when the
+    oldest QUEUED task has been due, of all queues and of each."""
 
     counts: dict[tuple[TaskStatus, str], int]
     oldest_queued_at: datetime | None
     by_queue: dict[tuple[TaskStatus, str], int] = field(factory=dict)
+    oldest_queued_by_queue: dict[str, datetime] = field(factory=dict)
+    """Each queue holding a QUEUED task: since when its oldest has been due."""
 
 
 def counted_stats(
-    counted: Iterable[tuple[TaskStatus, str, str, int]], oldest_queued_at: datetime | None
+    counted: Iterable[tuple[TaskStatus, str, str, int]],
+    oldest_by_queue: Iterable[tuple[str, datetime]],
 ) -> TaskStats:
-    """``TaskStats`` of counts by (status, kind, queue)."""
+    """``TaskStats`` of counts by (status, kind, queue), and of the oldest due time of the
+    QUEUED tasks of each queue."""
     by_kind: collections.Counter[tuple[TaskStatus, str]] = collections.Counter()
     by_queue: collections.Counter[tuple[TaskStatus, str]] = collections.Counter()
     for status, kind, queue, count in counted:
         by_kind[status, kind] += count
         by_queue[status, queue] += count
-    return TaskStats(dict(by_kind), oldest_queued_at, dict(by_queue))
+    oldest: dict[str, datetime] = {}
+    for queue, since in oldest_by_queue:
+        oldest[queue] = min(since, oldest.get(queue, since))
+    overall = min(oldest.values(), default=None)
+    return TaskStats(dict(by_kind), overall, dict(by_queue), oldest)
 
 
 class TaskRepository(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from attrs import frozen
+from attrs import field, frozen
 
 from application.ports.clock import Clock
 from application.ports.task_repository import TaskStats
@@ -18,6 +18,8 @@ class Stats:
     outbox_backlog: int
     """Messages committed but not yet marked sent (the relay marks published ones about
     20 ms after their publish), across every owner."""
+    oldest_queued_age_by_queue: dict[str, timedelta] = field(factory=dict)
+    """Each queue holding a QUEUED task: how long its oldest has waited since it was due."""
 
 
 class GetStatsHandler:
@@ -31,6 +33,11 @@ class GetStatsHandler:
         async with self._uow() as uow:
             tasks = await uow.tasks.stats(owner)
             backlog = await uow.outbox.backlog()
+        now = self._clock.now()
         oldest = tasks.oldest_queued_at
-        age = max(self._clock.now() - oldest, timedelta(0)) if oldest is not None else None
-        return Stats(tasks=tasks, oldest_queued_age=age, outbox_backlog=backlog)
+        by_queue = {
+            queue: max(now - since, timedelta(0))
+            for queue, since in sorted(tasks.oldest_queued_by_queue.items())
+        }
+        age = max(now - oldest, timedelta(0)) if oldest is not None else None
+        return Stats(tasks, age, backlog, by_queue)

@@ -354,6 +354,9 @@ class StatsOut(BaseModel):
     oldest_queued_age_seconds: float | None = Field(
         description="how long the oldest QUEUED task has waited; null when none waits"
     )
+    oldest_queued_age_seconds_by_queue: dict[str, float] = Field(
+        description="each queue holding a QUEUED task: how long its oldest has waited"
+    )
     outbox_backlog: int = Field(
         description="messages committed but not yet published (or published in the last "
         "moments: the relay marks them sent about 20 ms after their publish)"
@@ -379,6 +382,10 @@ class StatsOut(BaseModel):
                 for (status, kind), count in sorted(stats.tasks.counts.items())
             ],
             oldest_queued_age_seconds=age.total_seconds() if age is not None else None,
+            oldest_queued_age_seconds_by_queue={
+                queue: waited.total_seconds()
+                for queue, waited in stats.oldest_queued_age_by_queue.items()
+            },
             outbox_backlog=stats.outbox_backlog,
         )
 

@@ -987,8 +987,14 @@ async def test_stats_count_by_status_and_kind_and_by_queue_and_find_the_oldest_q
         (TaskStatus.SCHEDULED, "images"): 1,
     }
     assert mine.oldest_queued_at == oldest.created_at
+    # The scheduled task of "images" is not queued: the queue has waited since "newer".
+    assert mine.oldest_queued_by_queue == {
+        "default": oldest.created_at,
+        "images": newer.created_at,
+    }
     assert everyone.counts[TaskStatus.QUEUED, "echo"] == 3
     assert everyone.oldest_queued_at == elsewhere.created_at
+    assert everyone.oldest_queued_by_queue["default"] == elsewhere.created_at
     assert backlog == 1
 
 

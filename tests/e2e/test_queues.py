@@ -31,8 +31,12 @@ async def test_a_task_waits_on_its_queue_for_a_worker_that_takes_it(
     assert plain["queue"] == "default"
     await wait_for_status(defaults, plain["id"], "SUCCEEDED")
     assert (await defaults.get(f"/v1/tasks/{image['id']}")).json()["status"] == "QUEUED"
-    backlog = (await defaults.get("/v1/stats")).json()["by_queue"]
+    stats = (await defaults.get("/v1/stats")).json()
+    backlog = stats["by_queue"]
     assert (backlog["images"]["QUEUED"], backlog["default"]["SUCCEEDED"]) == (1, 1)
+    # Only "images" holds a task waiting.
+    assert list(stats["oldest_queued_age_seconds_by_queue"]) == ["images"]
+    assert stats["oldest_queued_age_seconds_by_queue"]["images"] >= 0
     await api_factory(**shared, worker_queues=["images"])
     await wait_for_status(defaults, image["id"], "SUCCEEDED")
     workers = (await defaults.get("/v1/workers")).json()["items"]

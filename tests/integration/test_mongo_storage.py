@@ -166,6 +166,7 @@ async def test_tasks_and_schedules_stored_before_queues_are_in_the_default_queue
     stored_schedule = await storage.schedules().get("alice", schedule.id)
     assert stored is not None and stored.queue == DEFAULT_QUEUE
     assert stats.by_queue == {(TaskStatus.QUEUED, DEFAULT_QUEUE): 1}
+    assert list(stats.oldest_queued_by_queue) == [DEFAULT_QUEUE]
     assert ([t.id for t in listed], in_images) == ([task.id], [])
     assert stored_schedule is not None and stored_schedule.task.queue == DEFAULT_QUEUE
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from adapters.observability.prometheus import PrometheusMetrics
 from application.ports.task_repository import TaskStats
 from application.use_cases.get_stats import Stats
@@ -47,3 +49,16 @@ def test_each_queue_counts_its_tasks_in_every_status_zero_included() -> None:
     assert in_queue("default", "SUCCEEDED") == 2
     metrics.observe_stats(stats({}))  # the queue drained and its tasks pruned
     assert in_queue("images", "QUEUED") == 0
+
+
+def test_each_queue_reads_how_long_its_oldest_task_has_waited_zero_once_none_waits() -> None:
+    metrics = PrometheusMetrics()
+
+    def waited(queue: str) -> float | None:
+        return metrics.registry.get_sample_value("taskport_queue_wait_seconds", {"queue": queue})
+
+    ages = {"images": timedelta(seconds=90), "default": timedelta(seconds=2)}
+    metrics.observe_stats(Stats(TaskStats({}, None), timedelta(seconds=90), 0, ages))
+    assert (waited("images"), waited("default")) == (90, 2)
+    metrics.observe_stats(stats({}))  # drained
+    assert (waited("images"), waited("default")) == (0, 0)

@@ -185,14 +185,14 @@ class MemoryTaskRepository(StagingTaskRepository["MemoryUnitOfWork"]):
 
     async def stats(self, owner: str | None) -> TaskStats:
         counts: collections.Counter[tuple[TaskStatus, str, str]] = collections.Counter()
-        oldest: datetime | None = None
+        queued: list[tuple[str, datetime]] = []
         for task in self._storage.tasks.values():
             if owner is not None and task.owner != owner:
                 continue
             counts[task.status, task.kind, task.queue] += 1
-            if task.status is TaskStatus.QUEUED and (oldest is None or task.due_since < oldest):
-                oldest = task.due_since
-        return counted_stats(((*key, count) for key, count in counts.items()), oldest)
+            if task.status is TaskStatus.QUEUED:
+                queued.append((task.queue, task.due_since))
+        return counted_stats(((*key, count) for key, count in counts.items()), queued)
 
     async def stalled(
         self,

@@ -291,8 +291,8 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
         later = {"$cond": [{"$gt": ["$run_at", "$created_at"]}, "$run_at", "$created_at"]}
         oldest_due = [
             {"$match": {**match, "status": TaskStatus.QUEUED.value}},
-            {"$project": {"since": later}},
-            {"$group": {"_id": None, "since": {"$min": "$since"}}},
+            {"$project": {"queue": queue, "since": later}},
+            {"$group": {"_id": "$queue", "since": {"$min": "$since"}}},
         ]
         with translated_errors():
             rows = [row async for row in await self._tasks.aggregate(grouped)]
@@ -303,7 +303,7 @@ class MongoTaskRepository(StagingTaskRepository["MongoUnitOfWork"]):
                 for row in rows
                 for status, kind, queue in [row["_id"].split("|", 2)]
             ),
-            parse_instant(oldest[0]["since"]) if oldest else None,
+            ((str(row["_id"]), parse_instant(row["since"])) for row in oldest),
         )
 
     async def _workers_alive_since(self, since: datetime) -> Sequence[str | None]:

@@ -307,7 +307,11 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         due_since = case(
             (tasks.c.run_at > tasks.c.created_at, tasks.c.run_at), else_=tasks.c.created_at
         )
-        oldest = select(func.min(due_since)).where(tasks.c.status == TaskStatus.QUEUED.value)
+        oldest = (
+            select(tasks.c.queue, func.min(due_since))
+            .where(tasks.c.status == TaskStatus.QUEUED.value)
+            .group_by(tasks.c.queue)
+        )
         if owner is not None:
             counted = counted.where(tasks.c.owner == owner)
             oldest = oldest.where(tasks.c.owner == owner)
@@ -315,7 +319,7 @@ class SqlTaskRepository(StagingTaskRepository["SqlUnitOfWork"]):
         oldest_rows = await self._work.fetch(oldest)
         return counted_stats(
             ((TaskStatus(status), kind, queue, count) for status, kind, queue, count in rows),
-            oldest_rows[0][0],
+            ((queue, since) for queue, since in oldest_rows),
         )
 
     async def stalled(
