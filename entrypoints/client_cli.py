@@ -472,9 +472,13 @@ def stats(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = Fals
     out.print(table if answer["by_kind"] else "no tasks")
     by_queue = answer.get("by_queue", {})
     if set(by_queue) - {DEFAULT_QUEUE}:
-        queues = Table("queue", *(Column(status, justify="right") for status in statuses), box=None)
+        waits = answer.get("oldest_queued_age_seconds_by_queue", {})
+        columns = (Column(status, justify="right") for status in statuses)
+        queues = Table("queue", *columns, Column("oldest wait", justify="right"), box=None)
         for queue, counted in by_queue.items():
-            queues.add_row(Text(queue), *(str(counted.get(status) or "") for status in statuses))
+            wait = f"{waits[queue]:.1f} s" if queue in waits else ""
+            counts_of = (str(counted.get(status) or "") for status in statuses)
+            queues.add_row(Text(queue), *counts_of, wait)
         out.print(queues)
     age = answer["oldest_queued_age_seconds"]
     out.print(f"oldest queued: {'none' if age is None else f'{age:.1f} s waiting'}")

@@ -327,14 +327,19 @@ def test_stats_shows_the_counts_of_each_queue_where_there_are_several(serving: A
             "default": {status: 0 for status in statuses} | {"QUEUED": 1},
             "images": {status: 0 for status in statuses} | {"QUEUED": 2},
         },
-        "oldest_queued_age_seconds": 1.0,
+        "oldest_queued_age_seconds": 12.0,
+        "oldest_queued_age_seconds_by_queue": {"default": 1.0, "images": 12.0},
         "outbox_backlog": 0,
     }
     serving(lambda request: httpx.Response(200, json=answer))
     result = run("stats")
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.output.splitlines()]
-    assert lines[3:6] == [["queue", *statuses], ["default", "1"], ["images", "2"]]
+    assert lines[3:6] == [
+        ["queue", *statuses, "oldest", "wait"],
+        ["default", "1", "1.0", "s"],
+        ["images", "2", "12.0", "s"],
+    ]
 
 
 def test_list_asks_for_the_queue_given_and_shows_queues_where_a_task_is_elsewhere(
