@@ -210,14 +210,13 @@ class PrometheusMetrics:
         for kind in self._kinds_stored:
             for status in TaskStatus:
                 self.tasks.labels(status.value, kind).set(counts.get((status, kind), 0))
-        by_queue = stats.tasks.by_queue
+        by_queue, waits = stats.tasks.by_queue, stats.oldest_queued_age_by_queue
         self._queues_stored.update(queue for _, queue in by_queue)
+        self._queues_stored.update(waits)
         for queue in self._queues_stored:
             for status in TaskStatus:
                 self.queue_tasks.labels(queue, status.value).set(by_queue.get((status, queue), 0))
-        self._queues_stored.update(stats.oldest_queued_age_by_queue)
-        for queue in self._queues_stored:
-            waited = stats.oldest_queued_age_by_queue.get(queue)
+            waited = waits.get(queue)
             self.queue_wait.labels(queue).set(waited.total_seconds() if waited else 0)
         lag = stats.oldest_queued_age
         self.queue_lag.set(lag.total_seconds() if lag is not None else 0)
