@@ -292,9 +292,14 @@ def list_tasks(
     as_json: AsJson = False,
 ) -> None:
     """List tasks, newest first, one page at a time."""
-    query = {"status": _statuses(status), "kind": kind, "limit": limit}
-    query.update(queue=queue, schedule_id=schedule, cursor=cursor)
-    params = {name: value for name, value in query.items() if value is not None}
+    params = given(
+        status=_statuses(status),
+        kind=kind,
+        limit=limit,
+        queue=queue,
+        schedule_id=schedule,
+        cursor=cursor,
+    )
     page = Api(url, api_key, as_json).call("GET", "/v1/tasks", params=params)
     if as_json:
         typer.echo(json.dumps(page))
