@@ -129,21 +129,18 @@ class Container(containers.DeclarativeContainer):
     ids = providers.Singleton(Uuid7Generator)
     worker_id = providers.Singleton(new_worker_id)
 
+    # Deliveries running together claim and record their tasks in shared units of work:
+    # the engine's default pool serves any worker concurrency.
+    sql_storage = providers.Singleton(
+        SqlStorage.from_url,
+        settings.provided.storage_url,
+        keep_sent=settings.provided.keeps_sent_messages,
+    )
     storage = providers.Selector(
         providers.Callable(url_scheme, settings.provided.storage_url),
         memory=providers.Singleton(MemoryStorage),
-        # Deliveries running together claim and record their tasks in shared units of
-        # work: the engine's default pool serves any worker concurrency.
-        sqlite=providers.Singleton(
-            SqlStorage.from_url,
-            settings.provided.storage_url,
-            keep_sent=settings.provided.keeps_sent_messages,
-        ),
-        postgresql=providers.Singleton(
-            SqlStorage.from_url,
-            settings.provided.storage_url,
-            keep_sent=settings.provided.keeps_sent_messages,
-        ),
+        sqlite=sql_storage,
+        postgresql=sql_storage,
         # url_scheme reads mongodb+srv:// as mongodb: the driver resolves the SRV record.
         mongodb=providers.Singleton(_mongo_storage, settings.provided.storage_url),
     )
