@@ -292,6 +292,13 @@ async def test_listed_tasks_saved_together_commit_all_or_none_when_one_changed_s
     tasks = [make_task() for _ in range(3)]
     await add(storage, *tasks)
     query = TaskQuery("alice", limit=10, statuses=frozenset({TaskStatus.QUEUED}))
+
+    async def cancel_all(uow: Any, listed: list[Task]) -> None:
+        for task in listed:
+            await uow.tasks.track(task)
+            task.cancel(T0)
+            await uow.tasks.save(task)
+
     async with storage.unit_of_work() as uow:
         listed = list(await uow.tasks.list(query))
         async with storage.unit_of_work() as other:
@@ -299,10 +306,7 @@ async def test_listed_tasks_saved_together_commit_all_or_none_when_one_changed_s
             started.start(T0)
             await other.tasks.save(started)
             await other.commit()
-        for task in listed:
-            await uow.tasks.track(task)
-            task.cancel(T0)
-            await uow.tasks.save(task)
+        await cancel_all(uow, listed)
         with pytest.raises(ConcurrencyConflict):
             await uow.commit()
     assert [(await get(storage, task.id)).status for task in tasks] == [
@@ -311,11 +315,7 @@ async def test_listed_tasks_saved_together_commit_all_or_none_when_one_changed_s
         TaskStatus.QUEUED,
     ]
     async with storage.unit_of_work() as uow:
-        listed = list(await uow.tasks.list(query))
-        for task in listed:
-            await uow.tasks.track(task)
-            task.cancel(T0)
-            await uow.tasks.save(task)
+        await cancel_all(uow, list(await uow.tasks.list(query)))
         await uow.commit()
     assert {(await get(storage, task.id)).status for task in (tasks[0], tasks[2])} == {
         TaskStatus.CANCELLED
