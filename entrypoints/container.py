@@ -35,6 +35,7 @@ from application.use_cases.heartbeat_worker import HeartbeatWorkerHandler, SignO
 from application.use_cases.list_tasks import ListTasksHandler
 from application.use_cases.list_workers import ListWorkersHandler
 from application.use_cases.manage_schedules import ManageSchedules
+from application.use_cases.observe_deployment import ObserveDeploymentHandler
 from application.use_cases.process_delivery import ProcessDeliveryHandler
 from application.use_cases.promote_due_tasks import PromoteDueTasksHandler
 from application.use_cases.prune_outbox import PruneOutboxHandler
@@ -105,6 +106,12 @@ def _task_defaults(settings: Settings) -> TaskDefaults:
         retry_max_delay=timedelta(seconds=settings.retry_max_seconds),
         queues=tuple(settings.queues),
     )
+
+
+def _statistics_lease(settings: Settings) -> timedelta:
+    """Three of the holder's passes: a pass that runs late keeps the lease, and a holder
+    killed without releasing it is replaced within four."""
+    return timedelta(seconds=3 * settings.stats_interval_seconds)
 
 
 def _callback_backoff(settings: Settings) -> RetryPolicy:
@@ -313,6 +320,15 @@ class Container(containers.DeclarativeContainer):
         listener=metrics,
     )
     get_schedule_lag = providers.Singleton(GetScheduleLagHandler, schedules=schedules, clock=clock)
+    observe_deployment = providers.Singleton(
+        ObserveDeploymentHandler,
+        leases=storage.provided.leases.call(),
+        holder=worker_id,
+        clock=clock,
+        get_stats=get_stats,
+        get_schedule_lag=get_schedule_lag,
+        hold_for=providers.Callable(_statistics_lease, settings),
+    )
     # Where the push webhook puts poison messages: the webhook serves the Pub/Sub broker only.
     dead_letters = pubsub_publisher
     push_certificates_request = providers.Object(None)  # None: Google's, over HTTPS

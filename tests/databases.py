@@ -107,7 +107,7 @@ def empty_postgres_url(postgres_server: str) -> Iterator[str]:
 async def emptied(storage: SqlStorage) -> SqlStorage:
     """The storage with no tasks and no messages, for a test that needs a clean slate."""
     async with storage.engine.begin() as connection:
-        await connection.exec_driver_sql("TRUNCATE tasks, outbox, workers, schedules")
+        await connection.exec_driver_sql("TRUNCATE tasks, outbox, workers, schedules, leases")
     return storage
 
 

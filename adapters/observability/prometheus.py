@@ -3,15 +3,18 @@ and periodic storage statistics."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from application.ports.schedule_listener import SkipReason
 from application.use_cases.get_stats import Stats
+from application.use_cases.observe_deployment import DeploymentStats
 from domain import events
 from domain.values import TaskStatus
 
@@ -104,31 +107,31 @@ class PrometheusMetrics:
             "taskport_tasks",
             "Stored tasks by status and kind",
             ["status", "kind"],
-            registry=registry,
+            registry=None,
         )
         self.queue_tasks = Gauge(
             "taskport_queue_tasks",
             "Stored tasks by queue and status (QUEUED: the queue's backlog)",
             ["queue", "status"],
-            registry=registry,
+            registry=None,
         )
         self.queue_lag = Gauge(
             "taskport_queue_lag_seconds",
             "How long the oldest QUEUED task has waited since it was due (0 when none waits)",
-            registry=registry,
+            registry=None,
         )
         self.queue_wait = Gauge(
             "taskport_queue_wait_seconds",
             "How long the oldest QUEUED task of each queue has waited since it was due (0 "
             "when none waits)",
             ["queue"],
-            registry=registry,
+            registry=None,
         )
         self.outbox_backlog = Gauge(
             "taskport_outbox_backlog",
             "Messages committed but not yet marked sent (published ones are marked about "
             "20 ms after their publish)",
-            registry=registry,
+            registry=None,
         )
         self.schedule_submitted = Counter(
             "taskport_schedule_tasks_submitted",
@@ -145,8 +148,17 @@ class PrometheusMetrics:
         self.schedule_lag = Gauge(
             "taskport_schedule_lag_seconds",
             "How late the earliest due schedule is (0 when none is due)",
-            registry=registry,
+            registry=None,
         )
+        self._deployment = _WhileHeld(
+            self.tasks,
+            self.queue_tasks,
+            self.queue_lag,
+            self.queue_wait,
+            self.outbox_backlog,
+            self.schedule_lag,
+        )
+        registry.register(self._deployment)
         self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
         """Children of the labelled metrics by metric and label values, kept: ``labels``
         looks them up at a cost every event and request would pay."""
@@ -182,7 +194,18 @@ class PrometheusMetrics:
     def occurrence_skipped(self, kind: str, reason: SkipReason) -> None:
         self._child(self.schedule_skipped, kind, reason).inc()
 
+    def observe_deployment(self, observed: DeploymentStats | None) -> None:
+        """The deployment's gauges (stored tasks, queues, outbox, schedules) as this process
+        counted them; ``None`` when another process holds the statistics lease: they are
+        then left out of this process's metrics, so that each has one source at a time."""
+        if observed is None:
+            self._deployment.held = False
+            return
+        self.observe_stats(observed.stats)
+        self.observe_schedule_lag(observed.schedule_lag)
+
     def observe_schedule_lag(self, lag: timedelta | None) -> None:
+        self._deployment.held = True
         self.schedule_lag.set(lag.total_seconds() if lag is not None else 0)
 
     def http_started(self) -> None:
@@ -205,6 +228,7 @@ class PrometheusMetrics:
         has its count, 0 included: a series that vanished at zero would leave sums without a
         value and graphs cut short (and a scrape in between a clear and the new counts,
         none)."""
+        self._deployment.held = True
         counts = stats.tasks.counts
         self._kinds_stored.update(kind for _, kind in counts)
         for kind in self._kinds_stored:
@@ -235,3 +259,22 @@ class PrometheusMetrics:
         if started is not None:
             seconds = (event.occurred_at - started).total_seconds()
             self._child(self.run_seconds, event.kind, outcome).observe(max(seconds, 0.0))
+
+
+class _WhileHeld(Collector):
+    """Metrics collected only while ``held``: those of the whole deployment, which one
+    process at a time counts."""
+
+    def __init__(self, *metrics: Gauge) -> None:
+        self._metrics = metrics
+        self.held = False
+
+    def collect(self) -> Iterable[Metric]:
+        if not self.held:
+            return
+        for metric in self._metrics:
+            yield from metric.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        for metric in self._metrics:
+            yield from metric.describe()

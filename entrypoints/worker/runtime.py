@@ -137,11 +137,10 @@ class Runtime:
         return started
 
     async def _observe_stats(self) -> int:
-        """Refreshes the gauges (stored tasks, queue lag, outbox backlog, schedule lag); 0:
-        one pass done."""
-        metrics = self._container.metrics()
-        metrics.observe_stats(await self._container.get_stats()(None))
-        metrics.observe_schedule_lag(await self._container.get_schedule_lag()())
+        """Refreshes the deployment's gauges (stored tasks, queue lag, outbox backlog,
+        schedule lag) while this process holds the statistics lease; 0: one pass done."""
+        observed = await self._container.observe_deployment()()
+        self._container.metrics().observe_deployment(observed)
         return 0
 
     def _consumer_ended(self, consuming: asyncio.Task[None]) -> None:
@@ -194,6 +193,10 @@ class Runtime:
                 "to the relay sweep",
                 grace,
             )
+        try:
+            await self._container.observe_deployment().hand_over()
+        except Exception as exc:
+            logger.warning("the statistics lease not released: %s", exc)
         if self._identity is not None:
             try:
                 await self._container.sign_off_worker()(self._identity)

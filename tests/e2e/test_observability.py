@@ -81,6 +81,38 @@ async def test_metrics_count_tasks_and_requests(api_factory: ApiFactory) -> None
     assert ("taskport_schedule_lag_seconds", frozenset()) in found
 
 
+async def test_one_process_of_a_deployment_exports_the_stored_tasks(
+    api_factory: ApiFactory, tmp_path: Path
+) -> None:
+    """The gauges of the whole deployment come from the process holding the statistics
+    lease: the others do not count every task again, and a sum over processes is right."""
+    url = f"sqlite:///{tmp_path / 'taskport.db'}"
+    apis = [await api_factory(storage_url=url, stats_interval_seconds=0.05) for _ in range(2)]
+    for api in apis:
+        task = (await api.post("/v1/tasks", json={"kind": "echo"})).json()
+        await wait_for_status(api, task["id"], "SUCCEEDED")
+    succeeded = ("taskport_tasks", frozenset({("status", "SUCCEEDED"), ("kind", "echo")}))
+
+    async def exported() -> list[float | None]:
+        return [samples((await api.get("/metrics")).text).get(succeeded) for api in apis]
+
+    async def one_exports_both_tasks() -> bool:
+        return sorted(await exported(), key=str) == [2.0, None]
+
+    await eventually(one_exports_both_tasks)
+    holder = (await exported()).index(2.0)
+    other = apis[1 - holder]
+    task = (await other.post("/v1/tasks", json={"kind": "echo"})).json()
+    await wait_for_status(other, task["id"], "SUCCEEDED")
+    expected: list[float | None] = [None, None]
+    expected[holder] = 3.0
+
+    async def the_holder_counts_the_third() -> bool:
+        return await exported() == expected
+
+    await eventually(the_holder_counts_the_third)
+
+
 async def test_requests_refused_before_routing_are_counted_under_their_route(
     api_factory: ApiFactory,
 ) -> None:

@@ -49,7 +49,7 @@ async def test_migrations_go_up_down_and_up_again(empty_database_url: str) -> No
         assert await storage.current_revision() is None
         assert await storage.migrations_pending()
         await storage.upgrade()
-        assert await tables(storage) == {"tasks", "outbox", "workers", "schedules"}
+        assert await tables(storage) == {"tasks", "outbox", "workers", "schedules", "leases"}
         assert not await storage.migrations_pending()
         await storage.downgrade("base")
         assert await tables(storage) == set()
@@ -114,7 +114,7 @@ async def test_processes_starting_together_migrate_once(empty_database_url: str)
     storages = [SqlStorage.from_url(empty_database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(storage.upgrade() for storage in storages))
-        assert await tables(storages[0]) == {"tasks", "outbox", "workers", "schedules"}
+        assert await tables(storages[0]) == {"tasks", "outbox", "workers", "schedules", "leases"}
         assert not await storages[0].migrations_pending()
     finally:
         for storage in storages:

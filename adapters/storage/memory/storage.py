@@ -42,6 +42,8 @@ class MemoryStorage:
         self.claimed_messages: set[UUID] = set()
         self.workers_by_id: dict[str, WorkerRecord] = {}
         self.schedules_by_id: dict[UUID, Schedule] = {}
+        self.leases_by_name: dict[str, tuple[str, datetime]] = {}
+        """Each held lease's holder and the end of its time."""
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -51,6 +53,9 @@ class MemoryStorage:
 
     def schedules(self) -> MemorySchedules:
         return MemorySchedules(self)
+
+    def leases(self) -> MemoryLeases:
+        return MemoryLeases(self)
 
     def is_lost(self, worker_id: str | None, lost_before: datetime | None) -> bool:
         if worker_id is None or lost_before is None:
@@ -247,6 +252,25 @@ class MemoryWorkerRegistry:
         for worker_id in gone:
             del self._storage.workers_by_id[worker_id]
         return len(gone)
+
+
+class MemoryLeases:
+    """The leases of this process's storage; each call applies at once."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._held = storage.leases_by_name
+
+    async def take(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        held = self._held.get(name)
+        if held is not None and held[0] != holder and held[1] > now:
+            return False
+        self._held[name] = (holder, until)
+        return True
+
+    async def release(self, name: str, holder: str) -> None:
+        held = self._held.get(name)
+        if held is not None and held[0] == holder:
+            del self._held[name]
 
 
 class MemoryOutbox:

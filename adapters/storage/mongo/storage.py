@@ -41,6 +41,7 @@ from adapters.storage.mongo.client import (
     task_indexes,
     translated_errors,
 )
+from adapters.storage.mongo.leases import MongoLeases
 from adapters.storage.mongo.mapping import (
     instant,
     message_fields,
@@ -107,6 +108,7 @@ class MongoStorage:
         self.outbox: AsyncCollection[Document] = database["outbox"]
         self.workers_collection: AsyncCollection[Document] = database["workers"]
         self.schedules_collection: AsyncCollection[Document] = database["schedules"]
+        self.leases_collection: AsyncCollection[Document] = database["leases"]
 
     @classmethod
     def from_url(cls, url: str) -> MongoStorage:
@@ -121,6 +123,9 @@ class MongoStorage:
 
     def schedules(self) -> MongoSchedules:
         return MongoSchedules(self.schedules_collection)
+
+    def leases(self) -> MongoLeases:
+        return MongoLeases(self.leases_collection)
 
     async def check(self) -> None:
         with translated_errors():

@@ -102,7 +102,7 @@ IN_A_NAMED_QUEUE = text(f"queue <> '{DEFAULT_QUEUE}'")
 """The condition of the queue index; a query that reads the index states it in these words,
 so that the planner sees it holds whatever the queue bound to the statement."""
 
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0014"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -227,6 +227,14 @@ workers = Table(
     Column("running", Integer, nullable=False),
     # Comma-separated: every queue name is a word of a-z, 0-9, '_', '-'.
     Column("queues", String(2000), nullable=False, server_default=text("'default'")),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
 
 schedules = Table(

@@ -70,6 +70,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.sql.asyncpg_direct import AsyncpgStatement
 from adapters.storage.sql.engine import POOL_SIZE, create_engine, translated_errors
+from adapters.storage.sql.leases import SqlLeases
 from adapters.storage.sql.mapping import (
     message_from_row,
     message_to_row,
@@ -142,6 +143,9 @@ class SqlStorage:
 
     def workers(self) -> SqlWorkerRegistry:
         return SqlWorkerRegistry(self)
+
+    def leases(self) -> SqlLeases:
+        return SqlLeases(self)
 
     async def check(self) -> None:
         await self.read_alone(text("SELECT 1"))
