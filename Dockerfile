@@ -16,6 +16,7 @@ COPY domain ./domain
 COPY application ./application
 COPY adapters ./adapters
 COPY entrypoints ./entrypoints
+COPY taskport_client ./taskport_client
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable
 

@@ -30,11 +30,11 @@ bench: uv
 bench-quick: uv
 	$(RUN) --group bench python -m bench.run --quick
 
-## Lint, format check, strict types on the core, layer contracts, compose files.
+## Lint, format check, strict types on the core and the client, layer contracts, compose files.
 check: uv
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy --strict domain application
+	$(RUN) mypy --strict domain application taskport_client
 	$(RUN) lint-imports --no-cache
 	$(RUN) check-jsonschema --builtin-schema vendor.compose-spec compose/*.yaml
 
