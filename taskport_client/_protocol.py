@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, stop_before_delay, wait_exponential
 
 from taskport_client.errors import (
     ApiError,
@@ -151,12 +151,12 @@ def unreachable(url: str, error: httpx.TransportError) -> Unreachable:
 
 def retrying(call: Call, retry_for: float) -> dict[str, Any]:
     """Arguments of tenacity's ``Retrying`` and ``AsyncRetrying`` for ``call``: tried again
-    with a backoff from 0.1 s to 2 s (or as long as a 503 asks), for up to ``retry_for``
-    seconds, then the last error is raised."""
+    with a backoff from 0.1 s to 2 s (or as long as a 503 asks), as long as the next send
+    would start within ``retry_for`` seconds of the first; then the last error is raised."""
     return {
         "retry": _may_send_again(call),
         "wait": _backoff,
-        "stop": stop_after_delay(retry_for),
+        "stop": stop_before_delay(retry_for),
         "reraise": True,
     }
 

@@ -76,9 +76,16 @@ class AsyncClient:
         """Submits a task and returns it as stored (QUEUED, or SCHEDULED for a later
         ``run_at``); with the ``idempotency_key`` of an earlier submit, that task."""
         task = NewTask(
-            kind, payload, queue, run_at, max_attempts, timeout_seconds, callback_url,
-            expires_at, idempotency_key,
-        )  # fmt: skip
+            kind,
+            payload,
+            queue=queue,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+            callback_url=callback_url,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+        )
         return Task.from_json(await self._send(protocol.submit(task)))
 
     async def submit_many(self, tasks: Sequence[NewTask]) -> list[Task]:
