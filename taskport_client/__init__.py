@@ -22,7 +22,7 @@ from taskport_client.errors import (
     Unreachable,
     WaitTimedOut,
 )
-from taskport_client.models import NewTask, Task
+from taskport_client.models import NewTask, Schedule, Task
 from taskport_client.sync_client import Client
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "InvalidRequest",
     "NewTask",
     "NotFound",
+    "Schedule",
     "ServiceUnavailable",
     "Task",
     "TaskCancelled",

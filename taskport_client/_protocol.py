@@ -93,6 +93,30 @@ def page(filters: dict[str, Any], limit: int, cursor: str | None) -> Call:
     return Call("GET", "/v1/tasks", params=params, repeatable=True)
 
 
+def schedules_page(limit: int, cursor: str | None) -> Call:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"a page holds 1 to {MAX_PAGE} schedules, not {limit}")
+    params: dict[str, Any] = {"limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Call("GET", "/v1/schedules", params=params, repeatable=True)
+
+
+def create_schedule(body: dict[str, Any]) -> Call:
+    return Call("POST", "/v1/schedules", json=body)
+
+
+def schedule(schedule_id: str, action: str | None = None) -> Call:
+    """Read the schedule, or ``pause`` or ``resume`` it."""
+    if action is None:
+        return Call("GET", f"/v1/schedules/{schedule_id}", repeatable=True)
+    return Call("POST", f"/v1/schedules/{schedule_id}/{action}")
+
+
+def delete_schedule(schedule_id: str) -> Call:
+    return Call("DELETE", f"/v1/schedules/{schedule_id}")
+
+
 def change(task_id: str, action: str) -> Call:
     return Call("POST", f"/v1/tasks/{task_id}/{action}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -12,7 +12,7 @@ from tenacity import AsyncRetrying
 
 from taskport_client import _protocol as protocol
 from taskport_client.errors import TaskCancelled, TaskFailed, WaitTimedOut
-from taskport_client.models import NewTask, Task
+from taskport_client.models import NewTask, Schedule, Task, schedule_body
 
 
 class AsyncClient:
@@ -135,14 +135,8 @@ class AsyncClient:
     ) -> AsyncIterator[Task]:
         """Every task that matches, newest first, read a page of ``page_size`` at a time."""
         matching = protocol.filters(status, kind, queue, schedule_id)
-        cursor: str | None = None
-        while True:
-            page = await self._send(protocol.page(matching, page_size, cursor))
-            for item in page["items"]:
-                yield Task.from_json(item)
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return
+        async for item in self._items(lambda cursor: protocol.page(matching, page_size, cursor)):
+            yield Task.from_json(item)
 
     async def cancel(self, task_id: str) -> Task:
         """Cancels a scheduled or queued task; asks a running one to stop (``Conflict``
@@ -186,6 +180,68 @@ class AsyncClient:
         """The caller's tasks counted by status, kind and queue, and the queues' waits."""
         answer: dict[str, Any] = await self._send(protocol.stats())
         return answer
+
+    async def create_schedule(
+        self,
+        kind: str,
+        cron: str,
+        payload: Any = None,
+        *,
+        timezone: str | None = None,
+        name: str | None = None,
+        paused: bool | None = None,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        callback_url: str | None = None,
+        expires_after_seconds: float | None = None,
+    ) -> Schedule:
+        """A recurring task: ``kind`` and ``payload`` submitted at each time of ``cron`` in
+        ``timezone`` (UTC by default). ``name``, unique among the caller's schedules, makes
+        a second create of it a ``Conflict``."""
+        options = {
+            "timezone": timezone,
+            "name": name,
+            "paused": paused,
+            "queue": queue,
+            "max_attempts": max_attempts,
+            "timeout_seconds": timeout_seconds,
+            "callback_url": callback_url,
+            "expires_after_seconds": expires_after_seconds,
+        }
+        call = protocol.create_schedule(schedule_body(kind, cron, payload, options))
+        return Schedule.from_json(await self._send(call))
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        return Schedule.from_json(await self._send(protocol.schedule(schedule_id)))
+
+    async def schedules(self, *, page_size: int = 100) -> AsyncIterator[Schedule]:
+        """Every schedule of the caller, newest first, a page of ``page_size`` at a time."""
+        async for item in self._items(lambda cursor: protocol.schedules_page(page_size, cursor)):
+            yield Schedule.from_json(item)
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Stops submitting its tasks (the tasks already submitted are not touched)."""
+        return Schedule.from_json(await self._send(protocol.schedule(schedule_id, "pause")))
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Submits its tasks again, from its next time ahead."""
+        return Schedule.from_json(await self._send(protocol.schedule(schedule_id, "resume")))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Deletes the schedule; the tasks it submitted are kept."""
+        await self._send(protocol.delete_schedule(schedule_id))
+
+    async def _items(self, page: Callable[[str | None], protocol.Call]) -> AsyncIterator[Any]:
+        """The items of every page, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            answer = await self._send(page(cursor))
+            for item in answer["items"]:
+                yield item
+            cursor = answer["next_cursor"]
+            if cursor is None:
+                return
 
     async def _change_all(self, action: str, matching: dict[str, Any]) -> list[str]:
         changed: list[str] = []

@@ -93,6 +93,49 @@ class Task:
         )
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring task as the API serves it: ``kind`` and ``payload`` submitted at each
+    time of ``cron`` in ``timezone``. ``data`` is the whole document."""
+
+    id: str
+    name: str | None
+    cron: str
+    timezone: str
+    paused: bool
+    kind: str
+    payload: Any
+    queue: str
+    next_run_at: datetime
+    """When its next task is submitted."""
+    last_run_at: datetime | None
+    last_task_id: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Schedule:
+        return cls(
+            id=data["id"],
+            name=data.get("name"),
+            cron=data["cron"],
+            timezone=data["timezone"],
+            paused=data["paused"],
+            kind=data["kind"],
+            payload=data.get("payload"),
+            queue=data.get("queue", "default"),
+            next_run_at=_parse(data["next_run_at"]),
+            last_run_at=_parse_optional(data.get("last_run_at")),
+            last_task_id=data.get("last_task_id"),
+            data=data,
+        )
+
+
+def schedule_body(kind: str, cron: str, payload: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The JSON of a new schedule; unset options take the server's defaults."""
+    given = {name: value for name, value in options.items() if value is not None}
+    return {"kind": kind, "cron": cron, "payload": payload, **given}
+
+
 def _moment(value: datetime | None) -> str | None:
     if value is None:
         return None

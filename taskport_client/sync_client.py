@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -12,7 +12,7 @@ from tenacity import Retrying
 
 from taskport_client import _protocol as protocol
 from taskport_client.errors import TaskCancelled, TaskFailed, WaitTimedOut
-from taskport_client.models import NewTask, Task
+from taskport_client.models import NewTask, Schedule, Task, schedule_body
 
 
 class Client:
@@ -25,7 +25,7 @@ class Client:
     twice: reads and submits always (every submit carries an idempotency key, made up when
     none is given), other changes only when the request surely did nothing. Then the last
     error is raised: ``Unreachable``, or the ``ApiError`` of the server's refusal
-    (``NotFound``, ``Conflict``, ``InvalidRequest``…). ``http`` is an ``httpx.AsyncClient``
+    (``NotFound``, ``Conflict``, ``InvalidRequest``…). ``http`` is an ``httpx.Client``
     of the caller's (its own base URL, transport, timeouts), used instead of a new one and
     left open."""
 
@@ -131,14 +131,8 @@ class Client:
     ) -> Iterator[Task]:
         """Every task that matches, newest first, read a page of ``page_size`` at a time."""
         matching = protocol.filters(status, kind, queue, schedule_id)
-        cursor: str | None = None
-        while True:
-            page = self._send(protocol.page(matching, page_size, cursor))
-            for item in page["items"]:
-                yield Task.from_json(item)
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return
+        for item in self._items(lambda cursor: protocol.page(matching, page_size, cursor)):
+            yield Task.from_json(item)
 
     def cancel(self, task_id: str) -> Task:
         """Cancels a scheduled or queued task; asks a running one to stop (``Conflict``
@@ -182,6 +176,67 @@ class Client:
         """The caller's tasks counted by status, kind and queue, and the queues' waits."""
         answer: dict[str, Any] = self._send(protocol.stats())
         return answer
+
+    def create_schedule(
+        self,
+        kind: str,
+        cron: str,
+        payload: Any = None,
+        *,
+        timezone: str | None = None,
+        name: str | None = None,
+        paused: bool | None = None,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        callback_url: str | None = None,
+        expires_after_seconds: float | None = None,
+    ) -> Schedule:
+        """A recurring task: ``kind`` and ``payload`` submitted at each time of ``cron`` in
+        ``timezone`` (UTC by default). ``name``, unique among the caller's schedules, makes
+        a second create of it a ``Conflict``."""
+        options = {
+            "timezone": timezone,
+            "name": name,
+            "paused": paused,
+            "queue": queue,
+            "max_attempts": max_attempts,
+            "timeout_seconds": timeout_seconds,
+            "callback_url": callback_url,
+            "expires_after_seconds": expires_after_seconds,
+        }
+        call = protocol.create_schedule(schedule_body(kind, cron, payload, options))
+        return Schedule.from_json(self._send(call))
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        return Schedule.from_json(self._send(protocol.schedule(schedule_id)))
+
+    def schedules(self, *, page_size: int = 100) -> Iterator[Schedule]:
+        """Every schedule of the caller, newest first, a page of ``page_size`` at a time."""
+        for item in self._items(lambda cursor: protocol.schedules_page(page_size, cursor)):
+            yield Schedule.from_json(item)
+
+    def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Stops submitting its tasks (the tasks already submitted are not touched)."""
+        return Schedule.from_json(self._send(protocol.schedule(schedule_id, "pause")))
+
+    def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Submits its tasks again, from its next time ahead."""
+        return Schedule.from_json(self._send(protocol.schedule(schedule_id, "resume")))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Deletes the schedule; the tasks it submitted are kept."""
+        self._send(protocol.delete_schedule(schedule_id))
+
+    def _items(self, page: Callable[[str | None], protocol.Call]) -> Iterator[Any]:
+        """The items of every page, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            answer = self._send(page(cursor))
+            yield from answer["items"]
+            cursor = answer["next_cursor"]
+            if cursor is None:
+                return
 
     def _change_all(self, action: str, matching: dict[str, Any]) -> list[str]:
         changed: list[str] = []

@@ -118,6 +118,28 @@ async def test_refusals_raise_with_the_problem(taskport: AsyncClient) -> None:
         await taskport.get("not-an-id")
 
 
+async def test_schedules_are_created_listed_paused_and_deleted(taskport: AsyncClient) -> None:
+    nightly = await taskport.create_schedule(
+        "echo", "0 3 * * *", {"n": 1}, timezone="Europe/Paris", name="nightly"
+    )
+    assert (nightly.name, nightly.timezone, nightly.paused) == ("nightly", "Europe/Paris", False)
+    assert nightly.next_run_at > datetime.now(UTC) and nightly.last_run_at is None
+    hourly = await taskport.create_schedule("echo", "0 * * * *", paused=True)
+    assert hourly.paused and hourly.name is None
+    with pytest.raises(Conflict):
+        await taskport.create_schedule("echo", "0 4 * * *", name="nightly")
+    with pytest.raises(InvalidRequest):
+        await taskport.create_schedule("echo", "every day")
+    listed = [schedule.id async for schedule in taskport.schedules(page_size=1)]
+    assert listed == [hourly.id, nightly.id]
+    assert (await taskport.pause_schedule(nightly.id)).paused
+    assert not (await taskport.resume_schedule(nightly.id)).paused
+    await taskport.delete_schedule(nightly.id)
+    with pytest.raises(NotFound):
+        await taskport.get_schedule(nightly.id)
+    assert (await taskport.get_schedule(hourly.id)).cron == "0 * * * *"
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {"TASKPORT_API_KEYS": f"alice:{KEY}"}

@@ -10,6 +10,7 @@ import pytest
 
 from taskport_client import AsyncClient, ServiceUnavailable, Unreachable
 from taskport_client.models import NewTask
+from tests.unasync_client import CLIENT, sync_source
 
 TASK = {
     "id": "0194e3a4-0000-7000-8000-000000000001",
@@ -100,3 +101,8 @@ async def test_the_last_refusal_is_raised_once_the_retries_are_over() -> None:
         await taskport.get(TASK["id"])
     assert (refused.value.retry_after, len(seen)) == (0, 1)
     assert refused.value.title == "Storage unavailable"
+
+
+def test_the_sync_client_is_the_async_one_without_async() -> None:
+    written = (CLIENT / "sync_client.py").read_text()
+    assert written == sync_source(), "run: python -m tests.unasync_client"
