@@ -17,7 +17,7 @@ from taskport_client.models import NewTask, Schedule, Task, schedule_body
 
 class Client:
     """Taskport's API: submit tasks, read them, wait for their results,
-    list, cancel, retry and delete them.
+    list, cancel, retry and delete them, and manage their schedules.
 
     ``url`` is the server; ``api_key`` is sent as a bearer token. A request that fails for
     a passing reason (the server unreachable or restarting, a 503 while its database or

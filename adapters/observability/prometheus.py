@@ -201,11 +201,17 @@ class PrometheusMetrics:
         if observed is None:
             self._deployment.held = False
             return
-        self.observe_stats(observed.stats)
-        self.observe_schedule_lag(observed.schedule_lag)
+        self._set_stats(observed.stats)
+        self._set_schedule_lag(observed.schedule_lag)
+        # Last: a worker's metrics are scraped from a thread of their own, which must not
+        # read the values of an earlier time this process held the lease.
+        self._deployment.held = True
 
     def observe_schedule_lag(self, lag: timedelta | None) -> None:
+        self._set_schedule_lag(lag)
         self._deployment.held = True
+
+    def _set_schedule_lag(self, lag: timedelta | None) -> None:
         self.schedule_lag.set(lag.total_seconds() if lag is not None else 0)
 
     def http_started(self) -> None:
@@ -224,11 +230,14 @@ class PrometheusMetrics:
         return child
 
     def observe_stats(self, stats: Stats) -> None:
+        self._set_stats(stats)
+        self._deployment.held = True
+
+    def _set_stats(self, stats: Stats) -> None:
         """Every status of every kind, and of every queue, stored since the process started
         has its count, 0 included: a series that vanished at zero would leave sums without a
         value and graphs cut short (and a scrape in between a clear and the new counts,
         none)."""
-        self._deployment.held = True
         counts = stats.tasks.counts
         self._kinds_stored.update(kind for _, kind in counts)
         for kind in self._kinds_stored:
