@@ -122,7 +122,8 @@ def translated_errors() -> Iterator[None]:
     except exc.DBAPIError as error:
         if _refuses_deployment(error):
             raise StorageRefused(_reason(error)) from error
-        if not (isinstance(error, _UNAVAILABLE) or error.connection_invalidated):
+        unavailable = isinstance(error, _UNAVAILABLE) or error.connection_invalidated
+        if not (unavailable or _sqlstate(error).startswith(_UNAVAILABLE_STATES)):
             logger.error("unexpected database error", exc_info=error)
         raise StorageUnavailable(_reason(error)) from error
     except _UNAVAILABLE as error:
@@ -141,9 +142,16 @@ def translated_errors() -> Iterator[None]:
 def _refuses_deployment(error: exc.DBAPIError) -> bool:
     """PostgreSQL refused the connection for what the settings name: a user or password
     (SQLSTATE class 28) or a database (3D000) it does not know."""
+    state = _sqlstate(error)
+    return state.startswith("28") or state == "3D000"
+
+
+def _sqlstate(error: exc.DBAPIError) -> str:
+    """PostgreSQL's SQLSTATE of the error, as SQLAlchemy's asyncpg adapter or asyncpg
+    itself carries it; empty when there is none (SQLite)."""
     original = error.orig
     state = getattr(original, "sqlstate", None) or getattr(original.__cause__, "sqlstate", None)
-    return isinstance(state, str) and (state.startswith("28") or state == "3D000")
+    return state if isinstance(state, str) else ""
 
 
 def _is_driver_error(error: Exception) -> bool:
@@ -154,7 +162,8 @@ def _is_driver_error(error: Exception) -> bool:
 
 _UNAVAILABLE_STATES = ("08", "53", "57")
 """SQLSTATE classes of a server that cannot serve now: connection exceptions, insufficient
-resources, operator intervention (a shutdown, a cancelled statement)."""
+resources, operator intervention (a shutdown or a start under way, a cancelled
+statement). SQLAlchemy wraps some of them as a plain ``DBAPIError``."""
 
 
 def _is_server_refusal(error: Exception) -> bool:
