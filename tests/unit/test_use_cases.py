@@ -812,6 +812,30 @@ async def test_a_delivery_is_nacked_while_storage_is_down_later_each_time(
     assert delays == [1, 2, 4, 8, 16, 30, 30, 30, 30, 30]
 
 
+async def test_an_outage_is_logged_once_in_a_hundred_deliveries_and_its_end_once(
+    app: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = Outage(app)
+    task = await submit(app)
+    process = app.process_delivery()
+    outage.down = True
+    with caplog.at_level(logging.INFO, logger="taskport.worker"):
+        for _ in range(250):
+            await process(FakeDelivery(RunTaskMessage(task.id).encode()))
+        outage.down = False
+        delivery = FakeDelivery(RunTaskMessage(task.id).encode())
+        await process(delivery)
+    assert delivery.settled == ("ack", None)
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert [line.rsplit("(", 1)[1] for line in warned] == [
+        "1 deliveries handed back in this outage)",
+        "100 deliveries handed back in this outage)",
+        "200 deliveries handed back in this outage)",
+    ]
+    infos = [record.getMessage() for record in caplog.records if record.levelname == "INFO"]
+    assert infos == ["deliveries run again after 250 were handed back for an outage"]
+
+
 class Outage:
     """Makes the storage of ``app`` unavailable while ``down`` is set; counts the units of
     work refused. Installed before the use cases are built (they keep the factory).
