@@ -6,6 +6,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 from uuid import UUID
 
+from application.json_values import json_size
+from domain.task import Task
+
 MAX_PAGE_BYTES = 8 * 1024 * 1024
 """A page ends early, with a cursor to the rest, once the JSON its items carry (payloads,
 results) passes this many bytes (a page holds one item at least): a page of a thousand
@@ -49,3 +52,8 @@ async def bounded_page(
             return items, None
         if len(items) == limit:
             return items, items[-1].id
+
+
+def task_bytes(task: Task) -> int:
+    """What a task carries into a page: its payload and result, as JSON."""
+    return json_size(task.payload) + json_size(task.result)

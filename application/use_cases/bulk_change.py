@@ -3,18 +3,26 @@ waiting ones, retry the failed ones): one call changes a bounded number of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
 from uuid import UUID
 
 from attrs import frozen
 
 from application.errors import ConcurrencyConflict, TaskNotFound
+from application.paging import MAX_PAGE_BYTES, bounded_page, task_bytes
+from application.ports.clock import Clock
 from application.ports.task_repository import TaskQuery
+from application.ports.unit_of_work import UnitOfWorkFactory
+from application.recorder import TaskRecorder
 from application.use_cases.owned_change import OwnedTaskChange
 from domain.errors import IllegalTransition
+from domain.task import Task
 from domain.values import TaskStatus
 
 MAX_BULK_CHANGE = 1000
-"""The most tasks one call changes: its tasks are read, and written, together."""
+"""The most tasks one call changes: its tasks are read, and written, together. Fewer once
+their payloads and results pass ``MAX_PAGE_BYTES`` (one at least), as a page of the list:
+a thousand tasks of a megabyte each would otherwise be a gigabyte in memory."""
 
 
 @frozen
@@ -35,7 +43,8 @@ class BulkChange:
     changed: tuple[UUID, ...]
     """The tasks changed, newest first."""
     more: bool
-    """Tasks that matched were left for another call (more than ``limit`` matched)."""
+    """Tasks that matched were left for another call (more than ``limit`` matched, or the
+    payloads of those read passed the bytes a call holds)."""
 
 
 class OwnedTasksChange(OwnedTaskChange):
@@ -52,21 +61,36 @@ class OwnedTasksChange(OwnedTaskChange):
 
     takes: frozenset[TaskStatus] = frozenset()
 
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        recorder: TaskRecorder,
+        clock: Clock,
+        max_bytes: int = MAX_PAGE_BYTES,
+    ) -> None:
+        super().__init__(uow, recorder, clock)
+        self._max_bytes = max_bytes
+
     async def __call__(self, matching: MatchingTasks) -> BulkChange:
         if not matching.statuses or not matching.statuses <= self.takes:
             taken = ", ".join(sorted(status.value for status in self.takes))
             raise ValueError(f"this change takes tasks in {taken} only")
-        query = TaskQuery(
-            matching.owner,
-            matching.limit + 1,
-            matching.statuses,
-            kind=matching.kind,
-            queue=matching.queue,
-            schedule_id=matching.schedule_id,
-        )
         async with self._uow() as uow:
-            found = list(await uow.tasks.list(query))
-            chosen, more = found[: matching.limit], len(found) > matching.limit
+
+            def read(limit: int, after: UUID | None) -> Awaitable[Sequence[Task]]:
+                query = TaskQuery(
+                    matching.owner,
+                    limit,
+                    matching.statuses,
+                    before=after,
+                    kind=matching.kind,
+                    queue=matching.queue,
+                    schedule_id=matching.schedule_id,
+                )
+                return uow.tasks.list(query)
+
+            chosen, left = await bounded_page(read, matching.limit, task_bytes, self._max_bytes)
+            more = left is not None
             now = self._clock.now()
             for task in chosen:
                 await uow.tasks.track(task)

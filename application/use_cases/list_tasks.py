@@ -7,8 +7,7 @@ from uuid import UUID
 
 from attrs import evolve, frozen
 
-from application.json_values import json_size
-from application.paging import MAX_PAGE_BYTES, bounded_page
+from application.paging import MAX_PAGE_BYTES, bounded_page, task_bytes
 from application.ports.task_repository import TaskQuery
 from application.ports.unit_of_work import UnitOfWorkFactory
 from domain.task import Task
@@ -39,9 +38,7 @@ class ListTasksHandler:
             def read(limit: int, after: UUID | None) -> Awaitable[Sequence[Task]]:
                 return uow.tasks.list(evolve(query, limit=limit, before=after or query.before))
 
-            items, next_before = await bounded_page(read, query.limit, _bytes, self._max_page_bytes)
+            items, next_before = await bounded_page(
+                read, query.limit, task_bytes, self._max_page_bytes
+            )
         return TaskPage(items, next_before)
-
-
-def _bytes(task: Task) -> int:
-    return json_size(task.payload) + json_size(task.result)

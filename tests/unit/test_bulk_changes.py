@@ -9,6 +9,7 @@ import pytest
 from dependency_injector import providers
 
 from application.use_cases.bulk_change import MatchingTasks
+from application.use_cases.cancel_tasks import CancelTasksHandler
 from application.use_cases.submit_task import SubmitTask
 from domain.values import TaskStatus
 from entrypoints.container import Container, create_container
@@ -53,6 +54,26 @@ async def test_the_tasks_that_match_are_changed_together_up_to_the_limit(app: Co
     retried = await app.retry_tasks()(MatchingTasks("alice", frozenset({TaskStatus.CANCELLED})))
     assert set(retried.changed) == {task.id for task in tasks}
     assert {await status_of(app, task.id) for task in tasks} == {TaskStatus.QUEUED}
+
+
+async def test_a_change_holds_the_tasks_of_a_page_of_bytes_then_leaves_the_rest(
+    app: Container,
+) -> None:
+    """A thousand tasks of a megabyte each are not read at once: a call ends, with
+    ``more``, once the payloads it read pass the bytes a page of the list holds."""
+    tasks = await submit(app, 5)  # {"n":1} and null: 11 bytes each
+    app.cancel_tasks.override(
+        providers.Singleton(
+            CancelTasksHandler, uow=app.uow, recorder=app.recorder, clock=app.clock, max_bytes=25
+        )
+    )
+    calls = []
+    while not calls or calls[-1].more:
+        calls.append(await app.cancel_tasks()(MatchingTasks("alice", WAITING)))
+    assert [len(call.changed) for call in calls] == [2, 2, 1]
+    assert [task_id for call in calls for task_id in call.changed] == [
+        task.id for task in reversed(tasks)
+    ]
 
 
 async def test_a_task_changed_meanwhile_sends_each_on_its_own(
