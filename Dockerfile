@@ -8,15 +8,16 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
-# Dependencies first, from the lock file alone: this layer survives code changes.
+# Dependencies first, from the lock file alone: this layer survives code changes. The
+# Python client is a dependency of the development group only: uv reads its metadata.
 COPY pyproject.toml uv.lock README.md ./
+COPY client/pyproject.toml client/README.md ./client/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-project
 COPY domain ./domain
 COPY application ./application
 COPY adapters ./adapters
 COPY entrypoints ./entrypoints
-COPY taskport_client ./taskport_client
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable
 

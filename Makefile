@@ -34,7 +34,7 @@ bench-quick: uv
 check: uv
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy --strict domain application taskport_client
+	$(RUN) mypy --strict domain application client/taskport_client
 	$(RUN) lint-imports --no-cache
 	$(RUN) check-jsonschema --builtin-schema vendor.compose-spec compose/*.yaml
 

@@ -1,4 +1,4 @@
-"""Writes ``taskport_client/sync_client.py`` from ``async_client.py``, as httpcore writes
+"""Writes ``client/taskport_client/sync_client.py`` from ``async_client.py``, as httpcore writes
 its sync code from its async code: the two clients stay one piece of code.
 
     python -m tests.unasync_client   # after a change to async_client.py
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CLIENT = Path(__file__).parents[1] / "taskport_client"
+CLIENT = Path(__file__).parents[1] / "client" / "taskport_client"
 
 SUBSTITUTIONS = [
     ("AsyncIterator, Callable, Sequence", "Callable, Iterator, Sequence"),
