@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from taskport_client import (
     AsyncClient,
     Client,
@@ -22,6 +21,7 @@ from taskport_client import (
     Unreachable,
     WaitTimedOut,
 )
+
 from tests.e2e.conftest import ApiFactory
 from tests.e2e.server import ServerProcess, free_port, serving_embedded
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-
 from taskport_client import AsyncClient, ServiceUnavailable, Unreachable
 from taskport_client.models import NewTask
+
 from tests.unasync_client import CLIENT, sync_source
 
 TASK = {
