@@ -142,7 +142,8 @@ def worker(
         typer.Option(
             "--queues",
             "-Q",
-            help="the queues to take, comma-separated: default,images "
+            help="the queues to take, comma-separated, each with the most of its tasks run "
+            "at once when it has a limit: default,images:4 "
             "(TASKPORT_WORKER_QUEUES; all of TASKPORT_QUEUES when not given)",
         ),
     ] = None,

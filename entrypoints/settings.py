@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     )
     worker_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="the queues this process's worker takes (all of TASKPORT_QUEUES if empty)",
+        description="the queues this process's worker takes (all of TASKPORT_QUEUES if empty), "
+        "each with the most of its tasks it runs at once after a colon when it has a limit: "
+        "default,images:4",
     )
     default_max_attempts: int = Field(default=3, ge=1, le=100)
     default_timeout_seconds: float = Field(default=300, gt=0, le=86400)
@@ -289,7 +291,7 @@ class Settings(BaseSettings):
             ) from None
         return text
 
-    @field_validator("queues", "worker_queues")
+    @field_validator("queues")
     @classmethod
     def _check_queue_names(cls, queues: list[str]) -> list[str]:
         for queue in queues:
@@ -297,20 +299,55 @@ class Settings(BaseSettings):
                 raise ValueError(problem)
         return list(dict.fromkeys(queues))
 
+    @field_validator("worker_queues")
+    @classmethod
+    def _check_worker_queue_entries(cls, entries: list[str]) -> list[str]:
+        """``name`` or ``name:limit``, each queue once."""
+        named: dict[str, str] = {}
+        for entry in entries:
+            queue, _, limit = entry.partition(":")
+            queue = queue.strip()
+            if problem := queue_name_problem(queue):
+                raise ValueError(problem)
+            if ":" in entry and not (limit.strip().isdigit() and int(limit) >= 1):
+                raise ValueError(
+                    f"a queue's limit is a whole number of tasks, 1 or more: {entry!r} "
+                    "(e.g. images:4)"
+                )
+            if queue in named and named[queue] != entry:
+                raise ValueError(f"queue {queue!r} is named twice, with different limits")
+            named[queue] = entry
+        return list(named.values())
+
     @model_validator(mode="after")
     def _check_worker_queues(self) -> Settings:
         if not 1 <= len(self.queues) <= MAX_QUEUES:
             raise ValueError(f"TASKPORT_QUEUES must name 1 to {MAX_QUEUES} queues")
-        if unknown := [queue for queue in self.worker_queues if queue not in self.queues]:
+        if unknown := [queue for queue in self.consumed_queues if queue not in self.queues]:
             raise ValueError(
                 f"TASKPORT_WORKER_QUEUES names queues not in TASKPORT_QUEUES: {', '.join(unknown)}"
+            )
+        concurrency = self.worker_concurrency
+        if over := [f"{q}:{n}" for q, n in self.queue_limits.items() if n > concurrency]:
+            raise ValueError(
+                f"a queue's limit is at most TASKPORT_WORKER_CONCURRENCY ({concurrency}): "
+                f"{', '.join(over)}"
             )
         return self
 
     @property
     def consumed_queues(self) -> tuple[str, ...]:
         """The queues this process's worker takes."""
-        return tuple(self.worker_queues or self.queues)
+        if not self.worker_queues:
+            return tuple(self.queues)
+        return tuple(entry.partition(":")[0].strip() for entry in self.worker_queues)
+
+    @property
+    def queue_limits(self) -> dict[str, int]:
+        """The most tasks of a queue this process's worker runs at once, for the queues
+        given a limit (``images:4``); the others share ``worker_concurrency``."""
+        limits = (entry.partition(":") for entry in self.worker_queues)
+        return {queue.strip(): int(limit) for queue, colon, limit in limits if colon}
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -10,10 +10,13 @@ from typing import Any
 
 @contextlib.asynccontextmanager
 async def consuming(
-    consumer: Any, callback: Callable[[Any], Awaitable[None]], prefetch: int = 10
+    consumer: Any,
+    callback: Callable[[Any], Awaitable[None]],
+    prefetch: int = 10,
+    limits: dict[str, int] | None = None,
 ) -> AsyncIterator[asyncio.Task[None]]:
-    """Runs ``consumer.consume(callback, prefetch)``; stops it when the block ends."""
-    task = asyncio.create_task(consumer.consume(callback, prefetch))
+    """Runs ``consumer.consume(callback, prefetch, limits)``; stops it when the block ends."""
+    task = asyncio.create_task(consumer.consume(callback, prefetch, limits))
     try:
         yield task
     finally:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Protocol
 
@@ -37,8 +37,9 @@ class Consumer(Protocol):
     """Delivers the run messages of the queues the consumer was made for to a callback.
 
     ``consume`` runs until ``stop`` is called (or it is cancelled), with at most
-    ``prefetch`` deliveries unsettled at once from each of its queues. Each delivery is
-    awaited in its own task, so deliveries run concurrently up to ``prefetch`` per queue.
+    ``prefetch`` deliveries unsettled at once from each of its queues, and at most
+    ``limits[queue]`` from a queue named there. Each delivery is awaited in its own task,
+    so deliveries run concurrently up to that many per queue.
     ``stop`` stops taking new messages and returns once ``consume`` has returned;
     unsettled deliveries are redelivered. Cancelled, ``consume`` cancels the callbacks in
     progress and returns once they have ended (a worker hands back the tasks it was
@@ -51,6 +52,8 @@ class Consumer(Protocol):
     dead-letter destination itself.
     """
 
-    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None: ...
+    async def consume(
+        self, callback: DeliveryCallback, prefetch: int, limits: Mapping[str, int] | None = None
+    ) -> None: ...
 
     async def stop(self) -> None: ...

@@ -65,11 +65,12 @@ class Runtime:
         if self._consume:
             consumer = self._container.consumer()
             concurrency = self._settings.worker_concurrency
+            limits = self._settings.queue_limits
             callback: DeliveryCallback = self._container.process_delivery()
             if len(self._settings.consumed_queues) > 1:
                 callback = at_most(concurrency, callback)
             self._consuming = asyncio.create_task(
-                consumer.consume(callback, concurrency), name="consumer"
+                consumer.consume(callback, concurrency, limits), name="consumer"
             )
             self._consuming.add_done_callback(self._consumer_ended)
         # What start-up made (modules, the container, the app, compiled statements) lives

@@ -285,6 +285,41 @@ async def test_a_consumer_of_several_queues_takes_the_messages_of_each(
     assert sorted(received) == sorted(message.body for message in published)
 
 
+async def test_a_queue_s_limit_bounds_its_deliveries_unsettled_at_once(
+    broker: BrokerUnderTest,
+) -> None:
+    """A worker's slow queue (``images:1``) holds one delivery at a time, and leaves the
+    rest of its prefetch to the other queues."""
+    in_flight = {"images": 0, "default": 0}
+    peak = dict(in_flight)
+    done: list[str] = []
+
+    def slow(queue: str) -> Callable[[Any], Awaitable[None]]:
+        async def run(delivery: Any) -> None:
+            in_flight[queue] += 1
+            peak[queue] = max(peak[queue], in_flight[queue])
+            await asyncio.sleep(0.02)
+            in_flight[queue] -= 1
+            done.append(queue)
+            await delivery.ack()
+
+        return run
+
+    async def by_queue(delivery: Any) -> None:
+        await slow(json.loads(delivery.body)["queue"])(delivery)
+
+    published = [
+        make_message(json.dumps({"queue": queue, "n": n}).encode(), topic=task_topic(queue))
+        for n in range(6)
+        for queue in QUEUES
+    ]
+    await broker.publisher.publish(published)
+    async with consuming(broker.make_consumer(QUEUES), by_queue, 4, {"images": 1}):
+        await eventually(lambda: len(done) == 12)
+    assert peak["images"] == 1
+    assert peak["default"] > 1
+
+
 async def test_a_nacked_message_comes_back_on_its_own_queue(broker: BrokerUnderTest) -> None:
     counts: list[int] = []
 

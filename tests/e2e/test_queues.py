@@ -3,6 +3,7 @@ take that queue run it."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import httpx
@@ -144,3 +145,24 @@ async def test_the_task_list_filters_by_queue_with_a_cursor_bound_to_it(
     invalid = await api.get("/v1/tasks", params={"queue": "Images!"})
     assert invalid.status_code == 422
     assert invalid.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_queue_s_limit_leaves_the_worker_s_other_slots_to_the_other_queues(
+    api_factory: ApiFactory,
+) -> None:
+    """A worker of two slots, "images" limited to one: slow tasks of "images" run one at a
+    time, and the default queue's tasks run in the other slot meanwhile, where without the
+    limit two slow tasks would hold both slots."""
+    api: httpx.AsyncClient = await api_factory(
+        queues=QUEUES, worker_queues=["default", "images:1"], worker_concurrency=2
+    )
+    sleep = {"kind": "sleep", "payload": {"seconds": 0.5}, "queue": "images"}
+    slow = [(await api.post("/v1/tasks", json=sleep)).json() for _ in range(3)]
+    quick = [(await api.post("/v1/tasks", json={"kind": "echo"})).json() for _ in range(3)]
+    for task in [*quick, *slow]:
+        await wait_for_status(api, task["id"], "SUCCEEDED")
+    quick_runs = [(await api.get(f"/v1/tasks/{task['id']}")).json() for task in quick]
+    slow_runs = [(await api.get(f"/v1/tasks/{task['id']}")).json() for task in slow]
+    spans = sorted((run["started_at"], run["finished_at"]) for run in slow_runs)
+    assert all(ended <= started for (_, ended), (started, _) in itertools.pairwise(spans))
+    assert max(run["finished_at"] for run in quick_runs) < spans[0][1]

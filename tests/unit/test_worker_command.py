@@ -103,9 +103,11 @@ def test_the_queues_given_on_the_command_line_are_the_ones_the_worker_takes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     taken: list[tuple[str, ...]] = []
+    limits: list[dict[str, int]] = []
 
     async def work(container: Any) -> bool:
         taken.append(container.settings().consumed_queues)
+        limits.append(container.settings().queue_limits)
         return False
 
     monkeypatch.setattr(cli, "_work", work)
@@ -119,7 +121,10 @@ def test_the_queues_given_on_the_command_line_are_the_ones_the_worker_takes(
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, ["worker"], env=env)
     assert result.exit_code == 0, result.output
-    assert taken == [("images", "reports"), ("default",)]
+    result = CliRunner().invoke(app, ["worker", "--queues", "images:2,reports"], env=env)
+    assert result.exit_code == 0, result.output
+    assert taken == [("images", "reports"), ("default",), ("images", "reports")]
+    assert limits == [{}, {}, {"images": 2}]
 
 
 def test_a_queue_the_deployment_lacks_is_a_configuration_error() -> None:

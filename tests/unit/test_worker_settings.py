@@ -58,6 +58,15 @@ def test_queues_are_read_from_a_comma_separated_list(monkeypatch: pytest.MonkeyP
     assert settings.consumed_queues == ("images",)
 
 
+def test_a_queue_given_a_limit_is_taken_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKPORT_QUEUES", "default,images,reports")
+    monkeypatch.setenv("TASKPORT_WORKER_QUEUES", "default, images:4,reports:1,images:4")
+    settings = Settings()
+    assert settings.consumed_queues == ("default", "images", "reports")
+    assert settings.queue_limits == {"images": 4, "reports": 1}
+    assert Settings(queues=["default", "images"], worker_queues=[]).queue_limits == {}
+
+
 def test_a_worker_takes_every_queue_unless_told_which() -> None:
     assert Settings().consumed_queues == ("default",)
     assert Settings(queues=["default", "images"]).consumed_queues == ("default", "images")
@@ -72,6 +81,12 @@ def test_a_worker_takes_every_queue_unless_told_which() -> None:
         ({"queues": []}, "TASKPORT_QUEUES must name 1 to 40"),
         ({"queues": [f"q{n}" for n in range(41)]}, "TASKPORT_QUEUES must name 1 to 40"),
         ({"queues": ["default"], "worker_queues": ["images"]}, "TASKPORT_WORKER_QUEUES"),
+        ({"queues": ["default"], "worker_queues": ["default:0"]}, "1 or more"),
+        ({"queues": ["default"], "worker_queues": ["default:two"]}, "whole number"),
+        ({"queues": ["default"], "worker_queues": ["default:"]}, "whole number"),
+        ({"queues": ["default"], "worker_queues": ["default:2", "default:3"]}, "named twice"),
+        ({"worker_queues": ["default:65"]}, r"at most TASKPORT_WORKER_CONCURRENCY \(64\)"),
+        ({"queues": ["default"], "worker_queues": ["Default:2"]}, "queue 'Default'"),
     ],
 )
 def test_queues_that_cannot_be_served_are_refused(settings: dict, named: str) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from attrs import define
@@ -86,6 +87,9 @@ class MemoryBroker:
         self._stopping = asyncio.Event()
         self._timers: set[asyncio.TimerHandle] = set()
         self._consuming: asyncio.Task[None] | None = None
+        self._limits: Mapping[str, int] = {}
+        self._in_hand: collections.Counter[str] = collections.Counter()
+        """Deliveries of each queue unsettled, against its limit while consuming."""
         self.dead_letters: list[DeadLetter] = []
 
     def consume_only(self, queues: tuple[str, ...]) -> None:
@@ -134,13 +138,25 @@ class MemoryBroker:
         timer = loop.call_later(seconds, fire)
         self._timers.add(timer)
 
-    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:
+    async def consume(
+        self, callback: DeliveryCallback, prefetch: int, limits: Mapping[str, int] | None = None
+    ) -> None:
+        """At most ``prefetch`` deliveries at once in all (one process's queues share one
+        worker), and ``limits[queue]`` of a queue named there."""
         if self._consuming is not None:
             raise RuntimeError("the in-process queue has one consumer at a time")
         self._consuming = asyncio.current_task()
         self._stopping.clear()
+        self._limits = dict(limits or {})
+        self._in_hand.clear()
         slots = asyncio.Semaphore(prefetch)
         running: dict[asyncio.Task[None], MemoryDelivery] = {}
+
+        def settled(handling: asyncio.Task[None]) -> None:
+            self._in_hand[running.pop(handling)._envelope.queue] -= 1
+            slots.release()
+            self._arrived.set()  # a queue at its limit may take a message again
+
         try:
             while True:
                 await slots.acquire()
@@ -149,10 +165,11 @@ class MemoryBroker:
                     slots.release()
                     break
                 envelope.delivery_count += 1
+                self._in_hand[envelope.queue] += 1
                 delivery = MemoryDelivery(self, envelope)
                 handling = asyncio.create_task(_handle(callback, delivery))
                 running[handling] = delivery
-                handling.add_done_callback(lambda done: (running.pop(done), slots.release()))
+                handling.add_done_callback(settled)
             if running:
                 await asyncio.wait(running)
         finally:
@@ -180,10 +197,10 @@ class MemoryBroker:
         return ready.popleft()
 
     def _next_ready(self) -> collections.deque[_Envelope] | None:
-        """The next consumed queue holding a message; the queues take turns (the one
-        returned goes last), so a busy queue does not hold the others back."""
+        """The next consumed queue holding a message, below its limit; the queues take
+        turns (the one returned goes last), so a busy queue does not hold the others back."""
         for index, queue in enumerate(self._consumed):
-            if self._ready[queue]:
+            if self._ready[queue] and self._in_hand[queue] < self._limits.get(queue, math.inf):
                 self._consumed = (*self._consumed[index + 1 :], *self._consumed[: index + 1])
                 return self._ready[queue]
         return None

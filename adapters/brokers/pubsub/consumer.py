@@ -9,7 +9,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -117,7 +117,8 @@ class PubSubConsumer:
         if problem := consumed_problem(consumed, options.queues):
             raise ValueError(problem)
         self._options = options
-        self._subscriptions = tuple(options.subscription_path_for(queue) for queue in consumed)
+        self._queue_of = {options.subscription_path_for(queue): queue for queue in consumed}
+        """Each consumed queue by its subscription's path."""
         self._client: pubsub_v1.SubscriberClient | None = None
         self.dead_letters = PubSubPublisher(options)
         self._stopping = asyncio.Event()
@@ -128,7 +129,7 @@ class PubSubConsumer:
     @property
     def subscriptions(self) -> tuple[str, ...]:
         """The paths of the subscriptions consumed."""
-        return self._subscriptions
+        return tuple(self._queue_of)
 
     @classmethod
     def from_url(
@@ -148,7 +149,9 @@ class PubSubConsumer:
             self._client = made(pubsub_v1.SubscriberClient)
         return self._client
 
-    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:
+    async def consume(
+        self, callback: DeliveryCallback, prefetch: int, limits: Mapping[str, int] | None = None
+    ) -> None:
         if self._consuming is not None:
             raise RuntimeError("a Pub/Sub consumer runs one stream at a time")
         self._consuming = asyncio.current_task()
@@ -174,7 +177,7 @@ class PubSubConsumer:
 
         try:
             await self._provisioned()
-            await self._streams(on_message, prefetch)
+            await self._streams(on_message, prefetch, limits or {})
             accepting = False
             if running:
                 await asyncio.wait(running)
@@ -206,12 +209,17 @@ class PubSubConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
 
-    async def _streams(self, on_message: Receiver, prefetch: int) -> None:
-        """Keeps a streaming pull open on each subscription until ``stop``; the first
-        failure of one closes the others and is raised."""
+    async def _streams(
+        self, on_message: Receiver, prefetch: int, limits: Mapping[str, int]
+    ) -> None:
+        """Keeps a streaming pull open on each subscription until ``stop``, with the
+        queue's limit as its flow control; the first failure of one closes the others and
+        is raised."""
         streams = [
-            asyncio.create_task(self._stream(subscription, on_message, prefetch))
-            for subscription in self._subscriptions
+            asyncio.create_task(
+                self._stream(subscription, on_message, min(prefetch, limits.get(queue, prefetch)))
+            )
+            for subscription, queue in self._queue_of.items()
         ]
         try:
             done, _ = await asyncio.wait(streams, return_when=asyncio.FIRST_EXCEPTION)
@@ -322,7 +330,7 @@ class PubSubConsumer:
         """Pub/Sub answers, and every subscription consumed exists."""
         client = self._subscriber()
         await self.dead_letters._ready()
-        for subscription in self._subscriptions:
+        for subscription in self._queue_of:
             await call(
                 functools.partial(
                     client.get_subscription,

@@ -190,7 +190,9 @@ class RabbitMqConsumer:
         """``queues``: the deployment's; ``consumed``: those this consumer takes (all)."""
         return cls(RabbitMqOptions.from_url(url, queues), consumed)
 
-    async def consume(self, callback: DeliveryCallback, prefetch: int) -> None:
+    async def consume(
+        self, callback: DeliveryCallback, prefetch: int, limits: Mapping[str, int] | None = None
+    ) -> None:
         if self._consuming is not None:
             raise RuntimeError("this consumer is already consuming")
         self._consuming = asyncio.current_task()
@@ -198,7 +200,7 @@ class RabbitMqConsumer:
         try:
             while (session := await self._next_session()) is not None:
                 try:
-                    await self._consume_on(session, callback, prefetch)
+                    await self._consume_on(session, callback, prefetch, limits or {})
                 except BrokerUnavailable as exc:
                     logger.warning("consuming interrupted: %s", exc)
             if self._handling:
@@ -224,7 +226,11 @@ class RabbitMqConsumer:
         return connecting.result()
 
     async def _consume_on(
-        self, session: AmqpSession, callback: DeliveryCallback, prefetch: int
+        self,
+        session: AmqpSession,
+        callback: DeliveryCallback,
+        prefetch: int,
+        limits: Mapping[str, int],
     ) -> None:
         def receiver(queue: str) -> MessageCallback:
             def on_message(
@@ -237,11 +243,12 @@ class RabbitMqConsumer:
 
             return on_message
 
-        await session.qos(prefetch)
-        consumer_tags = [
-            await session.consume(self._topology.task_queue(queue), receiver(queue))
-            for queue in self._queues
-        ]
+        consumer_tags = []
+        for queue in self._queues:
+            # basic.qos sets the prefetch of the consumers the channel starts after it.
+            await session.qos(min(prefetch, limits.get(queue, prefetch)))
+            task_queue = self._topology.task_queue(queue)
+            consumer_tags.append(await session.consume(task_queue, receiver(queue)))
         stopping = asyncio.ensure_future(self._stopping.wait())
         ends: set[asyncio.Future[Any]] = {stopping, session.lost}
         try:
