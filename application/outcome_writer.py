@@ -19,6 +19,7 @@ from attrs import frozen
 from application.attempts import AttemptOutcome, Failed, Released, Succeeded, apply_outcome
 from application.batching import Batcher, Request
 from application.errors import ConcurrencyConflict, Unavailable
+from application.outage_log import OutageLog
 from application.ports.clock import Clock
 from application.ports.handlers import ProgressUpdate
 from application.ports.unit_of_work import UnitOfWorkFactory
@@ -64,6 +65,7 @@ class OutcomeWriter:
         self._recorder = recorder
         self._clock = clock
         self._write_retry_delay = write_retry_delay
+        self._outage = OutageLog(logger, "outcomes")
         self._batches: Batcher[_Outcome, RunResult | Unwritten] = Batcher(
             self._record_batch, MAX_BATCH, BATCHES
         )
@@ -89,14 +91,14 @@ class OutcomeWriter:
                 if batched is not None:
                     recorded = await self._batches.add(batched)
                     if isinstance(recorded, RunResult):
-                        return recorded
-                    return await self._record(claimed, outcome, progress, recorded)
+                        return self._written(recorded)
+                    return self._written(await self._record(claimed, outcome, progress, recorded))
                 # Read first: a write that failed may have committed all the same.
-                return await self._record(claimed, outcome, progress)
+                return self._written(await self._record(claimed, outcome, progress))
             except Unavailable as exc:
                 if self._clock.now() + delay >= lease_ends:
                     raise
-                logger.warning(
+                self._outage.held_back(
                     "outcome of task %s not written (%s): trying again in %.1fs",
                     claimed.id,
                     exc,
@@ -105,6 +107,10 @@ class OutcomeWriter:
                 await asyncio.sleep(delay.total_seconds())
                 delay = min(delay * 2, WRITE_RETRY_MAX_DELAY)
                 batched = None
+
+    def _written(self, result: RunResult) -> RunResult:
+        self._outage.over("outcomes written")
+        return result
 
     async def release(self, claimed: Task) -> None:
         """Hands ``claimed`` back (QUEUED, the attempt not counted), even if the caller is

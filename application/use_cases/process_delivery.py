@@ -8,6 +8,7 @@ from datetime import timedelta
 from application import correlation
 from application.errors import PoisonMessage, Unavailable
 from application.messages import RunTaskMessage
+from application.outage_log import OutageLog
 from application.ports.consumer import Delivery
 from application.use_cases.run_task import Outcome, RunTask, RunTaskHandler
 
@@ -19,10 +20,6 @@ OUTAGE_MAX_DELAY = timedelta(seconds=30)
 the delay doubles with each delivery from the one the outage suggests, up to this. A
 two-minute outage costs a message about eight deliveries, not a hundred (the limit that
 makes it poison), and work resumes at most this long after the outage ends."""
-OUTAGE_LOG_EVERY = 100
-"""In an outage, the first delivery handed back is logged as a warning, then one in this
-many (with the count so far): a worker holding many deliveries would otherwise write a
-line for each of them at each of their returns."""
 
 
 class ProcessDeliveryHandler:
@@ -31,8 +28,8 @@ class ProcessDeliveryHandler:
     - undecodable, unknown task, or delivered more than ``max_deliveries`` times: rejected
       to the dead-letter destination, so a poison message never blocks the queue;
     - storage or broker unavailable: nacked, delivered again after a delay that doubles
-      with each delivery, from the one suggested up to ``OUTAGE_MAX_DELAY`` (logged once in
-      ``OUTAGE_LOG_EVERY``, and once more when a delivery runs again);
+      with each delivery, from the one suggested up to ``OUTAGE_MAX_DELAY`` (logged by an
+      ``OutageLog``: the first, then one in a hundred, and the outage's end);
     - task held by another worker: nacked until that worker's lease ends;
     - otherwise acked, after the task's new state is committed.
     """
@@ -40,8 +37,7 @@ class ProcessDeliveryHandler:
     def __init__(self, run_task: RunTaskHandler, max_deliveries: int = 100) -> None:
         self._run_task = run_task
         self._max_deliveries = max_deliveries
-        self._handed_back = 0
-        """Deliveries nacked for an outage since one last ran."""
+        self._outage = OutageLog(logger, "deliveries")
 
     async def __call__(self, delivery: Delivery) -> None:
         try:
@@ -58,17 +54,8 @@ class ProcessDeliveryHandler:
             result = await self._run_task(RunTask(message.task_id))
         except Unavailable as exc:
             delay = _outage_delay(delivery.delivery_count, exc.retry_after_seconds)
-            self._handed_back += 1
-            level = logging.DEBUG
-            if self._handed_back == 1 or self._handed_back % OUTAGE_LOG_EVERY == 0:
-                level = logging.WARNING
-            logger.log(
-                level,
-                "will retry task %s in %gs: %s (%d deliveries handed back in this outage)",
-                message.task_id,
-                delay.total_seconds(),
-                exc,
-                self._handed_back,
+            self._outage.held_back(
+                "will retry task %s in %gs: %s", message.task_id, delay.total_seconds(), exc
             )
             await delivery.nack(delay)
             return
@@ -76,11 +63,7 @@ class ProcessDeliveryHandler:
             logger.exception("unexpected error running task %s", message.task_id)
             await delivery.nack(UNEXPECTED_ERROR_DELAY)
             return
-        if self._handed_back:
-            logger.info(
-                "deliveries run again after %d were handed back for an outage", self._handed_back
-            )
-            self._handed_back = 0
+        self._outage.over("deliveries run again")
         if result.outcome is Outcome.UNKNOWN_TASK:
             await self._dead_letter(delivery, f"unknown task {message.task_id}")
         elif result.outcome is Outcome.BUSY:

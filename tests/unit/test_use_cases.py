@@ -829,12 +829,12 @@ async def test_an_outage_is_logged_once_in_a_hundred_deliveries_and_its_end_once
     ours = [record for record in caplog.records if record.name == "taskport.worker"]
     warned = [record.getMessage() for record in ours if record.levelname == "WARNING"]
     assert [line.rsplit("(", 1)[1] for line in warned] == [
-        "1 deliveries handed back in this outage)",
-        "100 deliveries handed back in this outage)",
-        "200 deliveries handed back in this outage)",
+        "1 deliveries held back in this outage)",
+        "100 deliveries held back in this outage)",
+        "200 deliveries held back in this outage)",
     ]
     infos = [record.getMessage() for record in ours if record.levelname == "INFO"]
-    assert infos == ["deliveries run again after 250 were handed back for an outage"]
+    assert infos == ["deliveries run again after 250 deliveries were held back"]
 
 
 class Outage:
@@ -892,15 +892,22 @@ async def finished_in_an_outage(
 
 
 async def test_an_outcome_is_written_once_storage_is_back_without_running_again(
-    app: Container, gate: Gate, at_commit: bool
+    app: Container, gate: Gate, at_commit: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    outage, task, running = await finished_in_an_outage(app, gate, at_commit)
-    await eventually(lambda: outage.refused >= 3)
-    assert not running.done()
-    outage.down = False
-    assert (await running).outcome is Outcome.RAN
+    with caplog.at_level(logging.INFO, logger="taskport.worker"):
+        outage, task, running = await finished_in_an_outage(app, gate, at_commit)
+        await eventually(lambda: outage.refused >= 3)
+        assert not running.done()
+        outage.down = False
+        assert (await running).outcome is Outcome.RAN
     stored = await status_of(app, task.id)
     assert (stored.status, stored.attempts, gate.runs) == (TaskStatus.SUCCEEDED, 1, 1)
+    # One warning for the outage, not one per try; and its end.
+    ours = [record for record in caplog.records if record.name == "taskport.worker"]
+    warned = [record.getMessage() for record in ours if record.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].endswith("(1 outcomes held back in this outage)")
+    [over] = [record.getMessage() for record in ours if record.levelname == "INFO"]
+    assert over.startswith("outcomes written after ")
 
 
 async def test_an_outcome_unwritten_when_the_lease_ends_is_given_up(
