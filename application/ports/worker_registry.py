@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 
 from domain.values import DEFAULT_QUEUE
 
@@ -22,6 +22,8 @@ class WorkerRecord:
     running: int
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     """The queues whose tasks it takes."""
+    queue_limits: dict[str, int] = field(factory=dict)
+    """The most tasks of a queue it runs at once, for the queues it takes with a limit."""
 
 
 class WorkerRegistry(Protocol):

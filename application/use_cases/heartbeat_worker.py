@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from attrs import frozen
+from attrs import field, frozen
 
 from application.ports.clock import Clock
 from application.ports.worker_registry import WorkerRecord, WorkerRegistry
@@ -22,6 +22,7 @@ class WorkerIdentity:
     started_at: datetime
     concurrency: int
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    queue_limits: dict[str, int] = field(factory=dict)
 
 
 class HeartbeatWorkerHandler:
@@ -47,6 +48,7 @@ class HeartbeatWorkerHandler:
                 concurrency=worker.concurrency,
                 running=running,
                 queues=worker.queues,
+                queue_limits=worker.queue_limits,
             )
         )
         await self._registry.prune(now - self._prune_after)

@@ -407,6 +407,11 @@ class WorkerOut(BaseModel):
     )
     status: Literal["alive", "lost"]
     queues: list[str] = Field(description="the queues whose tasks it takes")
+    queue_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="the most tasks of a queue it runs at once, for the queues it takes with "
+        "a limit",
+    )
 
     @classmethod
     def of(cls, worker: WorkerView) -> WorkerOut:
@@ -421,6 +426,7 @@ class WorkerOut(BaseModel):
             running=record.running,
             status=worker.status.value,
             queues=list(record.queues),
+            queue_limits=dict(record.queue_limits),
         )
 
 

@@ -96,6 +96,7 @@ class Runtime:
                     started_at=self._container.clock().now(),
                     concurrency=self._settings.worker_concurrency,
                     queues=self._settings.consumed_queues,
+                    queue_limits=self._settings.queue_limits,
                 )
                 await self._container.heartbeat_worker()(self._identity, 0)
         except BaseException:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
+
 from application.ports.worker_registry import WorkerRecord
 from tests.factories import T0, make_task
 
@@ -43,6 +45,17 @@ async def test_a_worker_reads_back_with_the_queues_it_takes(storage: Any) -> Non
     record = worker("w-1", queues=("images", "reports-2_b"))
     await registry.heartbeat(record)
     assert list(await registry.list()) == [record]
+
+
+async def test_a_worker_reads_back_with_the_limits_of_its_queues(storage: Any) -> None:
+    registry = storage.workers()
+    record = attrs.evolve(
+        worker("w-1", queues=("default", "images", "reports-2_b")),
+        queue_limits={"images": 4, "reports-2_b": 1000},
+    )
+    await registry.heartbeat(record)
+    [listed] = await registry.list()
+    assert (listed, listed.queue_limits) == (record, {"images": 4, "reports-2_b": 1000})
 
 
 async def test_a_later_heartbeat_replaces_the_record(storage: Any) -> None:

@@ -166,3 +166,5 @@ async def test_a_queue_s_limit_leaves_the_worker_s_other_slots_to_the_other_queu
     spans = sorted((run["started_at"], run["finished_at"]) for run in slow_runs)
     assert all(ended <= started for (_, ended), (started, _) in itertools.pairwise(spans))
     assert max(run["finished_at"] for run in quick_runs) < spans[0][1]
+    [worker] = (await api.get("/v1/workers")).json()["items"]
+    assert (worker["queues"], worker["queue_limits"]) == (QUEUES, {"images": 1})

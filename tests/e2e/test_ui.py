@@ -34,9 +34,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     keys = ",".join(f"{owner}:{key}" for owner, key in KEYS.items())
     env = {
         "TASKPORT_API_KEYS": keys,
-        # The embedded worker leaves the tasks of "images" queued.
+        # The embedded worker leaves the tasks of "images" queued; it runs 8 of "default"
+        # at once.
         "TASKPORT_QUEUES": "default,images",
-        "TASKPORT_WORKER_QUEUES": "default",
+        "TASKPORT_WORKER_QUEUES": "default:8",
     }
     with serving_embedded(tmp_path_factory.mktemp("ui"), env) as server:
         yield server
@@ -366,4 +367,4 @@ async def test_each_task_shows_its_queue_and_each_worker_the_queues_it_takes(
         assert "queueimages" in await page.wait_for(f"{fields}.includes('queue') && {fields}")
         await page.evaluate("document.querySelector('nav [data-view=workers]').click()")
         shown = "document.querySelector('#worker-rows td:nth-child(3)')?.textContent"
-        assert await page.wait_for(shown) == "default"
+        assert await page.wait_for(shown) == "default (8)"  # with its limit

@@ -173,6 +173,7 @@ def worker_document(worker: WorkerRecord) -> dict[str, Any]:
         "concurrency": worker.concurrency,
         "running": worker.running,
         "queues": list(worker.queues),
+        "queue_limits": dict(worker.queue_limits),
     }
 
 
@@ -186,4 +187,5 @@ def worker_from_document(document: dict[str, Any]) -> WorkerRecord:
         concurrency=document["concurrency"],
         running=document["running"],
         queues=tuple(document.get("queues", [DEFAULT_QUEUE])),
+        queue_limits=dict(document.get("queue_limits", {})),
     )

@@ -140,6 +140,8 @@ def worker_to_row(worker: WorkerRecord) -> dict[str, Any]:
         "concurrency": worker.concurrency,
         "running": worker.running,
         "queues": ",".join(worker.queues),
+        # Comma-separated queue:limit pairs: a queue name has no ':' nor ','.
+        "queue_limits": ",".join(f"{queue}:{n}" for queue, n in worker.queue_limits.items()),
     }
 
 
@@ -153,4 +155,8 @@ def worker_from_row(row: Row[Any]) -> WorkerRecord:
         concurrency=row.concurrency,
         running=row.running,
         queues=tuple(row.queues.split(",")),
+        queue_limits={
+            queue: int(n)
+            for queue, _, n in (pair.partition(":") for pair in row.queue_limits.split(",") if pair)
+        },
     )

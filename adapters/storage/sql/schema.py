@@ -102,7 +102,7 @@ IN_A_NAMED_QUEUE = text(f"queue <> '{DEFAULT_QUEUE}'")
 """The condition of the queue index; a query that reads the index states it in these words,
 so that the planner sees it holds whatever the queue bound to the statement."""
 
-SCHEMA_REVISION = "0014"
+SCHEMA_REVISION = "0015"
 """The newest migration's revision: the schema this code needs (a test checks that it is
 Alembic's head)."""
 
@@ -227,6 +227,7 @@ workers = Table(
     Column("running", Integer, nullable=False),
     # Comma-separated: every queue name is a word of a-z, 0-9, '_', '-'.
     Column("queues", String(2000), nullable=False, server_default=text("'default'")),
+    Column("queue_limits", String(2000), nullable=False, server_default=text("''")),
 )
 
 leases = Table(

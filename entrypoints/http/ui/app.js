@@ -375,7 +375,13 @@ async function showWorkers() {
   const rows = workers.items.map((worker) => row(
     worker.id,
     el("span", worker.status, { class: `status ${worker.status}` }),
-    worker.queues.join(", "),
+    // A queue taken with a limit shows it: "images (4)".
+    worker.queues
+      .map((queue) => {
+        const limit = (worker.queue_limits || {})[queue];
+        return limit === undefined ? queue : `${queue} (${limit})`;
+      })
+      .join(", "),
     worker.running,
     worker.concurrency,
     when(worker.started_at),
