@@ -641,4 +641,6 @@ def _attempts(task: dict[str, Any]) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, list):  # a worker's queues
         return ",".join(map(str, value))
+    if isinstance(value, dict):  # a worker's queue limits, as --queues takes them
+        return ",".join(f"{key}:{item}" for key, item in value.items())
     return value if isinstance(value, str) else json.dumps(value)

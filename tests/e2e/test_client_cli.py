@@ -47,6 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "TASKPORT_STORAGE_URL": f"sqlite:///{database}",
             "TASKPORT_API_KEYS": f"alice:{KEY}",
             "TASKPORT_RETRY_BASE_SECONDS": "0.05",
+            "TASKPORT_WORKER_QUEUES": "default:16",
         },
     )
     url = f"http://127.0.0.1:{port}"
@@ -217,6 +218,7 @@ def test_get_list_cancel_retry_delete_and_workers(server: str) -> None:
 
     code, output = run("workers")
     assert code == 0 and "alive" in output, output
+    assert "default:16" in output.split(), output  # the limit of the queue it takes
 
     assert run("submit", "predict", "-p", '{"features": {}}', "--run-at", "1h")[0] == 0
     code, output = run("stats")
