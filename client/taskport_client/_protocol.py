@@ -24,6 +24,8 @@ from taskport_client.errors import (
 )
 from taskport_client.models import NewTask
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+"""The server a client talks to when neither it nor ``TASKPORT_URL`` names one."""
 MAX_WAIT_SECONDS = 60
 """The longest a read of a task waits on the server for its end (``?wait=``)."""
 MAX_PAGE = 1000
@@ -133,6 +135,14 @@ def delete(task_id: str) -> Call:
 
 def stats() -> Call:
     return Call("GET", "/v1/stats", repeatable=True)
+
+
+def kinds() -> Call:
+    return Call("GET", "/v1/kinds", repeatable=True)
+
+
+def workers() -> Call:
+    return Call("GET", "/v1/workers", repeatable=True)
 
 
 def filters(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -19,7 +20,9 @@ class Client:
     """Taskport's API: submit tasks, read them, wait for their results,
     list, cancel, retry and delete them, and manage their schedules.
 
-    ``url`` is the server; ``api_key`` is sent as a bearer token. A request that fails for
+    ``url`` is the server (``TASKPORT_URL`` when not given, else the local default);
+    ``api_key`` is sent as a bearer token (``TASKPORT_API_KEY`` when not given), as the
+    ``taskport`` command line reads them. A request that fails for
     a passing reason (the server unreachable or restarting, a 503 while its database or
     broker is down) is sent again for up to ``retry_for`` seconds when that cannot do it
     twice: reads and submits always (every submit carries an idempotency key, made up when
@@ -31,13 +34,15 @@ class Client:
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:8000",
+        url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
         retry_for: float = 30.0,
         http: httpx.Client | None = None,
     ) -> None:
+        url = url or os.environ.get("TASKPORT_URL") or protocol.DEFAULT_URL
+        api_key = api_key or os.environ.get("TASKPORT_API_KEY")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._url = url.rstrip("/")
         self._owns_http = http is None
@@ -176,6 +181,17 @@ class Client:
         """The caller's tasks counted by status, kind and queue, and the queues' waits."""
         answer: dict[str, Any] = self._send(protocol.stats())
         return answer
+
+    def kinds(self) -> list[dict[str, Any]]:
+        """The kinds the deployment runs: ``name``, ``description``, ``payload_schema``."""
+        answer: dict[str, Any] = self._send(protocol.kinds())
+        return list(answer["items"])
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The workers the deployment knows of, most recently started first, each with its
+        ``status`` (``alive`` or ``lost``), ``queues`` and ``running`` tasks."""
+        answer: dict[str, Any] = self._send(protocol.workers())
+        return list(answer["items"])
 
     def create_schedule(
         self,

@@ -158,6 +158,17 @@ def test_the_blocking_client_submits_and_reads_results(served: ServerProcess) ->
             taskport.get(str(uuid.uuid4()))
 
 
+def test_the_server_and_key_come_from_the_environment_as_for_the_command_line(
+    served: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKPORT_URL", served.base_url)
+    monkeypatch.setenv("TASKPORT_API_KEY", KEY)
+    with Client() as taskport:
+        assert "echo" in [kind["name"] for kind in taskport.kinds()]
+        [worker] = taskport.workers()
+        assert (worker["status"], worker["queues"]) == ("alive", ["default"])
+
+
 def test_the_blocking_client_needs_a_known_key(served: ServerProcess) -> None:
     with Client(served.base_url, api_key="wrong") as taskport, pytest.raises(Unauthorized):
         taskport.stats()
