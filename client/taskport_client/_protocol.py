@@ -87,21 +87,21 @@ def get(task_id: str, wait: float | None = None) -> Call:
 
 
 def page(filters: dict[str, Any], limit: int, cursor: str | None) -> Call:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"a page holds 1 to {MAX_PAGE} tasks, not {limit}")
-    params = {**_query(filters), "limit": limit}
-    if cursor is not None:
-        params["cursor"] = cursor
-    return Call("GET", "/v1/tasks", params=params, repeatable=True)
+    return _page("/v1/tasks", "tasks", filters, limit, cursor)
 
 
 def schedules_page(limit: int, cursor: str | None) -> Call:
+    return _page("/v1/schedules", "schedules", {}, limit, cursor)
+
+
+def _page(path: str, items: str, query: dict[str, Any], limit: int, cursor: str | None) -> Call:
+    """A page of up to ``limit`` ``items`` of the list at ``path``, from ``cursor``."""
     if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"a page holds 1 to {MAX_PAGE} schedules, not {limit}")
-    params: dict[str, Any] = {"limit": limit}
+        raise ValueError(f"a page holds 1 to {MAX_PAGE} {items}, not {limit}")
+    params = {**query, "limit": limit}
     if cursor is not None:
         params["cursor"] = cursor
-    return Call("GET", "/v1/schedules", params=params, repeatable=True)
+    return Call("GET", path, params=params, repeatable=True)
 
 
 def create_schedule(body: dict[str, Any]) -> Call:
@@ -126,7 +126,7 @@ def change(task_id: str, action: str) -> Call:
 def change_all(action: str, filters: dict[str, Any], limit: int) -> Call:
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"a change takes 1 to {MAX_PAGE} tasks at a time, not {limit}")
-    return Call("POST", f"/v1/tasks/{action}", json={**_query(filters), "limit": limit})
+    return Call("POST", f"/v1/tasks/{action}", json={**filters, "limit": limit})
 
 
 def delete(task_id: str) -> Call:
@@ -151,6 +151,7 @@ def filters(
     queue: str | None,
     schedule_id: str | None,
 ) -> dict[str, Any]:
+    """The filters of a list or a change to many tasks, the unset ones left out."""
     statuses = [status] if isinstance(status, str) else list(status or [])
     given = {"status": statuses or None, "kind": kind, "queue": queue, "schedule_id": schedule_id}
     return {name: value for name, value in given.items() if value is not None}
@@ -227,10 +228,6 @@ def _may_send_again(call: Call) -> Callable[[RetryCallState], bool]:
         return call.repeatable or isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
 
     return may
-
-
-def _query(filters: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in filters.items() if value is not None}
 
 
 def _new_key() -> str:
