@@ -29,6 +29,13 @@ class Delivery(Protocol):
 
 DeliveryCallback = Callable[[Delivery], Awaitable[None]]
 
+
+def queue_prefetch(queue: str, prefetch: int, limits: Mapping[str, int] | None) -> int:
+    """The most deliveries of ``queue`` a consumer holds unsettled: ``prefetch``, or the
+    queue's limit when it has a lower one."""
+    return min(prefetch, (limits or {}).get(queue, prefetch))
+
+
 FAILED_DELIVERY_DELAY = timedelta(seconds=5)
 """How long a consumer waits before delivering again a message whose callback raised."""
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from attrs import define
 
 from application.messages import EVENTS_TOPIC, queue_of
-from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
+from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback, queue_prefetch
 from application.ports.outbox import OutboxMessage
 from domain.values import DEFAULT_QUEUE, consumed_problem
 
@@ -88,8 +87,9 @@ class MemoryBroker:
         self._timers: set[asyncio.TimerHandle] = set()
         self._consuming: asyncio.Task[None] | None = None
         self._limits: Mapping[str, int] = {}
+        """The most deliveries of each queue unsettled at once, while consuming."""
         self._in_hand: collections.Counter[str] = collections.Counter()
-        """Deliveries of each queue unsettled, against its limit while consuming."""
+        """Deliveries of each queue unsettled."""
         self.dead_letters: list[DeadLetter] = []
 
     def consume_only(self, queues: tuple[str, ...]) -> None:
@@ -147,7 +147,7 @@ class MemoryBroker:
             raise RuntimeError("the in-process queue has one consumer at a time")
         self._consuming = asyncio.current_task()
         self._stopping.clear()
-        self._limits = dict(limits or {})
+        self._limits = {queue: queue_prefetch(queue, prefetch, limits) for queue in self._queues}
         self._in_hand.clear()
         slots = asyncio.Semaphore(prefetch)
         running: dict[asyncio.Task[None], MemoryDelivery] = {}
@@ -200,7 +200,7 @@ class MemoryBroker:
         """The next consumed queue holding a message, below its limit; the queues take
         turns (the one returned goes last), so a busy queue does not hold the others back."""
         for index, queue in enumerate(self._consumed):
-            if self._ready[queue] and self._in_hand[queue] < self._limits.get(queue, math.inf):
+            if self._ready[queue] and self._in_hand[queue] < self._limits[queue]:
                 self._consumed = (*self._consumed[index + 1 :], *self._consumed[: index + 1])
                 return self._ready[queue]
         return None

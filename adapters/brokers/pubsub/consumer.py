@@ -24,7 +24,11 @@ from adapters.brokers.pubsub.publisher import (
 )
 from adapters.brokers.pubsub.topology import RPC_TIMEOUT_SECONDS, call, describe, made
 from application.errors import BrokerUnavailable
-from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
+from application.ports.consumer import (
+    FAILED_DELIVERY_DELAY,
+    DeliveryCallback,
+    queue_prefetch,
+)
 from domain.values import DEFAULT_QUEUE, consumed_problem
 
 logger = logging.getLogger("taskport.pubsub")
@@ -177,7 +181,7 @@ class PubSubConsumer:
 
         try:
             await self._provisioned()
-            await self._streams(on_message, prefetch, limits or {})
+            await self._streams(on_message, prefetch, limits)
             accepting = False
             if running:
                 await asyncio.wait(running)
@@ -210,14 +214,14 @@ class PubSubConsumer:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
 
     async def _streams(
-        self, on_message: Receiver, prefetch: int, limits: Mapping[str, int]
+        self, on_message: Receiver, prefetch: int, limits: Mapping[str, int] | None
     ) -> None:
         """Keeps a streaming pull open on each subscription until ``stop``, with the
         queue's limit as its flow control; the first failure of one closes the others and
         is raised."""
         streams = [
             asyncio.create_task(
-                self._stream(subscription, on_message, min(prefetch, limits.get(queue, prefetch)))
+                self._stream(subscription, on_message, queue_prefetch(queue, prefetch, limits))
             )
             for subscription, queue in self._queue_of.items()
         ]

@@ -23,7 +23,11 @@ from adapters.brokers.rabbitmq.session import (
     all_confirmed,
 )
 from application.errors import BrokerUnavailable
-from application.ports.consumer import FAILED_DELIVERY_DELAY, DeliveryCallback
+from application.ports.consumer import (
+    FAILED_DELIVERY_DELAY,
+    DeliveryCallback,
+    queue_prefetch,
+)
 from domain.values import DEFAULT_QUEUE, consumed_problem
 
 logger = logging.getLogger("taskport.rabbitmq")
@@ -200,7 +204,7 @@ class RabbitMqConsumer:
         try:
             while (session := await self._next_session()) is not None:
                 try:
-                    await self._consume_on(session, callback, prefetch, limits or {})
+                    await self._consume_on(session, callback, prefetch, limits)
                 except BrokerUnavailable as exc:
                     logger.warning("consuming interrupted: %s", exc)
             if self._handling:
@@ -230,7 +234,7 @@ class RabbitMqConsumer:
         session: AmqpSession,
         callback: DeliveryCallback,
         prefetch: int,
-        limits: Mapping[str, int],
+        limits: Mapping[str, int] | None,
     ) -> None:
         def receiver(queue: str) -> MessageCallback:
             def on_message(
@@ -246,7 +250,7 @@ class RabbitMqConsumer:
         consumer_tags = []
         for queue in self._queues:
             # basic.qos sets the prefetch of the consumers the channel starts after it.
-            await session.qos(min(prefetch, limits.get(queue, prefetch)))
+            await session.qos(queue_prefetch(queue, prefetch, limits))
             task_queue = self._topology.task_queue(queue)
             consumer_tags.append(await session.consume(task_queue, receiver(queue)))
         stopping = asyncio.ensure_future(self._stopping.wait())
