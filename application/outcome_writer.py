@@ -88,13 +88,7 @@ class OutcomeWriter:
         )
         while True:
             try:
-                if batched is not None:
-                    recorded = await self._batches.add(batched)
-                    if isinstance(recorded, RunResult):
-                        return self._written(recorded)
-                    return self._written(await self._record(claimed, outcome, progress, recorded))
-                # Read first: a write that failed may have committed all the same.
-                return self._written(await self._record(claimed, outcome, progress))
+                result = await self._write_once(claimed, outcome, progress, batched)
             except Unavailable as exc:
                 if self._clock.now() + delay >= lease_ends:
                     raise
@@ -107,10 +101,24 @@ class OutcomeWriter:
                 await asyncio.sleep(delay.total_seconds())
                 delay = min(delay * 2, WRITE_RETRY_MAX_DELAY)
                 batched = None
+                continue
+            self._outage.over("outcomes written")
+            return result
 
-    def _written(self, result: RunResult) -> RunResult:
-        self._outage.over("outcomes written")
-        return result
+    async def _write_once(
+        self,
+        claimed: Task,
+        outcome: AttemptOutcome,
+        progress: ProgressUpdate | None,
+        batched: _Outcome | None,
+    ) -> RunResult:
+        if batched is not None:
+            recorded = await self._batches.add(batched)
+            if isinstance(recorded, RunResult):
+                return recorded
+            return await self._record(claimed, outcome, progress, recorded)
+        # Read first: a write that failed may have committed all the same.
+        return await self._record(claimed, outcome, progress)
 
     async def release(self, claimed: Task) -> None:
         """Hands ``claimed`` back (QUEUED, the attempt not counted), even if the caller is
