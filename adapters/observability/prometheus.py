@@ -207,10 +207,6 @@ class PrometheusMetrics:
         # read the values of an earlier time this process held the lease.
         self._deployment.held = True
 
-    def observe_schedule_lag(self, lag: timedelta | None) -> None:
-        self._set_schedule_lag(lag)
-        self._deployment.held = True
-
     def _set_schedule_lag(self, lag: timedelta | None) -> None:
         self.schedule_lag.set(lag.total_seconds() if lag is not None else 0)
 
@@ -228,10 +224,6 @@ class PrometheusMetrics:
         if child is None:
             child = self._children[(metric, labels)] = metric.labels(*labels)
         return child
-
-    def observe_stats(self, stats: Stats) -> None:
-        self._set_stats(stats)
-        self._deployment.held = True
 
     def _set_stats(self, stats: Stats) -> None:
         """Every status of every kind, and of every queue, stored since the process started

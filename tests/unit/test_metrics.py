@@ -7,11 +7,17 @@ from datetime import timedelta
 from adapters.observability.prometheus import PrometheusMetrics
 from application.ports.task_repository import TaskStats
 from application.use_cases.get_stats import Stats
+from application.use_cases.observe_deployment import DeploymentStats
 from domain.values import TaskStatus
 
 
 def stats(counts: dict[tuple[TaskStatus, str], int]) -> Stats:
     return Stats(tasks=TaskStats(counts, None), oldest_queued_age=None, outbox_backlog=0)
+
+
+def observe(metrics: PrometheusMetrics, stats: Stats) -> None:
+    """A pass of the statistics in the process holding their lease."""
+    metrics.observe_deployment(DeploymentStats(stats, schedule_lag=None))
 
 
 def stored(metrics: PrometheusMetrics, status: str, kind: str) -> float | None:
@@ -22,13 +28,13 @@ def test_stored_tasks_read_zero_in_every_status_of_a_kind_once_seen() -> None:
     """A count that falls to zero reads 0, not a series gone: a sum over statuses or kinds
     stays a number, and a graph goes down to 0 instead of stopping."""
     metrics = PrometheusMetrics()
-    metrics.observe_stats(stats({(TaskStatus.QUEUED, "echo"): 3}))
+    observe(metrics, stats({(TaskStatus.QUEUED, "echo"): 3}))
     assert stored(metrics, "QUEUED", "echo") == 3
     assert stored(metrics, "FAILED", "echo") == 0
-    metrics.observe_stats(stats({(TaskStatus.SUCCEEDED, "echo"): 3}))
+    observe(metrics, stats({(TaskStatus.SUCCEEDED, "echo"): 3}))
     assert stored(metrics, "QUEUED", "echo") == 0
     assert stored(metrics, "SUCCEEDED", "echo") == 3
-    metrics.observe_stats(stats({}))  # pruned, say
+    observe(metrics, stats({}))  # pruned, say
     assert {status.value: stored(metrics, status.value, "echo") for status in TaskStatus} == {
         status.value: 0 for status in TaskStatus
     }
@@ -42,12 +48,10 @@ def test_each_queue_counts_its_tasks_in_every_status_zero_included() -> None:
         return metrics.registry.get_sample_value("taskport_queue_tasks", labels)
 
     by_queue = {(TaskStatus.QUEUED, "images"): 4, (TaskStatus.SUCCEEDED, "default"): 2}
-    metrics.observe_stats(
-        Stats(TaskStats({}, None, by_queue), oldest_queued_age=None, outbox_backlog=0)
-    )
+    observe(metrics, Stats(TaskStats({}, None, by_queue), oldest_queued_age=None, outbox_backlog=0))
     assert (in_queue("images", "QUEUED"), in_queue("images", "RUNNING")) == (4, 0)
     assert in_queue("default", "SUCCEEDED") == 2
-    metrics.observe_stats(stats({}))  # the queue drained and its tasks pruned
+    observe(metrics, stats({}))  # the queue drained and its tasks pruned
     assert in_queue("images", "QUEUED") == 0
 
 
@@ -58,7 +62,7 @@ def test_each_queue_reads_how_long_its_oldest_task_has_waited_zero_once_none_wai
         return metrics.registry.get_sample_value("taskport_queue_wait_seconds", {"queue": queue})
 
     ages = {"images": timedelta(seconds=90), "default": timedelta(seconds=2)}
-    metrics.observe_stats(Stats(TaskStats({}, None), timedelta(seconds=90), 0, ages))
+    observe(metrics, Stats(TaskStats({}, None), timedelta(seconds=90), 0, ages))
     assert (waited("images"), waited("default")) == (90, 2)
-    metrics.observe_stats(stats({}))  # drained
+    observe(metrics, stats({}))  # drained
     assert (waited("images"), waited("default")) == (0, 0)

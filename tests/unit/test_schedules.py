@@ -385,9 +385,9 @@ async def test_the_schedule_lag_is_how_late_the_earliest_due_schedule_is(
     await create(app, "*/10 * * * *")
     clock.advance(minutes=12)  # due since 12:05 and 12:10; the paused one since 12:05
     assert await lag() == timedelta(minutes=7)
-    app.metrics().observe_schedule_lag(await lag())
+    app.metrics().observe_deployment(await app.observe_deployment()())
     assert metric(app, "taskport_schedule_lag_seconds") == 420
     await app.run_due_schedules()()
     assert await lag() is None
-    app.metrics().observe_schedule_lag(await lag())
+    app.metrics().observe_deployment(await app.observe_deployment()())
     assert metric(app, "taskport_schedule_lag_seconds") == 0
