@@ -179,7 +179,7 @@ function syncFilters() {
   for (const [action, { statuses }] of Object.entries(BULK)) {
     $(`bulk-${action}`).disabled = bulkStatuses(statuses).length === 0;
   }
-  const retried = state.statuses.size ? bulkStatuses(BULK.retry.statuses) : ["FAILED"];
+  const retried = chosenStatuses("retry");
   $("bulk-retry").textContent = `Retry the ${retried.join(" and ").toLowerCase() || "failed"} ones`;
 }
 
@@ -194,9 +194,15 @@ function bulkStatuses(statuses) {
   return state.statuses.size ? statuses.filter((status) => state.statuses.has(status)) : statuses;
 }
 
+// The statuses a change takes its tasks from: those chosen, or its default.
+function chosenStatuses(action) {
+  const { statuses, fallback } = BULK[action];
+  return state.statuses.size ? bulkStatuses(statuses) : fallback;
+}
+
 async function changeAll(action) {
-  const { statuses, fallback, done } = BULK[action];
-  const body = { status: state.statuses.size ? bulkStatuses(statuses) : fallback };
+  const { done } = BULK[action];
+  const body = { status: chosenStatuses(action) };
   if (state.kind) body.kind = state.kind;
   if (state.queue) body.queue = state.queue;
   const scope = [body.status.join(" or "), body.kind && `kind ${body.kind}`,
